@@ -1,0 +1,67 @@
+/*
+ * _bridge.h
+ *		What the embedded Python may call in PostgreSQL, and what the C shim
+ *		calls to report what Python left behind.
+ *
+ * Only plain C types appear here: this header is read by cffi's cdef parser
+ * and included after <Python.h> by the generated module, so it must not pull
+ * in postgres.h (which _bridge.c includes first, as PostgreSQL requires).
+ * The lines between the CDEF markers are given to cffi verbatim.
+ */
+#ifndef ALIVE_WORKER_BRIDGE_H
+#define ALIVE_WORKER_BRIDGE_H
+
+/* CDEF BEGIN */
+/* Return codes of every aw_* call that may fail. */
+#define AW_OK 1
+#define AW_ERROR 2
+
+/* Server log levels Python may write at; the bridge maps them to elevels. */
+#define AW_LOG_DEBUG 1
+#define AW_LOG_LOG 2
+#define AW_LOG_WARNING 3
+
+/* The last PostgreSQL ERROR caught by the bridge, as plain strings. */
+typedef struct aw_error
+{
+	char		sqlstate[6];
+	const char *message;
+	const char *detail;
+	const char *hint;
+	const char *context;
+} aw_error;
+
+typedef struct aw_plan aw_plan;
+
+const aw_error *aw_last_error(void);
+void		aw_record_error(const char *sqlstate, const char *message,
+							const char *detail, const char *hint,
+							const char *context);
+
+int			aw_prepare(const char *query, int nargs, const char *const *argtypes,
+					   int keep, aw_plan **plan_out);
+int			aw_execute(aw_plan *plan, const char *const *values, long *rows_out);
+void		aw_free_plan(aw_plan *plan);
+/* Columns of the last statement's rows; -1 if it returned none (INSERT). */
+int			aw_result_columns(void);
+int			aw_result_value(long row, int column, const char **value_out);
+
+int			aw_quote_identifier(const char *name, const char **quoted_out);
+int			aw_current_role(const char **name_out);
+const char *aw_setting(const char *name);
+int			aw_log(int elevel, const char *message);
+int			aw_log_enabled(int elevel);
+
+int			aw_subtransaction_begin(void);
+int			aw_subtransaction_end(int commit);
+/* CDEF END */
+
+/*
+ * Called by the C shim after every call into Python: forgets the per-call
+ * state (open subtransactions, result rows), then raises what the bridge or
+ * Python recorded as a PostgreSQL error at elevel (ERROR for a tick, FATAL
+ * at start).  Returns normally when nothing went wrong.
+ */
+extern void aw_finish_python_call(int elevel);
+
+#endif							/* ALIVE_WORKER_BRIDGE_H */

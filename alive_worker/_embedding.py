@@ -1,0 +1,82 @@
+"""cffi builder of alive_worker's embedding library (``alive_worker._native``).
+
+setup.py hands ``ffibuilder`` to setuptools through ``cffi_modules``.  The
+result is one shared library that embeds CPython: the C shim dlopens it in the
+worker process only, and its first call starts the interpreter, which runs the
+init code below and so imports :mod:`alive_worker._worker`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import cffi
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+BRIDGE_HEADER = PACKAGE_DIR / "_bridge.h"
+BRIDGE_SOURCE = PACKAGE_DIR / "_bridge.c"
+
+# Implemented in Python (alive_worker/_worker.py), called by the C shim.
+ENTRY_POINTS = """
+int aw_python_start(void);
+int aw_python_tick(int settings_generation, int previous_tick_committed);
+"""
+
+
+def bridge_cdef() -> str:
+    """The declarations of _bridge.h that Python may call."""
+    header = BRIDGE_HEADER.read_text()
+    match = re.search(r"/\* CDEF BEGIN \*/(.*)/\* CDEF END \*/", header, re.S)
+    if match is None:
+        raise RuntimeError(f"{BRIDGE_HEADER} has no CDEF section")
+    return match.group(1)
+
+
+def pg_config(option: str) -> str:
+    """One value from the pg_config named by $PG_CONFIG (default: on PATH)."""
+    command = os.environ.get("PG_CONFIG", "pg_config")
+    return subprocess.check_output([command, option], text=True).strip()
+
+
+def libpython() -> tuple[str, str]:
+    """Name and directory of the shared libpython to link the library with."""
+    if not sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        sys.exit(
+            f"{sys.executable} has no shared libpython; alive_worker embeds "
+            "Python and needs one (Debian's /usr/bin/python3 has it)"
+        )
+    version = sysconfig.get_config_var("LDVERSION") or sysconfig.get_config_var("VERSION")
+    return f"python{version}", str(sysconfig.get_config_var("LIBDIR"))
+
+
+def relative(path: Path) -> str:
+    """setuptools wants source paths relative to setup.py's directory."""
+    return os.path.relpath(path, Path.cwd())
+
+
+library_name, library_dir = libpython()
+
+ffibuilder = cffi.FFI()
+ffibuilder.embedding_api(ENTRY_POINTS)
+ffibuilder.cdef(bridge_cdef())
+ffibuilder.set_source(
+    "alive_worker._native",
+    '#include "_bridge.h"',
+    sources=[relative(BRIDGE_SOURCE)],
+    include_dirs=[str(PACKAGE_DIR), pg_config("--includedir-server")],
+    libraries=[library_name],
+    library_dirs=[library_dir],
+    # PostgreSQL's headers are written for these, as PGXS builds use them.
+    extra_compile_args=["-fno-strict-aliasing", "-fwrapv", "-Wall"],
+    # The shim loads the library by its full name, which the limited API changes.
+    py_limited_api=False,
+)
+ffibuilder.embedding_init_code("import alive_worker._worker")
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

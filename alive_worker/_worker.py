@@ -1,0 +1,67 @@
+"""Entry points the C shim calls through cffi.
+
+Nothing may escape from here into C: every exception is recorded with the
+bridge (SQLSTATE, message, traceback) and the shim raises it as a PostgreSQL
+ERROR once Python has returned.
+"""
+
+from __future__ import annotations
+
+import traceback
+
+from alive_worker._native import ffi, lib
+from alive_worker.heartbeat import Heartbeat
+from alive_worker.spi import SPIError
+
+EXTERNAL_ROUTINE_EXCEPTION = "38000"
+
+_heartbeat: Heartbeat | None = None
+
+
+def _record(exc: BaseException, doing: str) -> int:
+    trace = "".join(traceback.format_exception(exc)).rstrip()
+    if isinstance(exc, SPIError):
+        context = "\n".join(part for part in (exc.context, trace) if part)
+        lib.aw_record_error(
+            exc.sqlstate.encode(),
+            exc.message.encode(errors="replace"),
+            exc.detail.encode(errors="replace") if exc.detail else ffi.NULL,
+            exc.hint.encode(errors="replace") if exc.hint else ffi.NULL,
+            context.encode(errors="replace"),
+        )
+    else:
+        message = f"alive_worker {doing} failed: {type(exc).__name__}: {exc}"
+        lib.aw_record_error(
+            EXTERNAL_ROUTINE_EXCEPTION.encode(),
+            message.encode(errors="replace"),
+            ffi.NULL,
+            ffi.NULL,
+            trace.encode(errors="replace"),
+        )
+    return int(lib.AW_ERROR)
+
+
+@ffi.def_extern()
+def aw_python_start() -> int:
+    """Routes logging to the server log; called outside any transaction."""
+    try:
+        from alive_worker import pglog
+
+        pglog.install()
+        return int(lib.AW_OK)
+    except BaseException as exc:
+        return _record(exc, "start")
+
+
+@ffi.def_extern()
+def aw_python_tick(settings_generation: int, previous_tick_committed: int) -> int:
+    """Runs one tick inside the shim's transaction."""
+    global _heartbeat
+    try:
+        if _heartbeat is None:
+            # Reads the catalogs, so it waits for the first transaction.
+            _heartbeat = Heartbeat()
+        _heartbeat.tick(settings_generation, bool(previous_tick_committed))
+        return int(lib.AW_OK)
+    except BaseException as exc:
+        return _record(exc, "tick")

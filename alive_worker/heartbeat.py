@@ -1,0 +1,78 @@
+"""The default tick: one heartbeat row per tick, through a kept plan."""
+
+from __future__ import annotations
+
+import logging
+
+from alive_worker import hooks, pglog, spi
+from alive_worker.logtable import LogTable
+from alive_worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Heartbeat:
+    """Counts heartbeats and writes the next one; state lives across ticks."""
+
+    def __init__(self) -> None:
+        self.settings = Settings.current()
+        self.role = spi.current_role()
+        self.written = 0  # heartbeats committed since the worker started
+        self._generation: int | None = None
+        self._insert: spi.Plan | None = None
+        self._stale: list[spi.Plan] = []
+        self._hook: hooks.Hook | None = None
+        self._hook_loaded = False
+        self._pending = False  # this tick's row awaits the shim's commit
+
+    def tick(self, settings_generation: int, previous_committed: bool) -> None:
+        """Writes heartbeat number written + 1 in the shim's transaction."""
+        if self._pending and previous_committed:
+            self.written += 1
+        self._pending = False
+        for plan in self._stale:
+            plan.free()
+        self._stale.clear()
+        if settings_generation != self._generation:
+            self._reload(settings_generation)
+        if not self._hook_loaded:
+            self._hook = hooks.load(self.settings.hook)
+            self._hook_loaded = True
+        if self._insert is None:
+            table = LogTable(self.settings.schema, self.settings.table, self.role)
+            self._insert = table.prepare_insert()
+
+        number = self.written + 1
+        message = f"{self.settings.message} {number}"
+        insert = self._insert
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "alive_worker executing query [%s] with [%s] as [%s]",
+                insert.query, message, self.role,
+            )
+        try:
+            insert.execute(message)
+        except spi.SPIError:
+            # The table may be gone or changed: look again next tick.
+            self._discard_insert()
+            raise
+        log.debug("alive_worker query OK")
+        if self._hook is not None:
+            self._hook(hooks.Tick(number, message, self.settings))
+        self._pending = True
+
+    def _reload(self, settings_generation: int) -> None:
+        previous = self.settings
+        self.settings = Settings.current()
+        self._generation = settings_generation
+        pglog.follow_server_level()
+        if (self.settings.schema, self.settings.table) != (previous.schema, previous.table):
+            self._discard_insert()
+        if self.settings.hook != previous.hook:
+            self._hook_loaded = False
+
+    def _discard_insert(self) -> None:
+        # Freed at the next tick: this transaction may be failing right now.
+        if self._insert is not None:
+            self._stale.append(self._insert)
+            self._insert = None

@@ -1,0 +1,60 @@
+"""alive_worker.hook: a Python callable run in every tick, after the INSERT."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from alive_worker.settings import Settings
+
+
+@dataclass(frozen=True)
+class Tick:
+    """What a hook is told about the tick it runs in."""
+
+    number: int
+    message: str
+    settings: Settings
+
+
+Hook = Callable[[Tick], None]
+
+
+class HookError(Exception):
+    """alive_worker.hook names nothing that can be called."""
+
+
+def load(spec: str) -> Hook | None:
+    """The callable named by ``module:function`` or ``/path/file.py:function``."""
+    if not spec:
+        return None
+    source, sep, attribute = spec.rpartition(":")
+    if not sep or not source or not attribute:
+        raise HookError(
+            f'alive_worker.hook = "{spec}" is not of the form module:function or /path/file.py:function'
+        )
+    try:
+        module = _import(source)
+    except Exception as error:
+        raise HookError(
+            f'alive_worker.hook = "{spec}": cannot import {source}: {type(error).__name__}: {error}'
+        ) from error
+    hook = getattr(module, attribute, None)
+    if not callable(hook):
+        raise HookError(f'alive_worker.hook = "{spec}": {source} has no callable "{attribute}"')
+    return hook  # type: ignore[no-any-return]
+
+
+def _import(source: str) -> object:
+    if not source.endswith(".py"):
+        return importlib.import_module(source)
+    path = Path(source)
+    spec = importlib.util.spec_from_file_location(f"alive_worker_hook_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path} is not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,0 +1,164 @@
+"""Python face of SPI: statements, plans, quoting and subtransactions.
+
+Every function here calls the C bridge, which catches PostgreSQL ERRORs and
+returns them as :class:`SPIError`.  Outside :func:`subtransaction` an error
+aborts the whole tick (the transaction is rolled back when Python returns);
+inside it, the error can be caught and the tick goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import NoReturn
+
+from alive_worker._native import ffi, lib
+
+Row = tuple[str | None, ...]
+
+
+class SPIError(Exception):
+    """A PostgreSQL error, shaped like psycopg's: ``sqlstate`` and diagnostics."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        sqlstate: str = "XX000",
+        detail: str | None = None,
+        hint: str | None = None,
+        context: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.sqlstate = sqlstate
+        self.detail = detail
+        self.hint = hint
+        self.context = context
+
+    def __str__(self) -> str:
+        return f"{self.message} (SQLSTATE {self.sqlstate})"
+
+
+def _text(pointer: object) -> str | None:
+    return None if pointer == ffi.NULL else ffi.string(pointer).decode()
+
+
+def _raise_last_error() -> NoReturn:
+    error = lib.aw_last_error()
+    if error == ffi.NULL:
+        raise SPIError("alive_worker bridge failed without an error")
+    raise SPIError(
+        _text(error.message) or "",
+        sqlstate=ffi.string(error.sqlstate).decode(),
+        detail=_text(error.detail),
+        hint=_text(error.hint),
+        context=_text(error.context),
+    )
+
+
+def _check(result: int) -> None:
+    if result != lib.AW_OK:
+        _raise_last_error()
+
+
+class Plan:
+    """A prepared statement; kept plans live until :meth:`free`."""
+
+    __slots__ = ("query", "nargs", "_handle", "_values", "_rows")
+
+    def __init__(self, query: str, argtypes: Sequence[str], keep: bool) -> None:
+        handle = ffi.new("aw_plan **")
+        types = [ffi.new("char[]", name.encode()) for name in argtypes]
+        _check(lib.aw_prepare(query.encode(), len(types), types, int(keep), handle))
+        self.query = query
+        self.nargs = len(types)
+        self._handle = handle[0]
+        self._values = ffi.new("char *[]", max(self.nargs, 1))
+        self._rows = ffi.new("long *")
+
+    def execute(self, *values: str | None) -> list[Row]:
+        """Runs the plan with text values (None is SQL NULL); returns its rows."""
+        if len(values) != self.nargs:
+            raise TypeError(f"{self.query!r} takes {self.nargs} values, got {len(values)}")
+        keep_alive = []
+        for index, value in enumerate(values):
+            if value is None:
+                self._values[index] = ffi.NULL
+            else:
+                buffer = ffi.new("char[]", value.encode())
+                keep_alive.append(buffer)
+                self._values[index] = buffer
+        _check(lib.aw_execute(self._handle, self._values, self._rows))
+        columns = lib.aw_result_columns()
+        if columns < 0:
+            return []
+        return _fetch(self._rows[0], columns)
+
+    def free(self) -> None:
+        """Releases the plan; it cannot be executed afterwards."""
+        if self._handle != ffi.NULL:
+            lib.aw_free_plan(self._handle)
+            self._handle = ffi.NULL
+
+
+def _fetch(row_count: int, columns: int) -> list[Row]:
+    value = ffi.new("char **")
+    rows: list[Row] = []
+    for row in range(row_count):
+        fields: list[str | None] = []
+        for column in range(columns):
+            _check(lib.aw_result_value(row, column, value))
+            fields.append(_text(value[0]))
+        rows.append(tuple(fields))
+    return rows
+
+
+def prepare(query: str, argtypes: Sequence[str] = (), *, keep: bool = False) -> Plan:
+    """Prepares ``query`` with parameters ``$1..$n`` of the named types."""
+    return Plan(query, argtypes, keep)
+
+
+def execute(query: str, *values: str | None) -> list[Row]:
+    """Runs ``query`` once with text parameters; returns its rows as text."""
+    plan = Plan(query, ["text"] * len(values), keep=False)
+    try:
+        return plan.execute(*values)
+    finally:
+        plan.free()
+
+
+def quote_ident(name: str) -> str:
+    """``name`` quoted as PostgreSQL's quote_identifier() does."""
+    quoted = ffi.new("char **")
+    _check(lib.aw_quote_identifier(name.encode(), quoted))
+    return ffi.string(quoted[0]).decode()
+
+
+def qualified_name(schema: str, name: str) -> str:
+    """``schema.name`` with both parts quoted."""
+    return f"{quote_ident(schema)}.{quote_ident(name)}"
+
+
+def current_role() -> str:
+    """The role the worker's statements run as."""
+    name = ffi.new("char **")
+    _check(lib.aw_current_role(name))
+    return ffi.string(name[0]).decode()
+
+
+def setting(name: str) -> str | None:
+    """A configuration parameter's current value, or None if unknown."""
+    return _text(lib.aw_setting(name.encode()))
+
+
+@contextmanager
+def subtransaction() -> Iterator[None]:
+    """Statements inside may fail without aborting the tick, as a SAVEPOINT."""
+    _check(lib.aw_subtransaction_begin())
+    try:
+        yield
+    except BaseException:
+        lib.aw_subtransaction_end(0)
+        raise
+    _check(lib.aw_subtransaction_end(1))
