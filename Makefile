@@ -59,9 +59,9 @@ clean-python:
 	rm -rf build alive_worker/_native*.so *.egg-info
 
 demo:
-	scripts/demo
+	PG_CONFIG="$(PG_CONFIG)" scripts/demo
 
 test:
-	scripts/test
+	PG_CONFIG="$(PG_CONFIG)" scripts/test $(PYTEST_ARGS)
 
 .PHONY: FORCE install-python clean-python demo test

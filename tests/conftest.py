@@ -1,0 +1,183 @@
+"""Real PostgreSQL clusters with alive_worker preloaded.
+
+testgres makes and starts the clusters (initdb in a temporary directory, our
+library in shared_preload_libraries, short intervals); the tests talk to them
+with psycopg.  The suite runs as the server's OS user: scripts/test sees to
+that, after `make install` has put the extension into the server's tree.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+import psycopg.sql
+import pytest
+import testgres
+
+PG_CONFIG = os.environ.get("PG_CONFIG", "pg_config")
+BIN_DIR = subprocess.check_output([PG_CONFIG, "--bindir"], text=True).strip()
+PKGLIB_DIR = subprocess.check_output([PG_CONFIG, "--pkglibdir"], text=True).strip()
+
+# Short enough for quick tests, long enough that the log stays readable.
+TEST_INTERVAL = "100ms"
+MESSAGE = "STILL ALIVE and counting!"
+
+T = TypeVar("T")
+
+
+def wait_for(probe: Callable[[], T | None], what: str, timeout: float = 10.0) -> T:
+    """Polls probe until it returns something truthy; fails naming what was awaited."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+class Cluster:
+    """A running testgres node, with what the tests ask of a cluster."""
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+        self._log_mark = 0
+
+    # ---- SQL ----
+
+    def connect(self, dbname: str = "postgres", user: str | None = None) -> psycopg.Connection[Any]:
+        return psycopg.connect(
+            host=self.node.host,
+            port=self.node.port,
+            dbname=dbname,
+            user=user or self.node.os_ops.username,
+            autocommit=True,
+        )
+
+    def sql(self, query: str, params: Any = None, dbname: str = "postgres") -> list[tuple[Any, ...]]:
+        with self.connect(dbname) as conn:
+            cursor = conn.execute(query, params)
+            return cursor.fetchall() if cursor.description else []
+
+    def set(self, **settings: str) -> None:
+        """ALTER SYSTEM SET each alive_worker.<name>, then reload."""
+        with self.connect() as conn:
+            for name, value in settings.items():
+                # Quoted: "table" is a reserved word.
+                conn.execute(
+                    psycopg.sql.SQL("ALTER SYSTEM SET {} = {}").format(
+                        psycopg.sql.Identifier("alive_worker", name), value
+                    )
+                )
+            conn.execute("SELECT pg_reload_conf()")
+
+    def reset(self, *names: str) -> None:
+        with self.connect() as conn:
+            for name in names:
+                conn.execute(
+                    psycopg.sql.SQL("ALTER SYSTEM RESET {}").format(psycopg.sql.Identifier("alive_worker", name))
+                )
+            conn.execute("SELECT pg_reload_conf()")
+
+    # ---- the worker ----
+
+    def worker_pid(self) -> int | None:
+        rows = self.sql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'alive worker'")
+        return rows[0][0] if rows else None
+
+    def wait_for_worker(self, timeout: float = 10.0) -> int:
+        return wait_for(self.worker_pid, "the alive worker to run", timeout)
+
+    def heartbeats(self, table: str = "public.log_table", dbname: str = "postgres") -> list[tuple[int, str]]:
+        """(pk, message) of every row, oldest first; [] while the table is missing."""
+        exists = self.sql("SELECT to_regclass(%s) IS NOT NULL", [table], dbname)[0][0]
+        if not exists:
+            return []
+        return [(pk, message) for pk, message in self.sql(f"SELECT pk, message FROM {table} ORDER BY pk", dbname=dbname)]
+
+    def wait_for_heartbeats(
+        self, count: int, table: str = "public.log_table", timeout: float = 10.0, dbname: str = "postgres"
+    ) -> list[tuple[int, str]]:
+        return wait_for(
+            lambda: (rows if len(rows := self.heartbeats(table, dbname)) >= count else None),
+            f"{count} heartbeats in {table}",
+            timeout,
+        )
+
+    # ---- the server log ----
+
+    def log(self) -> str:
+        return Path(self.node.pg_log_file).read_text(errors="replace")
+
+    def mark_log(self) -> None:
+        """Later calls to new_log() see only what is written from now on."""
+        self._log_mark = len(Path(self.node.pg_log_file).read_bytes())
+
+    def new_log(self) -> str:
+        return Path(self.node.pg_log_file).read_bytes()[self._log_mark :].decode(errors="replace")
+
+    def wait_for_log(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
+        """First match of pattern in the log written since mark_log()."""
+        regex = re.compile(pattern, re.M)
+        return wait_for(lambda: regex.search(self.new_log()), f"log line /{pattern}/", timeout)
+
+
+def start_cluster(
+    tmp_path_factory: pytest.TempPathFactory,
+    settings: dict[str, str] | None = None,
+    setup_sql: list[str] | None = None,
+) -> Cluster:
+    """initdb, run setup_sql if any, then start with alive_worker preloaded."""
+    base_dir = tmp_path_factory.mktemp("cluster")
+    node = testgres.PostgresNode(base_dir=str(base_dir), bin_dir=BIN_DIR)
+    node.init()
+    node.append_conf(log_statement="none", log_min_messages="debug1", max_worker_processes="16")
+    if setup_sql:
+        node.start()
+        for statement in setup_sql:
+            node.safe_psql(statement)
+        node.stop()
+    node.append_conf(
+        shared_preload_libraries="alive_worker",
+        **{"alive_worker.interval": TEST_INTERVAL, **{f"alive_worker.{k}": v for k, v in (settings or {}).items()}},
+    )
+    node.start()
+    return Cluster(node)
+
+
+def stop_cluster(cluster: Cluster) -> None:
+    if cluster.node.status() == testgres.NodeStatus.Running:
+        cluster.node.stop(["-m", "immediate"])
+    shutil.rmtree(cluster.node.base_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One cluster per test module, with the default settings and a short interval."""
+    made = start_cluster(tmp_path_factory)
+    made.wait_for_worker()
+    yield made
+    stop_cluster(made)
+
+
+@pytest.fixture
+def make_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Cluster]]:
+    """A factory of clusters with their own settings, stopped after the test."""
+    made: list[Cluster] = []
+
+    def factory(settings: dict[str, str] | None = None, setup_sql: list[str] | None = None) -> Cluster:
+        made.append(start_cluster(tmp_path_factory, settings, setup_sql))
+        return made[-1]
+
+    yield factory
+    for cluster in made:
+        stop_cluster(cluster)
