@@ -62,7 +62,7 @@ static int	tick_interval_ms = 10000;
 /* Entry points of the embedding library, found with dlsym */
 static int	(*python_start) (void);
 static int	(*python_tick) (int settings_generation, int previous_tick_committed);
-static void (*finish_python_call) (int elevel);
+static void (*finish_python_call) (int result, int elevel);
 
 /* Set by signal handlers */
 static volatile sig_atomic_t got_sigterm = false;
@@ -281,7 +281,8 @@ start_python(void)
 	 * server log); AW_OK is never 0.
 	 */
 	result = python_start();
-	finish_python_call(FATAL);
+	if (result == AW_ERROR)
+		finish_python_call(result, FATAL);
 	if (result != AW_OK)
 		ereport(FATAL,
 				(errmsg("alive_worker could not start Python from \"%s\"",
@@ -327,7 +328,7 @@ run_tick(int settings_generation, bool previous_committed)
 		pgstat_report_activity(STATE_RUNNING, "alive_worker heartbeat");
 
 		result = python_tick(settings_generation, previous_committed);
-		finish_python_call(ERROR);
+		finish_python_call(result, ERROR);
 		if (result != AW_OK)
 			ereport(ERROR,
 					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),

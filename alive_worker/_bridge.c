@@ -68,6 +68,7 @@ static int	subtransaction_depth = 0;
 
 /* An ERROR was caught outside any subtransaction: only rollback remains. */
 static bool transaction_failed = false;
+static char failure_cause[512];
 
 /* The last error, in malloc'd strings so that recording it cannot fail. */
 static aw_error last_error;
@@ -140,9 +141,14 @@ run_guarded(GuardMode mode, void (*body) (void *), void *arg)
 
 	if (mode != GUARD_LOG && transaction_failed)
 	{
-		aw_record_error("25P02",
-						"current heartbeat transaction is aborted, statements ignored until the tick ends",
-						NULL, NULL, NULL);
+		char		message[sizeof(failure_cause) + 128];
+
+		snprintf(message, sizeof(message),
+				 "current heartbeat transaction is aborted by an earlier error (%s), statements ignored until the tick ends",
+				 failure_cause);
+		aw_record_error("25P02", message, NULL,
+						"Run statements whose errors you catch inside spi.subtransaction().",
+						NULL);
 		return AW_ERROR;
 	}
 
@@ -184,6 +190,8 @@ run_guarded(GuardMode mode, void (*body) (void *), void *arg)
 			 * Python runs a little longer before the shim gets to abort.
 			 */
 			transaction_failed = true;
+			strlcpy(failure_cause, edata->message ? edata->message : "unknown",
+					sizeof(failure_cause));
 			LWLockReleaseAll();
 		}
 		/* SPI frees its rows when the statement fails. */
@@ -514,13 +522,14 @@ aw_subtransaction_end(int commit)
 /* ---- called by the shim ---- */
 
 void
-aw_finish_python_call(int elevel)
+aw_finish_python_call(int result, int elevel)
 {
 	char		sqlstate[6];
 	char	   *message;
 	char	   *detail;
 	char	   *hint;
 	char	   *context;
+	bool		failed = result == AW_ERROR || transaction_failed;
 	bool		left_open = subtransaction_depth > 0;
 
 	/* The shim's abort ends whatever Python left open. */
@@ -528,11 +537,16 @@ aw_finish_python_call(int elevel)
 	transaction_failed = false;
 	result_rows = NULL;
 
-	if (!error_recorded && !left_open)
+	/* An error Python caught inside a subtransaction is history. */
+	if (!failed && !left_open)
+	{
+		forget_error();
 		return;
+	}
 	if (!error_recorded)
 		aw_record_error("XX000",
-						"alive_worker Python code left a subtransaction open",
+						left_open ? "alive_worker Python code left a subtransaction open"
+						: "alive_worker Python code failed without an error",
 						NULL, "Use spi.subtransaction() as a context manager.",
 						NULL);
 

@@ -57,11 +57,11 @@ int			aw_subtransaction_end(int commit);
 /* CDEF END */
 
 /*
- * Called by the C shim after every call into Python: forgets the per-call
- * state (open subtransactions, result rows), then raises what the bridge or
- * Python recorded as a PostgreSQL error at elevel (ERROR for a tick, FATAL
- * at start).  Returns normally when nothing went wrong.
+ * Called by the C shim after every call into Python, with what the call
+ * returned: forgets the per-call state (open subtransactions, result rows),
+ * then, if Python failed or the transaction did, raises the recorded error
+ * at elevel (ERROR for a tick, FATAL at start).  Returns normally otherwise.
  */
-extern void aw_finish_python_call(int elevel);
+extern void aw_finish_python_call(int result, int elevel);
 
 #endif							/* ALIVE_WORKER_BRIDGE_H */

@@ -160,6 +160,25 @@ def stop_cluster(cluster: Cluster) -> None:
     shutil.rmtree(cluster.node.base_dir, ignore_errors=True)
 
 
+LOG_LINES_ON_FAILURE = 80
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    """Remembers each phase's outcome on the test item, for the fixtures' teardown."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+def show_log_if_failed(request: pytest.FixtureRequest, cluster: Cluster) -> None:
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        tail = cluster.log().splitlines()[-LOG_LINES_ON_FAILURE:]
+        print(f"\n---- last {len(tail)} lines of {cluster.node.pg_log_file} ----")
+        print("\n".join(tail))
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """One cluster per test module, with the default settings and a short interval."""
@@ -170,7 +189,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 @pytest.fixture
-def make_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Cluster]]:
+def make_cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., Cluster]]:
     """A factory of clusters with their own settings, stopped after the test."""
     made: list[Cluster] = []
 
@@ -180,4 +201,5 @@ def make_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
 
     yield factory
     for cluster in made:
+        show_log_if_failed(request, cluster)
         stop_cluster(cluster)

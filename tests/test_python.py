@@ -1,0 +1,127 @@
+"""Python in the worker: hooks, exceptions, the SPI bridge's error semantics."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import MESSAGE, Cluster, wait_for
+
+
+def write_hook(directory: Path, body: str) -> str:
+    """A hook file the server user can read; returns the alive_worker.hook value."""
+    path = directory / "hook.py"
+    path.write_text(body)
+    os.chmod(directory, 0o755)
+    os.chmod(path, 0o644)
+    return f"{path}:hook"
+
+
+def test_exception_in_a_tick_is_logged_with_traceback_and_next_tick_succeeds(
+    make_cluster: Callable[..., Cluster], tmp_path: Path
+) -> None:
+    hook = write_hook(
+        tmp_path,
+        """
+from pathlib import Path
+
+FLAG = Path(__file__).with_suffix(".raised")
+
+def hook(tick):
+    if tick.number == 3 and not FLAG.exists():
+        FLAG.write_text("raised")
+        raise ValueError("hook failed on purpose at heartbeat 3")
+""",
+    )
+    cluster = make_cluster(settings={"hook": hook})
+    pid = cluster.wait_for_worker()
+    rows = cluster.wait_for_heartbeats(5)
+    log = cluster.log()
+    assert "ERROR:  alive_worker tick failed: ValueError: hook failed on purpose at heartbeat 3" in log
+    assert "Traceback (most recent call last)" in log
+    assert f'File "{tmp_path / "hook.py"}", line 9, in hook' in log
+    # The failed tick was rolled back, heartbeat 3 included; the next one wrote it.
+    assert [m for _, m in rows[:5]] == [f"{MESSAGE} {n}" for n in range(1, 6)]
+    assert cluster.worker_pid() == pid
+
+
+def test_hook_that_cannot_be_loaded_names_the_setting(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(settings={"hook": "no_such_module:hook"})
+    cluster.wait_for_log(
+        r'ERROR:  alive_worker tick failed: HookError: alive_worker.hook = "no_such_module:hook": '
+        r"cannot import no_such_module: ModuleNotFoundError"
+    )
+    assert cluster.heartbeats() == []
+    cluster.set(hook="")
+    cluster.wait_for_heartbeats(2)
+
+
+def test_hook_not_of_the_form_module_function_is_explained(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(settings={"hook": "just_a_name"})
+    cluster.wait_for_log(r'alive_worker.hook = "just_a_name" is not of the form module:function')
+
+
+def test_sql_error_caught_in_a_subtransaction_lets_the_tick_commit(
+    make_cluster: Callable[..., Cluster], tmp_path: Path
+) -> None:
+    hook = write_hook(
+        tmp_path,
+        """
+from alive_worker import spi
+
+def hook(tick):
+    try:
+        with spi.subtransaction():
+            spi.execute("INSERT INTO notes VALUES ($1)", "lost")
+            spi.execute("SELECT 1 / 0")
+    except spi.SPIError as error:
+        spi.execute("INSERT INTO notes VALUES ($1)", f"{tick.number} caught {error.sqlstate}")
+""",
+    )
+    cluster = make_cluster(settings={"hook": hook}, setup_sql=["CREATE TABLE notes (note text)"])
+    cluster.wait_for_heartbeats(3)
+    notes = [note for (note,) in cluster.sql("SELECT note FROM notes")]
+    assert notes[:3] == ["1 caught 22012", "2 caught 22012", "3 caught 22012"]
+    assert "ERROR:  " not in cluster.log()
+
+
+def test_sql_error_caught_outside_a_subtransaction_still_fails_the_tick(
+    make_cluster: Callable[..., Cluster], tmp_path: Path
+) -> None:
+    hook = write_hook(
+        tmp_path,
+        """
+from alive_worker import spi
+
+def hook(tick):
+    try:
+        spi.execute("SELECT 1 / 0")
+    except spi.SPIError:
+        pass  # too late: without a subtransaction the tick is lost
+    spi.execute("INSERT INTO notes VALUES ('after')")
+""",
+    )
+    cluster = make_cluster(settings={"hook": hook}, setup_sql=["CREATE TABLE notes (note text)"])
+    failure = "ERROR:  current heartbeat transaction is aborted by an earlier error (division by zero)"
+    wait_for(lambda: cluster.log().count(failure) >= 3, "three failed ticks")
+    assert "HINT:  Run statements whose errors you catch inside spi.subtransaction()." in cluster.log()
+    assert cluster.heartbeats() == []
+    assert cluster.sql("SELECT count(*) FROM notes") == [(0,)]
+    assert cluster.worker_pid() is not None
+
+
+def test_statement_result_rows_reach_python(make_cluster: Callable[..., Cluster], tmp_path: Path) -> None:
+    hook = write_hook(
+        tmp_path,
+        """
+from alive_worker import spi
+
+def hook(tick):
+    rows = spi.execute("SELECT $1 || '!', NULL, 42 FROM generate_series(1, 2)", "hi")
+    spi.execute("INSERT INTO notes VALUES ($1)", repr(rows))
+""",
+    )
+    cluster = make_cluster(settings={"hook": hook}, setup_sql=["CREATE TABLE notes (note text)"])
+    cluster.wait_for_heartbeats(1)
+    assert cluster.sql("SELECT note FROM notes LIMIT 1") == [("[('hi!', None, '42'), ('hi!', None, '42')]",)]
