@@ -48,7 +48,9 @@ class Heartbeat:
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "alive_worker executing query [%s] with [%s] as [%s]",
-                insert.query, message, self.role,
+                insert.query,
+                message,
+                self.role,
             )
         try:
             insert.execute(message)

@@ -58,9 +58,7 @@ class LogTable:
             self._create()
             rows = spi.execute(_INSPECT, self.schema, self.table)
         self._check(rows)
-        return spi.prepare(
-            f"INSERT INTO {self.qualified} (message) VALUES ($1)", ["text"], keep=True
-        )
+        return spi.prepare(f"INSERT INTO {self.qualified} (message) VALUES ($1)", ["text"], keep=True)
 
     def _create(self) -> None:
         try:
@@ -90,7 +88,7 @@ class LogTable:
             raise spi.SPIError(
                 f'permission denied: role "{self.role}" lacks INSERT on table {self.qualified}',
                 sqlstate=INSUFFICIENT_PRIVILEGE,
-                hint=f'GRANT INSERT ON {self.qualified} TO {spi.quote_ident(self.role)};',
+                hint=f"GRANT INSERT ON {self.qualified} TO {spi.quote_ident(self.role)};",
             )
         if unusable_sequences:
             raise spi.SPIError(

@@ -46,4 +46,4 @@ _UNIT_MS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
 def _interval_ms(shown: str) -> int:
     """GetConfigOption shows an interval with its unit, as SHOW does (10s, 1min)."""
     digits = shown.rstrip("abcdefghijklmnopqrstuvwxyz")
-    return int(digits) * _UNIT_MS[shown[len(digits):] or "ms"]
+    return int(digits) * _UNIT_MS[shown[len(digits) :] or "ms"]

@@ -65,7 +65,7 @@ def _check(result: int) -> None:
 class Plan:
     """A prepared statement; kept plans live until :meth:`free`."""
 
-    __slots__ = ("query", "nargs", "_handle", "_values", "_rows")
+    __slots__ = ("_handle", "_rows", "_values", "nargs", "query")
 
     def __init__(self, query: str, argtypes: Sequence[str], keep: bool) -> None:
         handle = ffi.new("aw_plan **")
@@ -132,7 +132,7 @@ def quote_ident(name: str) -> str:
     """``name`` quoted as PostgreSQL's quote_identifier() does."""
     quoted = ffi.new("char **")
     _check(lib.aw_quote_identifier(name.encode(), quoted))
-    return ffi.string(quoted[0]).decode()
+    return str(ffi.string(quoted[0]).decode())
 
 
 def qualified_name(schema: str, name: str) -> str:
@@ -144,7 +144,7 @@ def current_role() -> str:
     """The role the worker's statements run as."""
     name = ffi.new("char **")
     _check(lib.aw_current_role(name))
-    return ffi.string(name[0]).decode()
+    return str(ffi.string(name[0]).decode())
 
 
 def setting(name: str) -> str | None:

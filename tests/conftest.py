@@ -13,7 +13,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -84,7 +84,9 @@ class Cluster:
         with self.connect() as conn:
             for name in names:
                 conn.execute(
-                    psycopg.sql.SQL("ALTER SYSTEM RESET {}").format(psycopg.sql.Identifier("alive_worker", name))
+                    psycopg.sql.SQL("ALTER SYSTEM RESET {}").format(
+                        psycopg.sql.Identifier("alive_worker", name)
+                    )
                 )
             conn.execute("SELECT pg_reload_conf()")
 
@@ -102,13 +104,16 @@ class Cluster:
         exists = self.sql("SELECT to_regclass(%s) IS NOT NULL", [table], dbname)[0][0]
         if not exists:
             return []
-        return [(pk, message) for pk, message in self.sql(f"SELECT pk, message FROM {table} ORDER BY pk", dbname=dbname)]
+        return [
+            (pk, message)
+            for pk, message in self.sql(f"SELECT pk, message FROM {table} ORDER BY pk", dbname=dbname)
+        ]
 
     def wait_for_heartbeats(
         self, count: int, table: str = "public.log_table", timeout: float = 10.0, dbname: str = "postgres"
     ) -> list[tuple[int, str]]:
         return wait_for(
-            lambda: (rows if len(rows := self.heartbeats(table, dbname)) >= count else None),
+            lambda: rows if len(rows := self.heartbeats(table, dbname)) >= count else None,
             f"{count} heartbeats in {table}",
             timeout,
         )
@@ -148,7 +153,10 @@ def start_cluster(
         node.stop()
     node.append_conf(
         shared_preload_libraries="alive_worker",
-        **{"alive_worker.interval": TEST_INTERVAL, **{f"alive_worker.{k}": v for k, v in (settings or {}).items()}},
+        **{
+            "alive_worker.interval": TEST_INTERVAL,
+            **{f"alive_worker.{k}": v for k, v in (settings or {}).items()},
+        },
     )
     node.start()
     return Cluster(node)
@@ -164,7 +172,9 @@ LOG_LINES_ON_FAILURE = 80
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Remembers each phase's outcome on the test item, for the fixtures' teardown."""
     report = yield
     setattr(item, f"report_{report.when}", report)

@@ -43,12 +43,12 @@ def test_counter_starts_at_one_after_restart(make_cluster: Callable[..., Cluster
     cluster.wait_for_heartbeats(3)
     cluster.node.restart()
     rows = wait_for(
-        lambda: (rows if (rows := cluster.heartbeats())[-1][1] == f"{MESSAGE} 3" else None),
+        lambda: rows if (rows := cluster.heartbeats())[-1][1] == f"{MESSAGE} 3" else None,
         "three heartbeats after the restart",
     )
     numbers = [int(message.split()[-1]) for _, message in rows]
     before = numbers.index(1, 1)  # where the second run begins
-    assert numbers == list(range(1, before + 1)) + [1, 2, 3]
+    assert numbers == [*range(1, before + 1), 1, 2, 3]
 
 
 def test_start_and_stop_are_logged(make_cluster: Callable[..., Cluster]) -> None:

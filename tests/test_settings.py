@@ -7,7 +7,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import MESSAGE, Cluster, wait_for
+from conftest import MESSAGE, Cluster
 
 EXPECTED = {
     # name: (default as pg_settings shows it, context, unit)
@@ -33,7 +33,11 @@ def test_settings_are_described_in_pg_settings(cluster: Cluster) -> None:
 @pytest.mark.parametrize(
     ("name", "value", "complaint"),
     [
-        ("interval", "5ms", r'5 ms is outside the valid range for parameter "alive_worker.interval" \(10 \.\. '),
+        (
+            "interval",
+            "5ms",
+            r'5 ms is outside the valid range for parameter "alive_worker.interval" \(10 \.\. ',
+        ),
         ("interval", "0", r'0 ms is outside the valid range for parameter "alive_worker.interval"'),
         ("interval", "-1s", r'is outside the valid range for parameter "alive_worker.interval"'),
         ("interval", "often", r'invalid value for parameter "alive_worker.interval": "often"'),
@@ -86,6 +90,8 @@ def test_reload_changes_message_interval_and_table(make_cluster: Callable[..., C
     first = int(rows[0][1].split()[-1])
     assert first > written - 1
     assert [m for _, m in rows] == [f"beat {n}" for n in range(first, first + len(rows))]
-    gaps = cluster.sql(f"SELECT extract(epoch FROM ts - lag(ts) OVER (ORDER BY pk)) FROM {table} ORDER BY pk OFFSET 1")
+    gaps = cluster.sql(
+        f"SELECT extract(epoch FROM ts - lag(ts) OVER (ORDER BY pk)) FROM {table} ORDER BY pk OFFSET 1"
+    )
     assert all(0.2 < float(gap) < 0.6 for (gap,) in gaps), gaps
     assert cluster.worker_pid() == pid, "a reload must not restart the worker"
