@@ -8,7 +8,7 @@
 #   make demo / make test                set everything up, then demo / test
 
 MODULE_big = alive_worker
-OBJS = alive_worker.o
+OBJS = alive_worker.o crash_guard.o failure_log.o
 PGFILEDESC = "alive_worker - heartbeat background worker with Python ticks"
 
 PG_CONFIG ?= pg_config
@@ -35,7 +35,7 @@ PYTHON_FILES = setup.py pyproject.toml $(wildcard alive_worker/*.py alive_worker
 WHEEL_STAMP = build/wheel/.built
 
 all: $(WHEEL_STAMP)
-alive_worker.o: $(CONFIG_HEADER) alive_worker/_bridge.h
+alive_worker.o: $(CONFIG_HEADER) alive_worker/_bridge.h crash_guard.h failure_log.h
 
 $(CONFIG_HEADER): FORCE
 	@$(PYTHON) scripts/write_config_header.py "$@" "$(PYTHON)" "$(PYTHON_ENV)" "$(PG_CONFIG)"

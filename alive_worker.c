@@ -36,10 +36,13 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/timeout.h"
 #include "utils/wait_event.h"
 
 #include "alive_worker/_bridge.h"
 #include "alive_worker_config.h"	/* written by make: where Python lives */
+#include "crash_guard.h"
+#include "failure_log.h"
 
 PG_MODULE_MAGIC;
 
@@ -49,6 +52,7 @@ PGDLLEXPORT void alive_worker_main(Datum main_arg);
 #define MIN_INTERVAL_MS 10
 #define MAX_INTERVAL_MS (24 * 60 * 60 * 1000)
 #define RESTART_DELAY_SECONDS 5
+#define MAX_CONNECT_DELAY_SECONDS 300
 
 /* GUC variables */
 static char *worker_database = NULL;
@@ -58,11 +62,17 @@ static char *table_name = NULL;
 static char *heartbeat_message = NULL;
 static char *tick_hook = NULL;
 static int	tick_interval_ms = 10000;
+static int	tick_timeout_ms = 0;
+static int	crash_limit = 3;
+static int	crash_window_s = 600;
 
 /* Entry points of the embedding library, found with dlsym */
 static int	(*python_start) (void);
 static int	(*python_tick) (int settings_generation, int previous_tick_committed);
 static void (*finish_python_call) (int result, int elevel);
+
+/* Heartbeats committed since the worker started */
+static int64 ticks_written = 0;
 
 /* Set by signal handlers */
 static volatile sig_atomic_t got_sigterm = false;
@@ -182,6 +192,39 @@ _PG_init(void)
 							   PGC_SIGHUP,
 							   0,
 							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("alive_worker.tick_timeout",
+							"Longest a tick's statement may run or wait for a lock; 0 means the interval.",
+							"A tick that takes longer is cancelled and rolled back, so that ticks never pile up.",
+							&tick_timeout_ms,
+							0,
+							0,
+							MAX_INTERVAL_MS,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("alive_worker.crash_limit",
+							"Crashes of the worker within alive_worker.crash_window after which it stays idle; 0 disables the guard.",
+							"Each crash of a worker makes PostgreSQL reset every session of the cluster.",
+							&crash_limit,
+							3,
+							0,
+							1000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("alive_worker.crash_window",
+							"Time window in which alive_worker.crash_limit crashes disable the worker.",
+							NULL,
+							&crash_window_s,
+							600,
+							1,
+							7 * 24 * 60 * 60,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("alive_worker");
 
@@ -322,6 +365,9 @@ run_tick(int settings_generation, bool previous_committed)
 
 		/* As worker_spi: the statement timestamp must be set first. */
 		SetCurrentStatementStartTimestamp();
+		/* SPI does not arm statement_timeout: bound the whole tick here. */
+		enable_timeout_after(STATEMENT_TIMEOUT,
+							 tick_timeout_ms > 0 ? tick_timeout_ms : tick_interval_ms);
 		StartTransactionCommand();
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
@@ -338,20 +384,28 @@ run_tick(int settings_generation, bool previous_committed)
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
+		disable_timeout(STATEMENT_TIMEOUT, false);
 		committed = true;
 	}
 	PG_CATCH();
 	{
 		/* As a backend's error recovery: report, then abort everything. */
 		HOLD_INTERRUPTS();
+		disable_timeout(STATEMENT_TIMEOUT, false);
 		MemoryContextSwitchTo(loop_context);
-		EmitErrorReport();
+		if (got_sigterm && geterrcode() == ERRCODE_QUERY_CANCELED)
+			ereport(LOG,
+					(errmsg("alive_worker tick in flight cancelled by SIGTERM and rolled back")));
+		else
+			failure_log_report_current_error();
 		FlushErrorState();
 		AbortOutOfAnyTransaction();
 		RESUME_INTERRUPTS();
 	}
 	PG_END_TRY();
 
+	if (committed)
+		failure_log_tick_succeeded();
 	tick_in_progress = false;
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -371,30 +425,129 @@ current_role_name(void)
 	return name;
 }
 
-void
-alive_worker_main(Datum main_arg)
+static void
+stop_worker(void)
 {
-	int64		deadline;		/* when the current tick is due */
-	int64		ticks_written = 0;
-	int			settings_generation = 0;
-	bool		previous_committed = false;
+	ereport(LOG,
+			(errmsg("alive_worker stopping: received SIGTERM after writing %lld heartbeats",
+					(long long) ticks_written)));
+	proc_exit(0);
+}
 
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, handle_sigterm);
-	BackgroundWorkerUnblockSignals();
+/*
+ * Sleeps until the latch is set or timeout_ms passes (-1: no timeout), then
+ * acts on signals: SIGTERM stops the worker, SIGHUP reloads the settings.
+ * Returns whether the settings were reloaded.
+ */
+static bool
+sleep_and_handle_signals(long timeout_ms)
+{
+	if (timeout_ms != 0)
+	{
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_EXIT_ON_PM_DEATH |
+						 (timeout_ms > 0 ? WL_TIMEOUT : 0),
+						 timeout_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+
+	if (got_sigterm)
+		stop_worker();
+
+	/* Idle, there is nothing for a cancel request to cancel. */
+	QueryCancelPending = false;
+	CHECK_FOR_INTERRUPTS();
+
+	if (!ConfigReloadPending)
+		return false;
+	ConfigReloadPending = false;
+	ProcessConfigFile(PGC_SIGHUP);
+	return true;
+}
+
+/* The crash guard holds: do nothing but wait for SIGTERM or a new limit. */
+static void
+stay_idle_while_disabled(int recent_crashes)
+{
+	ereport(WARNING,
+			(errmsg("alive_worker disabled by its crash guard: the worker crashed %d times within %d s",
+					recent_crashes, crash_window_s),
+			 errdetail("Each crash of the worker makes PostgreSQL reset every session of the cluster, so it stays idle instead of writing heartbeats."),
+			 errhint("Fix the cause of the crashes (see the log), then restart the server; or set alive_worker.crash_limit to 0 or above %d and reload to retry now. The record is in \"%s\".",
+					 recent_crashes, crash_guard_record_path())));
+	pgstat_report_activity(STATE_IDLE, "disabled by crash guard");
+	for (;;)
+	{
+		if (sleep_and_handle_signals(-1) && !crash_guard_still_disabled(crash_limit))
+		{
+			ereport(LOG,
+					(errmsg("alive_worker crash guard lifted by alive_worker.crash_limit = %d",
+							crash_limit)));
+			pgstat_report_activity(STATE_IDLE, NULL);
+			return;
+		}
+	}
+}
+
+/*
+ * Each failed attempt to connect is a FATAL exit, retried after the restart
+ * delay; after repeated failures, wait longer before the next attempt.
+ */
+static void
+wait_before_connecting(int failed_attempts)
+{
+	int			doublings = Min(failed_attempts - 1, 6);
+	long		delay_s = Min(RESTART_DELAY_SECONDS * ((1L << doublings) - 1),
+							  MAX_CONNECT_DELAY_SECONDS - RESTART_DELAY_SECONDS);
+	int64		until;
+
+	if (delay_s <= 0)
+		return;
+	ereport(LOG,
+			(errmsg("alive_worker waiting %ld s before connecting again, after %d failed attempts",
+					delay_s + RESTART_DELAY_SECONDS, failed_attempts)));
+	until = monotonic_us() + (int64) delay_s * 1000000;
+	for (int64 now = monotonic_us(); now < until; now = monotonic_us())
+		(void) sleep_and_handle_signals((long) ((until - now) / 1000) + 1);
+}
+
+/* Names the settings behind a failed connection, in the FATAL's CONTEXT. */
+static void
+describe_connection(void *arg)
+{
+	if (worker_role[0] != '\0')
+		errcontext("alive_worker connecting to alive_worker.database = \"%s\" as alive_worker.role = \"%s\"",
+				   worker_database, worker_role);
+	else
+		errcontext("alive_worker connecting to alive_worker.database = \"%s\" as the bootstrap superuser",
+				   worker_database);
+}
+
+static void
+connect_to_database(void)
+{
+	ErrorContextCallback context;
+
+	context.callback = describe_connection;
+	context.arg = NULL;
+	context.previous = error_context_stack;
+	error_context_stack = &context;
 
 	BackgroundWorkerInitializeConnection(worker_database,
 										 worker_role[0] != '\0' ? worker_role : NULL,
 										 0);
-	elog(DEBUG1, "alive_worker starting worker_main");
 
-	start_python();
+	error_context_stack = context.previous;
+	crash_guard_connected();
+}
 
-	ereport(LOG,
-			(errmsg("alive_worker started: database \"%s\", role \"%s\", table %s.%s, interval %d ms",
-					worker_database, current_role_name(),
-					quote_identifier(table_schema), quote_identifier(table_name),
-					tick_interval_ms)));
+/* Ticks on the grid of deadlines until SIGTERM. */
+static pg_attribute_noreturn() void
+run_schedule(void)
+{
+	int64		deadline;		/* when the current tick is due */
+	int			settings_generation = 0;
+	bool		previous_committed = false;
 
 	/*
 	 * Tick once at start, then on a grid of absolute deadlines on the
@@ -406,35 +559,15 @@ alive_worker_main(Datum main_arg)
 	for (;;)
 	{
 		int64		now = monotonic_us();
+		int			previous_interval_ms = tick_interval_ms;
 
-		if (now < deadline)
+		/* Round up: waking a little late is cheaper than waking twice. */
+		if (sleep_and_handle_signals(now < deadline ? (long) ((deadline - now + 999) / 1000) : 0))
 		{
-			/* Round up: waking a little late is cheaper than waking twice. */
-			(void) WaitLatch(MyLatch,
-							 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 (long) ((deadline - now + 999) / 1000),
-							 PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-		}
-
-		if (got_sigterm)
-			break;
-
-		/* Idle, there is nothing for a cancel request to cancel. */
-		QueryCancelPending = false;
-		CHECK_FOR_INTERRUPTS();
-
-		if (ConfigReloadPending)
-		{
-			int			previous_interval_ms = tick_interval_ms;
-
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
 			settings_generation++;
 			/* A new interval counts from the last tick, not the old deadline. */
 			deadline += (int64) (tick_interval_ms - previous_interval_ms) * 1000;
 		}
-
 		if (monotonic_us() < deadline)
 			continue;
 
@@ -442,7 +575,7 @@ alive_worker_main(Datum main_arg)
 		if (previous_committed)
 			ticks_written++;
 		if (got_sigterm)
-			break;
+			stop_worker();
 
 		/* Next deadline on the grid; ticks more than an interval late are skipped. */
 		deadline += (int64) tick_interval_ms * 1000;
@@ -451,9 +584,36 @@ alive_worker_main(Datum main_arg)
 			deadline += (now - deadline) / ((int64) tick_interval_ms * 1000) *
 				((int64) tick_interval_ms * 1000);
 	}
+}
+
+void
+alive_worker_main(Datum main_arg)
+{
+	CrashGuardVerdict verdict;
+	char		worker_name[16];
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, handle_sigterm);
+	snprintf(worker_name, sizeof(worker_name), "%d", DatumGetInt32(main_arg));
+	crash_guard_start(worker_name, crash_limit, crash_window_s, &verdict);
+	BackgroundWorkerUnblockSignals();
+
+	if (!verdict.disabled && verdict.connect_failures > 0)
+		wait_before_connecting(verdict.connect_failures);
+	connect_to_database();
+	elog(DEBUG1, "alive_worker starting worker_main");
+
+	/* Connected even when disabled, so that pg_stat_activity shows why. */
+	if (verdict.disabled)
+		stay_idle_while_disabled(verdict.recent_crashes);
+
+	start_python();
 
 	ereport(LOG,
-			(errmsg("alive_worker stopping: received SIGTERM after writing %lld heartbeats",
-					(long long) ticks_written)));
-	proc_exit(0);
+			(errmsg("alive_worker started: database \"%s\", role \"%s\", table %s.%s, interval %d ms",
+					worker_database, current_role_name(),
+					quote_identifier(table_schema), quote_identifier(table_name),
+					tick_interval_ms)));
+
+	run_schedule();
 }

@@ -18,6 +18,9 @@ EXPECTED = {
     "alive_worker.message": (MESSAGE, "sighup", None),
     "alive_worker.interval": ("10000", "sighup", "ms"),
     "alive_worker.hook": ("", "sighup", None),
+    "alive_worker.tick_timeout": ("0", "sighup", "ms"),
+    "alive_worker.crash_limit": ("3", "sighup", None),
+    "alive_worker.crash_window": ("600", "sighup", "s"),
 }
 
 
