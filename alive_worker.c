@@ -504,8 +504,8 @@ wait_before_connecting(int failed_attempts)
 	if (delay_s <= 0)
 		return;
 	ereport(LOG,
-			(errmsg("alive_worker waiting %ld s before connecting again, after %d failed attempts",
-					delay_s + RESTART_DELAY_SECONDS, failed_attempts)));
+			(errmsg("alive_worker waiting %ld s more before connecting again, after %d failed attempts",
+					delay_s, failed_attempts)));
 	until = monotonic_us() + (int64) delay_s * 1000000;
 	for (int64 now = monotonic_us(); now < until; now = monotonic_us())
 		(void) sleep_and_handle_signals((long) ((until - now) / 1000) + 1);
