@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from conftest import MESSAGE, Cluster
+from test_python import write_hook
 
 ORIGINAL_TABLE = """CREATE TABLE public.log_table (
     pk serial PRIMARY KEY, message text, ts timestamp without time zone DEFAULT now())"""
@@ -87,3 +89,32 @@ def test_table_without_message_column_names_what_it_expected(make_cluster: Calla
     cluster = make_cluster(setup_sql=["CREATE TABLE public.log_table (pk serial PRIMARY KEY, note text)"])
     cluster.wait_for_log(r'ERROR:  alive_worker log table public\.log_table has no column "message"')
     assert cluster.worker_pid() is not None
+
+
+def test_tick_runs_as_the_configured_role_not_a_superuser(
+    make_cluster: Callable[..., Cluster], tmp_path: Path
+) -> None:
+    hook = write_hook(
+        tmp_path,
+        """
+from alive_worker import spi
+
+def hook(tick):
+    spi.execute(
+        "INSERT INTO whoami SELECT current_user, session_user, rolsuper FROM pg_roles WHERE rolname = current_user"
+    )
+""",
+    )
+    cluster = make_cluster(
+        settings={"role": "luca", "hook": hook},
+        setup_sql=[
+            "CREATE ROLE luca LOGIN",
+            ORIGINAL_TABLE,
+            "GRANT INSERT ON public.log_table TO luca",
+            "GRANT USAGE ON SEQUENCE public.log_table_pk_seq TO luca",
+            "CREATE TABLE whoami (acting_role name, connected_role name, superuser bool)",
+            "GRANT INSERT ON whoami TO luca",
+        ],
+    )
+    cluster.wait_for_heartbeats(1)
+    assert cluster.sql("SELECT DISTINCT * FROM whoami") == [("luca", "luca", False)]
