@@ -32,6 +32,19 @@ MESSAGE = "STILL ALIVE and counting!"
 
 T = TypeVar("T")
 
+# What a server in crash recovery answers; tests wait these out.
+RESTARTING = (
+    "not yet accepting connections",
+    "the database system is starting up",
+    "the database system is in recovery mode",
+    "Connection refused",
+)
+CUT_BY_RESTART = (
+    "terminating connection",
+    "server closed the connection unexpectedly",
+    "consuming input failed",
+)
+
 
 def wait_for(probe: Callable[[], T | None], what: str, timeout: float = 10.0) -> T:
     """Polls probe until it returns something truthy; fails naming what was awaited."""
@@ -55,18 +68,33 @@ class Cluster:
     # ---- SQL ----
 
     def connect(self, dbname: str = "postgres", user: str | None = None) -> psycopg.Connection[Any]:
-        return psycopg.connect(
-            host=self.node.host,
-            port=self.node.port,
-            dbname=dbname,
-            user=user or self.node.os_ops.username,
-            autocommit=True,
-        )
+        """A connection, waiting out a server that is restarting after a crash."""
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                return psycopg.connect(
+                    host=self.node.host,
+                    port=self.node.port,
+                    dbname=dbname,
+                    user=user or self.node.os_ops.username,
+                    autocommit=True,
+                )
+            except psycopg.OperationalError as error:
+                if not any(state in str(error) for state in RESTARTING) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
     def sql(self, query: str, params: Any = None, dbname: str = "postgres") -> list[tuple[Any, ...]]:
-        with self.connect(dbname) as conn:
-            cursor = conn.execute(query, params)
-            return cursor.fetchall() if cursor.description else []
+        """Runs one statement; again, once, if a crash restart cut the connection."""
+        for attempt in (1, 2):
+            try:
+                with self.connect(dbname) as conn:
+                    cursor = conn.execute(query, params)
+                    return cursor.fetchall() if cursor.description else []
+            except psycopg.OperationalError as error:
+                if attempt == 2 or not any(cut in str(error) for cut in CUT_BY_RESTART):
+                    raise
+        raise AssertionError("unreachable")
 
     def set(self, **settings: str) -> None:
         """ALTER SYSTEM SET each alive_worker.<name>, then reload."""
