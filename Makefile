@@ -12,8 +12,11 @@ OBJS = alive_worker.o
 PGFILEDESC = "alive_worker - heartbeat background worker with Python ticks"
 
 PG_CONFIG ?= pg_config
-# A Python with a shared libpython, readable by the server's OS user.
+# A Python with a shared libpython, readable by the server's OS user.  Kept
+# as SERVER_PYTHON too, since PGXS sets PYTHON to the Python that the
+# server's configure found, if any.
 PYTHON ?= /usr/bin/python3
+SERVER_PYTHON := $(PYTHON)
 # The server's virtual environment: one per server installation, since the
 # embedding library is built against that server's headers.
 PYTHON_ENV ?= $(shell $(PG_CONFIG) --pkglibdir 2>/dev/null)/alive_worker
@@ -25,34 +28,54 @@ CONFIG_HEADER = build/alive_worker_config.h
 PG_CPPFLAGS = -Ibuild
 
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
-ifneq ($(wildcard $(PGXS)),)
-include $(PGXS)
-else ifeq ($(filter demo test,$(MAKECMDGOALS)),)
+ifeq ($(wildcard $(PGXS)),)
+ifeq ($(filter demo test,$(MAKECMDGOALS)),)
 $(error no PGXS from "$(PG_CONFIG)": install postgresql-server-dev-15, or run make test / make demo, which do)
 endif
+else
+include $(PGXS)
+# PGXS passes the flags configure found in the compiler that built the
+# server, which this one may lack: PostgreSQL 18 trees built by a newer gcc
+# or clang pass -Wmissing-variable-declarations, which gcc 12 rejects.  If
+# $(CC) rejects the set, keep what it accepts, testing each flag after those
+# kept before it, as configure does (-Wformat-security needs -Wall first).
+cc_accepts = $(shell $(CC) -Werror $(1) -fsyntax-only -x c /dev/null >/dev/null 2>&1 && echo yes)
+ifeq ($(call cc_accepts,$(CFLAGS)),)
+accepted_cflags :=
+$(foreach flag,$(CFLAGS),$(if $(call cc_accepts,$(accepted_cflags) $(flag)),$(eval accepted_cflags += $(flag))))
+override CFLAGS := $(accepted_cflags)
+endif
+endif
+
+# The bridge is compiled with the shim's flags, less those for a PGXS module:
+# the shim finds the bridge's entry points with dlsym, so they stay visible.
+BRIDGE_CFLAGS = $(filter-out $(CFLAGS_SL) $(CFLAGS_SL_MODULE),$(CFLAGS))
 
 PYTHON_FILES = setup.py pyproject.toml $(wildcard alive_worker/*.py alive_worker/*.c alive_worker/*.h)
 WHEEL_STAMP = build/wheel/.built
 
 all: $(WHEEL_STAMP)
-alive_worker.o: $(CONFIG_HEADER) alive_worker/_bridge.h
+# The config header names the server and the compiler command, so building
+# for another major in this checkout rebuilds all that depends on it.
+alive_worker.o alive_worker.bc: $(CONFIG_HEADER) alive_worker/_bridge.h
 
 $(CONFIG_HEADER): FORCE
-	@$(PYTHON) scripts/write_config_header.py "$@" "$(PYTHON)" "$(PYTHON_ENV)" "$(PG_CONFIG)"
+	@$(SERVER_PYTHON) scripts/write_config_header.py "$@" "$(SERVER_PYTHON)" "$(PYTHON_ENV)" "$(PG_CONFIG)" \
+		"$(strip $(CC) $(CFLAGS))"
 
 $(BUILD_ENV)/.ready: requirements/build.txt requirements/runtime.txt requirements/dev.txt
-	scripts/make-venv "$(PYTHON)" "$(BUILD_ENV)" requirements/dev.txt
+	scripts/make-venv "$(SERVER_PYTHON)" "$(BUILD_ENV)" requirements/dev.txt
 	touch $@
 
 $(WHEEL_STAMP): $(BUILD_ENV)/.ready $(CONFIG_HEADER) $(PYTHON_FILES)
 	rm -rf build/wheel build/lib.* build/temp.* build/bdist.*
-	PG_CONFIG="$(PG_CONFIG)" $(BUILD_ENV)/bin/python -m pip wheel --quiet --no-deps \
-		--no-build-isolation --wheel-dir build/wheel .
+	PG_CONFIG="$(PG_CONFIG)" CC="$(CC)" ALIVE_WORKER_CFLAGS="$(strip $(BRIDGE_CFLAGS))" \
+		scripts/build-wheel "$(BUILD_ENV)/bin/python" build/wheel
 	touch $@
 
 install: install-python
 install-python: $(WHEEL_STAMP)
-	scripts/make-venv "$(PYTHON)" "$(PYTHON_ENV)" requirements/runtime.txt build/wheel/alive_worker-*.whl
+	scripts/make-venv "$(SERVER_PYTHON)" "$(PYTHON_ENV)" requirements/runtime.txt build/wheel/alive_worker-*.whl
 
 clean: clean-python
 clean-python:
