@@ -57,7 +57,7 @@ WHEEL_STAMP = build/wheel/.built
 all: $(WHEEL_STAMP)
 # The config header names the server and the compiler command, so building
 # for another major in this checkout rebuilds all that depends on it.
-alive_worker.o alive_worker.bc: $(CONFIG_HEADER) alive_worker/_bridge.h
+alive_worker.o alive_worker.bc: $(CONFIG_HEADER) alive_worker/_bridge.h alive_worker/_compat.h
 
 $(CONFIG_HEADER): FORCE
 	@$(SERVER_PYTHON) scripts/write_config_header.py "$@" "$(SERVER_PYTHON)" "$(PYTHON_ENV)" "$(PG_CONFIG)" \

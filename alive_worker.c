@@ -18,6 +18,8 @@
  */
 #include "postgres.h"
 
+#include "alive_worker/_compat.h"	/* what differs between majors */
+
 #include <dlfcn.h>
 #include <time.h>
 
@@ -41,9 +43,8 @@
 #include "alive_worker/_bridge.h"
 #include "alive_worker_config.h"	/* written by make: where Python lives */
 
-PG_MODULE_MAGIC;
+ALIVE_WORKER_MODULE_MAGIC;
 
-void		_PG_init(void);
 PGDLLEXPORT void alive_worker_main(Datum main_arg);
 
 #define MIN_INTERVAL_MS 10
@@ -375,6 +376,7 @@ void
 alive_worker_main(Datum main_arg)
 {
 	int64		deadline;		/* when the current tick is due */
+	uint32		wait_event;		/* what pg_stat_activity shows while asleep */
 	int64		ticks_written = 0;
 	int			settings_generation = 0;
 	bool		previous_committed = false;
@@ -387,6 +389,9 @@ alive_worker_main(Datum main_arg)
 										 worker_role[0] != '\0' ? worker_role : NULL,
 										 0);
 	elog(DEBUG1, "alive_worker starting worker_main");
+
+	/* Needs shared memory, so here rather than in _PG_init. */
+	wait_event = alive_worker_main_wait_event();
 
 	start_python();
 
@@ -413,7 +418,7 @@ alive_worker_main(Datum main_arg)
 			(void) WaitLatch(MyLatch,
 							 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 (long) ((deadline - now + 999) / 1000),
-							 PG_WAIT_EXTENSION);
+							 wait_event);
 			ResetLatch(MyLatch);
 		}
 
