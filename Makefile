@@ -6,6 +6,7 @@
 #   make PG_CONFIG=/path/to/pg_config    pick the server
 #   make install PYTHON_ENV=/some/dir    pick where the Python side lives
 #   make demo / make test                set everything up, then demo / test
+#   make test-all                        the suite on PostgreSQL 15, 16 and 18
 
 MODULE_big = alive_worker
 OBJS = alive_worker.o
@@ -29,7 +30,7 @@ PG_CPPFLAGS = -Ibuild
 
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifeq ($(wildcard $(PGXS)),)
-ifeq ($(filter demo test,$(MAKECMDGOALS)),)
+ifeq ($(filter demo test test-all,$(MAKECMDGOALS)),)
 $(error no PGXS from "$(PG_CONFIG)": install postgresql-server-dev-15, or run make test / make demo, which do)
 endif
 else
@@ -87,4 +88,7 @@ demo:
 test:
 	PG_CONFIG="$(PG_CONFIG)" scripts/test $(PYTEST_ARGS)
 
-.PHONY: FORCE install-python clean-python demo test
+test-all:
+	scripts/test-all $(PYTEST_ARGS)
+
+.PHONY: FORCE install-python clean-python demo test test-all
