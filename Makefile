@@ -6,14 +6,18 @@
 #   make PG_CONFIG=/path/to/pg_config    pick the server
 #   make install PYTHON_ENV=/some/dir    pick where the Python side lives
 #   make demo / make test                set everything up, then demo / test
+#   make test-all                        the suite on PostgreSQL 15, 16 and 18
 
 MODULE_big = alive_worker
 OBJS = alive_worker.o crash_guard.o failure_log.o
 PGFILEDESC = "alive_worker - heartbeat background worker with Python ticks"
 
 PG_CONFIG ?= pg_config
-# A Python with a shared libpython, readable by the server's OS user.
+# A Python with a shared libpython, readable by the server's OS user.  Kept
+# as SERVER_PYTHON too, since PGXS sets PYTHON to the Python that the
+# server's configure found, if any.
 PYTHON ?= /usr/bin/python3
+SERVER_PYTHON := $(PYTHON)
 # The server's virtual environment: one per server installation, since the
 # embedding library is built against that server's headers.
 PYTHON_ENV ?= $(shell $(PG_CONFIG) --pkglibdir 2>/dev/null)/alive_worker
@@ -25,34 +29,57 @@ CONFIG_HEADER = build/alive_worker_config.h
 PG_CPPFLAGS = -Ibuild
 
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
-ifneq ($(wildcard $(PGXS)),)
-include $(PGXS)
-else ifeq ($(filter demo test,$(MAKECMDGOALS)),)
+ifeq ($(wildcard $(PGXS)),)
+ifeq ($(filter demo test test-all,$(MAKECMDGOALS)),)
 $(error no PGXS from "$(PG_CONFIG)": install postgresql-server-dev-15, or run make test / make demo, which do)
 endif
+else
+include $(PGXS)
+# PGXS passes the flags configure found in the compiler that built the
+# server, which this one may lack: PostgreSQL 18 trees built by a newer gcc
+# or clang pass -Wmissing-variable-declarations, which gcc 12 rejects.  If
+# $(CC) rejects the set, keep what it accepts, testing each flag after those
+# kept before it, as configure does (-Wformat-security needs -Wall first).
+cc_accepts = $(shell $(CC) -Werror $(1) -fsyntax-only -x c /dev/null >/dev/null 2>&1 && echo yes)
+ifeq ($(call cc_accepts,$(CFLAGS)),)
+accepted_cflags :=
+$(foreach flag,$(CFLAGS),$(if $(call cc_accepts,$(accepted_cflags) $(flag)),$(eval accepted_cflags += $(flag))))
+override CFLAGS := $(accepted_cflags)
+endif
+endif
+
+# The bridge is compiled with the shim's flags, less those for a PGXS module:
+# the shim finds the bridge's entry points with dlsym, so they stay visible.
+BRIDGE_CFLAGS = $(filter-out $(CFLAGS_SL) $(CFLAGS_SL_MODULE),$(CFLAGS))
 
 PYTHON_FILES = setup.py pyproject.toml $(wildcard alive_worker/*.py alive_worker/*.c alive_worker/*.h)
 WHEEL_STAMP = build/wheel/.built
 
 all: $(WHEEL_STAMP)
-alive_worker.o: $(CONFIG_HEADER) alive_worker/_bridge.h crash_guard.h failure_log.h
+# The config header names the server and the compiler command, so building
+# for another major in this checkout rebuilds all that depends on it.
+$(OBJS) $(OBJS:.o=.bc): $(CONFIG_HEADER) alive_worker/_compat.h
+alive_worker.o alive_worker.bc: alive_worker/_bridge.h crash_guard.h failure_log.h
+crash_guard.o crash_guard.bc: crash_guard.h
+failure_log.o failure_log.bc: failure_log.h
 
 $(CONFIG_HEADER): FORCE
-	@$(PYTHON) scripts/write_config_header.py "$@" "$(PYTHON)" "$(PYTHON_ENV)" "$(PG_CONFIG)"
+	@$(SERVER_PYTHON) scripts/write_config_header.py "$@" "$(SERVER_PYTHON)" "$(PYTHON_ENV)" "$(PG_CONFIG)" \
+		"$(strip $(CC) $(CFLAGS))"
 
 $(BUILD_ENV)/.ready: requirements/build.txt requirements/runtime.txt requirements/dev.txt
-	scripts/make-venv "$(PYTHON)" "$(BUILD_ENV)" requirements/dev.txt
+	scripts/make-venv "$(SERVER_PYTHON)" "$(BUILD_ENV)" requirements/dev.txt
 	touch $@
 
 $(WHEEL_STAMP): $(BUILD_ENV)/.ready $(CONFIG_HEADER) $(PYTHON_FILES)
 	rm -rf build/wheel build/lib.* build/temp.* build/bdist.*
-	PG_CONFIG="$(PG_CONFIG)" $(BUILD_ENV)/bin/python -m pip wheel --quiet --no-deps \
-		--no-build-isolation --wheel-dir build/wheel .
+	PG_CONFIG="$(PG_CONFIG)" CC="$(CC)" ALIVE_WORKER_CFLAGS="$(strip $(BRIDGE_CFLAGS))" \
+		scripts/build-wheel "$(BUILD_ENV)/bin/python" build/wheel
 	touch $@
 
 install: install-python
 install-python: $(WHEEL_STAMP)
-	scripts/make-venv "$(PYTHON)" "$(PYTHON_ENV)" requirements/runtime.txt build/wheel/alive_worker-*.whl
+	scripts/make-venv "$(SERVER_PYTHON)" "$(PYTHON_ENV)" requirements/runtime.txt build/wheel/alive_worker-*.whl
 
 clean: clean-python
 clean-python:
@@ -64,4 +91,7 @@ demo:
 test:
 	PG_CONFIG="$(PG_CONFIG)" scripts/test $(PYTEST_ARGS)
 
-.PHONY: FORCE install-python clean-python demo test
+test-all:
+	scripts/test-all $(PYTEST_ARGS)
+
+.PHONY: FORCE install-python clean-python demo test test-all

@@ -18,6 +18,8 @@
  */
 #include "postgres.h"
 
+#include "alive_worker/_compat.h"	/* what differs between majors */
+
 #include <dlfcn.h>
 #include <time.h>
 
@@ -44,9 +46,8 @@
 #include "crash_guard.h"
 #include "failure_log.h"
 
-PG_MODULE_MAGIC;
+ALIVE_WORKER_MODULE_MAGIC;
 
-void		_PG_init(void);
 PGDLLEXPORT void alive_worker_main(Datum main_arg);
 
 #define MIN_INTERVAL_MS 10
@@ -73,6 +74,9 @@ static void (*finish_python_call) (int result, int elevel);
 
 /* Heartbeats committed since the worker started */
 static int64 ticks_written = 0;
+
+/* What pg_stat_activity shows while the worker sleeps */
+static uint32 sleep_wait_event = PG_WAIT_EXTENSION;
 
 /* Set by signal handlers */
 static volatile sig_atomic_t got_sigterm = false;
@@ -447,7 +451,7 @@ sleep_and_handle_signals(long timeout_ms)
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_EXIT_ON_PM_DEATH |
 						 (timeout_ms > 0 ? WL_TIMEOUT : 0),
-						 timeout_ms, PG_WAIT_EXTENSION);
+						 timeout_ms, sleep_wait_event);
 		ResetLatch(MyLatch);
 	}
 
@@ -602,6 +606,8 @@ alive_worker_main(Datum main_arg)
 		wait_before_connecting(verdict.connect_failures);
 	connect_to_database();
 	elog(DEBUG1, "alive_worker starting worker_main");
+	/* Needs shared memory, so here rather than in _PG_init. */
+	sleep_wait_event = alive_worker_main_wait_event();
 
 	/* Connected even when disabled, so that pg_stat_activity shows why. */
 	if (verdict.disabled)

@@ -21,6 +21,8 @@
  */
 #include "postgres.h"
 
+#include "_compat.h"			/* what differs between majors */
+
 #include <stdlib.h>
 #include <string.h>
 

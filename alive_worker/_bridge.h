@@ -6,10 +6,22 @@
  * Only plain C types appear here: this header is read by cffi's cdef parser
  * and included after <Python.h> by the generated module, so it must not pull
  * in postgres.h (which _bridge.c includes first, as PostgreSQL requires).
- * The lines between the CDEF markers are given to cffi verbatim.
+ * The lines between the EMBEDDING markers and between the CDEF markers are
+ * given to cffi verbatim (see _embedding.py).
  */
 #ifndef ALIVE_WORKER_BRIDGE_H
 #define ALIVE_WORKER_BRIDGE_H
+
+/*
+ * Implemented in Python (alive_worker/_worker.py) and exported by cffi's
+ * embedding API; the shim finds them with dlsym.  Declared here too, so that
+ * cffi's generated definitions have prototypes, as PostgreSQL's
+ * -Wmissing-prototypes asks.
+ */
+/* EMBEDDING BEGIN */
+int			aw_python_start(void);
+int			aw_python_tick(int settings_generation, int previous_tick_committed);
+/* EMBEDDING END */
 
 /* CDEF BEGIN */
 /* Return codes of every aw_* call that may fail. */

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 import sysconfig
@@ -21,19 +22,17 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 BRIDGE_HEADER = PACKAGE_DIR / "_bridge.h"
 BRIDGE_SOURCE = PACKAGE_DIR / "_bridge.c"
 
-# Implemented in Python (alive_worker/_worker.py), called by the C shim.
-ENTRY_POINTS = """
-int aw_python_start(void);
-int aw_python_tick(int settings_generation, int previous_tick_committed);
-"""
 
+def bridge_section(name: str) -> str:
+    """The declarations between the NAME BEGIN and NAME END markers of _bridge.h.
 
-def bridge_cdef() -> str:
-    """The declarations of _bridge.h that Python may call."""
+    EMBEDDING: implemented in Python (alive_worker/_worker.py), called by the
+    C shim.  CDEF: implemented in C (_bridge.c), called by Python.
+    """
     header = BRIDGE_HEADER.read_text()
-    match = re.search(r"/\* CDEF BEGIN \*/(.*)/\* CDEF END \*/", header, re.S)
+    match = re.search(rf"/\* {name} BEGIN \*/(.*)/\* {name} END \*/", header, re.S)
     if match is None:
-        raise RuntimeError(f"{BRIDGE_HEADER} has no CDEF section")
+        raise RuntimeError(f"{BRIDGE_HEADER} has no {name} section")
     return match.group(1)
 
 
@@ -41,6 +40,21 @@ def pg_config(option: str) -> str:
     """One value from the pg_config named by $PG_CONFIG (default: on PATH)."""
     command = os.environ.get("PG_CONFIG", "pg_config")
     return subprocess.check_output([command, option], text=True).strip()
+
+
+def compile_args() -> list[str]:
+    """The server's own compiler flags, as make passes them, else the few its headers need.
+
+    make gives the CFLAGS it compiles the shim with (PostgreSQL's warning
+    flags, less those this compiler lacks, plus any COPT) in
+    $ALIVE_WORKER_CFLAGS, and the compiler in $CC, so that the bridge is held
+    to the same warnings as the shim.
+    """
+    flags = os.environ.get("ALIVE_WORKER_CFLAGS")
+    if flags is None:
+        # PostgreSQL's headers are written for these, as PGXS builds use them.
+        return ["-fno-strict-aliasing", "-fwrapv", "-Wall"]
+    return shlex.split(flags)
 
 
 def libpython() -> tuple[str, str]:
@@ -62,8 +76,8 @@ def relative(path: Path) -> str:
 library_name, library_dir = libpython()
 
 ffibuilder = cffi.FFI()
-ffibuilder.embedding_api(ENTRY_POINTS)
-ffibuilder.cdef(bridge_cdef())
+ffibuilder.embedding_api(bridge_section("EMBEDDING"))
+ffibuilder.cdef(bridge_section("CDEF"))
 ffibuilder.set_source(
     "alive_worker._native",
     '#include "_bridge.h"',
@@ -71,8 +85,7 @@ ffibuilder.set_source(
     include_dirs=[str(PACKAGE_DIR), pg_config("--includedir-server")],
     libraries=[library_name],
     library_dirs=[library_dir],
-    # PostgreSQL's headers are written for these, as PGXS builds use them.
-    extra_compile_args=["-fno-strict-aliasing", "-fwrapv", "-Wall"],
+    extra_compile_args=compile_args(),
     # The shim loads the library by its full name, which the limited API changes.
     py_limited_api=False,
 )

@@ -118,6 +118,10 @@ class Cluster:
                 )
             conn.execute("SELECT pg_reload_conf()")
 
+    def server_version_num(self) -> int:
+        """The server's major and minor as one number: 160002 for 16.2, 180006 for 18.6."""
+        return int(self.sql("SHOW server_version_num")[0][0])
+
     # ---- the worker ----
 
     def worker_pid(self) -> int | None:

@@ -1,0 +1,58 @@
+/*
+ * _compat.h
+ *		Everything that differs between the PostgreSQL majors alive_worker
+ *		supports (15, 16 and 18), in one place, keyed on PG_VERSION_NUM.
+ *
+ * Included right after postgres.h by the C shim (alive_worker.c) and by the
+ * SPI bridge (_bridge.c).  Each entry names the major that brought the
+ * change, so that it can go once that major is the oldest one supported.
+ * Where a newer major offers a better API, it is used there, and the older
+ * majors keep what they have.
+ */
+#ifndef ALIVE_WORKER_COMPAT_H
+#define ALIVE_WORKER_COMPAT_H
+
+#include "fmgr.h"
+#include "utils/wait_event.h"
+
+#if PG_VERSION_NUM < 150000
+#error "alive_worker needs PostgreSQL 15 or later"
+#endif
+
+/* PostgreSQL 16 declares _PG_init in fmgr.h; before, each module did. */
+#if PG_VERSION_NUM < 160000
+extern PGDLLEXPORT void _PG_init(void);
+#endif
+
+/*
+ * PostgreSQL 18 lets a module record its name and version in its magic
+ * block, shown by pg_get_loaded_modules().  Expects ALIVE_WORKER_VERSION.
+ */
+#if PG_VERSION_NUM >= 180000
+#define ALIVE_WORKER_MODULE_MAGIC \
+	PG_MODULE_MAGIC_EXT(.name = "alive_worker", .version = ALIVE_WORKER_VERSION)
+#else
+#define ALIVE_WORKER_MODULE_MAGIC PG_MODULE_MAGIC
+#endif
+
+/*
+ * The wait event the worker reports while it sleeps between ticks.
+ * PostgreSQL 17 lets an extension name its own, so pg_stat_activity shows
+ * wait_event "AliveWorkerMain" instead of the generic "Extension" that older
+ * majors show.  The name is registered in shared memory, once per cluster:
+ * later calls with the same name return the same event, so a restarted
+ * worker reuses it.
+ */
+#define ALIVE_WORKER_WAIT_EVENT_NAME "AliveWorkerMain"
+
+static inline uint32
+alive_worker_main_wait_event(void)
+{
+#if PG_VERSION_NUM >= 170000
+	return WaitEventExtensionNew(ALIVE_WORKER_WAIT_EVENT_NAME);
+#else
+	return PG_WAIT_EXTENSION;
+#endif
+}
+
+#endif							/* ALIVE_WORKER_COMPAT_H */
