@@ -546,7 +546,7 @@ connect_to_database(void)
 }
 
 /* Ticks on the grid of deadlines until SIGTERM. */
-static pg_attribute_noreturn() void
+static void
 run_schedule(void)
 {
 	int64		deadline;		/* when the current tick is due */
