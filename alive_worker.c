@@ -39,12 +39,16 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timeout.h"
+#include "utils/timestamp.h"
+#include "utils/varlena.h"
 #include "utils/wait_event.h"
 
 #include "alive_worker/_bridge.h"
 #include "alive_worker_config.h"	/* written by make: where Python lives */
+#include "alive_worker.h"
 #include "crash_guard.h"
 #include "failure_log.h"
+#include "worker_status.h"
 
 ALIVE_WORKER_MODULE_MAGIC;
 
@@ -57,6 +61,7 @@ PGDLLEXPORT void alive_worker_main(Datum main_arg);
 
 /* GUC variables */
 static char *worker_database = NULL;
+static char *worker_databases = NULL;
 static char *worker_role = NULL;
 static char *table_schema = NULL;
 static char *table_name = NULL;
@@ -64,6 +69,7 @@ static char *heartbeat_message = NULL;
 static char *tick_hook = NULL;
 static int	tick_interval_ms = 10000;
 static int	tick_timeout_ms = 0;
+static int	retention_s = 0;
 static int	crash_limit = 3;
 static int	crash_window_s = 600;
 
@@ -71,6 +77,11 @@ static int	crash_window_s = 600;
 static int	(*python_start) (void);
 static int	(*python_tick) (int settings_generation, int previous_tick_committed);
 static void (*finish_python_call) (int result, int elevel);
+
+/* Which configured database this worker serves: its status slot */
+static int	worker_index = 0;
+static char *my_database = NULL;
+static char *my_role = NULL;	/* the role's name, once connected */
 
 /* Heartbeats committed since the worker started */
 static int64 ticks_written = 0;
@@ -121,6 +132,40 @@ check_name(char **newval, void **extra, GucSource source)
 }
 
 static bool
+check_databases(char **newval, void **extra, GucSource source)
+{
+	char	   *raw;
+	List	   *names;
+	bool		valid;
+
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	raw = pstrdup(*newval);
+	valid = SplitIdentifierString(raw, ',', &names);
+	if (!valid)
+		GUC_check_errdetail("List syntax is invalid: write database names separated by commas, quoting those that need it.");
+	else if (list_length(names) > MAX_WORKERS)
+	{
+		GUC_check_errdetail("At most %d databases can be listed.", MAX_WORKERS);
+		valid = false;
+	}
+	for (int i = 0; valid && i < list_length(names); i++)
+	{
+		for (int j = 0; j < i; j++)
+		{
+			if (strcmp(list_nth(names, i), list_nth(names, j)) == 0)
+			{
+				GUC_check_errdetail("Database \"%s\" is listed twice.", (char *) list_nth(names, i));
+				valid = false;
+			}
+		}
+	}
+	list_free(names);
+	pfree(raw);
+	return valid;
+}
+
+static bool
 check_role(char **newval, void **extra, GucSource source)
 {
 	/* Empty means the bootstrap superuser. */
@@ -129,8 +174,9 @@ check_role(char **newval, void **extra, GucSource source)
 	return check_name(newval, extra, source);
 }
 
-void
-_PG_init(void)
+/* The settings read once, at server start. */
+static void
+define_server_start_settings(void)
 {
 	DefineCustomStringVariable("alive_worker.database",
 							   "Database the alive worker connects to.",
@@ -141,6 +187,15 @@ _PG_init(void)
 							   0,
 							   check_name, NULL, NULL);
 
+	DefineCustomStringVariable("alive_worker.databases",
+							   "Databases to run an alive worker in, one each, separated by commas; empty means alive_worker.database alone.",
+							   NULL,
+							   &worker_databases,
+							   "",
+							   PGC_POSTMASTER,
+							   GUC_LIST_INPUT,
+							   check_databases, NULL, NULL);
+
 	DefineCustomStringVariable("alive_worker.role",
 							   "Role the alive worker runs as; empty means the bootstrap superuser.",
 							   NULL,
@@ -149,6 +204,18 @@ _PG_init(void)
 							   PGC_POSTMASTER,
 							   0,
 							   check_role, NULL, NULL);
+}
+
+void
+_PG_init(void)
+{
+	/*
+	 * Loaded by a client backend (CREATE EXTENSION without preloading): the
+	 * server-start settings cannot be defined any more, and there are no
+	 * workers; the SQL functions say so.
+	 */
+	if (process_shared_preload_libraries_in_progress)
+		define_server_start_settings();
 
 	DefineCustomStringVariable("alive_worker.schema",
 							   "Schema of the heartbeat table.",
@@ -208,6 +275,17 @@ _PG_init(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("alive_worker.retention",
+							"Heartbeats older than this are deleted, a few thousand per tick; 0 keeps them all.",
+							NULL,
+							&retention_s,
+							0,
+							0,
+							INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("alive_worker.crash_limit",
 							"Crashes of the worker within alive_worker.crash_window after which it stays idle; 0 disables the guard.",
 							"Each crash of a worker makes PostgreSQL reset every session of the cluster.",
@@ -236,24 +314,33 @@ _PG_init(void)
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
+	worker_status_init();
+	for (int i = 0; i < list_length(worker_status_databases()); i++)
 	{
 		BackgroundWorker worker;
 
-		memset(&worker, 0, sizeof(worker));
-		worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
-			BGWORKER_BACKEND_DATABASE_CONNECTION;
-		/* A standby cannot take the INSERT: wait until recovery ends. */
-		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-		worker.bgw_restart_time = RESTART_DELAY_SECONDS;
-		snprintf(worker.bgw_library_name, BGW_MAXLEN, "alive_worker");
-		snprintf(worker.bgw_function_name, BGW_MAXLEN, "alive_worker_main");
-		snprintf(worker.bgw_name, BGW_MAXLEN, "alive worker");
-		snprintf(worker.bgw_type, BGW_MAXLEN, "alive worker");
-
+		alive_worker_describe(&worker, i);
 		elog(DEBUG1, "alive_worker registering background worker \"%s\"",
 			 worker.bgw_name);
 		RegisterBackgroundWorker(&worker);
 	}
+}
+
+void
+alive_worker_describe(BackgroundWorker *worker, int index)
+{
+	memset(worker, 0, sizeof(*worker));
+	worker->bgw_flags = BGWORKER_SHMEM_ACCESS |
+		BGWORKER_BACKEND_DATABASE_CONNECTION;
+	/* A standby cannot take the INSERT: wait until recovery ends. */
+	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker->bgw_restart_time = RESTART_DELAY_SECONDS;
+	worker->bgw_main_arg = Int32GetDatum(index);
+	snprintf(worker->bgw_library_name, BGW_MAXLEN, "alive_worker");
+	snprintf(worker->bgw_function_name, BGW_MAXLEN, "alive_worker_main");
+	snprintf(worker->bgw_name, BGW_MAXLEN, "alive worker %s",
+			 (char *) list_nth(worker_status_databases(), index));
+	snprintf(worker->bgw_type, BGW_MAXLEN, "alive worker");
 }
 
 /*
@@ -359,9 +446,13 @@ run_tick(int settings_generation, bool previous_committed)
 {
 	MemoryContext loop_context = CurrentMemoryContext;
 	volatile bool committed = false;
+	int64		started_us = monotonic_us();
+	int			failed_sqlerrcode = 0;
+	char		failed_message[ERROR_MESSAGE_SIZE] = "";
 
 	elog(DEBUG1, "alive_worker in main loop");
 	tick_in_progress = true;
+	worker_status_tick_begin(worker_index);
 
 	PG_TRY();
 	{
@@ -393,24 +484,32 @@ run_tick(int settings_generation, bool previous_committed)
 	}
 	PG_CATCH();
 	{
+		ErrorData  *edata;
+
 		/* As a backend's error recovery: report, then abort everything. */
 		HOLD_INTERRUPTS();
 		disable_timeout(STATEMENT_TIMEOUT, false);
 		MemoryContextSwitchTo(loop_context);
-		if (got_sigterm && geterrcode() == ERRCODE_QUERY_CANCELED)
+		edata = CopyErrorData();
+		if (got_sigterm && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 			ereport(LOG,
 					(errmsg("alive_worker tick in flight cancelled by SIGTERM and rolled back")));
 		else
-			failure_log_report_current_error();
+			failure_log_report_current_error(edata);
 		FlushErrorState();
 		AbortOutOfAnyTransaction();
 		RESUME_INTERRUPTS();
+		failed_sqlerrcode = edata->sqlerrcode;
+		strlcpy(failed_message, edata->message ? edata->message : "", sizeof(failed_message));
+		FreeErrorData(edata);
 	}
 	PG_END_TRY();
 
 	if (committed)
 		failure_log_tick_succeeded();
 	tick_in_progress = false;
+	worker_status_tick_end(worker_index, committed, monotonic_us() - started_us,
+						   failed_sqlerrcode, failed_message);
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return committed;
@@ -429,9 +528,21 @@ current_role_name(void)
 	return name;
 }
 
+/* What alive_worker.status() shows of this worker's settings. */
+static void
+publish_settings(void)
+{
+	char		target_table[2 * NAMEDATALEN + 8];
+
+	snprintf(target_table, sizeof(target_table), "%s.%s",
+			 quote_identifier(table_schema), quote_identifier(table_name));
+	worker_status_started(worker_index, my_role, target_table, tick_interval_ms);
+}
+
 static void
 stop_worker(void)
 {
+	worker_status_set_state(worker_index, WORKER_STOPPED);
 	ereport(LOG,
 			(errmsg("alive_worker stopping: received SIGTERM after writing %lld heartbeats",
 					(long long) ticks_written)));
@@ -480,6 +591,7 @@ stay_idle_while_disabled(int recent_crashes)
 			 errhint("Fix the cause of the crashes (see the log), then restart the server; or set alive_worker.crash_limit to 0 or above %d and reload to retry now. The record is in \"%s\".",
 					 recent_crashes, crash_guard_record_path())));
 	pgstat_report_activity(STATE_IDLE, "disabled by crash guard");
+	worker_status_set_state(worker_index, WORKER_DISABLED);
 	for (;;)
 	{
 		if (sleep_and_handle_signals(-1) && !crash_guard_still_disabled(crash_limit))
@@ -488,6 +600,7 @@ stay_idle_while_disabled(int recent_crashes)
 					(errmsg("alive_worker crash guard lifted by alive_worker.crash_limit = %d",
 							crash_limit)));
 			pgstat_report_activity(STATE_IDLE, NULL);
+			worker_status_set_state(worker_index, WORKER_STARTING);
 			return;
 		}
 	}
@@ -520,11 +633,11 @@ static void
 describe_connection(void *arg)
 {
 	if (worker_role[0] != '\0')
-		errcontext("alive_worker connecting to alive_worker.database = \"%s\" as alive_worker.role = \"%s\"",
-				   worker_database, worker_role);
+		errcontext("alive_worker connecting to database \"%s\" (alive_worker.database%s) as alive_worker.role = \"%s\"",
+				   my_database, worker_databases[0] ? "s" : "", worker_role);
 	else
-		errcontext("alive_worker connecting to alive_worker.database = \"%s\" as the bootstrap superuser",
-				   worker_database);
+		errcontext("alive_worker connecting to database \"%s\" (alive_worker.database%s) as the bootstrap superuser",
+				   my_database, worker_databases[0] ? "s" : "");
 }
 
 static void
@@ -537,7 +650,7 @@ connect_to_database(void)
 	context.previous = error_context_stack;
 	error_context_stack = &context;
 
-	BackgroundWorkerInitializeConnection(worker_database,
+	BackgroundWorkerInitializeConnection(my_database,
 										 worker_role[0] != '\0' ? worker_role : NULL,
 										 0);
 
@@ -550,6 +663,8 @@ static void
 run_schedule(void)
 {
 	int64		deadline;		/* when the current tick is due */
+	int64		interval_us;
+	int64		skipped;
 	int			settings_generation = 0;
 	bool		previous_committed = false;
 
@@ -569,12 +684,14 @@ run_schedule(void)
 		if (sleep_and_handle_signals(now < deadline ? (long) ((deadline - now + 999) / 1000) : 0))
 		{
 			settings_generation++;
+			publish_settings();
 			/* A new interval counts from the last tick, not the old deadline. */
 			deadline += (int64) (tick_interval_ms - previous_interval_ms) * 1000;
 		}
 		if (monotonic_us() < deadline)
 			continue;
 
+		interval_us = (int64) tick_interval_ms * 1000;
 		previous_committed = run_tick(settings_generation, previous_committed);
 		if (previous_committed)
 			ticks_written++;
@@ -582,11 +699,12 @@ run_schedule(void)
 			stop_worker();
 
 		/* Next deadline on the grid; ticks more than an interval late are skipped. */
-		deadline += (int64) tick_interval_ms * 1000;
+		deadline += interval_us;
 		now = monotonic_us();
-		if (now >= deadline + (int64) tick_interval_ms * 1000)
-			deadline += (now - deadline) / ((int64) tick_interval_ms * 1000) *
-				((int64) tick_interval_ms * 1000);
+		skipped = now >= deadline + interval_us ? (now - deadline) / interval_us : 0;
+		deadline += skipped * interval_us;
+		worker_status_schedule(worker_index,
+							   GetCurrentTimestamp() + (deadline - now), skipped);
 	}
 }
 
@@ -596,9 +714,12 @@ alive_worker_main(Datum main_arg)
 	CrashGuardVerdict verdict;
 	char		worker_name[16];
 
+	worker_index = DatumGetInt32(main_arg);
+	my_database = list_nth(worker_status_databases(), worker_index);
+
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, handle_sigterm);
-	snprintf(worker_name, sizeof(worker_name), "%d", DatumGetInt32(main_arg));
+	snprintf(worker_name, sizeof(worker_name), "%d", worker_index);
 	crash_guard_start(worker_name, crash_limit, crash_window_s, &verdict);
 	BackgroundWorkerUnblockSignals();
 
@@ -608,6 +729,14 @@ alive_worker_main(Datum main_arg)
 	elog(DEBUG1, "alive_worker starting worker_main");
 	/* Needs shared memory, so here rather than in _PG_init. */
 	sleep_wait_event = alive_worker_main_wait_event();
+	my_role = current_role_name();
+	publish_settings();
+
+	/*
+	 * ts DEFAULT now() is stored without a time zone: write it in UTC, so
+	 * that rows mean the same on every server and replica.
+	 */
+	SetConfigOption("TimeZone", "UTC", PGC_SUSET, PGC_S_OVERRIDE);
 
 	/* Connected even when disabled, so that pg_stat_activity shows why. */
 	if (verdict.disabled)
@@ -617,7 +746,7 @@ alive_worker_main(Datum main_arg)
 
 	ereport(LOG,
 			(errmsg("alive_worker started: database \"%s\", role \"%s\", table %s.%s, interval %d ms",
-					worker_database, current_role_name(),
+					my_database, my_role,
 					quote_identifier(table_schema), quote_identifier(table_name),
 					tick_interval_ms)));
 

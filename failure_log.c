@@ -49,10 +49,9 @@ report_repeats(void)
 }
 
 void
-failure_log_report_current_error(void)
+failure_log_report_current_error(const ErrorData *edata)
 {
 	MemoryContext old_context = MemoryContextSwitchTo(TopMemoryContext);
-	ErrorData  *edata = CopyErrorData();
 
 	failures_in_a_row++;
 	if (same_as_last(edata))
@@ -72,7 +71,6 @@ failure_log_report_current_error(void)
 		failing_sqlerrcode = edata->sqlerrcode;
 		last_report_at = GetCurrentTimestamp();
 	}
-	FreeErrorData(edata);
 	MemoryContextSwitchTo(old_context);
 }
 

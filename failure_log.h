@@ -7,10 +7,10 @@
 
 /*
  * Called with the ERROR of a failed tick still current (before
- * FlushErrorState): emits it in full, or counts it as a repeat of the
- * failure reported last.
+ * FlushErrorState), and the caller's copy of it: emits it in full, or
+ * counts it as a repeat of the failure reported last.
  */
-extern void failure_log_report_current_error(void);
+extern void failure_log_report_current_error(const ErrorData *edata);
 
 /* A tick succeeded: says so once if ticks had been failing. */
 extern void failure_log_tick_succeeded(void);

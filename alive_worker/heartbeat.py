@@ -6,6 +6,7 @@ import logging
 
 from alive_worker import hooks, pglog, spi
 from alive_worker.logtable import LogTable
+from alive_worker.retention import Retention
 from alive_worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,8 @@ class Heartbeat:
         self.written = 0  # heartbeats committed since the worker started
         self._generation: int | None = None
         self._insert: spi.Plan | None = None
-        self._stale: list[spi.Plan] = []
+        self._retention: Retention | None = None
+        self._stale: list[spi.Plan | Retention] = []
         self._hook: hooks.Hook | None = None
         self._hook_loaded = False
         self._pending = False  # this tick's row awaits the shim's commit
@@ -41,6 +43,8 @@ class Heartbeat:
         if self._insert is None:
             table = LogTable(self.settings.schema, self.settings.table, self.role)
             self._insert = table.prepare_insert()
+            if self.settings.retention_s > 0:
+                self._retention = Retention(table, self.settings.retention_s)
 
         number = self.written + 1
         message = f"{self.settings.message} {number}"
@@ -61,6 +65,8 @@ class Heartbeat:
         log.debug("alive_worker query OK")
         if self._hook is not None:
             self._hook(hooks.Tick(number, message, self.settings))
+        if self._retention is not None:
+            self._retention.run_if_due()
         self._pending = True
 
     def _reload(self, settings_generation: int) -> None:
@@ -68,13 +74,16 @@ class Heartbeat:
         self.settings = Settings.current()
         self._generation = settings_generation
         pglog.follow_server_level()
-        if (self.settings.schema, self.settings.table) != (previous.schema, previous.table):
+        table_settings = (self.settings.schema, self.settings.table, self.settings.retention_s)
+        if table_settings != (previous.schema, previous.table, previous.retention_s):
             self._discard_insert()
         if self.settings.hook != previous.hook:
             self._hook_loaded = False
 
     def _discard_insert(self) -> None:
         # Freed at the next tick: this transaction may be failing right now.
-        if self._insert is not None:
-            self._stale.append(self._insert)
-            self._insert = None
+        for plan in (self._insert, self._retention):
+            if plan is not None:
+                self._stale.append(plan)
+        self._insert = None
+        self._retention = None

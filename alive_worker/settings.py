@@ -25,6 +25,7 @@ class Settings:
     message: str
     interval_ms: int
     hook: str
+    retention_s: int
 
     @classmethod
     def current(cls) -> Settings:
@@ -35,15 +36,8 @@ class Settings:
             schema=_read("schema"),
             table=_read("table"),
             message=_read("message"),
-            interval_ms=_interval_ms(_read("interval")),
+            # GetConfigOption gives numbers in their base unit, without it.
+            interval_ms=int(_read("interval")),
             hook=_read("hook"),
+            retention_s=int(_read("retention")),
         )
-
-
-_UNIT_MS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
-
-
-def _interval_ms(shown: str) -> int:
-    """GetConfigOption shows an interval with its unit, as SHOW does (10s, 1min)."""
-    digits = shown.rstrip("abcdefghijklmnopqrstuvwxyz")
-    return int(digits) * _UNIT_MS[shown[len(digits) :] or "ms"]

@@ -65,7 +65,7 @@ def _check(result: int) -> None:
 class Plan:
     """A prepared statement; kept plans live until :meth:`free`."""
 
-    __slots__ = ("_handle", "_rows", "_values", "nargs", "query")
+    __slots__ = ("_handle", "_rows", "_values", "nargs", "query", "rowcount")
 
     def __init__(self, query: str, argtypes: Sequence[str], keep: bool) -> None:
         handle = ffi.new("aw_plan **")
@@ -73,12 +73,15 @@ class Plan:
         _check(lib.aw_prepare(query.encode(), len(types), types, int(keep), handle))
         self.query = query
         self.nargs = len(types)
+        self.rowcount = 0  # rows the last execute() returned or changed
         self._handle = handle[0]
         self._values = ffi.new("char *[]", max(self.nargs, 1))
         self._rows = ffi.new("long *")
 
     def execute(self, *values: str | None) -> list[Row]:
         """Runs the plan with text values (None is SQL NULL); returns its rows."""
+        if self._handle == ffi.NULL:
+            raise SPIError(f"{self.query!r} was freed", sqlstate="26000")
         if len(values) != self.nargs:
             raise TypeError(f"{self.query!r} takes {self.nargs} values, got {len(values)}")
         keep_alive = []
@@ -90,6 +93,7 @@ class Plan:
                 keep_alive.append(buffer)
                 self._values[index] = buffer
         _check(lib.aw_execute(self._handle, self._values, self._rows))
+        self.rowcount = int(self._rows[0])
         columns = lib.aw_result_columns()
         if columns < 0:
             return []

@@ -13,12 +13,12 @@ CASES = {
     "missing database": (
         {"database": "nowhere"},
         [],
-        r'FATAL:  database "nowhere" does not exist\n.*CONTEXT:  alive_worker connecting to alive_worker.database = "nowhere"',
+        r'FATAL:  database "nowhere" does not exist\n.*CONTEXT:  alive_worker connecting to database "nowhere" \(alive_worker.database\)',
     ),
     "missing role": (
         {"role": "nobody"},
         [],
-        r'FATAL:  role "nobody" does not exist\n.*CONTEXT:  alive_worker connecting to alive_worker.database = "postgres" as alive_worker.role = "nobody"',
+        r'FATAL:  role "nobody" does not exist\n.*CONTEXT:  alive_worker connecting to database "postgres" \(alive_worker.database\) as alive_worker.role = "nobody"',
     ),
     "role without LOGIN": (
         {"role": "nologin"},
@@ -28,7 +28,7 @@ CASES = {
     "database not accepting connections": (
         {"database": "closed"},
         ["CREATE DATABASE closed", "ALTER DATABASE closed ALLOW_CONNECTIONS false"],
-        r'FATAL:  database "closed" is not currently accepting connections\n.*CONTEXT:  alive_worker connecting to alive_worker.database = "closed"',
+        r'FATAL:  database "closed" is not currently accepting connections\n.*CONTEXT:  alive_worker connecting to database "closed" \(alive_worker.database\)',
     ),
 }
 

@@ -10,7 +10,7 @@ def test_debug1_shows_each_loop_the_query_the_role_and_the_outcome(cluster: Clus
     log = cluster.log()
     user = cluster.node.os_ops.username
     for line in (
-        'DEBUG:  alive_worker registering background worker "alive worker"',
+        'DEBUG:  alive_worker registering background worker "alive worker postgres"',
         "DEBUG:  alive_worker starting worker_main",
         "DEBUG:  alive_worker in main loop",
         "DEBUG:  alive_worker executing query [INSERT INTO public.log_table (message) VALUES ($1)]"

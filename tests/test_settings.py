@@ -12,6 +12,7 @@ from conftest import MESSAGE, Cluster
 EXPECTED = {
     # name: (default as pg_settings shows it, context, unit)
     "alive_worker.database": ("postgres", "postmaster", None),
+    "alive_worker.databases": ("", "postmaster", None),
     "alive_worker.role": ("", "postmaster", None),
     "alive_worker.schema": ("public", "sighup", None),
     "alive_worker.table": ("log_table", "sighup", None),
@@ -19,6 +20,7 @@ EXPECTED = {
     "alive_worker.interval": ("10000", "sighup", "ms"),
     "alive_worker.hook": ("", "sighup", None),
     "alive_worker.tick_timeout": ("0", "sighup", "ms"),
+    "alive_worker.retention": ("0", "sighup", "s"),
     "alive_worker.crash_limit": ("3", "sighup", None),
     "alive_worker.crash_window": ("600", "sighup", "s"),
 }

@@ -1,0 +1,84 @@
+"""alive_worker.retention: old rows go in bounded batches; the table stays flat."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from conftest import Cluster, wait_for
+from test_status import workers
+
+OLD_ROWS = 1_000_000
+
+
+def test_a_million_old_rows_are_deleted_over_successive_bounded_ticks(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    cluster = make_cluster(settings={"interval": "20ms"}, setup_sql=["CREATE EXTENSION alive_worker"])
+    cluster.wait_for_heartbeats(1)
+    cluster.sql(
+        "INSERT INTO log_table (message, ts) SELECT 'old', now() - interval '2 days'"
+        f" FROM generate_series(1, {OLD_ROWS})"
+    )
+    # The old rows got later pks than the first heartbeats: retention must still find them.
+    cluster.set(retention="1d")
+    remaining = [OLD_ROWS]
+
+    def old_rows_gone() -> bool:
+        remaining.append(cluster.sql("SELECT count(*) FROM log_table WHERE message = 'old'")[0][0])
+        return remaining[-1] == 0
+
+    wait_for(old_rows_gone, "the old rows to be deleted", timeout=120)
+    # Several batches, not one big delete.
+    assert len({count for count in remaining if 0 < count < OLD_ROWS}) >= 3, remaining
+    [row] = workers(cluster)
+    assert row["tick_ms_p99"] < 1000, row
+    assert row["ticks_failed"] == 0
+    gaps = cluster.sql(
+        "SELECT max(gap) FROM (SELECT extract(epoch FROM ts - lag(ts) OVER (ORDER BY pk)) AS gap"
+        " FROM log_table WHERE message <> 'old') g"
+    )
+    assert float(gaps[0][0]) < 2.0, "heartbeats kept coming while old rows went"
+
+
+def test_table_stays_flat_in_a_soak(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(settings={"interval": "10ms", "retention": "2s"})
+    cluster.node.append_conf(autovacuum_naptime="1s")
+    cluster.node.reload()
+    cluster.wait_for_heartbeats(1)
+    time.sleep(6)
+    rows_early = cluster.sql("SELECT count(*), pg_total_relation_size('log_table') FROM log_table")[0]
+    time.sleep(10)
+    rows_late = cluster.sql("SELECT count(*), pg_total_relation_size('log_table') FROM log_table")[0]
+    # Two seconds of heartbeats at 100 a second, plus what a check period lets through.
+    assert rows_early[0] < 400 and rows_late[0] < 400, (rows_early, rows_late)
+    assert rows_late[1] <= rows_early[1] * 1.5 + 65536, (rows_early, rows_late)
+
+
+def test_retention_without_delete_privilege_is_reported_and_spares_the_heartbeat(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    cluster = make_cluster(
+        settings={"role": "luca", "retention": "1h"},
+        setup_sql=[
+            "CREATE ROLE luca LOGIN",
+            "CREATE TABLE log_table (pk serial PRIMARY KEY, message text, ts timestamp DEFAULT now())",
+            "GRANT INSERT, SELECT ON log_table TO luca",
+            "GRANT USAGE ON SEQUENCE log_table_pk_seq TO luca",
+        ],
+    )
+    cluster.wait_for_log(
+        r"WARNING:  alive_worker.retention cannot delete old heartbeats from public\.log_table: "
+        r"permission denied for table log_table \(SQLSTATE 42501\)"
+    )
+    cluster.wait_for_heartbeats(5)
+    assert cluster.log().count("alive_worker.retention cannot delete") == 1
+
+
+def test_heartbeats_are_written_in_utc(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster()
+    cluster.node.append_conf(timezone="America/New_York")
+    cluster.node.restart()
+    cluster.wait_for_heartbeats(2)
+    skew = cluster.sql("SELECT extract(epoch FROM (now() AT TIME ZONE 'UTC') - max(ts)) FROM log_table")[0][0]
+    assert 0 <= float(skew) < 5, skew
