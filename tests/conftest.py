@@ -38,6 +38,8 @@ RESTARTING = (
     "the database system is starting up",
     "the database system is in recovery mode",
     "Connection refused",
+    "server closed the connection unexpectedly",
+    "terminating connection",
 )
 CUT_BY_RESTART = (
     "terminating connection",
