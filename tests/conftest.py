@@ -87,12 +87,20 @@ class Cluster:
                 time.sleep(0.1)
 
     def sql(self, query: str, params: Any = None, dbname: str = "postgres") -> list[tuple[Any, ...]]:
-        """Runs one statement; again, once, if a crash restart cut the connection."""
+        """Runs one statement; returns its rows."""
+        return self.query(query, params, dbname)[1]
+
+    def query(
+        self, query: str, params: Any = None, dbname: str = "postgres"
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Column names and rows; run again, once, if a crash restart cut the connection."""
         for attempt in (1, 2):
             try:
                 with self.connect(dbname) as conn:
                     cursor = conn.execute(query, params)
-                    return cursor.fetchall() if cursor.description else []
+                    if cursor.description is None:
+                        return [], []
+                    return [column.name for column in cursor.description], cursor.fetchall()
             except psycopg.OperationalError as error:
                 if attempt == 2 or not any(cut in str(error) for cut in CUT_BY_RESTART):
                     raise

@@ -21,10 +21,9 @@ COLUMNS = [
 
 
 def workers(cluster: Cluster, dbname: str = "postgres") -> list[dict[str, Any]]:
-    with cluster.connect(dbname) as conn:
-        cursor = conn.execute("SELECT * FROM alive_worker.workers ORDER BY database")
-        assert [column.name for column in cursor.description or []] == COLUMNS
-        return [dict(zip(COLUMNS, row, strict=True)) for row in cursor.fetchall()]
+    columns, rows = cluster.query("SELECT * FROM alive_worker.workers ORDER BY database", dbname=dbname)
+    assert columns == COLUMNS
+    return [dict(zip(COLUMNS, row, strict=True)) for row in rows]
 
 
 def wait_for_state(cluster: Cluster, state: str, database: str = "postgres") -> dict[str, Any]:
