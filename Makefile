@@ -54,7 +54,7 @@ endif
 # the shim finds the bridge's entry points with dlsym, so they stay visible.
 BRIDGE_CFLAGS = $(filter-out $(CFLAGS_SL) $(CFLAGS_SL_MODULE),$(CFLAGS))
 
-PYTHON_FILES = setup.py pyproject.toml $(wildcard alive_worker/*.py alive_worker/*.c alive_worker/*.h)
+PYTHON_FILES = setup.py pyproject.toml $(wildcard alive_worker/*.py alive_worker/*/*.py alive_worker/*.c alive_worker/*.h)
 WHEEL_STAMP = build/wheel/.built
 
 all: $(WHEEL_STAMP)
@@ -81,9 +81,12 @@ $(WHEEL_STAMP): $(BUILD_ENV)/.ready $(CONFIG_HEADER) $(PYTHON_FILES)
 		scripts/build-wheel "$(BUILD_ENV)/bin/python" build/wheel
 	touch $@
 
+# The alive-worker command goes beside the server's own programs (psql,
+# pg_ctl), as PGXS installs an extension's scripts.
 install: install-python
 install-python: $(WHEEL_STAMP)
 	scripts/make-venv "$(SERVER_PYTHON)" "$(PYTHON_ENV)" requirements/runtime.txt build/wheel/alive_worker-*.whl
+	ln -sfn "$(PYTHON_ENV)/bin/alive-worker" "$(DESTDIR)$(bindir)/alive-worker"
 
 clean: clean-python
 clean-python:

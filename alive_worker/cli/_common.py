@@ -1,0 +1,262 @@
+"""What the subcommands share: exit codes, connections, errors, terminal output, JSON.
+
+This runs in an ordinary Python process, a client of the server: nothing here
+(or anywhere under alive_worker.cli) may import alive_worker._native, which
+only loads inside the server.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, ClassVar, TextIO
+
+import psycopg
+import psycopg.conninfo
+import psycopg.errors
+from psycopg.rows import dict_row
+
+CONNECT_TIMEOUT_SECONDS = 10
+
+
+class Status(enum.IntEnum):
+    """Exit codes, as monitoring plugins (Nagios, Icinga) read them."""
+
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+    UNKNOWN = 3
+
+
+class CliError(Exception):
+    """A failure to report in one clear message, with how to fix it: never a traceback."""
+
+    def __init__(self, message: str, hint: str | None = None, status: Status = Status.UNKNOWN) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.status = status
+
+
+# ---- connections ----
+
+Connection = psycopg.Connection[dict[str, Any]]
+
+
+def describe_target(dsn: str) -> str:
+    """The server a connection string names, for messages: without its password."""
+    if not dsn:
+        return "the server named by the PG* environment variables (or libpq's defaults)"
+    params = psycopg.conninfo.conninfo_to_dict(dsn)
+    shown = " ".join(f"{key}={value}" for key, value in params.items() if key != "password")
+    return f'"{shown}"'
+
+
+def connect(dsn: str, dbname: str | None = None) -> Connection:
+    """An autocommit connection from the usual libpq sources: dsn, PG* variables, service file."""
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as error:
+        raise CliError(f"invalid --dsn: {error}", "Give a libpq connection string or URI.") from error
+    extra: dict[str, Any] = {"fallback_application_name": "alive-worker"}
+    if dbname is not None:
+        extra["dbname"] = dbname
+    if "connect_timeout" not in params and "PGCONNECT_TIMEOUT" not in os.environ:
+        extra["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+    try:
+        return psycopg.connect(dsn, autocommit=True, row_factory=dict_row, **extra)
+    except psycopg.Error as error:
+        target = describe_target(psycopg.conninfo.make_conninfo(dsn, dbname=dbname) if dbname else dsn)
+        raise CliError(
+            f"cannot connect to {target}: {one_paragraph(error)}",
+            "Check --dsn, the PG* environment variables (PGHOST, PGPORT, PGUSER, PGDATABASE, PGSERVICE) "
+            "or the service file, and that the server is running.",
+        ) from error
+    except ValueError as error:  # an unknown or malformed setting that libpq refuses
+        raise CliError(f"invalid connection settings: {error}") from error
+
+
+def one_paragraph(error: BaseException) -> str:
+    """A server or libpq message on one line."""
+    text = getattr(getattr(error, "diag", None), "message_primary", None) or str(error)
+    return re.sub(r"\s*\n\s*", "; ", text.strip())
+
+
+def where(conn: Connection) -> str:
+    """host:port (or socket directory:port), database and user of a connection."""
+    info = conn.info
+    return f"{info.host}:{info.port}, database {info.dbname}, as {info.user}"
+
+
+def translate(error: psycopg.Error, conn: Connection | None = None) -> CliError:
+    """A server error, with the fix for the ones an operator meets."""
+    user = conn.info.user if conn is not None else "your role"
+    if isinstance(error, psycopg.errors.InsufficientPrivilege):
+        return CliError(
+            f"permission denied: {one_paragraph(error)}",
+            f"A superuser can grant what monitoring needs: GRANT pg_monitor TO {quote_ident(user)};",
+        )
+    if isinstance(error, psycopg.errors.ObjectNotInPrerequisiteState) and "shared_preload_libraries" in str(
+        error
+    ):
+        return CliError(
+            one_paragraph(error),
+            "Add alive_worker to shared_preload_libraries in postgresql.conf and restart the server.",
+        )
+    if isinstance(error, psycopg.OperationalError):
+        return CliError(f"lost the connection: {one_paragraph(error)}")
+    sqlstate = f" (SQLSTATE {error.sqlstate})" if error.sqlstate else ""
+    hint = error.diag.message_hint if isinstance(error, psycopg.errors.DatabaseError) else None
+    return CliError(f"{one_paragraph(error)}{sqlstate}", hint)
+
+
+def quote_ident(name: str) -> str:
+    return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else '"' + name.replace('"', '""') + '"'
+
+
+def extension_version(conn: Connection) -> str | None:
+    row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'alive_worker'").fetchone()
+    return None if row is None else str(row["extversion"])
+
+
+def require_extension(conn: Connection, at_least: str = "1.0") -> str:
+    """The installed version of the extension, or an error that says how to install it."""
+    version = extension_version(conn)
+    if version is None:
+        raise CliError(
+            f"the alive_worker extension is not installed in database {conn.info.dbname}",
+            "A superuser can install it in any database (the status view answers for every database): "
+            "CREATE EXTENSION alive_worker;",
+        )
+    if version_key(version) < version_key(at_least):
+        raise CliError(
+            f"the alive_worker extension in database {conn.info.dbname} is version {version}; "
+            f"this needs {at_least}",
+            "A superuser can update it: ALTER EXTENSION alive_worker UPDATE;",
+        )
+    return version
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version))
+
+
+def heartbeat_table(conn: Connection) -> str:
+    """The configured heartbeat table, quoted, as the server's settings name it."""
+    row = conn.execute(
+        "SELECT format('%I.%I', coalesce(nullif(current_setting('alive_worker.schema', true), ''), 'public'),"
+        " coalesce(nullif(current_setting('alive_worker.table', true), ''), 'log_table')) AS name"
+    ).fetchone()
+    assert row is not None
+    return str(row["name"])
+
+
+# ---- output ----
+
+
+class Style:
+    """ANSI colour on a terminal, nothing elsewhere (or as --color says; NO_COLOR is obeyed)."""
+
+    CODES: ClassVar[dict[str, str]] = {
+        "ok": "32",
+        "warning": "33",
+        "critical": "31;1",
+        "dim": "2",
+        "bold": "1",
+        "header": "1;4",
+    }
+
+    def __init__(self, stream: TextIO, mode: str = "auto") -> None:
+        if mode == "auto":
+            self.enabled = (
+                stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM", "") != "dumb"
+            )
+        else:
+            self.enabled = mode == "always"
+
+    def __call__(self, text: str, style: str | None) -> str:
+        if not self.enabled or not style:
+            return text
+        return f"\033[{self.CODES[style]}m{text}\033[0m"
+
+    def status(self, status: Status) -> str:
+        styles = {Status.OK: "ok", Status.WARNING: "warning", Status.CRITICAL: "critical"}
+        return self(status.name, styles.get(status, "warning"))
+
+
+@dataclass
+class Cell:
+    text: str
+    style: str | None = None
+    right: bool = False  # numbers align right
+
+
+def render_table(headers: Sequence[str], rows: Iterable[Sequence[Cell]], style: Style) -> str:
+    """Columns aligned on their widest cell; styles applied after padding."""
+    body = [list(row) for row in rows]
+    widths = [max([len(header), *(len(row[i].text) for row in body)]) for i, header in enumerate(headers)]
+    lines = ["  ".join(style(h.ljust(w), "bold") for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for row in body:
+        cells = [
+            style(cell.text.rjust(width) if cell.right else cell.text.ljust(width), cell.style)
+            for cell, width in zip(row, widths, strict=True)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def seconds_text(value: float | None) -> str:
+    """A duration for people: 4.2 ms, 412 ms, 1.25 s, 3 min 20 s, 2 h 5 min."""
+    if value is None:
+        return "-"
+    sign = "-" if value < 0 else ""
+    value = abs(value)
+    if value < 0.01:
+        return f"{sign}{value * 1000:.1f} ms"
+    if value < 1:
+        return f"{sign}{value * 1000:.0f} ms"
+    if value < 60:
+        return f"{sign}{value:.2f} s"
+    if value < 3600:
+        return f"{sign}{int(value // 60)} min {int(value % 60)} s"
+    return f"{sign}{int(value // 3600)} h {int(value % 3600 // 60)} min"
+
+
+def interval_text(value: timedelta | None) -> str:
+    return "-" if value is None else seconds_text(value.total_seconds())
+
+
+def ago(moment: datetime | None, now: datetime) -> str:
+    if moment is None:
+        return "-"
+    delta = (now - moment).total_seconds()
+    return f"in {seconds_text(-delta)}" if delta < 0 else f"{seconds_text(delta)} ago"
+
+
+def to_json(value: Any) -> Any:
+    """Values as JSON has them: times in ISO 8601, durations in seconds."""
+    if isinstance(value, dict):
+        return {key: to_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json(item) for item in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, enum.Enum):
+        return value.name
+    return value
+
+
+def print_json(value: Any, stream: TextIO = sys.stdout, indent: int | None = 2) -> None:
+    stream.write(json.dumps(to_json(value), indent=indent, ensure_ascii=False) + "\n")
+    stream.flush()

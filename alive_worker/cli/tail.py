@@ -1,0 +1,227 @@
+"""alive-worker tail: heartbeats as they arrive, like tail -f on the table, with each tick's lateness.
+
+A tick's lateness is how long after its deadline on the worker's grid it
+wrote its row.  On the primary the grid is the worker's own (next_tick_at and
+the interval from alive_worker.workers); elsewhere (a standby, a server
+without the extension) it is inferred from the rows: the interval as the
+median gap, the deadlines from the most punctual tick seen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any, TextIO
+
+import psycopg
+from psycopg import sql
+
+from alive_worker.cli._common import (
+    CliError,
+    Connection,
+    Status,
+    Style,
+    connect,
+    extension_version,
+    heartbeat_table,
+    print_json,
+    seconds_text,
+    translate,
+)
+
+BATCH_ROWS = 1000
+MIN_POLL_SECONDS = 0.05
+MAX_POLL_SECONDS = 0.5
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = "Follow the heartbeats as they are written (or replayed), with each tick's lateness."
+    parser.add_argument(
+        "-n",
+        "--lines",
+        type=int,
+        default=10,
+        metavar="N",
+        help="show the last N heartbeats first (default 10)",
+    )
+    parser.add_argument("--count", type=int, metavar="N", help="stop after N new heartbeats")
+    parser.add_argument("--table", metavar="TABLE", help="the heartbeat table (default: the configured one)")
+
+
+class Grid:
+    """The deadlines the worker ticks on: exact from its schedule, else inferred from the rows."""
+
+    def __init__(self) -> None:
+        self.deadline: datetime | None = None  # any deadline on the grid
+        self.interval: timedelta | None = None
+        self.exact = False
+        self._gaps: list[timedelta] = []
+        self._previous: datetime | None = None
+
+    def follow_schedule(self, next_tick_at: datetime | None, interval: timedelta | None) -> None:
+        """The worker's own next deadline and interval, from alive_worker.workers."""
+        if next_tick_at is not None and interval is not None:
+            self.deadline, self.interval, self.exact = next_tick_at, interval, True
+        else:
+            self.exact = False
+
+    def lateness(self, ts: datetime) -> float | None:
+        """Seconds from the tick's deadline to its ts; None until the grid is known."""
+        if self._previous is not None and ts > self._previous:
+            self._gaps = [*self._gaps[-8:], ts - self._previous]
+        self._previous = ts
+        if not self.exact:
+            if len(self._gaps) < 2:
+                return None
+            self.interval = timedelta(seconds=statistics.median(gap.total_seconds() for gap in self._gaps))
+            if self.deadline is None:
+                self.deadline = ts
+        assert self.deadline is not None and self.interval is not None
+        interval = self.interval.total_seconds()
+        # Rounding may put a punctual tick a hair before its deadline.
+        slack = min(0.005, interval / 10)
+        offset = ((ts - self.deadline).total_seconds() + slack) % interval - slack
+        if not self.exact and offset < 0:
+            # A tick more punctual than the one the grid was inferred from.
+            self.deadline = ts
+            offset = 0.0
+        return offset
+
+
+def resolve(conn: Connection, table: str | None) -> tuple[str, bool]:
+    """The table as the server names it, and whether it has the pk that orders its rows."""
+    name = table or heartbeat_table(conn)
+    try:
+        row = conn.execute(
+            "SELECT c.oid::regclass::text AS name,"
+            " EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'pk'"
+            "         AND a.attnum > 0 AND NOT a.attisdropped) AS has_pk"
+            " FROM pg_class c WHERE c.oid = to_regclass(%s)",
+            [name],
+        ).fetchone()
+    except psycopg.Error as error:
+        raise translate(error, conn) from error
+    if row is None:
+        raise CliError(
+            f"heartbeat table {name} does not exist in database {conn.info.dbname}",
+            "The alive worker creates it at its first tick, in the database it runs in: "
+            "check with alive-worker status.",
+        )
+    return row["name"], row["has_pk"]
+
+
+def schedule_query(conn: Connection) -> str | None:
+    """How to read this database's worker's schedule, if the status view can be read."""
+    if extension_version(conn) is None:
+        return None
+    query = (
+        "SELECT next_tick_at, tick_interval FROM alive_worker.workers"
+        " WHERE database = current_database() AND state IN ('sleeping', 'ticking')"
+    )
+    try:
+        conn.execute(query)
+    except psycopg.Error:
+        return None
+    return query
+
+
+def run(args: argparse.Namespace, out: TextIO, style: Style) -> Status:
+    with connect(args.dsn) as conn:
+        table, has_pk = resolve(conn, args.table)
+        status_query = schedule_query(conn)
+        grid = Grid()
+        # Without a pk, the rows are ordered by ts.
+        select = sql.SQL("SELECT {key} AS key, {pk} AS pk, ts, message FROM {table}").format(
+            key=sql.Identifier("pk" if has_pk else "ts"),
+            pk=sql.Identifier("pk") if has_pk else sql.SQL("NULL::int"),
+            table=sql.SQL(table),  # as the server printed it: quoted
+        )
+        if not args.json:
+            out.write(
+                style(f"following {table} in database {conn.info.dbname}; Ctrl-C to stop", "dim") + "\n"
+            )
+            out.flush()
+        try:
+            follow(conn, select, status_query, grid, args, out, style)
+        except psycopg.Error as error:
+            raise translate(error, conn) from error
+    return Status.OK
+
+
+def follow(
+    conn: Connection,
+    select: sql.Composable,
+    status_query: str | None,
+    grid: Grid,
+    args: argparse.Namespace,
+    out: TextIO,
+    style: Style,
+) -> None:
+    lines = max(args.lines, 0)
+    newest = sql.SQL("SELECT * FROM ({select} ORDER BY key DESC LIMIT %s) newest ORDER BY key").format(
+        select=select
+    )
+    oldest = sql.SQL("{select} ORDER BY key LIMIT %s").format(select=select)
+    after = sql.SQL("SELECT * FROM ({select}) heartbeats WHERE key > %s ORDER BY key LIMIT %s").format(
+        select=select
+    )
+
+    def refresh_schedule() -> None:
+        if status_query is not None:
+            schedule = conn.execute(status_query).fetchone() or {}
+            grid.follow_schedule(schedule.get("next_tick_at"), schedule.get("tick_interval"))
+
+    # A few rows before those shown teach an inferred grid its interval.
+    rows = conn.execute(newest, [lines + 9]).fetchall()
+    refresh_schedule()
+    for index, row in enumerate(rows):
+        if index < len(rows) - lines:
+            grid.lateness(utc(row["ts"]))
+        else:
+            write(row, grid, args, out, style)
+    last_key = rows[-1]["key"] if rows else None
+    new = 0
+    try:
+        while args.count is None or new < args.count:
+            interval = grid.interval.total_seconds() if grid.interval else 1.0
+            time.sleep(min(MAX_POLL_SECONDS, max(MIN_POLL_SECONDS, interval / 4)))
+            refresh_schedule()
+            if last_key is None:
+                batch = conn.execute(oldest, [BATCH_ROWS]).fetchall()
+            else:
+                batch = conn.execute(after, [last_key, BATCH_ROWS]).fetchall()
+            for row in batch[: None if args.count is None else args.count - new]:
+                write(row, grid, args, out, style)
+                last_key = row["key"]
+                new += 1
+    except KeyboardInterrupt:
+        return
+
+
+def utc(ts: datetime) -> datetime:
+    """ts as written: timestamp without time zone in UTC, or timestamptz."""
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
+
+
+def write(row: dict[str, Any], grid: Grid, args: argparse.Namespace, out: TextIO, style: Style) -> None:
+    ts = utc(row["ts"])
+    late = grid.lateness(ts)
+    if args.json:
+        record = {
+            "pk": row["pk"],
+            "ts": ts,
+            "message": row["message"],
+            "late_ms": None if late is None else round(late * 1000, 3),
+            "grid": "schedule" if grid.exact else "inferred",
+        }
+        print_json(record, out, indent=None)
+        return
+    pk = "" if row["pk"] is None else str(row["pk"])
+    stamp = ts.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    late_text = "late -" if late is None else f"late {seconds_text(late)}"
+    interval = grid.interval.total_seconds() if grid.interval else None
+    late_style = "warning" if late is not None and interval and late > interval / 2 else "dim"
+    out.write(f"{pk:>8}  {stamp}  {row['message']}  {style(late_text, late_style)}\n")
+    out.flush()
