@@ -40,9 +40,7 @@ LOG_TAIL_BYTES = 256 * 1024
 RECENT_ERRORS = timedelta(hours=1)
 SHOWN_LOG_LINES = 3
 STALE_INTERVALS = 3
-LOG_PROBLEM = re.compile(
-    r"\b(ERROR|FATAL|PANIC|WARNING):\s+.*alive_worker|alive_worker.*\b(ERROR|FATAL|PANIC)\b"
-)
+LOG_PROBLEM = re.compile(r"\b(ERROR|FATAL|PANIC|WARNING):  ")
 PYTHON_FAILURE = re.compile(r"alive_worker could not (load its Python library|start Python)")
 
 
@@ -71,6 +69,7 @@ class Doctor:
         self.server: dict[str, Any] = {}
         self.workers: list[dict[str, Any]] = []
         self.extension: str | None = None
+        self.worker_pids: list[int] = []
 
     def add(self, name: str, status: Status, text: str, fix: str | None = None) -> None:
         self.checks.append(Check(name, status, text, fix))
@@ -124,10 +123,22 @@ class Doctor:
         if self.one("SELECT count(*) AS n FROM pg_settings WHERE name = 'alive_worker.databases'")["n"]:
             self.add("preloaded", Status.OK, "alive_worker is loaded by shared_preload_libraries")
             return True
+        # Visible to superusers and pg_read_all_settings; the value waiting
+        # for a restart only in the files, to superusers.
         row = self.conn.execute(
             "SELECT setting, pending_restart FROM pg_settings WHERE name = 'shared_preload_libraries'"
         ).fetchone()
-        if row is not None and "alive_worker" in row["setting"] and row["pending_restart"]:
+        configured = None
+        if self.server["superuser"]:
+            configured = self.conn.execute(
+                "SELECT setting FROM pg_file_settings WHERE name = 'shared_preload_libraries'"
+                " ORDER BY seqno DESC LIMIT 1"
+            ).fetchone()
+        if (
+            row is not None
+            and row["pending_restart"]
+            and (configured is None or "alive_worker" in configured["setting"])
+        ):
             self.add(
                 "preloaded",
                 Status.CRITICAL,
@@ -169,6 +180,8 @@ class Doctor:
                 "SELECT sourcefile, sourceline, name, setting, error FROM pg_file_settings"
                 " WHERE name LIKE 'alive_worker.%' AND error IS NOT NULL"
             ).fetchall():
+                if settings.get(row["name"], {}).get("pending_restart"):
+                    continue  # a server-start setting, waiting for the restart: said above
                 problems.append(
                     Check(
                         "settings",
@@ -234,6 +247,7 @@ class Doctor:
                 f"GRANT pg_monitor TO {quote_ident(self.server['user'])};",
             )
             return
+        self.worker_pids = [worker["pid"] for worker in self.workers if worker["pid"]]
         for worker in self.workers:
             self.check_worker(worker)
             self.check_table(worker["database"], worker["role"], worker["target_table"])
@@ -243,12 +257,11 @@ class Doctor:
             "SELECT coalesce(nullif(current_setting('alive_worker.databases'), ''),"
             " current_setting('alive_worker.database')) AS names"
         )["names"]
-        running = {
-            row["datname"]
-            for row in self.conn.execute(
-                "SELECT datname FROM pg_stat_activity WHERE backend_type = 'alive worker'"
-            ).fetchall()
-        }
+        activity = self.conn.execute(
+            "SELECT datname, pid FROM pg_stat_activity WHERE backend_type = 'alive worker'"
+        ).fetchall()
+        running = {row["datname"] for row in activity}
+        self.worker_pids = [row["pid"] for row in activity]
         for database in [name.strip().strip('"') for name in databases.split(",")]:
             if database in running:
                 self.add(
@@ -367,7 +380,7 @@ class Doctor:
             " (SELECT true FROM pg_attribute WHERE attrelid = c.oid AND attname = 'pk'"
             "  AND attnum > 0 AND NOT attisdropped) AS pk,"
             " has_table_privilege(%(role)s, c.oid, 'INSERT') AS may_insert,"
-            " (SELECT string_agg(s.oid::regclass::text, ', ') FROM pg_depend d"
+            " (SELECT string_agg(format('%%s.%%I', s.relnamespace::regnamespace, s.relname), ', ') FROM pg_depend d"
             "  JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'"
             "  WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass"
             "  AND d.refobjid = c.oid AND d.deptype IN ('a', 'i')"
@@ -451,7 +464,7 @@ class Doctor:
             )
         elif self.server["in_recovery"]:
             self.add("python", Status.UNKNOWN, "standby: no worker runs here, so Python is not started")
-        failures = [line for line in self.log_lines() if PYTHON_FAILURE.search(line)]
+        failures = [line for line in self.log_lines() or [] if PYTHON_FAILURE.search(line)]
         if failures:
             self.add(
                 "python",
@@ -496,13 +509,13 @@ class Doctor:
             return
         self.add("environment", Status.OK, f"{env}: Python and {natives[0].name}, readable by every user")
 
-    def log_lines(self) -> list[str]:
-        """The end of the current server log, if a superuser may read it from SQL."""
+    def log_lines(self) -> list[str] | None:
+        """The end of the current server log, if a superuser may read it from SQL (logging_collector)."""
         if not self.server["superuser"]:
-            return []
+            return None
         path = self.one("SELECT pg_current_logfile() AS path")["path"]
         if path is None:
-            return []
+            return None
         size = self.one("SELECT size FROM pg_stat_file(%s)", [path])["size"]
         offset = max(0, size - LOG_TAIL_BYTES)
         text = self.one("SELECT pg_read_file(%s, %s, %s) AS text", [path, offset, LOG_TAIL_BYTES])["text"]
@@ -525,18 +538,20 @@ class Doctor:
                 f"{worker['last_error_sqlstate']} {worker['last_error_message']}",
                 "See the server log for its HINT; heartbeats go on meanwhile.",
             )
-        logged = [line for line in self.log_lines() if LOG_PROBLEM.search(line)]
+        log = self.log_lines()
+        # The worker's own errors need not name alive_worker: find them by its pid too.
+        pids = [re.escape(f"[{pid}]") for pid in self.worker_pids]
+        ours = re.compile("|".join(["alive_worker", *pids]))
+        logged = [line for line in log or [] if LOG_PROBLEM.search(line) and ours.search(line)]
         if logged:
-            shown = "\n".join(f"  {line.strip()}" for line in logged[-SHOWN_LOG_LINES:])
+            shown = "\n".join(line.strip() for line in logged[-SHOWN_LOG_LINES:])
             self.add(
                 "server log",
                 Status.WARNING,
                 f"{len(logged)} alive_worker warnings or errors near the end of the server log, the last:\n{shown}",
             )
         elif not recent:
-            where_seen = (
-                "the status view and the server log" if self.server["superuser"] else "the status view"
-            )
+            where_seen = "the status view" + (" and the server log" if log is not None else "")
             self.add("errors", Status.OK, f"no recent errors in {where_seen}")
 
     def check_replication(self) -> None:
@@ -552,6 +567,8 @@ class Doctor:
                 for s in standbys
             )
             self.add("replication", Status.OK, f"{len(standbys)} standby(s): {listed}")
+        else:
+            self.add("replication", Status.OK, "no standby streams from this server")
         for slot in self.conn.execute(
             "SELECT slot_name, slot_type, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn) AS retained"
             " FROM pg_replication_slots WHERE NOT active AND restart_lsn IS NOT NULL ORDER BY slot_name"
@@ -641,7 +658,8 @@ def run(args: argparse.Namespace, out: TextIO, style: Style) -> Status:
     styles = {Status.OK: "ok", Status.WARNING: "warning", Status.CRITICAL: "critical", Status.UNKNOWN: "dim"}
     for check in doctor.checks:
         label = style(labels[check.status].ljust(4), styles[check.status])
-        out.write(f"  {label}  {check.name.ljust(width)}  {check.text}\n")
+        text = check.text.replace("\n", "\n" + " " * (width + 10))
+        out.write(f"  {label}  {check.name.ljust(width)}  {text}\n")
         if check.fix:
             out.write(f"  {' ' * 4}  {' ' * width}  {style('fix:', 'bold')} {check.fix}\n")
     counts = {s: counted.count(s) for s in (Status.CRITICAL, Status.WARNING, Status.OK)}

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 import psycopg
+import psycopg.errors
 from psycopg import sql
 
 from alive_worker.cli._common import (
@@ -27,6 +28,7 @@ from alive_worker.cli._common import (
     extension_version,
     heartbeat_table,
     print_json,
+    quote_ident,
     seconds_text,
     translate,
 )
@@ -145,6 +147,11 @@ def run(args: argparse.Namespace, out: TextIO, style: Style) -> Status:
             out.flush()
         try:
             follow(conn, select, status_query, grid, args, out, style)
+        except psycopg.errors.InsufficientPrivilege as error:
+            raise CliError(
+                f"permission denied for table {table}",
+                f"A superuser can grant it: GRANT SELECT ON {table} TO {quote_ident(conn.info.user)};",
+            ) from error
         except psycopg.Error as error:
             raise translate(error, conn) from error
     return Status.OK

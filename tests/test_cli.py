@@ -1,0 +1,442 @@
+"""The alive-worker command, as installed by make install, against real clusters."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import select
+import shutil
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import BIN_DIR, PKGLIB_DIR, Cluster, wait_for
+
+CLI = Path(BIN_DIR) / "alive-worker"
+ENVIRONMENT = Path(PKGLIB_DIR) / "alive_worker"
+ORIGINAL_TABLE = """CREATE TABLE public.log_table (
+    pk serial PRIMARY KEY, message text, ts timestamp without time zone DEFAULT now())"""
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def dsn(cluster: Cluster, user: str | None = None, dbname: str = "postgres") -> str:
+    return f"host={cluster.node.host} port={cluster.node.port} dbname={dbname} user={user or cluster.node.os_ops.username}"
+
+
+def cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Runs the installed command; no PG* variables but those given."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PG") or k == "PG_CONFIG"}
+    result = subprocess.run(
+        [str(CLI), *args], capture_output=True, text=True, timeout=timeout, env={**clean, **(env or {})}
+    )
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    return result
+
+
+def as_json(result: subprocess.CompletedProcess[str]) -> Any:
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def make_standby(request: pytest.FixtureRequest) -> Iterator[Callable[[Cluster], Cluster]]:
+    made: list[Cluster] = []
+
+    def factory(primary: Cluster) -> Cluster:
+        made.append(Cluster(primary.node.replicate().start()))
+        return made[-1]
+
+    yield factory
+    for standby in made:
+        if standby.node.status() == standby.node.status().Running:
+            standby.node.stop(["-m", "immediate"])
+        shutil.rmtree(standby.node.base_dir, ignore_errors=True)
+
+
+def streaming_standby(primary: Cluster, make_standby: Callable[[Cluster], Cluster]) -> Cluster:
+    primary.wait_for_heartbeats(3)
+    standby = make_standby(primary)
+    count = len(primary.heartbeats())
+    wait_for(lambda: len(standby.heartbeats()) > count, "heartbeats replayed on the standby")
+    return standby
+
+
+# ---- installation ----
+
+
+def test_installed_beside_the_server_programs_and_never_loads_the_embedding_library() -> None:
+    assert CLI.is_symlink() and CLI.resolve() == (ENVIRONMENT / "bin" / "alive-worker").resolve()
+    result = cli("--version")
+    assert result.returncode == 0 and result.stdout.startswith("alive-worker ")
+    probe = (
+        "import sys, alive_worker.cli; "
+        "assert 'alive_worker._native' not in sys.modules, 'imported'; "
+        "print(alive_worker.cli.psycopg.__version__)"
+    )
+    imported = subprocess.run([ENVIRONMENT / "bin" / "python3", "-c", probe], capture_output=True, text=True)
+    assert imported.returncode == 0, imported.stderr
+    pinned = (Path(__file__).parent.parent / "requirements" / "runtime.txt").read_text()
+    assert f"psycopg[binary]=={imported.stdout.strip()}" in pinned
+
+
+def test_usage_errors_are_unknown() -> None:
+    result = cli("lag", "--warn", "soon")
+    assert result.returncode == 3 and "not a number of seconds" in result.stderr
+    assert cli("lag", "--warn", "5", "--crit", "1").returncode == 3
+    assert cli("frobnicate").returncode == 3
+
+
+# ---- status ----
+
+
+def test_status_shows_the_workers_as_a_table_and_as_json(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    cluster.wait_for_heartbeats(3)
+    result = cli("status", "--dsn", dsn(cluster))
+    assert result.returncode == 0, result.stderr
+    first, header, row, *_ = result.stdout.splitlines()
+    assert re.match(r"OK: 1 (sleeping|ticking) \(alive_worker 1\.1 on PostgreSQL \d+\.\d+, primary, ", first)
+    assert header.split()[:5] == ["DATABASE", "STATE", "PID", "TABLE", "INTERVAL"]
+    assert row.split()[0] == "postgres" and "public.log_table" in row
+    # Aligned: each cell starts under its header.
+    assert row.index("public.log_table") == header.index("TABLE")
+    assert not ANSI.search(result.stdout), "no colour when not on a terminal"
+
+    report = as_json(cli("status", "--json", "--dsn", dsn(cluster)))
+    assert report["status"] == "OK"
+    assert report["server"]["in_recovery"] is False and report["server"]["extension_version"] == "1.1"
+    [worker] = report["workers"]
+    assert worker["database"] == "postgres" and worker["tick_interval"] == 0.1
+    assert worker["ticks_ok"] >= 3 and worker["pid"] == cluster.worker_pid()
+    assert worker["replication_lag"] is None
+
+    coloured = cli("status", "--color", "always", "--dsn", dsn(cluster)).stdout
+    assert coloured.startswith("\x1b[32mOK\x1b[0m: 1 ") and ANSI.sub("", coloured).count("\n") == 3
+
+
+def run_on_terminal(*args: str, env: dict[str, str] | None = None) -> str:
+    """The command's output on a pseudo-terminal, as a person would see it."""
+    primary, secondary = pty.openpty()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    process = subprocess.Popen(
+        [str(CLI), *args], stdout=secondary, stderr=secondary, env={**clean, **(env or {})}
+    )
+    os.close(secondary)
+    output = b""
+    while True:
+        ready, _, _ = select.select([primary], [], [], 30)
+        if not ready:
+            process.kill()
+            break
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    process.wait(timeout=30)
+    os.close(primary)
+    return output.decode()
+
+
+def test_status_is_coloured_on_a_terminal_unless_no_color(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    cluster.wait_for_heartbeats(1)
+    on_terminal = run_on_terminal("status", "--dsn", dsn(cluster))
+    assert "\x1b[32mOK\x1b[0m" in on_terminal
+    assert not ANSI.search(run_on_terminal("status", "--dsn", dsn(cluster), env={"NO_COLOR": "1"}))
+
+
+def test_status_exit_code_follows_the_worst_worker(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(
+        settings={"databases": "good, bad"},
+        setup_sql=[
+            "CREATE DATABASE good",
+            "CREATE DATABASE bad",
+            "CREATE EXTENSION alive_worker",
+            "CREATE ROLE luca LOGIN",
+        ],
+    )
+    cluster.wait_for_heartbeats(1, dbname="good")
+    cluster.sql("SELECT alive_worker.stop('bad')")
+    stopped = cli("status", "--dsn", dsn(cluster))
+    assert stopped.returncode == 1 and stopped.stdout.startswith("WARNING: 1 stopped, 1 ")
+
+    # A table the worker cannot write: no message column.
+    cluster.sql("DROP TABLE IF EXISTS log_table", dbname="bad")
+    cluster.sql("CREATE TABLE log_table (pk serial PRIMARY KEY)", dbname="bad")
+    cluster.sql("SELECT alive_worker.start('bad')")
+    failing = wait_for(
+        lambda: r if (r := cli("status", "--dsn", dsn(cluster))).returncode == 2 else None, "a failing worker"
+    )
+    assert failing.stdout.startswith("CRITICAL: 1 failing, 1 ")
+    assert re.search(r'^bad: last error .* ago: 42703 .* has no column "message"$', failing.stdout, re.M)
+    assert as_json(cli("status", "--json", "--dsn", dsn(cluster)))["status"] == "CRITICAL"
+
+
+def test_status_explains_what_stops_it(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(setup_sql=["CREATE ROLE nobody LOGIN"])
+    missing = cli("status", "--dsn", dsn(cluster))
+    assert missing.returncode == 3 and missing.stdout == ""
+    assert "the alive_worker extension is not installed in database postgres" in missing.stderr
+    assert "hint: " in missing.stderr and "CREATE EXTENSION alive_worker;" in missing.stderr
+    assert as_json(cli("status", "--json", "--dsn", dsn(cluster))) == {
+        "status": "UNKNOWN",
+        "error": "the alive_worker extension is not installed in database postgres",
+        "hint": "A superuser can install it in any database (the status view answers for every database): "
+        "CREATE EXTENSION alive_worker;",
+    }
+
+    cluster.sql("CREATE EXTENSION alive_worker")
+    denied = cli("status", "--dsn", dsn(cluster, user="nobody"))
+    assert denied.returncode == 3 and "permission denied" in denied.stderr
+    assert "GRANT pg_monitor TO nobody;" in denied.stderr
+
+    port = cluster.node.port
+    cluster.node.stop()
+    down = cli("status", "--dsn", f"host={cluster.node.host} port={port} connect_timeout=5")
+    assert down.returncode == 3 and "cannot connect to" in down.stderr and "Connection refused" in down.stderr
+    malformed = cli("status", "--dsn", "host")
+    assert malformed.returncode == 3 and "invalid --dsn" in malformed.stderr
+
+
+def test_connection_from_environment_and_service_file(
+    make_cluster: Callable[..., Cluster], tmp_path: Path
+) -> None:
+    cluster = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    cluster.wait_for_worker()
+    host, port, user = cluster.node.host, str(cluster.node.port), cluster.node.os_ops.username
+    assert cli("status", env={"PGHOST": host, "PGPORT": port, "PGUSER": user}).returncode == 0
+    services = tmp_path / "pg_service.conf"
+    services.write_text(f"[heartbeats]\nhost={host}\nport={port}\nuser={user}\ndbname=postgres\n")
+    assert cli("status", "--dsn", "service=heartbeats", env={"PGSERVICEFILE": str(services)}).returncode == 0
+    by_name = cli("status", env={"PGSERVICEFILE": str(services), "PGSERVICE": "heartbeats"})
+    assert by_name.returncode == 0 and f"{host}:{port}" in by_name.stdout
+
+
+# ---- tail ----
+
+
+def test_tail_follows_new_heartbeats_with_their_lateness(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    cluster.wait_for_heartbeats(5)
+    result = cli("tail", "--json", "-n", "2", "--count", "3", "--dsn", dsn(cluster))
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 5
+    pks = [record["pk"] for record in records]
+    assert pks == list(range(pks[0], pks[0] + 5))
+    assert [r["message"] for r in records] == [f"STILL ALIVE and counting! {pk}" for pk in pks]
+    assert all(r["grid"] == "schedule" for r in records)
+    # On the worker's own grid, a tick is late by the time it takes to wake up.
+    assert all(0 <= r["late_ms"] < 100 for r in records), records
+
+    text = cli("tail", "-n", "1", "--count", "1", "--dsn", dsn(cluster))
+    assert text.returncode == 0
+    lines = text.stdout.splitlines()
+    assert lines[0].startswith("following log_table in database postgres")
+    assert len(lines) == 3 and all(
+        re.search(r"STILL ALIVE and counting! \d+  late [\d.]+ ms$", x) for x in lines[1:]
+    )
+
+
+def test_tail_on_a_standby_infers_the_grid(
+    make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
+) -> None:
+    primary = make_cluster(
+        setup_sql=["CREATE EXTENSION alive_worker", "CREATE ROLE watcher LOGIN IN ROLE pg_monitor"]
+    )
+    standby = streaming_standby(primary, make_standby)
+    result = cli("tail", "--json", "-n", "0", "--count", "4", "--dsn", dsn(standby))
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 4 and all(r["grid"] == "inferred" for r in records)
+    assert all(r["late_ms"] is not None and r["late_ms"] < 100 for r in records), records
+
+    denied = cli("tail", "--dsn", dsn(standby, user="watcher"))
+    assert denied.returncode == 3 and "permission denied for table log_table" in denied.stderr
+
+
+# ---- lag ----
+
+
+def test_lag_reports_as_a_monitoring_plugin(
+    make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
+) -> None:
+    primary = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    standby = streaming_standby(primary, make_standby)
+    ok = cli("lag", "--warn", "30", "--crit", "60", "--dsn", dsn(standby))
+    assert ok.returncode == 0, ok.stdout
+    [line] = ok.stdout.splitlines()
+    assert re.match(
+        r"OK: lag [\d.]+ ms, standby of system \d+ via .*:\d+ \(streaming\), newest heartbeat", line
+    )
+    assert re.search(r"\| lag=[\d.]+s;30;60;0; heartbeat_age=[\d.]+s$", line)
+    assert cli("lag", "--warn", "0", "--dsn", dsn(standby)).returncode == 1
+    assert cli("lag", "--warn", "0", "--crit", "0", "--dsn", dsn(standby)).stdout.startswith("CRITICAL: lag ")
+
+    reading = as_json(cli("lag", "--json", "--dsn", dsn(standby)))
+    assert reading["status"] == "OK" and reading["in_recovery"] is True and reading["replay_paused"] is False
+    [(system_identifier,)] = primary.sql("SELECT system_identifier FROM pg_control_system()")
+    assert reading["system_identifier"] == system_identifier and reading["lag"] < 1.0
+
+    standby.sql("SELECT pg_wal_replay_pause()")
+    behind = wait_for(
+        lambda: (
+            r
+            if (r := cli("lag", "--warn", "1", "--crit", "60", "--dsn", dsn(standby))).returncode == 1
+            else None
+        ),
+        "a lag of a second",
+    )
+    assert behind.stdout.startswith("WARNING: lag ") and "replay paused" in behind.stdout
+    standby.sql("SELECT pg_wal_replay_resume()")
+
+    not_standby = cli("lag", "--dsn", dsn(primary))
+    assert not_standby.returncode == 3
+    assert not_standby.stdout.startswith("UNKNOWN: ") and "is not a standby" in not_standby.stdout
+    cluster_port = standby.node.port
+    standby.node.stop()
+    down = cli("lag", "--dsn", f"host={standby.node.host} port={cluster_port}")
+    assert down.returncode == 3 and down.stdout.startswith("UNKNOWN: cannot connect")
+
+
+def test_lag_watch_prints_until_interrupted(
+    make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
+) -> None:
+    primary = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    standby = streaming_standby(primary, make_standby)
+    process = subprocess.Popen(
+        [str(CLI), "lag", "--watch", "0.2", "--json", "--dsn", dsn(standby)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines = [json.loads(process.stdout.readline()) for _ in range(3)]
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=10) == 0
+    assert all(line["status"] == "OK" and set(line["averages"]) == {"1m", "5m", "15m"} for line in lines)
+
+
+def test_lag_needs_the_extension_at_1_1(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(setup_sql=["CREATE EXTENSION alive_worker VERSION '1.0'"])
+    result = cli("lag", "--dsn", dsn(cluster))
+    assert result.returncode == 3 and "is version 1.0; this needs 1.1" in result.stdout
+    assert "ALTER EXTENSION alive_worker UPDATE;" in result.stdout
+
+
+# ---- doctor ----
+
+
+def checks(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]]:
+    return {check["name"]: check for check in as_json(result)["checks"]}
+
+
+def test_doctor_passes_a_healthy_installation(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    cluster.wait_for_heartbeats(3)
+    result = cli("doctor", "--dsn", dsn(cluster))
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.splitlines()[-1].startswith("OK: 0 failed, 0 warnings, ")
+    found = checks(cli("doctor", "--json", "--dsn", dsn(cluster)))
+    for name in (
+        "server",
+        "preloaded",
+        "settings",
+        "extension",
+        "worker postgres",
+        "table postgres",
+        "python",
+    ):
+        assert found[name]["status"] == "OK", found[name]
+    assert found["environment"]["status"] == "OK" and str(ENVIRONMENT) in found["environment"]["text"]
+
+
+def test_doctor_says_how_to_fix_privileges_and_a_stopped_worker(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(
+        settings={"role": "luca", "databases": "postgres, other"},
+        setup_sql=[
+            "CREATE DATABASE other",
+            "CREATE ROLE luca LOGIN",
+            ORIGINAL_TABLE,
+            "CREATE EXTENSION alive_worker",
+        ],
+    )
+    cluster.sql("GRANT INSERT ON log_table TO luca")
+    cluster.sql(ORIGINAL_TABLE, dbname="other")
+    cluster.sql("GRANT INSERT ON log_table TO luca", dbname="other")
+    cluster.sql("GRANT USAGE ON SEQUENCE log_table_pk_seq TO luca", dbname="other")
+    cluster.wait_for_heartbeats(1, dbname="other")
+    cluster.sql("SELECT alive_worker.stop('other')")
+    result = wait_for(
+        lambda: r if "failing" in (r := cli("doctor", "--dsn", dsn(cluster))).stdout else None,
+        "a failing worker",
+    )
+    assert result.returncode == 2, result.stdout
+    assert re.search(
+        r"^  FAIL  table postgres +role luca may not use sequence public.log_table_pk_seq$",
+        result.stdout,
+        re.M,
+    )
+    assert "fix: GRANT USAGE ON SEQUENCE public.log_table_pk_seq TO luca;" in result.stdout
+    assert re.search(
+        r"^  warn  worker other +stopped by alive_worker.stop\(\) or SIGTERM$", result.stdout, re.M
+    )
+    assert "fix: SELECT alive_worker.start('other');" in result.stdout
+    assert result.stdout.splitlines()[-1].startswith("CRITICAL: 2 failed, ")
+
+
+def test_doctor_sees_a_library_that_is_not_preloaded(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster()
+    cluster.node.append_conf(shared_preload_libraries="")
+    cluster.node.restart()
+    not_loaded = checks(cli("doctor", "--json", "--dsn", dsn(cluster)))
+    assert not_loaded["preloaded"]["status"] == "CRITICAL"
+    assert "Add alive_worker to shared_preload_libraries" in not_loaded["preloaded"]["fix"]
+
+    cluster.sql("ALTER SYSTEM SET shared_preload_libraries = 'alive_worker'")
+    cluster.sql("SELECT pg_reload_conf()")
+    result = wait_for(
+        lambda: r if "not been restarted" in (r := cli("doctor", "--dsn", dsn(cluster))).stdout else None,
+        "the pending restart",
+    )
+    assert result.returncode == 2 and "fix: Restart the server." in result.stdout
+
+
+def test_doctor_as_a_monitoring_role_skips_what_needs_a_superuser(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    cluster = make_cluster(
+        setup_sql=["CREATE EXTENSION alive_worker", "CREATE ROLE watcher LOGIN IN ROLE pg_monitor"]
+    )
+    cluster.wait_for_heartbeats(2)
+    result = cli("doctor", "--json", "--dsn", dsn(cluster, user="watcher"))
+    assert result.returncode == 0, result.stdout
+    found = checks(result)
+    assert found["worker postgres"]["status"] == "OK"
+    assert found["environment"]["status"] == "UNKNOWN" and "needs a superuser" in found["environment"]["text"]
+    unreachable = cli("doctor", "--dsn", "host=127.0.0.1 port=1")
+    assert unreachable.returncode == 3 and "cannot connect" in unreachable.stderr
+
+
+def test_doctor_reads_the_server_log_when_it_may(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(settings={"role": "bob"}, setup_sql=["CREATE ROLE bob LOGIN", ORIGINAL_TABLE])
+    cluster.node.append_conf(logging_collector="on", log_directory="collected")
+    cluster.node.restart()
+    result = wait_for(
+        lambda: r if "server log" in (r := cli("doctor", "--dsn", dsn(cluster))).stdout else None,
+        "the worker's error in the server log",
+    )
+    assert re.search(
+        r"^  warn  server log +1 alive_worker warnings or errors near the end of the server log, the last:\n"
+        r" +\S+ \S+ \S+ \[\d+\] ERROR:  permission denied: role \"bob\" lacks INSERT on table public.log_table$",
+        result.stdout,
+        re.M,
+    ), result.stdout
