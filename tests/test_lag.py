@@ -185,3 +185,13 @@ def test_monitoring_roles_read_the_lag_without_reading_the_table(
         lag(standby, "secrets", user="watcher")
     with standby.connect(user="nobody") as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute("SELECT * FROM alive_worker.lag()")
+
+
+def test_lag_goes_on_growing_when_the_primary_is_gone(
+    make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
+) -> None:
+    primary = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    standby = replicated(primary, make_standby)
+    primary.node.stop(["-m", "immediate"])
+    reading = wait_for(lambda: r if seconds((r := lag(standby))["lag"]) > 1.0 else None, "a second of lag")
+    assert reading["upstream"] is None and reading["in_recovery"] is True

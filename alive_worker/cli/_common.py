@@ -218,9 +218,9 @@ def seconds_text(value: float | None) -> str:
         return "-"
     sign = "-" if value < 0 else ""
     value = abs(value)
-    if value < 0.01:
+    if value < 0.00995:
         return f"{sign}{value * 1000:.1f} ms"
-    if value < 1:
+    if value < 0.9995:
         return f"{sign}{value * 1000:.0f} ms"
     if value < 60:
         return f"{sign}{value:.2f} s"
