@@ -7,6 +7,7 @@
 #   make install PYTHON_ENV=/some/dir    pick where the Python side lives
 #   make demo / make test                set everything up, then demo / test
 #   make test-all                        the suite on PostgreSQL 15, 16 and 18
+#   make bench                           alive_worker against its baselines (BENCHMARKS.md)
 
 MODULE_big = alive_worker
 OBJS = alive_worker.o crash_guard.o failure_log.o
@@ -30,7 +31,7 @@ PG_CPPFLAGS = -Ibuild
 
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifeq ($(wildcard $(PGXS)),)
-ifeq ($(filter demo test test-all,$(MAKECMDGOALS)),)
+ifeq ($(filter demo test test-all bench,$(MAKECMDGOALS)),)
 $(error no PGXS from "$(PG_CONFIG)": install postgresql-server-dev-15, or run make test / make demo, which do)
 endif
 else
@@ -84,4 +85,7 @@ test:
 test-all:
 	scripts/test-all $(PYTEST_ARGS)
 
-.PHONY: FORCE install-python clean-python demo test test-all
+bench:
+	PG_CONFIG="$(PG_CONFIG)" scripts/bench
+
+.PHONY: FORCE install-python clean-python demo test test-all bench
