@@ -333,7 +333,7 @@ execute_body(void *arg)
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
 	result_rows = SPI_tuptable;
-	*args->rows_out = (long) SPI_processed;
+	*args->rows_out = result_rows ? (long) SPI_processed : -1;
 }
 
 int
@@ -342,6 +342,22 @@ aw_execute(aw_plan *plan, const char *const *values, long *rows_out)
 	ExecuteArgs args = {plan, values, rows_out};
 
 	*rows_out = 0;
+	return run_guarded(GUARD_STATEMENT, execute_body, &args);
+}
+
+int
+aw_execute_text(aw_plan *plan, const char *value, long *rows_out)
+{
+	const char *values[1] = {value};
+	ExecuteArgs args = {plan, values, rows_out};
+
+	*rows_out = 0;
+	if (plan->nargs != 1)
+	{
+		aw_record_error("XX000", "alive_worker aw_execute_text needs a plan of one parameter",
+						NULL, NULL, NULL);
+		return AW_ERROR;
+	}
 	return run_guarded(GUARD_STATEMENT, execute_body, &args);
 }
 

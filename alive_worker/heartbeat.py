@@ -24,28 +24,27 @@ class Heartbeat:
         self._hook: hooks.Hook | None = None
         self._hook_loaded = False
         self._pending = False  # this tick's row awaits the shim's commit
+        self._debug = False  # the server logs DEBUG1: set on each reload
 
     def tick(self, settings_generation: int, previous_committed: bool) -> None:
         """Writes heartbeat number written + 1 in the shim's transaction."""
         if self._pending and previous_committed:
             self.written += 1
         self._pending = False
-        for plan in self._stale:
-            plan.free()
-        self._stale.clear()
-        if settings_generation != self._generation:
-            self._reload(settings_generation)
-        if not self._hook_loaded:
-            self._hook = hooks.load(self.settings.hook)
-            self._hook_loaded = True
-        if self._insert is None:
-            table = LogTable(self.settings.schema, self.settings.table, self.role)
-            self._insert = table.prepare_insert()
+        # One test on the path of an ordinary tick; the rest only after a change.
+        if (
+            settings_generation != self._generation
+            or self._insert is None
+            or self._stale
+            or not self._hook_loaded
+        ):
+            self._prepare(settings_generation)
+        insert = self._insert
+        assert insert is not None
 
         number = self.written + 1
         message = f"{self.settings.message} {number}"
-        insert = self._insert
-        if log.isEnabledFor(logging.DEBUG):
+        if self._debug:
             log.debug(
                 "alive_worker executing query [%s] with [%s] as [%s]",
                 insert.query,
@@ -58,16 +57,33 @@ class Heartbeat:
             # The table may be gone or changed: look again next tick.
             self._discard_insert()
             raise
-        log.debug("alive_worker query OK")
+        if self._debug:
+            log.debug("alive_worker query OK")
         if self._hook is not None:
             self._hook(hooks.Tick(number, message, self.settings))
         self._pending = True
+
+    def _prepare(self, settings_generation: int) -> None:
+        """Frees stale plans, follows a reload, loads the hook, prepares the INSERT."""
+        for plan in self._stale:
+            plan.free()
+        self._stale.clear()
+        if settings_generation != self._generation:
+            self._reload(settings_generation)
+        if not self._hook_loaded:
+            self._hook = hooks.load(self.settings.hook)
+            self._hook_loaded = True
+        if self._insert is None:
+            table = LogTable(self.settings.schema, self.settings.table, self.role)
+            self._insert = table.prepare_insert()
 
     def _reload(self, settings_generation: int) -> None:
         previous = self.settings
         self.settings = Settings.current()
         self._generation = settings_generation
         pglog.follow_server_level()
+        # log_min_messages changes only with a reload, and so does this.
+        self._debug = log.isEnabledFor(logging.DEBUG)
         if (self.settings.schema, self.settings.table) != (previous.schema, previous.table):
             self._discard_insert()
         if self.settings.hook != previous.hook:
