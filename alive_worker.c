@@ -41,6 +41,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timeout.h"
+#include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
 #include "alive_worker/_bridge.h"
@@ -384,13 +385,34 @@ monotonic_us(void)
 }
 
 /*
+ * When the tick due at tick_deadline must be done: tick_timeout (default:
+ * the interval) after its deadline, but at least half of it after it began.
+ *
+ * Counted from the deadline rather than from the tick's start because
+ * PostgreSQL leaves the timer signal armed after disable_timeout (re-arming
+ * it at every statement would cost more): it then fires when this timeout
+ * would have, and sets the latch.  With the default, that is the next
+ * deadline itself, when the worker wakes anyway; counted from the start,
+ * it came a few microseconds after the deadline and woke the worker a second
+ * time at every tick, which at short intervals cost more than the tick.
+ */
+static TimestampTz
+tick_must_end_at(int64 tick_deadline)
+{
+	int64		timeout = (int64) (tick_timeout_ms > 0 ? tick_timeout_ms : tick_interval_ms) * 1000;
+	int64		now = monotonic_us();
+
+	return GetCurrentTimestamp() + Max(tick_deadline + timeout - now, timeout / 2);
+}
+
+/*
  * One tick: a transaction in which Python writes the heartbeat.  Returns
  * whether it committed.  An ERROR (from SQL, or a Python exception turned
  * into one by finish_python_call) is logged and the transaction rolled back;
  * the worker goes on at the next deadline.
  */
 static bool
-run_tick(int settings_generation, bool previous_committed)
+run_tick(int64 tick_deadline, int settings_generation, bool previous_committed)
 {
 	MemoryContext loop_context = CurrentMemoryContext;
 	volatile bool committed = false;
@@ -405,8 +427,7 @@ run_tick(int settings_generation, bool previous_committed)
 		/* As worker_spi: the statement timestamp must be set first. */
 		SetCurrentStatementStartTimestamp();
 		/* SPI does not arm statement_timeout: bound the whole tick here. */
-		enable_timeout_after(STATEMENT_TIMEOUT,
-							 tick_timeout_ms > 0 ? tick_timeout_ms : tick_interval_ms);
+		enable_timeout_at(STATEMENT_TIMEOUT, tick_must_end_at(tick_deadline));
 		StartTransactionCommand();
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
@@ -696,7 +717,7 @@ run_schedule(void)
 			continue;
 
 		tick_deadline = deadline;
-		previous_committed = run_tick(settings_generation, previous_committed);
+		previous_committed = run_tick(tick_deadline, settings_generation, previous_committed);
 		if (previous_committed)
 			ticks_written++;
 		if (got_sigterm)
