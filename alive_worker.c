@@ -713,7 +713,9 @@ run_schedule(void)
 			/* A new interval counts from the last tick, not the old deadline. */
 			deadline = next_deadline(tick_deadline);
 		}
-		if (!back_to_back && monotonic_us() < deadline)
+		if (back_to_back)
+			deadline = monotonic_us();
+		else if (monotonic_us() < deadline)
 			continue;
 
 		tick_deadline = deadline;
