@@ -213,9 +213,20 @@ def private_pss_kb(pid: int) -> int:
 
 
 def uss_kb(pid: int) -> int:
-    """Memory only this process uses (Private_Clean + Private_Dirty)."""
-    text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    return sum(int(size) for size in re.findall(r"^Private_(?:Clean|Dirty):\s+(\d+) kB", text, re.M))
+    """Memory only this process uses, in its private mappings (Private_Clean + Private_Dirty).
+
+    Shared memory is left out: its pages count as private to whichever
+    process alone touched them, which depends on what else runs.
+    """
+    total = 0
+    private = False
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        fields = line.split()
+        if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+            private = fields[1].endswith("p")
+        elif private and fields[0] in ("Private_Clean:", "Private_Dirty:"):
+            total += int(fields[1])
+    return total
 
 
 def wait_for_exit(pid: int, timeout: float) -> None:
@@ -575,13 +586,13 @@ def build_rows(v: dict[str, Any]) -> list[Row]:
     rows.append(Row("client connect + SELECT 1 p50, preloaded vs not", v["client.preloaded.connect_p50_us"],
                     v["client.none.connect_p50_us"], "no preload", "µs", "no measurable change", "same",
                     f"{connect_change:+.0f} µs, round-to-round spread {connect_noise:.0f} µs: "
-                    + ("no measurable change" if abs(connect_change) <= connect_noise else "CHANGED")))  # fmt: skip
+                    + ("no measurable change" if connect_change <= connect_noise else "SLOWER")))  # fmt: skip
     uss_change = v["client.preloaded.backend_uss_kb"] - v["client.none.backend_uss_kb"]
     uss_noise = max(v[f"client.{kind}.backend_uss_spread_kb"] for kind in ("none", "preloaded"))
     rows.append(Row("client backend USS, preloaded vs not", v["client.preloaded.backend_uss_kb"],
                     v["client.none.backend_uss_kb"], "no preload", "kB", "no measurable change", "same",
                     f"{uss_change:+.0f} kB, spread {uss_noise:.0f} kB: "
-                    + ("no measurable change" if abs(uss_change) <= max(uss_noise, 4) else "CHANGED")))  # fmt: skip
+                    + ("no measurable increase" if uss_change <= max(uss_noise, 4) else "MORE")))  # fmt: skip
     return rows
 
 
@@ -675,7 +686,13 @@ def main() -> None:
     parser.add_argument("--run-dir", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--port", type=int, default=55433)
+    parser.add_argument(
+        "--report-only", action="store_true", help="table and picture again from --out/bench.json"
+    )
     args = parser.parse_args()
+    if args.report_only:
+        report(json.loads((args.out / "bench.json").read_text()), args.out)
+        return
     began = time.monotonic()
     args.out.mkdir(parents=True, exist_ok=True)
     cluster = Cluster(args.bindir, args.run_dir, args.port)
@@ -712,15 +729,18 @@ def main() -> None:
     values = figures.values
     values["machine"] = machine(args.bindir)
     values["seconds"] = round(time.monotonic() - began)
-    rows = build_rows(values)
-    text = table(rows)
-    (args.out / "table.md").write_text(text + "\n")
     (args.out / "bench.json").write_text(json.dumps(values, indent=1) + "\n")
-    plot(values, args.out / "lateness.png")
+    report(values, args.out)
+
+
+def report(values: dict[str, Any], out: Path) -> None:
+    text = table(build_rows(values))
+    (out / "table.md").write_text(text + "\n")
+    plot(values, out / "lateness.png")
     print()
     print(text)
     print()
-    log(f"{values['seconds']} s; figures in {args.out}/bench.json, picture {args.out}/lateness.png")
+    log(f"{values['seconds']} s; figures in {out}/bench.json, picture {out}/lateness.png")
 
 
 if __name__ == "__main__":
