@@ -54,7 +54,7 @@ class Retention:
         try:
             with spi.subtransaction():
                 self._delete.execute(self.keep, str(self.batch_rows))
-            deleted = self._delete.rowcount
+                deleted = spi.last_rowcount()
         except spi.SPIError as error:
             if error.sqlstate == QUERY_CANCELED and self.batch_rows > SMALLEST_BATCH_ROWS:
                 self.batch_rows = max(SMALLEST_BATCH_ROWS, self.batch_rows // 2)
