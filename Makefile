@@ -7,6 +7,7 @@
 #   make install PYTHON_ENV=/some/dir    pick where the Python side lives
 #   make demo / make test                set everything up, then demo / test
 #   make test-all                        the suite on PostgreSQL 15, 16 and 18
+#   make bench                           alive_worker against its baselines (BENCHMARKS.md)
 
 EXTENSION = alive_worker
 DATA = $(wildcard sql/alive_worker--*.sql)
@@ -32,22 +33,12 @@ PG_CPPFLAGS = -Ibuild
 
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifeq ($(wildcard $(PGXS)),)
-ifeq ($(filter demo test test-all,$(MAKECMDGOALS)),)
+ifeq ($(filter demo test test-all bench,$(MAKECMDGOALS)),)
 $(error no PGXS from "$(PG_CONFIG)": install postgresql-server-dev-15, or run make test / make demo, which do)
 endif
 else
 include $(PGXS)
-# PGXS passes the flags configure found in the compiler that built the
-# server, which this one may lack: PostgreSQL 18 trees built by a newer gcc
-# or clang pass -Wmissing-variable-declarations, which gcc 12 rejects.  If
-# $(CC) rejects the set, keep what it accepts, testing each flag after those
-# kept before it, as configure does (-Wformat-security needs -Wall first).
-cc_accepts = $(shell $(CC) -Werror $(1) -fsyntax-only -x c /dev/null >/dev/null 2>&1 && echo yes)
-ifeq ($(call cc_accepts,$(CFLAGS)),)
-accepted_cflags :=
-$(foreach flag,$(CFLAGS),$(if $(call cc_accepts,$(accepted_cflags) $(flag)),$(eval accepted_cflags += $(flag))))
-override CFLAGS := $(accepted_cflags)
-endif
+include cflags.mk
 endif
 
 # The bridge is compiled with the shim's flags, less those for a PGXS module:
@@ -101,4 +92,7 @@ test:
 test-all:
 	scripts/test-all $(PYTEST_ARGS)
 
-.PHONY: FORCE install-python clean-python demo test test-all
+bench:
+	PG_CONFIG="$(PG_CONFIG)" scripts/bench
+
+.PHONY: FORCE install-python clean-python demo test test-all bench

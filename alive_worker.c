@@ -21,7 +21,9 @@
 #include "alive_worker/_compat.h"	/* what differs between majors */
 
 #include <dlfcn.h>
+#include <sys/timerfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "access/xact.h"
 #include "executor/spi.h"
@@ -72,6 +74,8 @@ static int	tick_timeout_ms = 0;
 static int	retention_s = 0;
 static int	crash_limit = 3;
 static int	crash_window_s = 600;
+static bool clock_aligned = false;
+static bool back_to_back = false;
 
 /* Entry points of the embedding library, found with dlsym */
 static int	(*python_start) (void);
@@ -85,6 +89,13 @@ static char *my_role = NULL;	/* the role's name, once connected */
 
 /* Heartbeats committed since the worker started */
 static int64 ticks_written = 0;
+
+/* Ticks skipped because the worker was more than an interval late */
+static int64 ticks_skipped = 0;
+
+/* The sleep between ticks: latch, postmaster death, and a timer at the deadline */
+static WaitEventSet *tick_wait_set = NULL;
+static int	tick_timer = -1;
 
 /* What pg_stat_activity shows while the worker sleeps */
 static uint32 sleep_wait_event = PG_WAIT_EXTENSION;
@@ -308,6 +319,24 @@ _PG_init(void)
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
+	DefineCustomBoolVariable("alive_worker.clock_aligned",
+							 "Tick at wall-clock multiples of the interval (10:00:00, 10:00:10, ...), after the first tick.",
+							 "Heartbeats of servers whose clocks agree then line up, and each tick's deadline can be told from its timestamp.",
+							 &clock_aligned,
+							 false,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("alive_worker.back_to_back",
+							 "For benchmarks only: run ticks back to back, ignoring the interval.",
+							 "Each tick is the production tick; only the sleep between ticks is left out.",
+							 &back_to_back,
+							 false,
+							 PGC_SIGHUP,
+							 GUC_NOT_IN_SAMPLE,
+							 NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("alive_worker");
 
 	/* Loaded by a client backend (LOAD, CREATE EXTENSION): settings only. */
@@ -427,12 +456,39 @@ start_python(void)
 }
 
 static int64
-monotonic_us(void)
+clock_us(clockid_t clock)
 {
 	struct timespec now;
 
-	clock_gettime(CLOCK_MONOTONIC, &now);
+	clock_gettime(clock, &now);
 	return (int64) now.tv_sec * 1000000 + now.tv_nsec / 1000;
+}
+
+static int64
+monotonic_us(void)
+{
+	return clock_us(CLOCK_MONOTONIC);
+}
+
+/*
+ * When the tick due at tick_deadline must be done: tick_timeout (default:
+ * the interval) after its deadline, but at least half of it after it began.
+ *
+ * Counted from the deadline rather than from the tick's start because
+ * PostgreSQL leaves the timer signal armed after disable_timeout (re-arming
+ * it at every statement would cost more): it then fires when this timeout
+ * would have, and sets the latch.  With the default, that is the next
+ * deadline itself, when the worker wakes anyway; counted from the start,
+ * it came a few microseconds after the deadline and woke the worker a second
+ * time at every tick, which at short intervals cost more than the tick.
+ */
+static TimestampTz
+tick_must_end_at(int64 tick_deadline)
+{
+	int64		timeout = (int64) (tick_timeout_ms > 0 ? tick_timeout_ms : tick_interval_ms) * 1000;
+	int64		now = monotonic_us();
+
+	return GetCurrentTimestamp() + Max(tick_deadline + timeout - now, timeout / 2);
 }
 
 /*
@@ -442,7 +498,7 @@ monotonic_us(void)
  * the worker goes on at the next deadline.
  */
 static bool
-run_tick(int settings_generation, bool previous_committed)
+run_tick(int64 tick_deadline, int settings_generation, bool previous_committed)
 {
 	MemoryContext loop_context = CurrentMemoryContext;
 	volatile bool committed = false;
@@ -461,8 +517,7 @@ run_tick(int settings_generation, bool previous_committed)
 		/* As worker_spi: the statement timestamp must be set first. */
 		SetCurrentStatementStartTimestamp();
 		/* SPI does not arm statement_timeout: bound the whole tick here. */
-		enable_timeout_after(STATEMENT_TIMEOUT,
-							 tick_timeout_ms > 0 ? tick_timeout_ms : tick_interval_ms);
+		enable_timeout_at(STATEMENT_TIMEOUT, tick_must_end_at(tick_deadline));
 		StartTransactionCommand();
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
@@ -545,27 +600,20 @@ stop_worker(void)
 	worker_status_set_state(worker_index, WORKER_STOPPED);
 	ereport(LOG,
 			(errmsg("alive_worker stopping: received SIGTERM after writing %lld heartbeats",
-					(long long) ticks_written)));
+					(long long) ticks_written),
+			 ticks_skipped > 0 ?
+			 errdetail("%lld ticks were skipped because the worker was more than an interval late.",
+					   (long long) ticks_skipped) : 0));
 	proc_exit(0);
 }
 
 /*
- * Sleeps until the latch is set or timeout_ms passes (-1: no timeout), then
- * acts on signals: SIGTERM stops the worker, SIGHUP reloads the settings.
+ * Acts on signals: SIGTERM stops the worker, SIGHUP reloads the settings.
  * Returns whether the settings were reloaded.
  */
 static bool
-sleep_and_handle_signals(long timeout_ms)
+handle_signals(void)
 {
-	if (timeout_ms != 0)
-	{
-		(void) WaitLatch(MyLatch,
-						 WL_LATCH_SET | WL_EXIT_ON_PM_DEATH |
-						 (timeout_ms > 0 ? WL_TIMEOUT : 0),
-						 timeout_ms, sleep_wait_event);
-		ResetLatch(MyLatch);
-	}
-
 	if (got_sigterm)
 		stop_worker();
 
@@ -578,6 +626,73 @@ sleep_and_handle_signals(long timeout_ms)
 	ConfigReloadPending = false;
 	ProcessConfigFile(PGC_SIGHUP);
 	return true;
+}
+
+/*
+ * Sleeps until the latch is set or timeout_ms passes (-1: no timeout), then
+ * acts on signals.  Returns whether the settings were reloaded.
+ */
+static bool
+sleep_and_handle_signals(long timeout_ms)
+{
+	(void) WaitLatch(MyLatch,
+					 WL_LATCH_SET | WL_EXIT_ON_PM_DEATH |
+					 (timeout_ms >= 0 ? WL_TIMEOUT : 0),
+					 timeout_ms, sleep_wait_event);
+	ResetLatch(MyLatch);
+	return handle_signals();
+}
+
+/*
+ * The wait between ticks: the latch, postmaster death, and a timerfd armed
+ * at the deadline.  WaitLatch takes whole milliseconds, and the kernel adds
+ * slack to such timeouts (0.1% of the timeout, 10 ms at 10 s), so a
+ * deadline kept in microseconds would be missed by up to a millisecond and
+ * more; an absolute timer on the monotonic clock wakes the worker at the
+ * deadline itself.
+ */
+static void
+create_tick_wait_set(void)
+{
+	tick_timer = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (tick_timer < 0)
+		ereport(FATAL,
+				(errmsg("alive_worker could not create its tick timer: %m")));
+	tick_wait_set = alive_worker_create_wait_event_set(3);
+	AddWaitEventToSet(tick_wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(tick_wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	AddWaitEventToSet(tick_wait_set, WL_SOCKET_READABLE, tick_timer, NULL, NULL);
+}
+
+/*
+ * Sleeps until the monotonic clock reaches deadline (in microseconds) or the
+ * latch is set, then acts on signals.  Returns whether the settings were
+ * reloaded.
+ */
+static bool
+sleep_until(int64 deadline)
+{
+	struct itimerspec at;
+	WaitEvent	event;
+
+	memset(&at, 0, sizeof(at));
+	at.it_value.tv_sec = deadline / 1000000;
+	at.it_value.tv_nsec = (deadline % 1000000) * 1000;
+	if (timerfd_settime(tick_timer, TFD_TIMER_ABSTIME, &at, NULL) != 0)
+		ereport(FATAL,
+				(errmsg("alive_worker could not set its tick timer: %m")));
+
+	if (WaitEventSetWait(tick_wait_set, -1, &event, 1, sleep_wait_event) == 1 &&
+		(event.events & WL_SOCKET_READABLE))
+	{
+		uint64		expirations;
+
+		/* Drain the timer, which would stay readable otherwise. */
+		if (read(tick_timer, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN)
+			elog(DEBUG1, "alive_worker could not read its tick timer: %m");
+	}
+	ResetLatch(MyLatch);
+	return handle_signals();
 }
 
 /* The crash guard holds: do nothing but wait for SIGTERM or a new limit. */
@@ -658,12 +773,32 @@ connect_to_database(void)
 	crash_guard_connected();
 }
 
+/*
+ * The deadline of the tick after the one due at tick_deadline: one interval
+ * later, or, with alive_worker.clock_aligned, the next wall-clock multiple of
+ * the interval at least half an interval later (the first tick, at start,
+ * is off the grid; on it, that is one interval later).  Kept on the
+ * monotonic clock: only the grid's phase comes from the wall clock.
+ */
+static int64
+next_deadline(int64 tick_deadline)
+{
+	int64		interval = (int64) tick_interval_ms * 1000;
+	int64		wall;
+
+	if (!clock_aligned)
+		return tick_deadline + interval;
+	/* The wall-clock time of tick_deadline + interval / 2. */
+	wall = clock_us(CLOCK_REALTIME) - monotonic_us() + tick_deadline + interval / 2;
+	return tick_deadline + interval / 2 + (interval - wall % interval);
+}
+
 /* Ticks on the grid of deadlines until SIGTERM. */
 static void
 run_schedule(void)
 {
-	int64		deadline;		/* when the current tick is due */
-	int64		interval_us;
+	int64		tick_deadline;	/* when the last tick was due */
+	int64		deadline;		/* when the next tick is due */
 	int64		skipped;
 	int			settings_generation = 0;
 	bool		previous_committed = false;
@@ -675,36 +810,52 @@ run_schedule(void)
 	 * the grid, and the time a tick takes does not add up into drift.
 	 */
 	deadline = monotonic_us();
+	tick_deadline = deadline;
 	for (;;)
 	{
-		int64		now = monotonic_us();
-		int			previous_interval_ms = tick_interval_ms;
+		bool		reloaded;
 
-		/* Round up: waking a little late is cheaper than waking twice. */
-		if (sleep_and_handle_signals(now < deadline ? (long) ((deadline - now + 999) / 1000) : 0))
+		/* Back to back (benchmarks only), the deadline is always now. */
+		if (back_to_back || monotonic_us() >= deadline)
+			reloaded = handle_signals();
+		else
+			reloaded = sleep_until(deadline);
+		if (reloaded)
 		{
 			settings_generation++;
 			publish_settings();
 			/* A new interval counts from the last tick, not the old deadline. */
-			deadline += (int64) (tick_interval_ms - previous_interval_ms) * 1000;
+			deadline = next_deadline(tick_deadline);
 		}
-		if (monotonic_us() < deadline)
+		if (back_to_back)
+			deadline = monotonic_us();
+		else if (monotonic_us() < deadline)
 			continue;
 
-		interval_us = (int64) tick_interval_ms * 1000;
-		previous_committed = run_tick(settings_generation, previous_committed);
+		tick_deadline = deadline;
+		previous_committed = run_tick(tick_deadline, settings_generation, previous_committed);
 		if (previous_committed)
 			ticks_written++;
 		if (got_sigterm)
 			stop_worker();
 
 		/* Next deadline on the grid; ticks more than an interval late are skipped. */
-		deadline += interval_us;
-		now = monotonic_us();
-		skipped = now >= deadline + interval_us ? (now - deadline) / interval_us : 0;
-		deadline += skipped * interval_us;
+		deadline = next_deadline(tick_deadline);
+		skipped = 0;
+		if (!back_to_back)
+		{
+			int64		interval = (int64) tick_interval_ms * 1000;
+			int64		late = monotonic_us() - deadline;
+
+			if (late >= interval)
+			{
+				skipped = late / interval;
+				ticks_skipped += skipped;
+				deadline += skipped * interval;
+			}
+		}
 		worker_status_schedule(worker_index,
-							   GetCurrentTimestamp() + (deadline - now), skipped);
+							   GetCurrentTimestamp() + (deadline - monotonic_us()), skipped);
 	}
 }
 
@@ -737,6 +888,8 @@ alive_worker_main(Datum main_arg)
 	 * that rows mean the same on every server and replica.
 	 */
 	SetConfigOption("TimeZone", "UTC", PGC_SUSET, PGC_S_OVERRIDE);
+
+	create_tick_wait_set();
 
 	/* Connected even when disabled, so that pg_stat_activity shows why. */
 	if (verdict.disabled)

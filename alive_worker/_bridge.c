@@ -76,8 +76,9 @@ static char failure_cause[512];
 static aw_error last_error;
 static bool error_recorded = false;
 
-/* Rows of the last statement, owned by SPI. */
+/* Rows of the last statement, owned by SPI, and how many it processed. */
 static SPITupleTable *result_rows = NULL;
+static long rows_processed = 0;
 
 static char *
 copy_or_null(const char *text)
@@ -333,7 +334,8 @@ execute_body(void *arg)
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
 	result_rows = SPI_tuptable;
-	*args->rows_out = (long) SPI_processed;
+	rows_processed = (long) SPI_processed;
+	*args->rows_out = result_rows ? rows_processed : -1;
 }
 
 int
@@ -343,6 +345,28 @@ aw_execute(aw_plan *plan, const char *const *values, long *rows_out)
 
 	*rows_out = 0;
 	return run_guarded(GUARD_STATEMENT, execute_body, &args);
+}
+
+int
+aw_execute_text(aw_plan *plan, const char *value, long *rows_out)
+{
+	const char *values[1] = {value};
+	ExecuteArgs args = {plan, values, rows_out};
+
+	*rows_out = 0;
+	if (plan->nargs != 1)
+	{
+		aw_record_error("XX000", "alive_worker aw_execute_text needs a plan of one parameter",
+						NULL, NULL, NULL);
+		return AW_ERROR;
+	}
+	return run_guarded(GUARD_STATEMENT, execute_body, &args);
+}
+
+long
+aw_rows_processed(void)
+{
+	return rows_processed;
 }
 
 int

@@ -52,7 +52,15 @@ void		aw_record_error(const char *sqlstate, const char *message,
 
 int			aw_prepare(const char *query, int nargs, const char *const *argtypes,
 					   int keep, aw_plan **plan_out);
+/*
+ * rows_out: the rows the statement returned, for aw_result_value; -1 if it
+ * returns none (an INSERT without RETURNING).  aw_execute_text is
+ * aw_execute for a plan of one non-null value, with no array to fill.
+ */
 int			aw_execute(aw_plan *plan, const char *const *values, long *rows_out);
+int			aw_execute_text(aw_plan *plan, const char *value, long *rows_out);
+/* Rows the last statement returned or changed (an UPDATE's, a DELETE's). */
+long		aw_rows_processed(void);
 void		aw_free_plan(aw_plan *plan);
 /* Columns of the last statement's rows; -1 if it returned none (INSERT). */
 int			aw_result_columns(void);

@@ -13,6 +13,8 @@
 #define ALIVE_WORKER_COMPAT_H
 
 #include "fmgr.h"
+#include "storage/latch.h"
+#include "utils/memutils.h"
 #include "utils/wait_event.h"
 
 #if PG_VERSION_NUM < 150000
@@ -52,6 +54,21 @@ alive_worker_main_wait_event(void)
 	return WaitEventExtensionNew(ALIVE_WORKER_WAIT_EVENT_NAME);
 #else
 	return PG_WAIT_EXTENSION;
+#endif
+}
+
+/*
+ * PostgreSQL 17 ties a wait event set to a resource owner instead of a
+ * memory context; the worker's set lives as long as the process, so it has
+ * neither owner nor a context but the top one.
+ */
+static inline WaitEventSet *
+alive_worker_create_wait_event_set(int nevents)
+{
+#if PG_VERSION_NUM >= 170000
+	return CreateWaitEventSet(NULL, nevents);
+#else
+	return CreateWaitEventSet(TopMemoryContext, nevents);
 #endif
 }
 

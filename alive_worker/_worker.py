@@ -14,6 +14,7 @@ from alive_worker.heartbeat import Heartbeat
 from alive_worker.spi import SPIError
 
 EXTERNAL_ROUTINE_EXCEPTION = "38000"
+_OK = int(lib.AW_OK)
 
 _heartbeat: Heartbeat | None = None
 
@@ -61,7 +62,7 @@ def aw_python_tick(settings_generation: int, previous_tick_committed: int) -> in
         if _heartbeat is None:
             # Reads the catalogs, so it waits for the first transaction.
             _heartbeat = Heartbeat()
-        _heartbeat.tick(settings_generation, bool(previous_tick_committed))
-        return int(lib.AW_OK)
+        _heartbeat.tick(settings_generation, previous_tick_committed != 0)
+        return _OK
     except BaseException as exc:
         return _record(exc, "tick")

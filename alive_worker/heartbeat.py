@@ -26,12 +26,49 @@ class Heartbeat:
         self._hook: hooks.Hook | None = None
         self._hook_loaded = False
         self._pending = False  # this tick's row awaits the shim's commit
+        self._debug = False  # the server logs DEBUG1: set on each reload
 
     def tick(self, settings_generation: int, previous_committed: bool) -> None:
         """Writes heartbeat number written + 1 in the shim's transaction."""
         if self._pending and previous_committed:
             self.written += 1
         self._pending = False
+        # One test on the path of an ordinary tick; the rest only after a change.
+        if (
+            settings_generation != self._generation
+            or self._insert is None
+            or self._stale
+            or not self._hook_loaded
+        ):
+            self._prepare(settings_generation)
+        insert = self._insert
+        assert insert is not None
+
+        number = self.written + 1
+        message = f"{self.settings.message} {number}"
+        if self._debug:
+            log.debug(
+                "alive_worker executing query [%s] with [%s] as [%s]",
+                insert.query,
+                message,
+                self.role,
+            )
+        try:
+            insert.execute(message)
+        except spi.SPIError:
+            # The table may be gone or changed: look again next tick.
+            self._discard_insert()
+            raise
+        if self._debug:
+            log.debug("alive_worker query OK")
+        if self._hook is not None:
+            self._hook(hooks.Tick(number, message, self.settings))
+        if self._retention is not None:
+            self._retention.run_if_due()
+        self._pending = True
+
+    def _prepare(self, settings_generation: int) -> None:
+        """Frees stale plans, follows a reload, loads the hook, prepares the INSERT."""
         for plan in self._stale:
             plan.free()
         self._stale.clear()
@@ -46,34 +83,13 @@ class Heartbeat:
             if self.settings.retention_s > 0:
                 self._retention = Retention(table, self.settings.retention_s)
 
-        number = self.written + 1
-        message = f"{self.settings.message} {number}"
-        insert = self._insert
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "alive_worker executing query [%s] with [%s] as [%s]",
-                insert.query,
-                message,
-                self.role,
-            )
-        try:
-            insert.execute(message)
-        except spi.SPIError:
-            # The table may be gone or changed: look again next tick.
-            self._discard_insert()
-            raise
-        log.debug("alive_worker query OK")
-        if self._hook is not None:
-            self._hook(hooks.Tick(number, message, self.settings))
-        if self._retention is not None:
-            self._retention.run_if_due()
-        self._pending = True
-
     def _reload(self, settings_generation: int) -> None:
         previous = self.settings
         self.settings = Settings.current()
         self._generation = settings_generation
         pglog.follow_server_level()
+        # log_min_messages changes only with a reload, and so does this.
+        self._debug = log.isEnabledFor(logging.DEBUG)
         table_settings = (self.settings.schema, self.settings.table, self.settings.retention_s)
         if table_settings != (previous.schema, previous.table, previous.retention_s):
             self._discard_insert()

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from typing import NamedTuple
 
 from alive_worker.settings import Settings
 
 
-@dataclass(frozen=True)
-class Tick:
+class Tick(NamedTuple):
     """What a hook is told about the tick it runs in."""
 
     number: int
@@ -51,10 +48,14 @@ def load(spec: str) -> Hook | None:
 def _import(source: str) -> object:
     if not source.endswith(".py"):
         return importlib.import_module(source)
+    # Only for a hook given by path: the default tick imports neither.
+    from importlib.util import module_from_spec, spec_from_file_location
+    from pathlib import Path
+
     path = Path(source)
-    spec = importlib.util.spec_from_file_location(f"alive_worker_hook_{path.stem}", path)
+    spec = spec_from_file_location(f"alive_worker_hook_{path.stem}", path)
     if spec is None or spec.loader is None:
         raise ImportError(f"{path} is not a Python file")
-    module = importlib.util.module_from_spec(spec)
+    module = module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

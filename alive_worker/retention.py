@@ -6,8 +6,9 @@ those that are old enough: no index on ts is needed, and no batch is larger
 than that, whatever the backlog.  Deletion runs in a subtransaction of the
 tick, so that a failure (a role without DELETE, say) costs the heartbeat
 nothing; it is logged when it starts and when it clears.  A batch that the
-tick's timeout cancels is halved and tried again at the next tick, so that
-short intervals get batches that fit them.
+tick's timeout cancels is halved and tried again at the next tick, and
+batches that fit grow back by a quarter, so that short intervals and busy
+servers get batches that fit them.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class Retention:
         try:
             with spi.subtransaction():
                 self._delete.execute(self.keep, str(self.batch_rows))
-            deleted = self._delete.rowcount
+                deleted = spi.last_rowcount()
         except spi.SPIError as error:
             if error.sqlstate == QUERY_CANCELED and self.batch_rows > SMALLEST_BATCH_ROWS:
                 self.batch_rows = max(SMALLEST_BATCH_ROWS, self.batch_rows // 2)
@@ -75,8 +76,10 @@ class Retention:
             self._failing = None
         if deleted:
             log.debug("alive_worker.retention deleted %d rows from %s", deleted, self.table.qualified)
-        # While batches find rows, there may be a backlog: go on at the next tick.
+        # While batches find rows, there may be a backlog: go on at the next tick,
+        # with a batch grown back towards BATCH_ROWS after any halving.
         self._next_check = now if deleted else now + self.idle_check_seconds
+        self.batch_rows = min(BATCH_ROWS, self.batch_rows + self.batch_rows // 4 + 1)
 
     def free(self) -> None:
         self._delete.free()

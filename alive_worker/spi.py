@@ -8,13 +8,18 @@ inside it, the error can be caught and the tick goes on.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from types import TracebackType
 from typing import NoReturn
 
 from alive_worker._native import ffi, lib
 
 Row = tuple[str | None, ...]
+
+# Looked up once: every lookup on lib costs a dictionary search in cffi.
+_OK = int(lib.AW_OK)
+_execute = lib.aw_execute
+_execute_text = lib.aw_execute_text
 
 
 class SPIError(Exception):
@@ -65,7 +70,7 @@ def _check(result: int) -> None:
 class Plan:
     """A prepared statement; kept plans live until :meth:`free`."""
 
-    __slots__ = ("_handle", "_rows", "_values", "nargs", "query", "rowcount")
+    __slots__ = ("_handle", "_rows", "_values", "nargs", "query")
 
     def __init__(self, query: str, argtypes: Sequence[str], keep: bool) -> None:
         handle = ffi.new("aw_plan **")
@@ -73,7 +78,6 @@ class Plan:
         _check(lib.aw_prepare(query.encode(), len(types), types, int(keep), handle))
         self.query = query
         self.nargs = len(types)
-        self.rowcount = 0  # rows the last execute() returned or changed
         self._handle = handle[0]
         self._values = ffi.new("char *[]", max(self.nargs, 1))
         self._rows = ffi.new("long *")
@@ -84,20 +88,25 @@ class Plan:
             raise SPIError(f"{self.query!r} was freed", sqlstate="26000")
         if len(values) != self.nargs:
             raise TypeError(f"{self.query!r} takes {self.nargs} values, got {len(values)}")
-        keep_alive = []
-        for index, value in enumerate(values):
-            if value is None:
-                self._values[index] = ffi.NULL
-            else:
-                buffer = ffi.new("char[]", value.encode())
-                keep_alive.append(buffer)
-                self._values[index] = buffer
-        _check(lib.aw_execute(self._handle, self._values, self._rows))
-        self.rowcount = int(self._rows[0])
-        columns = lib.aw_result_columns()
-        if columns < 0:
+        if self.nargs == 1 and values[0] is not None:
+            # The heartbeat's case: cffi passes the bytes' own buffer, no copy.
+            result = _execute_text(self._handle, values[0].encode(), self._rows)
+        else:
+            keep_alive = []
+            for index, value in enumerate(values):
+                if value is None:
+                    self._values[index] = ffi.NULL
+                else:
+                    buffer = ffi.new("char[]", value.encode())
+                    keep_alive.append(buffer)
+                    self._values[index] = buffer
+            result = _execute(self._handle, self._values, self._rows)
+        if result != _OK:
+            _raise_last_error()
+        row_count = self._rows[0]
+        if row_count < 0:
             return []
-        return _fetch(self._rows[0], columns)
+        return _fetch(row_count, lib.aw_result_columns())
 
     def free(self) -> None:
         """Releases the plan; it cannot be executed afterwards."""
@@ -132,6 +141,11 @@ def execute(query: str, *values: str | None) -> list[Row]:
         plan.free()
 
 
+def last_rowcount() -> int:
+    """Rows the statement run last returned or changed (a DELETE's, say)."""
+    return int(lib.aw_rows_processed())
+
+
 def quote_ident(name: str) -> str:
     """``name`` quoted as PostgreSQL's quote_identifier() does."""
     quoted = ffi.new("char **")
@@ -156,13 +170,17 @@ def setting(name: str) -> str | None:
     return _text(lib.aw_setting(name.encode()))
 
 
-@contextmanager
-def subtransaction() -> Iterator[None]:
+# Lower case, as it was a function: with spi.subtransaction(): ...
+class subtransaction:
     """Statements inside may fail without aborting the tick, as a SAVEPOINT."""
-    _check(lib.aw_subtransaction_begin())
-    try:
-        yield
-    except BaseException:
-        lib.aw_subtransaction_end(0)
-        raise
-    _check(lib.aw_subtransaction_end(1))
+
+    def __enter__(self) -> None:
+        _check(lib.aw_subtransaction_begin())
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if error is not None:
+            lib.aw_subtransaction_end(0)
+            return
+        _check(lib.aw_subtransaction_end(1))

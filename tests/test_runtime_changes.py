@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from conftest import MESSAGE, Cluster, wait_for
+from test_privileges import LEAST_PRIVILEGE_SETUP
 
 
 def test_dropped_table_is_recreated_and_the_counter_goes_on(make_cluster: Callable[..., Cluster]) -> None:
@@ -31,13 +32,7 @@ def test_revoked_privilege_is_reported_with_its_sqlstate_and_heals_when_granted(
 ) -> None:
     cluster = make_cluster(
         settings={"role": "luca"},
-        setup_sql=[
-            "ALTER SYSTEM SET log_error_verbosity = 'verbose'",
-            "CREATE ROLE luca LOGIN",
-            "CREATE TABLE log_table (pk serial PRIMARY KEY, message text, ts timestamp DEFAULT now())",
-            "GRANT INSERT ON log_table TO luca",
-            "GRANT USAGE ON SEQUENCE log_table_pk_seq TO luca",
-        ],
+        setup_sql=["ALTER SYSTEM SET log_error_verbosity = 'verbose'", *LEAST_PRIVILEGE_SETUP],
     )
     cluster.wait_for_heartbeats(2)
     cluster.mark_log()

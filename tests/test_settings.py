@@ -23,6 +23,8 @@ EXPECTED = {
     "alive_worker.retention": ("0", "sighup", "s"),
     "alive_worker.crash_limit": ("3", "sighup", None),
     "alive_worker.crash_window": ("600", "sighup", "s"),
+    "alive_worker.clock_aligned": ("off", "sighup", None),
+    "alive_worker.back_to_back": ("off", "sighup", None),
 }
 
 
