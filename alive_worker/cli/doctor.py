@@ -95,7 +95,7 @@ class Doctor:
 
     def check_server(self) -> None:
         self.server = self.one(
-            "SELECT current_setting('server_version') AS version, current_setting('server_version_num')::int AS num,"
+            "SELECT split_part(current_setting('server_version'), ' ', 1) AS version, current_setting('server_version_num')::int AS num,"
             " pg_is_in_recovery() AS in_recovery, current_user AS user,"
             " (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser,"
             " pg_has_role(current_user, 'pg_monitor', 'USAGE') AS monitor,"

@@ -49,7 +49,7 @@ def read(conn: psycopg.Connection[dict[str, Any]]) -> tuple[dict[str, Any], list
     version = require_extension(conn)
     try:
         server = conn.execute(
-            "SELECT current_setting('server_version') AS server_version, pg_is_in_recovery() AS in_recovery,"
+            "SELECT split_part(current_setting('server_version'), ' ', 1) AS server_version, pg_is_in_recovery() AS in_recovery,"
             " clock_timestamp() AS now"
         ).fetchone()
         rows = conn.execute("SELECT * FROM alive_worker.workers ORDER BY database").fetchall()
