@@ -255,3 +255,27 @@ def make_cluster(
     for cluster in made:
         show_log_if_failed(request, cluster)
         stop_cluster(cluster)
+
+
+@pytest.fixture
+def make_standby(request: pytest.FixtureRequest) -> Iterator[Callable[[Cluster], Cluster]]:
+    """Streaming standbys (pg_basebackup -R) of a primary, stopped after the test."""
+    made: list[Cluster] = []
+
+    def factory(primary: Cluster) -> Cluster:
+        made.append(Cluster(primary.node.replicate().start()))
+        return made[-1]
+
+    yield factory
+    for standby in made:
+        show_log_if_failed(request, standby)
+        stop_cluster(standby)
+
+
+def streaming_standby(primary: Cluster, make_standby: Callable[[Cluster], Cluster]) -> Cluster:
+    """A standby that has replayed the primary's heartbeats and streams more."""
+    primary.wait_for_heartbeats(3)
+    standby = make_standby(primary)
+    count = len(primary.heartbeats())
+    wait_for(lambda: len(standby.heartbeats()) > count, "new heartbeats replayed on the standby")
+    return standby

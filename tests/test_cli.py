@@ -7,15 +7,13 @@ import os
 import pty
 import re
 import select
-import shutil
 import signal
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-from conftest import BIN_DIR, PKGLIB_DIR, Cluster, wait_for
+from conftest import BIN_DIR, PKGLIB_DIR, Cluster, streaming_standby, wait_for
 
 CLI = Path(BIN_DIR) / "alive-worker"
 ENVIRONMENT = Path(PKGLIB_DIR) / "alive_worker"
@@ -42,29 +40,6 @@ def cli(
 
 def as_json(result: subprocess.CompletedProcess[str]) -> Any:
     return json.loads(result.stdout)
-
-
-@pytest.fixture
-def make_standby(request: pytest.FixtureRequest) -> Iterator[Callable[[Cluster], Cluster]]:
-    made: list[Cluster] = []
-
-    def factory(primary: Cluster) -> Cluster:
-        made.append(Cluster(primary.node.replicate().start()))
-        return made[-1]
-
-    yield factory
-    for standby in made:
-        if standby.node.status() == standby.node.status().Running:
-            standby.node.stop(["-m", "immediate"])
-        shutil.rmtree(standby.node.base_dir, ignore_errors=True)
-
-
-def streaming_standby(primary: Cluster, make_standby: Callable[[Cluster], Cluster]) -> Cluster:
-    primary.wait_for_heartbeats(3)
-    standby = make_standby(primary)
-    count = len(primary.heartbeats())
-    wait_for(lambda: len(standby.heartbeats()) > count, "heartbeats replayed on the standby")
-    return standby
 
 
 # ---- installation ----

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import psycopg
 import pytest
-from conftest import Cluster, wait_for
+from conftest import Cluster, streaming_standby, wait_for
 
 LAG_COLUMNS = [
     "in_recovery", "lag", "last_heartbeat_at", "heartbeat_age", "tick_interval", "replay_paused",
@@ -33,39 +32,11 @@ def seconds(value: timedelta) -> float:
     return value.total_seconds()
 
 
-@pytest.fixture
-def make_standby(request: pytest.FixtureRequest) -> Iterator[Callable[[Cluster], Cluster]]:
-    """Streaming standbys of a primary, stopped after the test."""
-    made: list[Cluster] = []
-
-    def factory(primary: Cluster) -> Cluster:
-        made.append(Cluster(primary.node.replicate().start()))
-        return made[-1]
-
-    yield factory
-    for standby in made:
-        report = getattr(request.node, "report_call", None)
-        if report is not None and report.failed:
-            print(f"\n---- standby log ----\n{standby.log()[-4000:]}")
-        if standby.node.status() == standby.node.status().Running:
-            standby.node.stop(["-m", "immediate"])
-        shutil.rmtree(standby.node.base_dir, ignore_errors=True)
-
-
-def replicated(primary: Cluster, make_standby: Callable[[Cluster], Cluster]) -> Cluster:
-    """A standby that has replayed heartbeats and streams more."""
-    primary.wait_for_heartbeats(3)
-    standby = make_standby(primary)
-    count = len(primary.heartbeats())
-    wait_for(lambda: len(standby.heartbeats()) > count, "new heartbeats replayed on the standby")
-    return standby
-
-
 def test_lag_is_about_zero_while_streaming_though_the_newest_heartbeat_is_older(
     make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
 ) -> None:
     primary = make_cluster(settings={"interval": "1s"}, setup_sql=["CREATE EXTENSION alive_worker"])
-    standby = replicated(primary, make_standby)
+    standby = streaming_standby(primary, make_standby)
     # Read until the newest heartbeat is more than half an interval old:
     # its age alone would then say the standby is half a second behind.
     readings: list[dict[str, Any]] = []
@@ -83,7 +54,7 @@ def test_lag_grows_with_a_paused_replay_and_agrees_with_the_primary(
     make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
 ) -> None:
     primary = make_cluster(settings={"interval": "200ms"}, setup_sql=["CREATE EXTENSION alive_worker"])
-    standby = replicated(primary, make_standby)
+    standby = streaming_standby(primary, make_standby)
     standby.sql("SELECT pg_wal_replay_pause()")
     wait_for(lambda: standby.sql("SELECT pg_get_wal_replay_pause_state()")[0][0] == "paused", "replay paused")
     paused = wait_for(lambda: r if seconds((r := lag(standby))["lag"]) > 1.5 else None, "1.5 s of lag")
@@ -119,7 +90,7 @@ def test_lag_names_the_primary_it_replays(
     make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
 ) -> None:
     primary = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
-    standby = replicated(primary, make_standby)
+    standby = streaming_standby(primary, make_standby)
     [(system_identifier,)] = primary.sql("SELECT system_identifier FROM pg_control_system()")
     reading = wait_for(
         lambda: r if (r := lag(standby))["receiver_status"] == "streaming" else None, "streaming"
@@ -139,7 +110,7 @@ def test_workers_view_shows_the_lag_on_a_standby_only(
     make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
 ) -> None:
     primary = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
-    standby = replicated(primary, make_standby)
+    standby = streaming_standby(primary, make_standby)
     [(on_primary,)] = primary.sql("SELECT replication_lag FROM alive_worker.workers")
     assert on_primary is None
     [(state, on_standby)] = standby.sql("SELECT state, replication_lag FROM alive_worker.workers")
@@ -174,7 +145,7 @@ def test_monitoring_roles_read_the_lag_without_reading_the_table(
             "CREATE TABLE secrets (pk int, ts timestamptz)",
         ]
     )
-    standby = replicated(primary, make_standby)
+    standby = streaming_standby(primary, make_standby)
     assert seconds(lag(standby, user="watcher")["lag"]) < 1.0
     with standby.connect(user="watcher") as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute("SELECT * FROM public.log_table")
@@ -191,7 +162,7 @@ def test_lag_goes_on_growing_when_the_primary_is_gone(
     make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
 ) -> None:
     primary = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
-    standby = replicated(primary, make_standby)
+    standby = streaming_standby(primary, make_standby)
     primary.node.stop(["-m", "immediate"])
     reading = wait_for(lambda: r if seconds((r := lag(standby))["lag"]) > 1.0 else None, "a second of lag")
     assert reading["upstream"] is None and reading["in_recovery"] is True

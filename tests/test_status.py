@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 from collections.abc import Callable
 from typing import Any
@@ -122,13 +121,11 @@ def test_monitoring_roles_read_and_only_superusers_control(make_cluster: Callabl
     assert cluster.worker_pid() is not None
 
 
-def test_status_is_readable_on_a_standby(make_cluster: Callable[..., Cluster]) -> None:
+def test_status_is_readable_on_a_standby(
+    make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
+) -> None:
     primary = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
     primary.wait_for_heartbeats(1)
-    standby = Cluster(primary.node.replicate().start())
-    try:
-        row = wait_for_state(standby, "waiting for recovery to end")
-        assert row["pid"] is None
-    finally:
-        standby.node.stop(["-m", "immediate"])
-        shutil.rmtree(standby.node.base_dir, ignore_errors=True)
+    standby = make_standby(primary)
+    row = wait_for_state(standby, "waiting for recovery to end")
+    assert row["pid"] is None
