@@ -195,21 +195,26 @@ def pss_kb(pid: int) -> int:
     return int(match.group(1))
 
 
-def private_pss_kb(pid: int) -> int:
-    """PSS of the process's private mappings: its heap, stack and libraries, not shared memory.
-
-    A process's PSS also counts its share of every shared-buffer page it has
-    touched, which grows with the table and says nothing of the process itself.
-    """
+def private_mappings_kb(pid: int, counters: tuple[str, ...]) -> int:
+    """The sum of these smaps counters over the process's private mappings, in kB."""
     total = 0
     private = False
     for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
         fields = line.split()
         if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
             private = fields[1].endswith("p")
-        elif private and fields[0] == "Pss:":
+        elif private and fields[0] in counters:
             total += int(fields[1])
     return total
+
+
+def private_pss_kb(pid: int) -> int:
+    """PSS of the process's private mappings: its heap, stack and libraries, not shared memory.
+
+    A process's PSS also counts its share of every shared-buffer page it has
+    touched, which grows with the table and says nothing of the process itself.
+    """
+    return private_mappings_kb(pid, ("Pss:",))
 
 
 def uss_kb(pid: int) -> int:
@@ -218,15 +223,7 @@ def uss_kb(pid: int) -> int:
     Shared memory is left out: its pages count as private to whichever
     process alone touched them, which depends on what else runs.
     """
-    total = 0
-    private = False
-    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
-        fields = line.split()
-        if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
-            private = fields[1].endswith("p")
-        elif private and fields[0] in ("Private_Clean:", "Private_Dirty:"):
-            total += int(fields[1])
-    return total
+    return private_mappings_kb(pid, ("Private_Clean:", "Private_Dirty:"))
 
 
 def wait_for_exit(pid: int, timeout: float) -> None:
