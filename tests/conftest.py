@@ -141,6 +141,11 @@ class Cluster:
     def wait_for_worker(self, timeout: float = 10.0) -> int:
         return wait_for(self.worker_pid, "the alive worker to run", timeout)
 
+    def wait_until_waiting(self, pid: int, column: str, value: str, what: str) -> None:
+        """Waits until pg_stat_activity shows the process waiting: column is wait_event or wait_event_type."""
+        query = f"SELECT {column} FROM pg_stat_activity WHERE pid = %s"
+        wait_for(lambda: self.sql(query, [pid]) == [(value,)], what)
+
     def heartbeats(self, table: str = "public.log_table", dbname: str = "postgres") -> list[tuple[int, str]]:
         """(pk, message) of every row, oldest first; [] while the table is missing."""
         exists = self.sql("SELECT to_regclass(%s) IS NOT NULL", [table], dbname)[0][0]

@@ -49,12 +49,7 @@ def hook(tick):
         settings={"hook": hook, "tick_timeout": "1min"}, setup_sql=["CREATE TABLE notes (note text)"]
     )
     pid = cluster.wait_for_worker()
-    wait_for(
-        lambda: (
-            cluster.sql("SELECT wait_event FROM pg_stat_activity WHERE pid = %s", [pid]) == [("PgSleep",)]
-        ),
-        "the second tick to sleep",
-    )
+    cluster.wait_until_waiting(pid, "wait_event", "PgSleep", "the second tick to sleep")
     assert terminate_and_time(cluster, pid) < PROMPT_SECONDS
     assert [m for _, m in cluster.heartbeats()] == ["STILL ALIVE and counting! 1"]
     assert cluster.sql("SELECT count(*) FROM notes") == [(0,)]
@@ -68,13 +63,7 @@ def test_sigterm_during_a_tick_blocked_on_a_lock(make_cluster: Callable[..., Clu
         locker.execute("BEGIN")
         locker.execute("LOCK TABLE log_table IN ACCESS EXCLUSIVE MODE")
         pid = cluster.wait_for_worker()
-        wait_for(
-            lambda: (
-                cluster.sql("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid])
-                == [("Lock",)]
-            ),
-            "the tick to wait for the lock",
-        )
+        cluster.wait_until_waiting(pid, "wait_event_type", "Lock", "the tick to wait for the lock")
         assert terminate_and_time(cluster, pid) < PROMPT_SECONDS
         locker.execute("ROLLBACK")
     time.sleep(6.5)  # past the restart delay
@@ -88,12 +77,7 @@ def test_fast_shutdown_is_not_held_up_by_a_blocked_tick(make_cluster: Callable[.
     locker.execute("BEGIN")
     locker.execute("LOCK TABLE log_table IN ACCESS EXCLUSIVE MODE")
     pid = cluster.wait_for_worker()
-    wait_for(
-        lambda: (
-            cluster.sql("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid]) == [("Lock",)]
-        ),
-        "the tick to wait for the lock",
-    )
+    cluster.wait_until_waiting(pid, "wait_event_type", "Lock", "the tick to wait for the lock")
     started = time.monotonic()
     stopper = threading.Thread(target=lambda: cluster.node.stop(["-m", "fast"]))
     stopper.start()
