@@ -12,7 +12,7 @@
 EXTENSION = alive_worker
 DATA = $(wildcard sql/alive_worker--*.sql)
 MODULE_big = alive_worker
-OBJS = alive_worker.o crash_guard.o failure_log.o worker_status.o sql_functions.o
+OBJS = alive_worker.o crash_guard.o failure_log.o tick_timeout.o worker_status.o sql_functions.o
 PGFILEDESC = "alive_worker - heartbeat background worker with Python ticks"
 
 PG_CONFIG ?= pg_config
@@ -52,11 +52,12 @@ all: $(WHEEL_STAMP)
 # The config header names the server and the compiler command, so building
 # for another major in this checkout rebuilds all that depends on it.
 $(OBJS) $(OBJS:.o=.bc): $(CONFIG_HEADER) alive_worker/_compat.h
-alive_worker.o alive_worker.bc: alive_worker.h alive_worker/_bridge.h crash_guard.h failure_log.h worker_status.h
+alive_worker.o alive_worker.bc: alive_worker.h alive_worker/_bridge.h crash_guard.h failure_log.h tick_timeout.h worker_status.h
 sql_functions.o sql_functions.bc: alive_worker.h worker_status.h
 worker_status.o worker_status.bc: worker_status.h
 crash_guard.o crash_guard.bc: crash_guard.h
 failure_log.o failure_log.bc: failure_log.h
+tick_timeout.o tick_timeout.bc: tick_timeout.h
 
 $(CONFIG_HEADER): FORCE
 	@$(SERVER_PYTHON) scripts/write_config_header.py "$@" "$(SERVER_PYTHON)" "$(PYTHON_ENV)" "$(PG_CONFIG)" \

@@ -40,7 +40,6 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
-#include "utils/timeout.h"
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 #include "utils/wait_event.h"
@@ -50,6 +49,7 @@
 #include "alive_worker.h"
 #include "crash_guard.h"
 #include "failure_log.h"
+#include "tick_timeout.h"
 #include "worker_status.h"
 
 ALIVE_WORKER_MODULE_MAGIC;
@@ -470,25 +470,24 @@ monotonic_us(void)
 	return clock_us(CLOCK_MONOTONIC);
 }
 
+/* The tick's timeout: tick_timeout, or by default the interval. */
+static int
+tick_timeout(void)
+{
+	return tick_timeout_ms > 0 ? tick_timeout_ms : tick_interval_ms;
+}
+
 /*
- * When the tick due at tick_deadline must be done: tick_timeout (default:
- * the interval) after its deadline, but at least half of it after it began.
- *
- * Counted from the deadline rather than from the tick's start because
- * PostgreSQL leaves the timer signal armed after disable_timeout (re-arming
- * it at every statement would cost more): it then fires when this timeout
- * would have, and sets the latch.  With the default, that is the next
- * deadline itself, when the worker wakes anyway; counted from the start,
- * it came a few microseconds after the deadline and woke the worker a second
- * time at every tick, which at short intervals cost more than the tick.
+ * When the tick due at tick_deadline must be done, on the monotonic clock:
+ * the timeout after its deadline, so that a late tick does not run into
+ * the next, but at least half of it after it began.
  */
-static TimestampTz
+static int64
 tick_must_end_at(int64 tick_deadline)
 {
-	int64		timeout = (int64) (tick_timeout_ms > 0 ? tick_timeout_ms : tick_interval_ms) * 1000;
-	int64		now = monotonic_us();
+	int64		timeout = (int64) tick_timeout() * 1000;
 
-	return GetCurrentTimestamp() + Max(tick_deadline + timeout - now, timeout / 2);
+	return Max(tick_deadline + timeout, monotonic_us() + timeout / 2);
 }
 
 /*
@@ -517,7 +516,7 @@ run_tick(int64 tick_deadline, int settings_generation, bool previous_committed)
 		/* As worker_spi: the statement timestamp must be set first. */
 		SetCurrentStatementStartTimestamp();
 		/* SPI does not arm statement_timeout: bound the whole tick here. */
-		enable_timeout_at(STATEMENT_TIMEOUT, tick_must_end_at(tick_deadline));
+		tick_timeout_arm(tick_must_end_at(tick_deadline));
 		StartTransactionCommand();
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
@@ -534,17 +533,18 @@ run_tick(int64 tick_deadline, int settings_generation, bool previous_committed)
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
-		disable_timeout(STATEMENT_TIMEOUT, false);
+		tick_timeout_disarm();
 		committed = true;
 	}
 	PG_CATCH();
 	{
 		ErrorData  *edata;
 
+		tick_timeout_disarm();
+		MemoryContextSwitchTo(loop_context);
+		tick_timeout_explain_current_error(tick_timeout());
 		/* As a backend's error recovery: report, then abort everything. */
 		HOLD_INTERRUPTS();
-		disable_timeout(STATEMENT_TIMEOUT, false);
-		MemoryContextSwitchTo(loop_context);
 		edata = CopyErrorData();
 		if (got_sigterm && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 			ereport(LOG,
@@ -890,6 +890,7 @@ alive_worker_main(Datum main_arg)
 	SetConfigOption("TimeZone", "UTC", PGC_SUSET, PGC_S_OVERRIDE);
 
 	create_tick_wait_set();
+	tick_timeout_init();
 
 	/* Connected even when disabled, so that pg_stat_activity shows why. */
 	if (verdict.disabled)

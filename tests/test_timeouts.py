@@ -27,6 +27,7 @@ def test_locked_table_gives_up_after_the_tick_timeout_without_pile_up(
     assert log.count("ERROR:  canceling statement due to statement timeout") == 1, (
         "reported once, not per tick"
     )
+    assert "DETAIL:  A tick may run until alive_worker.tick_timeout (150 ms) after it was due." in log
     count = len(cluster.heartbeats())
     cluster.wait_for_heartbeats(count + 3)
     cluster.wait_for_log(r"LOG:  alive_worker heartbeats resumed after \d+ failed ticks")
@@ -46,3 +47,20 @@ def test_default_timeout_is_the_interval(make_cluster: Callable[..., Cluster]) -
         assert time.monotonic() - started < 1.5
         locker.execute("ROLLBACK")
     wait_for(lambda: "heartbeats resumed" in cluster.new_log(), "heartbeats to resume")
+
+
+def test_a_cancel_request_is_not_taken_for_the_timeout(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(settings={"interval": "200ms", "tick_timeout": "1min"})
+    pid = cluster.wait_for_worker()
+    cluster.wait_for_heartbeats(1)
+    with cluster.connect() as locker:
+        locker.execute("BEGIN")
+        locker.execute("LOCK TABLE log_table IN ACCESS EXCLUSIVE MODE")
+        cluster.wait_until_waiting(pid, "wait_event_type", "Lock", "the tick to wait for the lock")
+        cluster.mark_log()
+        cluster.sql("SELECT pg_cancel_backend(%s)", (pid,))
+        cluster.wait_for_log(r"ERROR:  canceling statement due to user request")
+        locker.execute("ROLLBACK")
+    assert "statement timeout" not in cluster.new_log()
+    wait_for(lambda: "heartbeats resumed" in cluster.new_log(), "heartbeats to resume")
+    assert cluster.worker_pid() == pid

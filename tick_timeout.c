@@ -1,0 +1,124 @@
+/*
+ * tick_timeout.c
+ *		The bound on how long a tick may run, on a timer of its own.
+ *
+ * PostgreSQL's statement_timeout (timeout.c) would do, but it leaves its
+ * SIGALRM armed when the timeout is disabled, to save a setitimer() per
+ * statement.  For a worker that sets one timeout per tick, that is a signal
+ * at every tick: a second wake-up, a kill() for the latch and a setitimer()
+ * to re-arm, which cost more than the tick's Python.  A POSIX timer of our
+ * own is armed and disarmed with one call each, and only ever fires when a
+ * tick really runs late.  It cancels the tick the way a statement timeout
+ * does: QueryCancelPending, acted on at the next CHECK_FOR_INTERRUPTS.
+ *
+ * Linux only, like the rest of the worker's timing (timerfd): the timer
+ * signals the worker's own thread, so a thread that a Python hook starts
+ * never takes the signal.
+ */
+#include "postgres.h"
+
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "utils/elog.h"
+
+#include "tick_timeout.h"
+
+static timer_t tick_timer;
+
+/* Set by the signal handler, reset when the timer is armed again. */
+static volatile sig_atomic_t armed = false;
+static volatile sig_atomic_t fired = false;
+
+static void
+handle_tick_timeout(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	/* A signal raised just before disarming finds armed false. */
+	if (armed)
+	{
+		fired = true;
+		QueryCancelPending = true;
+		InterruptPending = true;
+	}
+	SetLatch(MyLatch);
+
+	errno = save_errno;
+}
+
+void
+tick_timeout_init(void)
+{
+	struct sigevent event;
+
+	memset(&event, 0, sizeof(event));
+	event.sigev_notify = SIGEV_THREAD_ID;
+	event.sigev_signo = SIGRTMIN;
+	event._sigev_un._tid = gettid();
+	pqsignal(SIGRTMIN, handle_tick_timeout);
+	if (timer_create(CLOCK_MONOTONIC, &event, &tick_timer) != 0)
+		ereport(FATAL,
+				(errmsg("alive_worker could not create its tick timeout timer: %m")));
+}
+
+static void
+set_timer(int64 at_us)
+{
+	struct itimerspec at;
+
+	memset(&at, 0, sizeof(at));
+	at.it_value.tv_sec = at_us / 1000000;
+	at.it_value.tv_nsec = (at_us % 1000000) * 1000;
+	if (timer_settime(tick_timer, TIMER_ABSTIME, &at, NULL) != 0)
+		ereport(FATAL,
+				(errmsg("alive_worker could not set its tick timeout timer: %m")));
+}
+
+void
+tick_timeout_arm(int64 end_us)
+{
+	fired = false;
+	armed = true;
+	/* 0 would disarm: a deadline already past fires at once instead. */
+	set_timer(Max(end_us, 1));
+}
+
+void
+tick_timeout_disarm(void)
+{
+	armed = false;
+	set_timer(0);
+}
+
+void
+tick_timeout_explain_current_error(int timeout_ms)
+{
+	MemoryContext context = CurrentMemoryContext;
+
+	if (!fired || geterrcode() != ERRCODE_QUERY_CANCELED)
+		return;
+	fired = false;
+
+	/*
+	 * ereport is the only way to make an error current: raise the new one
+	 * and catch it, so that it is the one the caller reports.
+	 */
+	FlushErrorState();
+	PG_TRY();
+	{
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("canceling statement due to statement timeout"),
+				 errdetail("A tick may run until alive_worker.tick_timeout (%d ms) after it was due.",
+						   timeout_ms)));
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(context);
+	}
+	PG_END_TRY();
+}

@@ -1,0 +1,25 @@
+/*
+ * tick_timeout.h
+ *		The bound on how long a tick may run (tick_timeout.c).
+ */
+#ifndef ALIVE_WORKER_TICK_TIMEOUT_H
+#define ALIVE_WORKER_TICK_TIMEOUT_H
+
+/* Creates the timer and installs its signal handler; FATAL if it cannot. */
+extern void tick_timeout_init(void);
+
+/*
+ * Cancels the tick in flight, as a statement timeout would, when the
+ * monotonic clock reaches end_us (microseconds); until disarmed.
+ */
+extern void tick_timeout_arm(int64 end_us);
+extern void tick_timeout_disarm(void);
+
+/*
+ * Called in PG_CATCH with the tick's ERROR current: if that ERROR is the
+ * cancel this timeout caused, replaces it with one that says so (with the
+ * message of a statement timeout, and which setting it was).
+ */
+extern void tick_timeout_explain_current_error(int timeout_ms);
+
+#endif							/* ALIVE_WORKER_TICK_TIMEOUT_H */
