@@ -516,7 +516,7 @@ run_tick(int64 tick_deadline, int settings_generation, bool previous_committed)
 		/* As worker_spi: the statement timestamp must be set first. */
 		SetCurrentStatementStartTimestamp();
 		/* SPI does not arm statement_timeout: bound the whole tick here. */
-		tick_timeout_arm(tick_must_end_at(tick_deadline));
+		tick_timeout_begin(tick_must_end_at(tick_deadline));
 		StartTransactionCommand();
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
@@ -533,14 +533,14 @@ run_tick(int64 tick_deadline, int settings_generation, bool previous_committed)
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
-		tick_timeout_disarm();
+		tick_timeout_end();
 		committed = true;
 	}
 	PG_CATCH();
 	{
 		ErrorData  *edata;
 
-		tick_timeout_disarm();
+		tick_timeout_end();
 		MemoryContextSwitchTo(loop_context);
 		tick_timeout_explain_current_error(tick_timeout());
 		/* As a backend's error recovery: report, then abort everything. */
@@ -668,19 +668,33 @@ create_tick_wait_set(void)
  * Sleeps until the monotonic clock reaches deadline (in microseconds) or the
  * latch is set, then acts on signals.  Returns whether the settings were
  * reloaded.
+ *
+ * The timer repeats every interval, so on the usual path, where the next
+ * deadline is the last plus the interval, it need not be set again; any
+ * other deadline (a late tick, a skip, a reload, clock alignment) sets it.
  */
 static bool
 sleep_until(int64 deadline)
 {
-	struct itimerspec at;
+	static int64 timer_next = -1;	/* when the timer expires next */
+	static int64 timer_period = 0;
+	int64		period = (int64) tick_interval_ms * 1000;
 	WaitEvent	event;
 
-	memset(&at, 0, sizeof(at));
-	at.it_value.tv_sec = deadline / 1000000;
-	at.it_value.tv_nsec = (deadline % 1000000) * 1000;
-	if (timerfd_settime(tick_timer, TFD_TIMER_ABSTIME, &at, NULL) != 0)
-		ereport(FATAL,
-				(errmsg("alive_worker could not set its tick timer: %m")));
+	if (deadline != timer_next || period != timer_period)
+	{
+		struct itimerspec at;
+
+		at.it_value.tv_sec = deadline / 1000000;
+		at.it_value.tv_nsec = (deadline % 1000000) * 1000;
+		at.it_interval.tv_sec = period / 1000000;
+		at.it_interval.tv_nsec = (period % 1000000) * 1000;
+		if (timerfd_settime(tick_timer, TFD_TIMER_ABSTIME, &at, NULL) != 0)
+			ereport(FATAL,
+					(errmsg("alive_worker could not set its tick timer: %m")));
+		timer_next = deadline;
+		timer_period = period;
+	}
 
 	if (WaitEventSetWait(tick_wait_set, -1, &event, 1, sleep_wait_event) == 1 &&
 		(event.events & WL_SOCKET_READABLE))
@@ -688,7 +702,9 @@ sleep_until(int64 deadline)
 		uint64		expirations;
 
 		/* Drain the timer, which would stay readable otherwise. */
-		if (read(tick_timer, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN)
+		if (read(tick_timer, &expirations, sizeof(expirations)) == sizeof(expirations))
+			timer_next += (int64) expirations * period;
+		else if (errno != EAGAIN)
 			elog(DEBUG1, "alive_worker could not read its tick timer: %m");
 	}
 	ResetLatch(MyLatch);
@@ -856,6 +872,8 @@ run_schedule(void)
 		}
 		worker_status_schedule(worker_index,
 							   GetCurrentTimestamp() + (deadline - monotonic_us()), skipped);
+		/* Now, while idle, rather than at the start of the next tick. */
+		tick_timeout_set(tick_must_end_at(deadline));
 	}
 }
 

@@ -11,6 +11,11 @@
  * tick really runs late.  It cancels the tick the way a statement timeout
  * does: QueryCancelPending, acted on at the next CHECK_FOR_INTERRUPTS.
  *
+ * The timer for the next tick is set while the worker is idle, as soon as
+ * the next deadline is known, and left set when the tick ends: a timer that
+ * expires between ticks cancels nothing.  So the usual tick costs one
+ * timer_settime, made after its commit.
+ *
  * Linux only, like the rest of the worker's timing (timerfd): the timer
  * signals the worker's own thread, so a thread that a Python hook starts
  * never takes the signal.
@@ -29,8 +34,11 @@
 
 static timer_t tick_timer;
 
-/* Set by the signal handler, reset when the timer is armed again. */
-static volatile sig_atomic_t armed = false;
+/* When the timer expires, on the monotonic clock (microseconds). */
+static int64 timer_set_for = 0;
+
+static volatile sig_atomic_t tick_in_flight = false;
+/* Set by the signal handler when it cancelled the tick in flight. */
 static volatile sig_atomic_t fired = false;
 
 static void
@@ -38,8 +46,7 @@ handle_tick_timeout(SIGNAL_ARGS)
 {
 	int			save_errno = errno;
 
-	/* A signal raised just before disarming finds armed false. */
-	if (armed)
+	if (tick_in_flight)
 	{
 		fired = true;
 		QueryCancelPending = true;
@@ -65,33 +72,34 @@ tick_timeout_init(void)
 				(errmsg("alive_worker could not create its tick timeout timer: %m")));
 }
 
-static void
-set_timer(int64 at_us)
+void
+tick_timeout_set(int64 end_us)
 {
 	struct itimerspec at;
 
+	if (end_us == timer_set_for)
+		return;
 	memset(&at, 0, sizeof(at));
-	at.it_value.tv_sec = at_us / 1000000;
-	at.it_value.tv_nsec = (at_us % 1000000) * 1000;
+	at.it_value.tv_sec = end_us / 1000000;
+	at.it_value.tv_nsec = (end_us % 1000000) * 1000;
 	if (timer_settime(tick_timer, TIMER_ABSTIME, &at, NULL) != 0)
 		ereport(FATAL,
 				(errmsg("alive_worker could not set its tick timeout timer: %m")));
+	timer_set_for = end_us;
 }
 
 void
-tick_timeout_arm(int64 end_us)
+tick_timeout_begin(int64 end_us)
 {
 	fired = false;
-	armed = true;
-	/* 0 would disarm: a deadline already past fires at once instead. */
-	set_timer(Max(end_us, 1));
+	tick_in_flight = true;
+	tick_timeout_set(end_us);
 }
 
 void
-tick_timeout_disarm(void)
+tick_timeout_end(void)
 {
-	armed = false;
-	set_timer(0);
+	tick_in_flight = false;
 }
 
 void

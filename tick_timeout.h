@@ -9,11 +9,18 @@
 extern void tick_timeout_init(void);
 
 /*
- * Cancels the tick in flight, as a statement timeout would, when the
- * monotonic clock reaches end_us (microseconds); until disarmed.
+ * Sets the timer to expire when the monotonic clock reaches end_us
+ * (microseconds), unless it is set for then already: at the start of a
+ * tick, or ahead of it, once its deadline is known.
  */
-extern void tick_timeout_arm(int64 end_us);
-extern void tick_timeout_disarm(void);
+extern void tick_timeout_set(int64 end_us);
+
+/*
+ * Between begin and end, the timer's expiry cancels the tick in flight, as
+ * a statement timeout would; outside, it does nothing.
+ */
+extern void tick_timeout_begin(int64 end_us);
+extern void tick_timeout_end(void);
 
 /*
  * Called in PG_CATCH with the tick's ERROR current: if that ERROR is the
