@@ -338,12 +338,23 @@ execute_body(void *arg)
 	*args->rows_out = result_rows ? rows_processed : -1;
 }
 
+/* Python keeps the handle of a plan it freed as NULL. */
+static int
+refuse_freed_plan(void)
+{
+	aw_record_error("26000", "alive_worker plan was freed and cannot be executed",
+					NULL, NULL, NULL);
+	return AW_ERROR;
+}
+
 int
 aw_execute(aw_plan *plan, const char *const *values, long *rows_out)
 {
 	ExecuteArgs args = {plan, values, rows_out};
 
 	*rows_out = 0;
+	if (plan == NULL)
+		return refuse_freed_plan();
 	return run_guarded(GUARD_STATEMENT, execute_body, &args);
 }
 
@@ -354,6 +365,8 @@ aw_execute_text(aw_plan *plan, const char *value, long *rows_out)
 	ExecuteArgs args = {plan, values, rows_out};
 
 	*rows_out = 0;
+	if (plan == NULL)
+		return refuse_freed_plan();
 	if (plan->nargs != 1)
 	{
 		aw_record_error("XX000", "alive_worker aw_execute_text needs a plan of one parameter",

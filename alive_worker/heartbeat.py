@@ -25,6 +25,9 @@ class Heartbeat:
         self._stale: list[spi.Plan | Retention] = []
         self._hook: hooks.Hook | None = None
         self._hook_loaded = False
+        # The settings generation that the plans and the hook are ready for;
+        # None when anything must be done again before the next INSERT.
+        self._ready_for: int | None = None
         self._pending = False  # this tick's row awaits the shim's commit
         self._debug = False  # the server logs DEBUG1: set on each reload
 
@@ -34,12 +37,7 @@ class Heartbeat:
             self.written += 1
         self._pending = False
         # One test on the path of an ordinary tick; the rest only after a change.
-        if (
-            settings_generation != self._generation
-            or self._insert is None
-            or self._stale
-            or not self._hook_loaded
-        ):
+        if settings_generation != self._ready_for:
             self._prepare(settings_generation)
         insert = self._insert
         assert insert is not None
@@ -54,7 +52,7 @@ class Heartbeat:
                 self.role,
             )
         try:
-            insert.execute(message)
+            insert.execute_text(message)
         except spi.SPIError:
             # The table may be gone or changed: look again next tick.
             self._discard_insert()
@@ -82,6 +80,7 @@ class Heartbeat:
             self._insert = table.prepare_insert()
             if self.settings.retention_s > 0:
                 self._retention = Retention(table, self.settings.retention_s)
+        self._ready_for = settings_generation
 
     def _reload(self, settings_generation: int) -> None:
         previous = self.settings
@@ -103,3 +102,4 @@ class Heartbeat:
                 self._stale.append(plan)
         self._insert = None
         self._retention = None
+        self._ready_for = None

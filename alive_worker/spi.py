@@ -84,13 +84,10 @@ class Plan:
 
     def execute(self, *values: str | None) -> list[Row]:
         """Runs the plan with text values (None is SQL NULL); returns its rows."""
-        if self._handle == ffi.NULL:
-            raise SPIError(f"{self.query!r} was freed", sqlstate="26000")
         if len(values) != self.nargs:
             raise TypeError(f"{self.query!r} takes {self.nargs} values, got {len(values)}")
         if self.nargs == 1 and values[0] is not None:
-            # The heartbeat's case: cffi passes the bytes' own buffer, no copy.
-            result = _execute_text(self._handle, values[0].encode(), self._rows)
+            self.execute_text(values[0])
         else:
             keep_alive = []
             for index, value in enumerate(values):
@@ -100,13 +97,20 @@ class Plan:
                     buffer = ffi.new("char[]", value.encode())
                     keep_alive.append(buffer)
                     self._values[index] = buffer
-            result = _execute(self._handle, self._values, self._rows)
-        if result != _OK:
-            _raise_last_error()
+            if _execute(self._handle, self._values, self._rows) != _OK:
+                _raise_last_error()
         row_count = self._rows[0]
         if row_count < 0:
             return []
         return _fetch(row_count, lib.aw_result_columns())
+
+    def execute_text(self, value: str) -> None:
+        """Runs a plan of one text parameter, leaving any rows unread: the heartbeat's path.
+
+        cffi passes the bytes' own buffer, no copy; the bridge refuses a freed plan.
+        """
+        if _execute_text(self._handle, value.encode(), self._rows) != _OK:
+            _raise_last_error()
 
     def free(self) -> None:
         """Releases the plan; it cannot be executed afterwards."""

@@ -125,3 +125,24 @@ def hook(tick):
     cluster = make_cluster(settings={"hook": hook}, setup_sql=["CREATE TABLE notes (note text)"])
     cluster.wait_for_heartbeats(1)
     assert cluster.sql("SELECT note FROM notes LIMIT 1") == [("[('hi!', None, '42'), ('hi!', None, '42')]",)]
+
+
+def test_a_freed_plan_is_refused_not_run(make_cluster: Callable[..., Cluster], tmp_path: Path) -> None:
+    hook = write_hook(
+        tmp_path,
+        """
+from alive_worker import spi
+
+def hook(tick):
+    for plan in (spi.prepare("SELECT $1", ["text"]), spi.prepare("SELECT $1, $2", ["text", "text"])):
+        plan.free()
+        try:
+            plan.execute(*["x"] * plan.nargs)
+        except spi.SPIError as error:
+            spi.execute("INSERT INTO notes VALUES ($1)", f"{error.sqlstate} {error.message}")
+""",
+    )
+    cluster = make_cluster(settings={"hook": hook}, setup_sql=["CREATE TABLE notes (note text)"])
+    cluster.wait_for_heartbeats(1)
+    refused = "26000 alive_worker plan was freed and cannot be executed"
+    assert cluster.sql("SELECT note FROM notes LIMIT 2") == [(refused,), (refused,)]
