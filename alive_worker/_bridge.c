@@ -23,6 +23,7 @@
 
 #include "_compat.h"			/* what differs between majors */
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -132,6 +133,40 @@ record_error_data(ErrorData *edata)
  * Runs body(arg), catching any ERROR it raises.  Returns AW_OK, or AW_ERROR
  * with the error recorded and the transaction left as the mode says.
  */
+/*
+ * PostgreSQL runs on the worker's one thread.  A thread that a hook starts
+ * may run Python while the worker sleeps, or while it waits in a bridge call
+ * (cffi releases the GIL there), so the bridge refuses to run PostgreSQL
+ * code for any other thread.  The library is loaded by the worker's thread,
+ * which runs this constructor.
+ */
+static pthread_t worker_thread;
+
+static void remember_worker_thread(void) __attribute__((constructor));
+
+static void
+remember_worker_thread(void)
+{
+	worker_thread = pthread_self();
+}
+
+static bool
+on_worker_thread(void)
+{
+	return pthread_equal(pthread_self(), worker_thread);
+}
+
+static int
+refuse_other_thread(void)
+{
+	aw_record_error("0A000",
+					"alive_worker.spi was called from a thread other than the worker's",
+					"PostgreSQL is single-threaded: only the worker's own thread may run statements.",
+					"Call spi from the hook itself, not from threads it starts.",
+					NULL);
+	return AW_ERROR;
+}
+
 static int
 run_guarded(GuardMode mode, void (*body) (void *), void *arg)
 {
@@ -142,6 +177,8 @@ run_guarded(GuardMode mode, void (*body) (void *), void *arg)
 	volatile bool subtransaction_started = false;
 	volatile int result = AW_OK;
 
+	if (!on_worker_thread())
+		return refuse_other_thread();
 	if (mode != GUARD_LOG && transaction_failed)
 	{
 		char		message[sizeof(failure_cause) + 128];
@@ -283,7 +320,8 @@ aw_prepare(const char *query, int nargs, const char *const *argtypes,
 void
 aw_free_plan(aw_plan *plan)
 {
-	if (plan == NULL)
+	/* From another thread, the plan is left for the worker's exit. */
+	if (plan == NULL || !on_worker_thread())
 		return;
 	if (plan->plan != NULL)
 		SPI_freeplan(plan->plan);
@@ -459,10 +497,22 @@ aw_current_role(const char **name_out)
 	return run_guarded(GUARD_CONTROL, current_role_body, &args);
 }
 
-const char *
-aw_setting(const char *name)
+static void
+setting_body(void *arg)
 {
-	return GetConfigOption(name, true, false);
+	StringArgs *args = arg;
+
+	*args->output = GetConfigOption(args->input, true, false);
+}
+
+int
+aw_setting(const char *name, const char **value_out)
+{
+	StringArgs	args = {name, value_out};
+
+	*value_out = NULL;
+	/* As logging: reading a setting is fine in a failed transaction. */
+	return run_guarded(GUARD_LOG, setting_body, &args);
 }
 
 static int
@@ -504,6 +554,8 @@ aw_log(int level, const char *message)
 int
 aw_log_enabled(int level)
 {
+	if (!on_worker_thread())
+		return 0;
 	return message_level_is_interesting(elevel_for(level));
 }
 

@@ -68,7 +68,7 @@ int			aw_result_value(long row, int column, const char **value_out);
 
 int			aw_quote_identifier(const char *name, const char **quoted_out);
 int			aw_current_role(const char **name_out);
-const char *aw_setting(const char *name);
+int			aw_setting(const char *name, const char **value_out);
 int			aw_log(int elevel, const char *message);
 int			aw_log_enabled(int elevel);
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 from alive_worker._native import lib
 
@@ -28,7 +29,10 @@ class ServerLogHandler(logging.Handler):
         except Exception:
             self.handleError(record)
             return
-        lib.aw_log(server_level(record.levelno), message.encode(errors="replace"))
+        if lib.aw_log(server_level(record.levelno), message.encode(errors="replace")) != lib.AW_OK:
+            # Refused: a hook's thread may not call into PostgreSQL.  The
+            # worker's standard error goes to the server log too.
+            sys.stderr.write(f"alive_worker, thread {record.threadName}: {message}\n")
 
 
 def install() -> None:

@@ -171,7 +171,9 @@ def current_role() -> str:
 
 def setting(name: str) -> str | None:
     """A configuration parameter's current value, or None if unknown."""
-    return _text(lib.aw_setting(name.encode()))
+    value = ffi.new("char **")
+    _check(lib.aw_setting(name.encode(), value))
+    return _text(value[0])
 
 
 # Lower case, as it was a function: with spi.subtransaction(): ...

@@ -146,3 +146,42 @@ def hook(tick):
     cluster.wait_for_heartbeats(1)
     refused = "26000 alive_worker plan was freed and cannot be executed"
     assert cluster.sql("SELECT note FROM notes LIMIT 2") == [(refused,), (refused,)]
+
+
+def test_a_hooks_thread_gets_an_error_not_a_crash(
+    make_cluster: Callable[..., Cluster], tmp_path: Path
+) -> None:
+    hook = write_hook(
+        tmp_path,
+        """
+import logging
+import threading
+
+from alive_worker import spi
+
+def hook(tick):
+    outcomes = []
+
+    def from_a_thread():
+        for call in (lambda: spi.execute("SELECT 1"), lambda: spi.setting("work_mem")):
+            try:
+                call()
+                outcomes.append("ran")
+            except spi.SPIError as error:
+                outcomes.append(f"{error.sqlstate} {error.message}")
+        logging.getLogger("hook").warning("logged from a thread")
+
+    thread = threading.Thread(target=from_a_thread, name="hook-thread")
+    thread.start()
+    thread.join()
+    for outcome in outcomes:
+        spi.execute("INSERT INTO notes VALUES ($1)", outcome)
+""",
+    )
+    cluster = make_cluster(settings={"hook": hook}, setup_sql=["CREATE TABLE notes (note text)"])
+    pid = cluster.wait_for_worker()
+    cluster.wait_for_heartbeats(2)
+    refused = "0A000 alive_worker.spi was called from a thread other than the worker's"
+    assert cluster.sql("SELECT note FROM notes LIMIT 2") == [(refused,), (refused,)]
+    cluster.wait_for_log(r"alive_worker, thread hook-thread: logged from a thread")
+    assert cluster.worker_pid() == pid
