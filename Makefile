@@ -94,6 +94,6 @@ test-all:
 	scripts/test-all $(PYTEST_ARGS)
 
 bench:
-	PG_CONFIG="$(PG_CONFIG)" scripts/bench
+	PG_CONFIG="$(PG_CONFIG)" BENCH_ARGS="$(BENCH_ARGS)" scripts/bench
 
 .PHONY: FORCE install-python clean-python demo test test-all bench
