@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from alive_worker import hooks, pglog, spi
 from alive_worker.logtable import LogTable
-from alive_worker.retention import Retention
 from alive_worker.settings import Settings
+
+if TYPE_CHECKING:
+    from alive_worker.retention import Retention
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,9 @@ class Heartbeat:
             table = LogTable(self.settings.schema, self.settings.table, self.role)
             self._insert = table.prepare_insert()
             if self.settings.retention_s > 0:
+                # Imported only then: the default tick keeps every row.
+                from alive_worker.retention import Retention
+
                 self._retention = Retention(table, self.settings.retention_s)
         self._ready_for = settings_generation
 
