@@ -57,7 +57,7 @@ sql_functions.o sql_functions.bc: alive_worker.h worker_status.h
 worker_status.o worker_status.bc: worker_status.h
 crash_guard.o crash_guard.bc: crash_guard.h
 failure_log.o failure_log.bc: failure_log.h
-tick_timeout.o tick_timeout.bc: tick_timeout.h
+tick_timeout.o tick_timeout.bc: alive_worker.h tick_timeout.h
 
 $(CONFIG_HEADER): FORCE
 	@$(SERVER_PYTHON) scripts/write_config_header.py "$@" "$(SERVER_PYTHON)" "$(PYTHON_ENV)" "$(PG_CONFIG)" \

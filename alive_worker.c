@@ -542,6 +542,7 @@ run_tick(int64 tick_deadline, int settings_generation, bool previous_committed)
 
 		tick_timeout_end();
 		MemoryContextSwitchTo(loop_context);
+		/* Before HOLD_INTERRUPTS: the ERROR it raises resets the count. */
 		tick_timeout_explain_current_error(tick_timeout());
 		/* As a backend's error recovery: report, then abort everything. */
 		HOLD_INTERRUPTS();
@@ -683,12 +684,8 @@ sleep_until(int64 deadline)
 
 	if (deadline != timer_next || period != timer_period)
 	{
-		struct itimerspec at;
+		struct itimerspec at = alive_worker_timer_spec(deadline, period);
 
-		at.it_value.tv_sec = deadline / 1000000;
-		at.it_value.tv_nsec = (deadline % 1000000) * 1000;
-		at.it_interval.tv_sec = period / 1000000;
-		at.it_interval.tv_nsec = (period % 1000000) * 1000;
 		if (timerfd_settime(tick_timer, TFD_TIMER_ABSTIME, &at, NULL) != 0)
 			ereport(FATAL,
 					(errmsg("alive_worker could not set its tick timer: %m")));

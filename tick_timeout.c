@@ -7,9 +7,9 @@
  * statement.  For a worker that sets one timeout per tick, that is a signal
  * at every tick: a second wake-up, a kill() for the latch and a setitimer()
  * to re-arm, which cost more than the tick's Python.  A POSIX timer of our
- * own is armed and disarmed with one call each, and only ever fires when a
- * tick really runs late.  It cancels the tick the way a statement timeout
- * does: QueryCancelPending, acted on at the next CHECK_FOR_INTERRUPTS.
+ * own only ever fires when a tick really runs late.  It cancels the tick the
+ * way a statement timeout does: QueryCancelPending, acted on at the next
+ * CHECK_FOR_INTERRUPTS.
  *
  * The timer for the next tick is set while the worker is idle, as soon as
  * the next deadline is known, and left set when the tick ends: a timer that
@@ -30,6 +30,7 @@
 #include "storage/latch.h"
 #include "utils/elog.h"
 
+#include "alive_worker.h"
 #include "tick_timeout.h"
 
 static timer_t tick_timer;
@@ -79,9 +80,7 @@ tick_timeout_set(int64 end_us)
 
 	if (end_us == timer_set_for)
 		return;
-	memset(&at, 0, sizeof(at));
-	at.it_value.tv_sec = end_us / 1000000;
-	at.it_value.tv_nsec = (end_us % 1000000) * 1000;
+	at = alive_worker_timer_spec(end_us, 0);
 	if (timer_settime(tick_timer, TIMER_ABSTIME, &at, NULL) != 0)
 		ereport(FATAL,
 				(errmsg("alive_worker could not set its tick timeout timer: %m")));
@@ -91,9 +90,10 @@ tick_timeout_set(int64 end_us)
 void
 tick_timeout_begin(int64 end_us)
 {
+	/* Set first: an earlier expiry must not cancel this tick. */
+	tick_timeout_set(end_us);
 	fired = false;
 	tick_in_flight = true;
-	tick_timeout_set(end_us);
 }
 
 void
