@@ -75,6 +75,17 @@ alive_worker_status(PG_FUNCTION_ARGS)
 	require_preloaded();
 	InitMaterializedSRF(fcinfo, 0);
 
+	/*
+	 * Columns are only ever added at the end, so a database whose extension
+	 * is still at an older version (fewer columns) reads the first ones.
+	 */
+	if (rsinfo->setDesc->natts > STATUS_COLUMNS)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("alive_worker.status() expects %d columns, the library returns %d",
+						rsinfo->setDesc->natts, STATUS_COLUMNS),
+				 errhint("Install the alive_worker library that matches the extension's version, then restart the server.")));
+
 	for (int i = 0; i < worker_status_count(); i++)
 	{
 		WorkerStatus copy;

@@ -85,7 +85,7 @@ def test_status_shows_the_workers_as_a_table_and_as_json(make_cluster: Callable[
 
     report = as_json(cli("status", "--json", "--dsn", dsn(cluster)))
     assert report["status"] == "OK"
-    assert report["server"]["in_recovery"] is False and report["server"]["extension_version"] == "1.1"
+    assert report["server"]["in_recovery"] is False and report["server"]["extension_version"] == "1.2"
     [worker] = report["workers"]
     assert worker["database"] == "postgres" and worker["tick_interval"] == 0.1
     assert worker["ticks_ok"] >= 3 and worker["pid"] == cluster.worker_pid()

@@ -56,8 +56,8 @@ def test_update_from_1_0_gives_what_a_fresh_install_gives(make_cluster: Callable
     assert "alive_worker.lag" not in str(objects(cluster, "updated")["members"])
 
     cluster.sql("ALTER EXTENSION alive_worker UPDATE", dbname="updated")
-    assert cluster.sql(VERSION, dbname="updated") == [("1.1",)]
-    assert cluster.sql(VERSION, dbname="fresh") == [("1.1",)]
+    assert cluster.sql(VERSION, dbname="updated") == [("1.2",)]
+    assert cluster.sql(VERSION, dbname="fresh") == [("1.2",)]
     fresh, updated = objects(cluster, "fresh"), objects(cluster, "updated")
     assert fresh == updated
     assert "function alive_worker.lag(regclass)" in [member for (member,) in fresh["members"]]
@@ -73,4 +73,4 @@ def test_update_from_1_0_gives_what_a_fresh_install_gives(make_cluster: Callable
 def test_update_to_the_current_version_is_a_no_op(make_cluster: Callable[..., Cluster]) -> None:
     cluster = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
     cluster.sql("ALTER EXTENSION alive_worker UPDATE")
-    assert cluster.sql(VERSION) == [("1.1",)]
+    assert cluster.sql(VERSION) == [("1.2",)]
