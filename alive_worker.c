@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -45,6 +46,7 @@
 #include "utils/wait_event.h"
 
 #include "alive_worker/_bridge.h"
+#include "alive_worker/_table_owner.h"
 #include "alive_worker_config.h"	/* written by make: where Python lives */
 #include "alive_worker.h"
 #include "crash_guard.h"
@@ -491,6 +493,20 @@ tick_must_end_at(int64 tick_deadline)
 }
 
 /*
+ * The worker's statements, and hooks', resolve names through
+ * ALIVE_WORKER_SEARCH_PATH only: no database or role setting, and no schema
+ * another role owns, changes which function, operator or table they reach
+ * (SECURITY.md).  A hook may SET search_path for its own statements: put the
+ * worker's back before the tick's own.  A string comparison when unchanged.
+ */
+static void
+pin_search_path(void)
+{
+	if (strcmp(namespace_search_path, ALIVE_WORKER_SEARCH_PATH) != 0)
+		SetConfigOption("search_path", ALIVE_WORKER_SEARCH_PATH, PGC_SUSET, PGC_S_SESSION);
+}
+
+/*
  * One tick: a transaction in which Python writes the heartbeat.  Returns
  * whether it committed.  An ERROR (from SQL, or a Python exception turned
  * into one by finish_python_call) is logged and the transaction rolled back;
@@ -518,6 +534,7 @@ run_tick(int64 tick_deadline, int settings_generation, bool previous_committed)
 		/* SPI does not arm statement_timeout: bound the whole tick here. */
 		tick_timeout_begin(tick_must_end_at(tick_deadline));
 		StartTransactionCommand();
+		pin_search_path();
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "alive_worker heartbeat");
@@ -592,7 +609,14 @@ publish_settings(void)
 
 	snprintf(target_table, sizeof(target_table), "%s.%s",
 			 quote_identifier(table_schema), quote_identifier(table_name));
-	worker_status_started(worker_index, my_role, target_table, tick_interval_ms);
+	if (!worker_status_started(worker_index, my_role, target_table, tick_interval_ms))
+	{
+		/* Exit code 0: the postmaster does not start this one again. */
+		ereport(LOG,
+				(errmsg("alive_worker for database \"%s\" exiting: another alive worker serves it",
+						my_database)));
+		proc_exit(0);
+	}
 }
 
 static void
@@ -903,6 +927,8 @@ alive_worker_main(Datum main_arg)
 	 * that rows mean the same on every server and replica.
 	 */
 	SetConfigOption("TimeZone", "UTC", PGC_SUSET, PGC_S_OVERRIDE);
+	/* Over ALTER DATABASE / ALTER ROLE ... SET search_path, and RESET's value. */
+	SetConfigOption("search_path", ALIVE_WORKER_SEARCH_PATH, PGC_SUSET, PGC_S_OVERRIDE);
 
 	create_tick_wait_set();
 	tick_timeout_init();
