@@ -130,35 +130,49 @@ release_slot(int code, Datum arg)
 	WorkerStatus *slot = worker_status_slot(owned_index);
 
 	SpinLockAcquire(&slot->mutex);
-	if (slot->state != WORKER_STOPPED)
-		slot->state = WORKER_STARTING;
-	slot->pid = 0;
-	slot->next_tick_at = 0;
+	/* A worker started since (start() after a stop()) owns it now. */
+	if (slot->pid == MyProcPid)
+	{
+		if (slot->state != WORKER_STOPPED)
+			slot->state = WORKER_STARTING;
+		slot->pid = 0;
+		slot->next_tick_at = 0;
+	}
 	SpinLockRelease(&slot->mutex);
 }
 
-void
+bool
 worker_status_started(int index, const char *role, const char *target_table,
 					  int interval_ms)
 {
 	WorkerStatus *slot = worker_status_slot(index);
+	int			other_pid;
 
-	if (owned_index < 0)
-	{
-		owned_index = index;
-		on_shmem_exit(release_slot, (Datum) 0);
-	}
 	SpinLockAcquire(&slot->mutex);
-	if (slot->pid != MyProcPid)
+	other_pid = slot->pid;
+	if (other_pid == 0)
 	{
 		slot->pid = MyProcPid;
 		slot->started_at = GetCurrentTimestamp();
 		slot->state = WORKER_STARTING;
 	}
-	strlcpy(slot->role, role, NAMEDATALEN);
-	strlcpy(slot->target_table, target_table, sizeof(slot->target_table));
-	slot->interval_ms = interval_ms;
+	if (other_pid == 0 || other_pid == MyProcPid)
+	{
+		strlcpy(slot->role, role, NAMEDATALEN);
+		strlcpy(slot->target_table, target_table, sizeof(slot->target_table));
+		slot->interval_ms = interval_ms;
+	}
 	SpinLockRelease(&slot->mutex);
+
+	/* Another worker serves this database: the caller must not. */
+	if (other_pid != 0 && other_pid != MyProcPid)
+		return false;
+	if (owned_index < 0)
+	{
+		owned_index = index;
+		on_shmem_exit(release_slot, (Datum) 0);
+	}
+	return true;
 }
 
 void

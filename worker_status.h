@@ -56,8 +56,11 @@ extern void worker_status_init(void);
 extern int	worker_status_count(void);
 extern WorkerStatus *worker_status_slot(int index);
 
-/* Updates by the worker owning the slot. */
-extern void worker_status_started(int index, const char *role,
+/*
+ * Updates by the worker owning the slot.  worker_status_started claims it,
+ * or returns false if another worker holds it.
+ */
+extern bool worker_status_started(int index, const char *role,
 								  const char *target_table, int interval_ms);
 extern void worker_status_set_state(int index, WorkerState state);
 extern void worker_status_tick_begin(int index);
