@@ -76,7 +76,9 @@ def test_status_shows_the_workers_as_a_table_and_as_json(make_cluster: Callable[
     result = cli("status", "--dsn", dsn(cluster))
     assert result.returncode == 0, result.stderr
     first, header, row, *_ = result.stdout.splitlines()
-    assert re.match(r"OK: 1 (sleeping|ticking) \(alive_worker 1\.1 on PostgreSQL \d+\.\d+, primary, ", first)
+    assert re.match(
+        r"OK: 1 (sleeping|ticking) \(alive_worker 1\.\d+ on PostgreSQL \d+\.\d+, primary, ", first
+    )
     assert header.split()[:5] == ["DATABASE", "STATE", "PID", "TABLE", "INTERVAL"]
     assert row.split()[0] == "postgres" and "public.log_table" in row
     # Aligned: each cell starts under its header.
@@ -415,3 +417,68 @@ def test_doctor_reads_the_server_log_when_it_may(make_cluster: Callable[..., Clu
         result.stdout,
         re.M,
     ), result.stdout
+
+
+def test_status_judges_a_stale_heartbeat_whatever_the_state(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(settings={"tick_timeout": "60s"}, setup_sql=["CREATE EXTENSION alive_worker"])
+    pid = cluster.wait_for_worker()
+    cluster.wait_for_heartbeats(3)
+    assert cli("status", "--dsn", dsn(cluster)).returncode == 0
+    with cluster.connect() as locker:
+        locker.execute("BEGIN")
+        locker.execute("LOCK TABLE public.log_table IN ACCESS EXCLUSIVE MODE")
+        cluster.wait_until_waiting(pid, "wait_event_type", "Lock", "the worker to wait for the lock")
+        # Blocked, and with limits far away, only the state's WARNING.
+        patient = cli("status", "--warn", "1000", "--crit", "2000", "--dsn", dsn(cluster))
+        assert patient.returncode == 1 and patient.stdout.startswith("WARNING: 1 blocked on a lock"), (
+            patient.stdout
+        )
+        assert re.search(
+            r"^postgres: blocked on a lock \(since .* ago\): waiting for a lock", patient.stdout, re.M
+        )
+        # Ten intervals (1 s) without an OK heartbeat: CRITICAL, though no tick has failed yet.
+        stale = wait_for(
+            lambda: r if (r := cli("status", "--dsn", dsn(cluster))).returncode == 2 else None, "CRITICAL"
+        )
+        assert re.search(
+            r"^postgres: last OK heartbeat .* ago, more than 10 intervals \(1\.00 s\)$", stale.stdout, re.M
+        )
+        report = as_json(cli("status", "--json", "--warn", "2", "--dsn", dsn(cluster)))
+        assert report["status"] == "CRITICAL" and report["workers"][0]["status"] == "CRITICAL"
+        assert "more than 10 intervals" in report["workers"][0]["status_reason"]
+        locker.execute("ROLLBACK")
+    assert wait_for(lambda: r if (r := cli("status", "--dsn", dsn(cluster))).returncode == 0 else None, "OK")
+    assert cli("status", "--warn", "0", "--dsn", dsn(cluster)).returncode == 3
+
+
+def test_status_of_a_worker_that_cannot_connect_is_critical(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(
+        settings={"databases": "postgres, db_missing"}, setup_sql=["CREATE EXTENSION alive_worker"]
+    )
+    cluster.wait_for_heartbeats(1)
+    result = wait_for(
+        lambda: r if (r := cli("status", "--dsn", dsn(cluster))).returncode == 2 else None, "CRITICAL"
+    )
+    assert result.stdout.startswith("CRITICAL: 1 cannot connect, 1 ") or result.stdout.startswith(
+        "CRITICAL: 1 backing off, 1 "
+    ), result.stdout
+    assert re.search(
+        r'^db_missing: last error .* ago: 3D000 database "db_missing" does not exist$', result.stdout, re.M
+    )
+    assert re.search(r"^db_missing: next attempt in ", result.stdout, re.M)
+
+
+def test_unexpected_failure_is_unknown_in_one_line(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    cluster.wait_for_worker()
+    # A view that is not the one this command knows (a hand-edited or foreign installation).
+    cluster.sql(
+        "ALTER EXTENSION alive_worker DROP VIEW alive_worker.workers; DROP VIEW alive_worker.workers;"
+        " CREATE VIEW alive_worker.workers AS SELECT 'postgres'::text AS database, 'sleeping'::text AS state"
+    )
+    result = cli("status", "--dsn", dsn(cluster))
+    assert result.returncode == 3
+    assert result.stdout == ""
+    assert re.fullmatch(r"alive-worker status: error: unexpected KeyError: '\w+'\n", result.stderr), (
+        result.stderr
+    )

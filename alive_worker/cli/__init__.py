@@ -90,6 +90,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return int(Status.OK)
+    except Exception as error:
+        # A monitoring plugin must answer UNKNOWN, in one line, never a traceback.
+        failure = CliError(f"unexpected {type(error).__name__}: {one_line(str(error))}")
+        report(failure, args, style)
+        return int(Status.UNKNOWN)
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split()) or "(no message)"
 
 
 def report(error: CliError, args: argparse.Namespace, style: Style) -> None:
