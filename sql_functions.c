@@ -85,7 +85,7 @@ refine_waiting_state(WorkerStatus *copy, Datum *blocked_by, bool *blocked_by_nul
 	PGPROC	   *proc;
 	uint32		wait_event_info;
 
-	if (copy->pid == 0 || copy->state != WORKER_TICKING)
+	if (copy->pid == 0 || (copy->state != WORKER_TICKING && copy->state != WORKER_IN_HOOK))
 		return NULL;
 	proc = BackendPidGetProc(copy->pid);
 	if (proc == NULL)

@@ -324,6 +324,22 @@ worker_status_committing(int index)
 }
 
 void
+worker_status_in_hook(bool in_hook)
+{
+	WorkerStatus *slot;
+
+	if (owned_index < 0)
+		return;
+	slot = worker_status_slot(owned_index);
+	SpinLockAcquire(&slot->mutex);
+	if (in_hook && slot->state == WORKER_TICKING)
+		enter_state(slot, WORKER_IN_HOOK, GetCurrentTimestamp());
+	else if (!in_hook && slot->state == WORKER_IN_HOOK)
+		enter_state(slot, WORKER_TICKING, GetCurrentTimestamp());
+	SpinLockRelease(&slot->mutex);
+}
+
+void
 worker_status_commit_took(int index, int64 commit_us)
 {
 	WorkerStatus *slot = worker_status_slot(index);
@@ -414,6 +430,8 @@ worker_state_name(WorkerState state)
 			return "connecting";
 		case WORKER_RESTARTING:
 			return "restarting";
+		case WORKER_IN_HOOK:
+			return "in the hook";
 	}
 	return "unknown";
 }

@@ -26,7 +26,8 @@ typedef enum WorkerState
 	WORKER_CANNOT_CONNECT,		/* its last attempt to connect failed */
 	WORKER_BACKING_OFF,			/* waiting before it connects again */
 	WORKER_CONNECTING,			/* connecting again after a failure */
-	WORKER_RESTARTING			/* exited other than by SIGTERM */
+	WORKER_RESTARTING,			/* exited other than by SIGTERM */
+	WORKER_IN_HOOK				/* ticking, in alive_worker.hook */
 } WorkerState;
 
 typedef struct WorkerStatus
@@ -80,6 +81,8 @@ extern void worker_status_tick_begin(int index);
 extern void worker_status_tick_end(int index, bool ok, int64 duration_us,
 								   int sqlerrcode, const char *message);
 extern void worker_status_committing(int index);
+/* From the bridge, around alive_worker.hook. */
+extern PGDLLEXPORT void worker_status_in_hook(bool in_hook);
 extern void worker_status_commit_took(int index, int64 commit_us);
 extern void worker_status_set_state_detail(int index, WorkerState state,
 										   const char *detail);

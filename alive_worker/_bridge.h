@@ -74,6 +74,9 @@ int			aw_log_enabled(int elevel);
 
 int			aw_subtransaction_begin(void);
 int			aw_subtransaction_end(int commit);
+
+/* The tick enters (1) or leaves (0) alive_worker.hook: for the status view. */
+void		aw_report_in_hook(int in_hook);
 /* CDEF END */
 
 /*

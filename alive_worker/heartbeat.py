@@ -63,7 +63,11 @@ class Heartbeat:
         if self._debug:
             log.debug("alive_worker query OK")
         if self._hook is not None:
-            self._hook(hooks.Tick(number, message, self.settings))
+            spi.report_in_hook(True)
+            try:
+                self._hook(hooks.Tick(number, message, self.settings))
+            finally:
+                spi.report_in_hook(False)
         if self._retention is not None:
             self._retention.run_if_due()
         self._pending = True

@@ -176,6 +176,11 @@ def setting(name: str) -> str | None:
     return _text(value[0])
 
 
+def report_in_hook(in_hook: bool) -> None:
+    """Tells the status view that the tick runs alive_worker.hook (or no longer does)."""
+    lib.aw_report_in_hook(int(in_hook))
+
+
 # Lower case, as it was a function: with spi.subtransaction(): ...
 class subtransaction:
     """Statements inside may fail without aborting the tick, as a SAVEPOINT."""

@@ -204,3 +204,25 @@ def test_status_is_readable_on_a_standby(
     standby = make_standby(primary)
     row = wait_for_state(standby, "waiting for recovery to end")
     assert row["pid"] is None
+
+
+def test_worker_in_its_hook_says_so(make_cluster: Callable[..., Cluster], tmp_path: Path) -> None:
+    hook = tmp_path / "hook.py"
+    flag = tmp_path / "release"
+    hook.write_text(
+        "import pathlib, time\n"
+        "def hook(tick):\n"
+        f"    while tick.number >= 3 and not pathlib.Path({str(flag)!r}).exists():\n"
+        "        time.sleep(0.01)\n"
+    )
+    os.chmod(tmp_path, 0o777)
+    os.chmod(hook, 0o644)
+    cluster = make_cluster(
+        settings={"hook": f"{hook}:hook", "tick_timeout": "60s"}, setup_sql=["CREATE EXTENSION alive_worker"]
+    )
+    row = wait_for_state(cluster, "in the hook")
+    assert row["ticks_ok"] == 2
+    [(now,)] = cluster.sql("SELECT now()")
+    assert row["last_tick_at"] <= row["state_since"] <= now
+    flag.touch()
+    assert wait_for_state(cluster, "sleeping")["ticks_ok"] >= 3

@@ -283,7 +283,7 @@ class Doctor:
         state = worker["state"]
         status = STATE_STATUS.get(state, Status.WARNING)
         now = self.server["now"]
-        if state in ("sleeping", "ticking"):
+        if state in ("sleeping", "ticking", "in the hook"):
             text = f"{state}, pid {worker['pid']}, {worker['ticks_ok']} heartbeats, last {ago(worker['last_ok_at'], now)}"
             interval = worker["tick_interval"]
             last_ok = worker["last_ok_at"]

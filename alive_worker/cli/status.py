@@ -30,6 +30,7 @@ from alive_worker.cli._common import (
 STATE_STATUS = {
     "sleeping": Status.OK,
     "ticking": Status.OK,
+    "in the hook": Status.OK,
     "waiting for recovery to end": Status.OK,
     "starting": Status.WARNING,
     "stopped": Status.WARNING,
