@@ -57,3 +57,130 @@ REVOKE ALL ON workers FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION status() TO pg_monitor;
 GRANT SELECT ON workers TO pg_monitor;
 -- end of status (issue 13)
+
+-- status (issue 13): lag() immune to the standby's clock skew.  The primary's
+-- clock is heard in replication itself: every message the WAL sender sends
+-- carries its send time, which the WAL receiver keeps beside the time it got
+-- the message (pg_stat_wal_receiver).  Their difference is the standby's
+-- clock offset plus the message's transit, which on a streaming standby is
+-- well under a millisecond to a few: a better clock than NTP's between two
+-- servers, and it needs no second clock read on the standby alone.
+CREATE FUNCTION clock_skew() RETURNS interval
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $function$
+    SELECT r.last_msg_receipt_time - r.last_msg_send_time
+    FROM pg_catalog.pg_stat_wal_receiver r
+    WHERE r.last_msg_receipt_time IS NOT NULL AND r.last_msg_send_time IS NOT NULL
+$function$;
+
+COMMENT ON FUNCTION clock_skew() IS
+    'How far this standby''s clock is ahead of its primary''s (negative: behind), from the WAL receiver''s send and receipt times; NULL without a WAL receiver';
+
+REVOKE ALL ON FUNCTION clock_skew() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION clock_skew() TO pg_monitor;
+
+-- lag() as 1.1 has it, but the heartbeat's age is measured by the primary's
+-- clock (this server's less clock_skew()), and the skew is reported.  A new
+-- OUT column changes the result type, so the function is dropped and made
+-- again, with its grants and comment; _standby_lag() calls it by name.
+DROP FUNCTION lag(regclass);
+
+CREATE FUNCTION lag(
+    heartbeat_table regclass DEFAULT NULL,
+    OUT in_recovery boolean,
+    OUT lag interval,
+    OUT last_heartbeat_at timestamptz,
+    OUT heartbeat_age interval,
+    OUT tick_interval interval,
+    OUT replay_paused boolean,
+    OUT system_identifier bigint,
+    OUT upstream text,
+    OUT receiver_status text,
+    OUT source_table text,
+    OUT measured_at timestamptz,
+    OUT clock_skew interval)
+RETURNS record
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $function$
+DECLARE
+    heartbeats regclass := heartbeat_table;
+    schema_name text := coalesce(nullif(current_setting('alive_worker.schema', true), ''), 'public');
+    table_name text := coalesce(nullif(current_setting('alive_worker.table', true), ''), 'log_table');
+    ts_type regtype;
+    newest_first text;
+    recent timestamptz[];
+BEGIN
+    in_recovery := pg_is_in_recovery();
+    -- A physical standby is a copy of its primary: the same identifier.
+    system_identifier := (pg_control_system()).system_identifier;
+    IF in_recovery THEN
+        replay_paused := pg_get_wal_replay_pause_state() <> 'not paused';
+        SELECT r.status, r.sender_host || ':' || r.sender_port
+            INTO receiver_status, upstream
+            FROM pg_stat_wal_receiver r;
+    END IF;
+
+    IF heartbeats IS NULL THEN
+        heartbeats := to_regclass(format('%I.%I', schema_name, table_name));
+        IF heartbeats IS NULL THEN
+            RAISE EXCEPTION 'heartbeat table %.% does not exist', quote_ident(schema_name), quote_ident(table_name)
+                USING ERRCODE = 'undefined_table',
+                      HINT = 'The alive worker creates it on the primary at its first tick; check alive_worker.workers there, and that alive_worker.schema and alive_worker.table are the same here.';
+        END IF;
+    ELSIF NOT has_table_privilege(session_user, heartbeats, 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied for table %', heartbeats
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    source_table := heartbeats::text;
+
+    SELECT a.atttypid INTO ts_type
+        FROM pg_attribute a
+        WHERE a.attrelid = heartbeats AND a.attname = 'ts' AND a.attnum > 0 AND NOT a.attisdropped;
+    IF ts_type IS NULL OR ts_type NOT IN ('timestamp'::regtype, 'timestamptz'::regtype) THEN
+        RAISE EXCEPTION 'heartbeat table % has no column "ts" of a timestamp type', heartbeats
+            USING ERRCODE = 'undefined_column',
+                  DETAIL = 'The lag is measured from the time each heartbeat was written, in column ts.';
+    END IF;
+    -- The newest heartbeats are the highest pk (one writer, a serial key).
+    newest_first := CASE WHEN EXISTS (
+        SELECT FROM pg_attribute a
+        WHERE a.attrelid = heartbeats AND a.attname = 'pk' AND a.attnum > 0 AND NOT a.attisdropped)
+        THEN 'pk' ELSE 'ts' END;
+
+    measured_at := clock_timestamp();
+    -- On a standby, now by the primary's clock: this server's, less its skew.
+    IF in_recovery THEN
+        clock_skew := @extschema@.clock_skew();
+    END IF;
+    EXECUTE format('SELECT array(SELECT %s FROM %s WHERE ts IS NOT NULL ORDER BY %I DESC LIMIT 9)',
+                   CASE WHEN ts_type = 'timestamp'::regtype THEN 'ts AT TIME ZONE ''UTC''' ELSE 'ts' END,
+                   heartbeats, newest_first)
+        INTO recent;
+
+    IF cardinality(recent) >= 2 THEN
+        SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY recent[i] - recent[i + 1])
+            INTO tick_interval
+            FROM generate_subscripts(recent, 1) i
+            WHERE i < cardinality(recent);
+    ELSE
+        tick_interval := coalesce(nullif(current_setting('alive_worker.interval', true), ''), '10s')::interval;
+    END IF;
+    IF cardinality(recent) >= 1 THEN
+        last_heartbeat_at := recent[1];
+        heartbeat_age := measured_at - coalesce(clock_skew, interval '0') - last_heartbeat_at;
+        -- A primary's own table is as fresh as it gets: no lag to measure.
+        IF in_recovery OR heartbeat_table IS NOT NULL THEN
+            lag := greatest(interval '0', heartbeat_age - tick_interval);
+        END IF;
+    END IF;
+END
+$function$;
+
+COMMENT ON FUNCTION lag(regclass) IS
+    'Replication lag of this standby (or of a subscriber''s heartbeat table), from the newest heartbeat and the primary''s interval, by the primary''s clock';
+
+REVOKE ALL ON FUNCTION lag(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lag(regclass) TO pg_monitor;
+-- end of status (issue 13): lag()
