@@ -576,6 +576,7 @@ run_tick(int64 tick_deadline, int settings_generation, bool previous_committed)
 	int			failed_sqlerrcode = 0;
 	char		failed_message[ERROR_MESSAGE_SIZE] = "";
 	bool		confirmed = true;
+	volatile bool fired_before_commit = false;
 
 	elog(DEBUG1, "alive_worker in main loop");
 	tick_in_progress = true;
@@ -610,6 +611,7 @@ run_tick(int64 tick_deadline, int settings_generation, bool previous_committed)
 		 * wait for the standbys, which the view shows as its own state.
 		 */
 		worker_status_committing(worker_index);
+		fired_before_commit = tick_timeout_fired();
 		commit_us = monotonic_us();
 		committing = true;
 		commit_wait_cancelled = false;
@@ -621,11 +623,14 @@ run_tick(int64 tick_deadline, int settings_generation, bool previous_committed)
 		 * A commit cancelled by the tick timeout while it waited for the
 		 * synchronous standbys returns as if all went well (the cancel is
 		 * consumed, with a WARNING): the heartbeat is local only.  Told by
-		 * the timer having fired and its cancel request gone; an interrupt
-		 * acted on anywhere else would have raised an ERROR instead.
+		 * the timer having fired during the commit and its cancel request
+		 * gone; an interrupt acted on anywhere else in the commit would have
+		 * raised an ERROR instead.  (Before the commit, Python may have
+		 * caught a cancel: retention does, and halves its batch.)
 		 */
 		if (commit_wait_cancelled ||
-			(tick_timeout_fired() && !QueryCancelPending && !got_sigterm))
+			(!fired_before_commit && tick_timeout_fired() &&
+			 !QueryCancelPending && !got_sigterm))
 			confirmed = false;
 		tick_timeout_end();
 		committed = true;

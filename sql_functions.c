@@ -35,7 +35,7 @@ PG_FUNCTION_INFO_V1(alive_worker_start);
 PG_FUNCTION_INFO_V1(alive_worker_stop);
 
 /* 18 in 1.0 and 1.1; 1.2 appends the status (issue 13) columns */
-#define STATUS_COLUMNS 24
+#define STATUS_COLUMNS 25
 #define STOP_WAIT_MS 5000
 
 static void
@@ -220,6 +220,8 @@ alive_worker_status(PG_FUNCTION_ARGS)
 		values[c++] = blocked_by;
 		nulls[c] = copy.last_commit_us <= 0;
 		values[c++] = Float8GetDatum(copy.last_commit_us / 1000.0);
+		nulls[c] = copy.retention_error[0] == '\0';
+		values[c++] = CStringGetTextDatum(copy.retention_error);
 		Assert(c == STATUS_COLUMNS);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}

@@ -340,6 +340,20 @@ worker_status_in_hook(bool in_hook)
 }
 
 void
+worker_status_retention_error(const char *message)
+{
+	WorkerStatus *slot;
+
+	if (owned_index < 0)
+		return;
+	slot = worker_status_slot(owned_index);
+	SpinLockAcquire(&slot->mutex);
+	worker_status_clip(slot->retention_error, message ? message : "",
+					   sizeof(slot->retention_error));
+	SpinLockRelease(&slot->mutex);
+}
+
+void
 worker_status_commit_took(int index, int64 commit_us)
 {
 	WorkerStatus *slot = worker_status_slot(index);

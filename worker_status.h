@@ -59,6 +59,7 @@ typedef struct WorkerStatus
 	TimestampTz commit_started_at;	/* the tick in flight is committing */
 	int			stop_requested_by;	/* PID of the backend that called stop() */
 	char		stop_requested_role[NAMEDATALEN];
+	char		retention_error[ERROR_MESSAGE_SIZE];	/* empty: none, or off */
 	int32		recent_tick_us[RECENT_TICKS];	/* ring of tick durations */
 	int			recent_count;	/* entries filled, up to RECENT_TICKS */
 	int			recent_next;
@@ -83,6 +84,8 @@ extern void worker_status_tick_end(int index, bool ok, int64 duration_us,
 extern void worker_status_committing(int index);
 /* From the bridge, around alive_worker.hook. */
 extern PGDLLEXPORT void worker_status_in_hook(bool in_hook);
+/* From the bridge: why alive_worker.retention deletes nothing; NULL clears. */
+extern PGDLLEXPORT void worker_status_retention_error(const char *message);
 extern void worker_status_commit_took(int index, int64 commit_us);
 extern void worker_status_set_state_detail(int index, WorkerState state,
 										   const char *detail);

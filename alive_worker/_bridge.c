@@ -616,11 +616,18 @@ aw_subtransaction_end(int commit)
  * spinlock, so nothing here can raise an ERROR.
  */
 extern void worker_status_in_hook(bool in_hook);
+extern void worker_status_retention_error(const char *message);
 
 void
 aw_report_in_hook(int in_hook)
 {
 	worker_status_in_hook(in_hook != 0);
+}
+
+void
+aw_report_retention_error(const char *message)
+{
+	worker_status_retention_error(message);
 }
 
 /* ---- called by the shim ---- */

@@ -34,7 +34,8 @@ CREATE FUNCTION status(
     OUT next_retry_at timestamptz,
     OUT connect_failures integer,
     OUT blocked_by integer[],
-    OUT last_commit_ms double precision)
+    OUT last_commit_ms double precision,
+    OUT retention_error text)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'alive_worker_status'
 LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;

@@ -302,6 +302,37 @@ def test_lag_watch_prints_until_interrupted(
     assert all(line["status"] == "OK" and set(line["averages"]) == {"1m", "5m", "15m"} for line in lines)
 
 
+def test_lag_watch_reconnects_after_a_lost_connection(
+    make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
+) -> None:
+    primary = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    standby = streaming_standby(primary, make_standby)
+    process = subprocess.Popen(
+        [str(CLI), "lag", "--watch", "0.2", "--json", "--dsn", dsn(standby)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert json.loads(process.stdout.readline())["status"] == "OK"
+        # The session is cut (as a restart or a failover cuts it): the next reading says so, then
+        # the command connects again.
+        standby.sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'alive-worker'"
+        )
+        lines = [json.loads(process.stdout.readline()) for _ in range(8)]
+        statuses = [line["status"] for line in lines]
+        assert "UNKNOWN" in statuses, lines
+        assert statuses[-1] == "OK", lines
+        assert any("lost the connection" in line.get("error", "") for line in lines), lines
+        assert process.poll() is None
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=10)
+    assert process.stderr is not None and "Traceback" not in process.stderr.read()
+
+
 def test_lag_needs_the_extension_at_1_1(make_cluster: Callable[..., Cluster]) -> None:
     cluster = make_cluster(setup_sql=["CREATE EXTENSION alive_worker VERSION '1.0'"])
     result = cli("lag", "--dsn", dsn(cluster))

@@ -18,6 +18,7 @@ COLUMNS = [
     "last_error_sqlstate", "last_error_message", "last_error_at", "next_tick_at",
     "tick_ms_p50", "tick_ms_p99",
     "state_detail", "state_since", "next_retry_at", "connect_failures", "blocked_by", "last_commit_ms",
+    "retention_error",
     "replication_lag",
 ]  # fmt: skip
 
