@@ -43,6 +43,7 @@ STATE_STATUS = {
     "backing off": Status.CRITICAL,
     "connecting": Status.CRITICAL,
 }
+WAITING_STATES = {"blocked on a lock", "waiting for synchronous standby"}
 # States of a worker that is not expected to write (a standby's).
 NOT_WRITING = {"waiting for recovery to end"}
 DEFAULT_WARN_INTERVALS = 3.0
@@ -103,7 +104,8 @@ def read(conn: psycopg.Connection[dict[str, Any]]) -> tuple[dict[str, Any], list
 def worker_status(row: dict[str, Any]) -> Status:
     """The state's status, or worse: a judgement added by judge()."""
     judged: Status = row.get("judged_status", Status.OK)
-    return max(STATE_STATUS.get(row["state"], Status.WARNING), judged)
+    state: Status = row.get("state_status", STATE_STATUS.get(row["state"], Status.WARNING))
+    return max(state, judged)
 
 
 def last_tick_failed(row: dict[str, Any]) -> bool:
@@ -124,6 +126,11 @@ def judge(rows: list[dict[str, Any]], now: datetime, warn: float, crit: float) -
         if row["state"] in NOT_WRITING:
             continue
         interval = row["tick_interval"].total_seconds()
+        # Every commit waits a moment for a synchronous standby, many a tick for a lock:
+        # a warning only once the wait has lasted an interval.
+        since = row.get("state_since")
+        if row["state"] in WAITING_STATES and since is not None and (now - since).total_seconds() < interval:
+            row["state_status"] = Status.OK
         since = row["last_ok_at"] or row.get("started_at") or row.get("state_since")
         if last_tick_failed(row) and row["state"] not in ("stopped",):
             row["judged_status"] = Status.CRITICAL
@@ -161,6 +168,7 @@ def run(args: argparse.Namespace, out: TextIO, style: Style) -> Status:
         for row in rows:
             row["status"] = worker_status(row)
             row.pop("judged_status")
+            row.pop("state_status", None)
             row["status_reason"] = row.pop("judged_reason")
         print_json({"status": status, "server": {**server, "connection": place}, "workers": rows}, out)
         return status
