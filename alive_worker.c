@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -46,6 +47,7 @@
 #include "utils/wait_event.h"
 
 #include "alive_worker/_bridge.h"
+#include "alive_worker/_table_owner.h"
 #include "alive_worker_config.h"	/* written by make: where Python lives */
 #include "alive_worker.h"
 #include "crash_guard.h"
@@ -561,6 +563,20 @@ report_unconfirmed_commit(int64 commit_us, char *message, size_t size)
 }
 
 /*
+ * The worker's statements, and hooks', resolve names through
+ * ALIVE_WORKER_SEARCH_PATH only: no database or role setting, and no schema
+ * another role owns, changes which function, operator or table they reach
+ * (SECURITY.md).  A hook may SET search_path for its own statements: put the
+ * worker's back before the tick's own.  A string comparison when unchanged.
+ */
+static void
+pin_search_path(void)
+{
+	if (strcmp(namespace_search_path, ALIVE_WORKER_SEARCH_PATH) != 0)
+		SetConfigOption("search_path", ALIVE_WORKER_SEARCH_PATH, PGC_SUSET, PGC_S_SESSION);
+}
+
+/*
  * One tick: a transaction in which Python writes the heartbeat.  Returns
  * whether it committed.  An ERROR (from SQL, or a Python exception turned
  * into one by finish_python_call) is logged and the transaction rolled back;
@@ -591,6 +607,7 @@ run_tick(int64 tick_deadline, int settings_generation, bool previous_committed)
 		/* SPI does not arm statement_timeout: bound the whole tick here. */
 		tick_timeout_begin(tick_must_end_at(tick_deadline));
 		StartTransactionCommand();
+		pin_search_path();
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "alive_worker heartbeat");
@@ -698,7 +715,14 @@ publish_settings(void)
 
 	snprintf(target_table, sizeof(target_table), "%s.%s",
 			 quote_identifier(table_schema), quote_identifier(table_name));
-	worker_status_started(worker_index, my_role, target_table, tick_interval_ms);
+	if (!worker_status_started(worker_index, my_role, target_table, tick_interval_ms))
+	{
+		/* Exit code 0: the postmaster does not start this one again. */
+		ereport(LOG,
+				(errmsg("alive_worker for database \"%s\" exiting: another alive worker serves it",
+						my_database)));
+		proc_exit(0);
+	}
 }
 
 static void
@@ -897,6 +921,27 @@ wait_before_connecting(int failed_attempts)
 		(void) sleep_and_handle_signals((long) ((until - now) / 1000) + 1);
 }
 
+/*
+ * Claims the status slot before an attempt to connect, so that the view
+ * shows the attempt and its FATAL.  Should it fail, the next comes after the
+ * restart delay and the wait for one more failure.
+ */
+static void
+claim_slot_to_connect(int earlier_failures)
+{
+	long		next_in_s = RESTART_DELAY_SECONDS + connect_delay_seconds(earlier_failures + 1);
+
+	if (!worker_status_connecting(worker_index, earlier_failures,
+								  TimestampTzPlusMilliseconds(GetCurrentTimestamp(), next_in_s * 1000)))
+	{
+		/* Exit code 0: the postmaster does not start this one again. */
+		ereport(LOG,
+				(errmsg("alive_worker for database \"%s\" exiting: another alive worker serves it",
+						my_database)));
+		proc_exit(0);
+	}
+}
+
 /* Names the settings behind a failed connection, in the FATAL's CONTEXT. */
 static void
 describe_connection(void *arg)
@@ -1032,23 +1077,13 @@ alive_worker_main(Datum main_arg)
 	previous_emit_log_hook = emit_log_hook;
 	emit_log_hook = watch_log;
 
-	/*
-	 * Should this attempt fail, the next comes after the restart delay and
-	 * the wait for one more failure.
-	 */
-	worker_status_connecting(worker_index, verdict.connect_failures,
-							 TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-														 (RESTART_DELAY_SECONDS +
-														  connect_delay_seconds(verdict.connect_failures + 1)) * 1000));
+	claim_slot_to_connect(verdict.connect_failures);
 	BackgroundWorkerUnblockSignals();
 
 	if (!verdict.disabled && verdict.connect_failures > 0)
 	{
 		wait_before_connecting(verdict.connect_failures);
-		worker_status_connecting(worker_index, verdict.connect_failures,
-								 TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-															 (RESTART_DELAY_SECONDS +
-															  connect_delay_seconds(verdict.connect_failures + 1)) * 1000));
+		claim_slot_to_connect(verdict.connect_failures);
 	}
 	connect_to_database();
 	elog(DEBUG1, "alive_worker starting worker_main");
@@ -1062,6 +1097,8 @@ alive_worker_main(Datum main_arg)
 	 * that rows mean the same on every server and replica.
 	 */
 	SetConfigOption("TimeZone", "UTC", PGC_SUSET, PGC_S_OVERRIDE);
+	/* Over ALTER DATABASE / ALTER ROLE ... SET search_path, and RESET's value. */
+	SetConfigOption("search_path", ALIVE_WORKER_SEARCH_PATH, PGC_SUSET, PGC_S_OVERRIDE);
 
 	create_tick_wait_set();
 	tick_timeout_init();

@@ -164,16 +164,20 @@ release_slot(int code, Datum arg)
 	TimestampTz now = GetCurrentTimestamp();
 
 	SpinLockAcquire(&slot->mutex);
-	if (slot->state != WORKER_STOPPED && slot->state != WORKER_CANNOT_CONNECT)
+	/* A worker started since (start() after a stop()) owns it now. */
+	if (slot->pid == MyProcPid)
 	{
-		enter_state(slot, WORKER_RESTARTING, now);
-		slot->next_retry_at = TimestampTzPlusMilliseconds(now, WORKER_RESTART_DELAY_SECONDS * 1000);
-		if (!fatal_recorded)
-			strlcpy(slot->state_detail, "the worker exited and will be started again",
-					sizeof(slot->state_detail));
+		if (slot->state != WORKER_STOPPED && slot->state != WORKER_CANNOT_CONNECT)
+		{
+			enter_state(slot, WORKER_RESTARTING, now);
+			slot->next_retry_at = TimestampTzPlusMilliseconds(now, WORKER_RESTART_DELAY_SECONDS * 1000);
+			if (!fatal_recorded)
+				strlcpy(slot->state_detail, "the worker exited and will be started again",
+						sizeof(slot->state_detail));
+		}
+		slot->pid = 0;
+		slot->next_tick_at = 0;
 	}
-	slot->pid = 0;
-	slot->next_tick_at = 0;
 	SpinLockRelease(&slot->mutex);
 }
 
@@ -187,14 +191,19 @@ claim_slot(int index)
 	}
 }
 
-void
+bool
 worker_status_connecting(int index, int earlier_failures, TimestampTz next_retry_at)
 {
 	WorkerStatus *slot = worker_status_slot(index);
 	TimestampTz now = GetCurrentTimestamp();
 
-	claim_slot(index);
 	SpinLockAcquire(&slot->mutex);
+	/* Another worker serves this database: the caller must not. */
+	if (slot->pid != 0 && slot->pid != MyProcPid)
+	{
+		SpinLockRelease(&slot->mutex);
+		return false;
+	}
 	slot->pid = MyProcPid;
 	slot->started_at = now;
 	slot->connect_failures = earlier_failures;
@@ -209,6 +218,8 @@ worker_status_connecting(int index, int earlier_failures, TimestampTz next_retry
 	else
 		enter_state(slot, WORKER_CONNECTING, now);
 	SpinLockRelease(&slot->mutex);
+	claim_slot(index);
+	return true;
 }
 
 void
@@ -271,24 +282,34 @@ worker_status_stop_requested(int index, int pid, const char *role)
 	SpinLockRelease(&slot->mutex);
 }
 
-void
+bool
 worker_status_started(int index, const char *role, const char *target_table,
 					  int interval_ms)
 {
 	WorkerStatus *slot = worker_status_slot(index);
+	int			other_pid;
 
-	claim_slot(index);
 	SpinLockAcquire(&slot->mutex);
-	if (slot->pid != MyProcPid)
+	other_pid = slot->pid;
+	if (other_pid == 0)
 	{
 		slot->pid = MyProcPid;
 		slot->started_at = GetCurrentTimestamp();
 		enter_state(slot, WORKER_STARTING, slot->started_at);
 	}
-	strlcpy(slot->role, role, NAMEDATALEN);
-	strlcpy(slot->target_table, target_table, sizeof(slot->target_table));
-	slot->interval_ms = interval_ms;
+	if (other_pid == 0 || other_pid == MyProcPid)
+	{
+		strlcpy(slot->role, role, NAMEDATALEN);
+		strlcpy(slot->target_table, target_table, sizeof(slot->target_table));
+		slot->interval_ms = interval_ms;
+	}
 	SpinLockRelease(&slot->mutex);
+
+	/* Another worker serves this database: the caller must not. */
+	if (other_pid != 0 && other_pid != MyProcPid)
+		return false;
+	claim_slot(index);
+	return true;
 }
 
 void

@@ -74,8 +74,11 @@ extern void worker_status_init(void);
 extern int	worker_status_count(void);
 extern WorkerStatus *worker_status_slot(int index);
 
-/* Updates by the worker owning the slot. */
-extern void worker_status_started(int index, const char *role,
+/*
+ * Updates by the worker owning the slot.  worker_status_started claims it,
+ * or returns false if another worker holds it.
+ */
+extern bool worker_status_started(int index, const char *role,
 								  const char *target_table, int interval_ms);
 extern void worker_status_set_state(int index, WorkerState state);
 extern void worker_status_tick_begin(int index);
@@ -93,9 +96,10 @@ extern void worker_status_set_state_detail(int index, WorkerState state,
 /*
  * Before connecting: claims the slot for this process, and records any
  * FATAL from now on (the connection's own, or a later one) in it.  A failed
- * attempt is retried at next_retry_at.
+ * attempt is retried at next_retry_at.  Returns false, claiming nothing, if
+ * another worker holds the slot.
  */
-extern void worker_status_connecting(int index, int earlier_failures,
+extern bool worker_status_connecting(int index, int earlier_failures,
 									 TimestampTz next_retry_at);
 /* From the worker's emit_log_hook: a FATAL that ends this run. */
 extern void worker_status_record_fatal(const ErrorData *edata);

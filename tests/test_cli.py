@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import BIN_DIR, PKGLIB_DIR, Cluster, streaming_standby, wait_for
+from test_privileges import LEAST_PRIVILEGE_SETUP
 
 CLI = Path(BIN_DIR) / "alive-worker"
 ENVIRONMENT = Path(PKGLIB_DIR) / "alive_worker"
@@ -76,9 +77,7 @@ def test_status_shows_the_workers_as_a_table_and_as_json(make_cluster: Callable[
     result = cli("status", "--dsn", dsn(cluster))
     assert result.returncode == 0, result.stderr
     first, header, row, *_ = result.stdout.splitlines()
-    assert re.match(
-        r"OK: 1 (sleeping|ticking) \(alive_worker 1\.\d+ on PostgreSQL \d+\.\d+, primary, ", first
-    )
+    assert re.match(r"OK: 1 (sleeping|ticking) \(alive_worker 1\.2 on PostgreSQL \d+\.\d+, primary, ", first)
     assert header.split()[:5] == ["DATABASE", "STATE", "PID", "TABLE", "INTERVAL"]
     assert row.split()[0] == "postgres" and "public.log_table" in row
     # Aligned: each cell starts under its header.
@@ -348,7 +347,10 @@ def checks(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]
 
 
 def test_doctor_passes_a_healthy_installation(make_cluster: Callable[..., Cluster]) -> None:
-    cluster = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    # Healthy: as SECURITY.md says, with a role that may only write heartbeats.
+    cluster = make_cluster(
+        settings={"role": "luca"}, setup_sql=["CREATE EXTENSION alive_worker", *LEAST_PRIVILEGE_SETUP]
+    )
     cluster.wait_for_heartbeats(3)
     result = cli("doctor", "--dsn", dsn(cluster))
     assert result.returncode == 0, result.stdout
@@ -358,6 +360,7 @@ def test_doctor_passes_a_healthy_installation(make_cluster: Callable[..., Cluste
         "server",
         "preloaded",
         "settings",
+        "role",
         "extension",
         "worker postgres",
         "table postgres",
@@ -422,7 +425,12 @@ def test_doctor_as_a_monitoring_role_skips_what_needs_a_superuser(
     make_cluster: Callable[..., Cluster],
 ) -> None:
     cluster = make_cluster(
-        setup_sql=["CREATE EXTENSION alive_worker", "CREATE ROLE watcher LOGIN IN ROLE pg_monitor"]
+        settings={"role": "luca"},
+        setup_sql=[
+            "CREATE EXTENSION alive_worker",
+            "CREATE ROLE watcher LOGIN IN ROLE pg_monitor",
+            *LEAST_PRIVILEGE_SETUP,
+        ],
     )
     cluster.wait_for_heartbeats(2)
     result = cli("doctor", "--json", "--dsn", dsn(cluster, user="watcher"))

@@ -72,7 +72,7 @@ def test_retention_without_delete_privilege_is_reported_and_spares_the_heartbeat
     )
     cluster.wait_for_log(
         r"WARNING:  alive_worker.retention cannot delete old heartbeats from public\.log_table: "
-        r"permission denied for table log_table \(SQLSTATE 42501\)"
+        r'permission denied: role "luca" lacks DELETE on table public\.log_table \(SQLSTATE 42501\)'
     )
     cluster.wait_for_heartbeats(5)
     assert cluster.log().count("alive_worker.retention cannot delete") == 1

@@ -20,7 +20,7 @@ import psycopg
 
 from alive_worker import __version__
 from alive_worker.cli import doctor, lag, metrics, status, tail
-from alive_worker.cli._common import CliError, Status, Style, print_json, translate
+from alive_worker.cli._common import CliError, Status, Style, print_json, safe_output, translate
 
 Runner = Callable[[argparse.Namespace, TextIO, Style], Status]
 
@@ -81,17 +81,18 @@ def parser() -> Parser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    out = sys.stdout
+    # Nothing the server sends reaches the terminal unescaped (_common.SafeOutput).
+    out = safe_output(sys.stdout)
     style = Style(out, args.color)
     run = SUBCOMMANDS[args.command][2]
     try:
         return int(run(args, out, style))
     except CliError as error:
-        report(error, args, style)
+        report(error, args, out, style)
         return int(error.status)
     except psycopg.Error as error:
         failure = translate(error)
-        report(failure, args, style)
+        report(failure, args, out, style)
         return int(failure.status)
     except KeyboardInterrupt:
         return int(Status.UNKNOWN)
@@ -103,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         # A monitoring plugin must answer UNKNOWN, in one line, never a traceback.
         failure = CliError(f"unexpected {type(error).__name__}: {one_line(str(error))}")
-        report(failure, args, style)
+        report(failure, args, out, style)
         return int(Status.UNKNOWN)
 
 
@@ -111,17 +112,18 @@ def one_line(text: str) -> str:
     return " ".join(text.split()) or "(no message)"
 
 
-def report(error: CliError, args: argparse.Namespace, style: Style) -> None:
+def report(error: CliError, args: argparse.Namespace, out: TextIO, style: Style) -> None:
     """On stdout as JSON with --json; as the plugin line for lag; else on stderr."""
     if args.json:
-        print_json({"status": error.status, "error": error.message, "hint": error.hint})
+        print_json({"status": error.status, "error": error.message, "hint": error.hint}, out)
         return
     if args.command == "lag":
-        sys.stdout.write(f"{style.status(error.status)}: {error.message}\n")
+        out.write(f"{style.status(error.status)}: {error.message}\n")
         if error.hint:
-            sys.stdout.write(f"hint: {error.hint}\n")
+            out.write(f"hint: {error.hint}\n")
         return
-    err_style = Style(sys.stderr, args.color)
-    sys.stderr.write(f"alive-worker {args.command}: {err_style('error', 'critical')}: {error.message}\n")
+    err = safe_output(sys.stderr)
+    err_style = Style(err, args.color)
+    err.write(f"alive-worker {args.command}: {err_style('error', 'critical')}: {error.message}\n")
     if error.hint:
-        sys.stderr.write(f"hint: {error.hint}\n")
+        err.write(f"hint: {error.hint}\n")

@@ -53,6 +53,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# The set-up README's quick start and SECURITY.md recommend.
+LEAST_PRIVILEGE_FIX = (
+    "Run it as a role of its own that may only write heartbeats: CREATE ROLE alive LOGIN; "
+    "CREATE TABLE public.log_table (pk serial PRIMARY KEY, message text, "
+    "ts timestamp without time zone DEFAULT now()); GRANT INSERT ON public.log_table TO alive; "
+    "GRANT USAGE ON SEQUENCE public.log_table_pk_seq TO alive; (with alive_worker.retention, also "
+    "GRANT SELECT, DELETE ON public.log_table TO alive;) ALTER SYSTEM SET alive_worker.role = 'alive'; "
+    "then restart the server."
+)
+
+
 @dataclass
 class Check:
     name: str
@@ -85,6 +96,7 @@ class Doctor:
             self.check_extension()
             return
         self.check_settings()
+        self.check_role()
         self.check_extension()
         self.check_workers()
         self.check_python()
@@ -197,6 +209,33 @@ class Doctor:
             shown = f"interval {interval.get('setting')}{interval.get('unit') or ''}" if interval else ""
             note = "" if seen_files else " (the configuration files themselves need a superuser to check)"
             self.add("settings", Status.OK, f"alive_worker.* settings valid: {shown}{note}")
+
+    def check_role(self) -> None:
+        """Warns when the worker runs as a superuser: SECURITY.md's least-privilege set-up instead."""
+        role = self.one(
+            "SELECT coalesce(nullif(current_setting('alive_worker.role', true), ''),"
+            " (SELECT rolname FROM pg_roles WHERE oid = 10)) AS role"
+        )["role"]
+        row = self.conn.execute(
+            "SELECT rolsuper AS superuser FROM pg_roles WHERE rolname = %s", [role]
+        ).fetchone()
+        if row is None:
+            self.add(
+                "role",
+                Status.CRITICAL,
+                f"alive_worker.role names role {role}, which does not exist",
+                f"CREATE ROLE {quote_ident(role)} LOGIN; then grant it INSERT on the heartbeat table "
+                "(SECURITY.md, least privilege).",
+            )
+        elif row["superuser"]:
+            self.add(
+                "role",
+                Status.WARNING,
+                f"the worker runs as superuser {role}: its hook's SQL, and any mistake in it, has every right",
+                LEAST_PRIVILEGE_FIX,
+            )
+        else:
+            self.add("role", Status.OK, f"the worker runs as {role}, not a superuser")
 
     def check_extension(self) -> None:
         row = self.conn.execute(
