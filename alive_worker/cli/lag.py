@@ -144,13 +144,13 @@ def describe(reading: dict[str, Any]) -> str:
         parts.append(f"from {reading['source_table']}")
     if reading["replay_paused"]:
         parts.append("replay paused")
-    skew = reading.get("clock_skew")
-    if skew is not None:
-        parts.append(f"clock skew {skew.total_seconds():+.3f} s")
     parts.append(
         f"newest heartbeat {seconds_text(reading['heartbeat_age'].total_seconds())} old, "
         f"interval {seconds_text(reading['tick_interval'].total_seconds())}"
     )
+    skew = reading.get("clock_skew")
+    if skew is not None:
+        parts.append(f"clock skew {skew.total_seconds():+.3f} s")
     return ", ".join(parts)
 
 
