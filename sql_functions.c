@@ -347,22 +347,6 @@ alive_worker_stop(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(running_pid(index) != pid);
 }
 
-static const char *
-relkind_name(char relkind)
-{
-	switch (relkind)
-	{
-		case RELKIND_VIEW:
-			return "a view";
-		case RELKIND_MATVIEW:
-			return "a materialized view";
-		case RELKIND_FOREIGN_TABLE:
-			return "a foreign table";
-		default:
-			return "not a table";
-	}
-}
-
 /*
  * alive_worker._configured_heartbeats(): the configured heartbeat table's
  * name and its newest timestamps, newest first, for lag() (a SECURITY

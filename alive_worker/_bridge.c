@@ -293,24 +293,6 @@ typedef struct TableOwnerRun
 	void	   *arg;
 } TableOwnerRun;
 
-static const char *
-relkind_name(char relkind)
-{
-	switch (relkind)
-	{
-		case RELKIND_VIEW:
-			return "a view";
-		case RELKIND_MATVIEW:
-			return "a materialized view";
-		case RELKIND_FOREIGN_TABLE:
-			return "a foreign table";
-		case RELKIND_SEQUENCE:
-			return "a sequence";
-		default:
-			return "not a table";
-	}
-}
-
 static void
 privilege_names(AclMode privileges, StringInfo names)
 {

@@ -19,6 +19,8 @@
 #ifndef ALIVE_WORKER_TABLE_OWNER_H
 #define ALIVE_WORKER_TABLE_OWNER_H
 
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
 
@@ -40,9 +42,11 @@ table_owner_begin(Oid owner, TableOwnerState *state)
 						   SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	state->nest_level = NewGUCNestLevel();
-	(void) set_config_option("search_path", ALIVE_WORKER_SEARCH_PATH,
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-							 true, 0, false);
+	/* The worker's own path is this already: no reparse at every tick. */
+	if (strcmp(namespace_search_path, ALIVE_WORKER_SEARCH_PATH) != 0)
+		(void) set_config_option("search_path", ALIVE_WORKER_SEARCH_PATH,
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+								 true, 0, false);
 }
 
 /* Gives the caller's user back; safe in an error path too. */
@@ -57,6 +61,25 @@ table_owner_end(const TableOwnerState *state)
 {
 	AtEOXact_GUC(false, state->nest_level);
 	table_owner_restore_user(state);
+}
+
+/* What a relation is, for errors that refuse one that is not a table. */
+static inline const char *
+relkind_name(char relkind)
+{
+	switch (relkind)
+	{
+		case RELKIND_VIEW:
+			return "a view";
+		case RELKIND_MATVIEW:
+			return "a materialized view";
+		case RELKIND_FOREIGN_TABLE:
+			return "a foreign table";
+		case RELKIND_SEQUENCE:
+			return "a sequence";
+		default:
+			return "not a table";
+	}
 }
 
 #endif							/* ALIVE_WORKER_TABLE_OWNER_H */

@@ -10,14 +10,17 @@ mallory's code ran, ran as mallory.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from conftest import MESSAGE, Cluster, wait_for
+from conftest import MESSAGE, Cluster, streaming_standby, wait_for
 from test_cli import cli, dsn
+from test_python import write_hook
 
 ATTACKER = "mallory"
 
@@ -54,6 +57,12 @@ CREATE FUNCTION {ATTACKER}.escalate_immutable(value text) RETURNS text LANGUAGE 
 BEGIN
     PERFORM {ATTACKER}.escalate('index expression');
     RETURN value;
+END $$;
+-- The planner folds an immutable call without arguments while it plans a
+-- query on the table: a partial index's predicate runs at SELECT time.
+CREATE FUNCTION {ATTACKER}.escalate_when_planned() RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RETURN {ATTACKER}.escalate('index predicate');
 END $$;
 """
 
@@ -120,6 +129,10 @@ def test_code_in_a_log_table_made_by_another_role_runs_as_that_role(
     wait_for(lambda: evidence(cluster), f"the {code} to run")
     assert_attack_failed(cluster)
     cluster.wait_for_log(rf'WARNING:  alive_worker log table public\.log_table is owned by role "{ATTACKER}"')
+    if code == "trigger":
+        doctor = json.loads(cli("doctor", "--json", "--dsn", dsn(cluster)).stdout)
+        owner = {check["name"]: check for check in doctor["checks"]}["table postgres owner"]
+        assert owner["status"] == "WARNING" and f"belongs to role {ATTACKER}" in owner["text"], owner
 
 
 def test_a_log_table_replaced_by_the_schema_owner_runs_the_new_owner_s_code_as_them(
@@ -196,6 +209,64 @@ def test_lag_on_a_view_of_the_callers_runs_with_the_callers_rights(
         )
         conn.execute("SELECT * FROM alive_worker.lag('trap')")
     assert_attack_failed(cluster)
+
+
+def test_lag_reads_the_configured_table_of_another_role_as_that_role(
+    attacked_cluster: Callable[..., Cluster],
+) -> None:
+    cluster = attacked_cluster(
+        setup_sql=[
+            "CREATE EXTENSION alive_worker",
+            f"GRANT CREATE ON SCHEMA public TO {ATTACKER}",
+            "CREATE ROLE watcher LOGIN IN ROLE pg_monitor",
+            f"""SET ROLE {ATTACKER}; {HEARTBEAT_TABLE};
+            CREATE INDEX ON public.log_table (pk) WHERE {ATTACKER}.escalate_when_planned()""",
+        ]
+    )
+    # Not by reading the table: a superuser who plans a query on it runs the
+    # predicate (PostgreSQL's own rule: superusers do not query others' tables).
+    wait_for(lambda: cluster.sql("SELECT ticks_ok >= 3 FROM alive_worker.workers")[0][0], "3 heartbeats")
+    cluster.sql("TRUNCATE public.evidence")
+    with cluster.connect(user="watcher") as conn:
+        reading = conn.execute("SELECT last_heartbeat_at, source_table FROM alive_worker.lag()").fetchone()
+    assert reading is not None and reading[0] is not None and reading[1] == "public.log_table"
+    assert (ATTACKER, "index predicate") in evidence(cluster), (
+        "lag()'s read did not plan a query on the table"
+    )
+    assert_attack_failed(cluster)
+
+
+def test_a_view_in_place_of_the_table_is_not_read_on_a_standby(
+    attacked_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
+) -> None:
+    primary = attacked_cluster(
+        setup_sql=["CREATE EXTENSION alive_worker", "CREATE ROLE watcher LOGIN IN ROLE pg_monitor"]
+    )
+    standby = streaming_standby(primary, make_standby)
+    with primary.connect() as conn:
+        conn.execute("DROP TABLE public.log_table")
+        conn.execute(f"GRANT CREATE ON SCHEMA public TO {ATTACKER}")
+    with primary.connect(user=ATTACKER) as conn:
+        conn.execute(
+            "CREATE VIEW public.log_table AS SELECT 1 AS pk, 'x'::text AS message, now()::timestamp AS ts"
+            f" WHERE {ATTACKER}.escalate('view on a standby')"
+        )
+    wait_for(
+        lambda: (
+            standby.sql("SELECT relkind FROM pg_class WHERE oid = to_regclass('public.log_table')")
+            == [("v",)]
+        ),
+        "the view replayed on the standby",
+    )
+    # Had the view been read, its INSERT would have failed read-only (25006) instead.
+    with (
+        standby.connect(user="watcher") as conn,
+        pytest.raises(psycopg.errors.WrongObjectType, match=r"is a view, not a table"),
+    ):
+        conn.execute("SELECT * FROM alive_worker.lag()")
+    with standby.connect(user="watcher") as conn:
+        assert conn.execute("SELECT replication_lag FROM alive_worker.workers").fetchone() == (None,)
+    assert_attack_failed(primary, payload_must_have_run=False)
 
 
 def test_no_function_of_the_extension_runs_with_its_owner_s_rights(
@@ -330,3 +401,22 @@ def test_doctor_warns_when_the_worker_runs_as_a_superuser(make_cluster: Callable
     role = checks["role"]
     assert role["status"] == "WARNING" and "superuser" in role["text"], role
     assert "CREATE ROLE" in role["fix"] and "alive_worker.role" in role["fix"], role
+
+
+# ---- the hook ----
+
+
+@pytest.mark.parametrize("writable", ["file", "directory"])
+def test_a_hook_that_other_os_users_could_change_is_refused(
+    make_cluster: Callable[..., Cluster], tmp_path: Path, writable: str
+) -> None:
+    hook = write_hook(
+        tmp_path,
+        "from alive_worker import spi\n\ndef hook(tick):\n    spi.execute('INSERT INTO public.notes VALUES (1)')\n",
+    )
+    os.chmod(
+        hook.rpartition(":")[0] if writable == "file" else tmp_path, 0o666 if writable == "file" else 0o777
+    )
+    cluster = make_cluster(settings={"hook": hook}, setup_sql=["CREATE TABLE public.notes (n int)"])
+    cluster.wait_for_log(r"may be changed by other OS users \(mode [-d]rw.rw.rw.*\): chmod go-w it")
+    assert cluster.sql("SELECT count(*) FROM public.notes") == [(0,)]

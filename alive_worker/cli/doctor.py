@@ -426,7 +426,8 @@ class Doctor:
         role = settings["role"] if role in (None, "(bootstrap superuser)") else role
         qualified = target_table or f"{quote_ident(schema)}.{quote_ident(table)}"
         row = conn.execute(
-            "SELECT c.oid,"
+            "SELECT c.oid, c.relkind, pg_get_userbyid(c.relowner) AS owner,"
+            " (SELECT rolsuper FROM pg_roles WHERE oid = c.relowner) AS owner_is_superuser,"
             " (SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = c.oid AND attname = 'message'"
             "  AND attnum > 0 AND NOT attisdropped) AS message,"
             " (SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = c.oid AND attname = 'ts'"
@@ -464,6 +465,22 @@ class Doctor:
                     f"{quote_ident(role)}; and USAGE on its sequence.",
                 )
             return
+        if row["relkind"] not in ("r", "p"):
+            self.add(
+                name,
+                Status.CRITICAL,
+                f"{qualified} is not a table (relkind {row['relkind']}, owner {row['owner']}): the worker refuses it",
+                f"Drop it, or set alive_worker.schema and alive_worker.table to a table of role {role}'s.",
+            )
+            return
+        if row["owner"] != role and not row["owner_is_superuser"]:
+            self.add(
+                f"{name} owner",
+                Status.WARNING,
+                f"{qualified} belongs to role {row['owner']}, neither the worker's role nor a superuser: "
+                "its triggers and defaults run as that role, which can change or delete the heartbeats",
+                f"ALTER TABLE {qualified} OWNER TO {quote_ident(role)};  (as a superuser)",
+            )
         if row["message"] is None:
             self.add(
                 name,
