@@ -216,7 +216,7 @@ def test_worker_in_its_hook_says_so(make_cluster: Callable[..., Cluster], tmp_pa
         f"    while tick.number >= 3 and not pathlib.Path({str(flag)!r}).exists():\n"
         "        time.sleep(0.01)\n"
     )
-    os.chmod(tmp_path, 0o777)
+    os.chmod(tmp_path, 0o755)
     os.chmod(hook, 0o644)
     cluster = make_cluster(
         settings={"hook": f"{hook}:hook", "tick_timeout": "60s"}, setup_sql=["CREATE EXTENSION alive_worker"]
