@@ -24,10 +24,15 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "postmaster/bgworker.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
+#include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
+#include "utils/wait_event.h"
 
 #include "alive_worker.h"
 #include "alive_worker/_table_owner.h"
@@ -41,7 +46,8 @@ PG_FUNCTION_INFO_V1(alive_worker_configured_heartbeats);
 /* How many of the newest heartbeats lag() reads to find the interval */
 #define RECENT_HEARTBEATS 9
 
-#define STATUS_COLUMNS 18
+/* 18 in 1.0 and 1.1; 1.2 appends the status (issue 13) columns */
+#define STATUS_COLUMNS 25
 #define STOP_WAIT_MS 5000
 
 static void
@@ -79,6 +85,56 @@ timestamp_or_null(TimestampTz value, bool *isnull)
 	return TimestampTzGetDatum(value);
 }
 
+/*
+ * What the worker is waiting for in its tick, which it cannot say itself
+ * while it waits: a lock (held by whom, since when) or, in its commit, the
+ * synchronous standbys.  Read from its PGPROC, as pg_stat_activity does.
+ */
+static const char *
+refine_waiting_state(WorkerStatus *copy, Datum *blocked_by, bool *blocked_by_null,
+					 char *detail, size_t size)
+{
+	PGPROC	   *proc;
+	uint32		wait_event_info;
+
+	if (copy->pid == 0 || (copy->state != WORKER_TICKING && copy->state != WORKER_IN_HOOK))
+		return NULL;
+	proc = BackendPidGetProc(copy->pid);
+	if (proc == NULL)
+		return NULL;
+	wait_event_info = *((volatile uint32 *) &proc->wait_event_info);
+	if ((wait_event_info & 0xFF000000) == PG_WAIT_LOCK)
+	{
+		Datum		pids = DirectFunctionCall1(pg_blocking_pids, Int32GetDatum(copy->pid));
+		ArrayType  *array = DatumGetArrayTypeP(pids);
+		int			count = ArrayGetNItems(ARR_NDIM(array), ARR_DIMS(array));
+		TimestampTz wait_start = (TimestampTz) pg_atomic_read_u64(&proc->waitStart);
+		StringInfoData text;
+
+		initStringInfo(&text);
+		appendStringInfo(&text, "waiting for a lock (%s) held by PID",
+						 pgstat_get_wait_event(wait_event_info));
+		if (count > 1)
+			appendStringInfoChar(&text, 's');
+		for (int i = 0; i < count; i++)
+			appendStringInfo(&text, "%s %d", i > 0 ? "," : "", ((int32 *) ARR_DATA_PTR(array))[i]);
+		worker_status_clip(detail, text.data, size);
+		*blocked_by = pids;
+		*blocked_by_null = false;
+		if (wait_start != 0)
+			copy->state_since = wait_start;
+		return "blocked on a lock";
+	}
+	if (copy->commit_started_at != 0 && wait_event_info == WAIT_EVENT_SYNC_REP)
+	{
+		copy->state_since = copy->commit_started_at;
+		snprintf(detail, size, "the heartbeat's commit waits for synchronous_standby_names = '%s'",
+				 GetConfigOption("synchronous_standby_names", false, false));
+		return "waiting for synchronous standby";
+	}
+	return NULL;
+}
+
 Datum
 alive_worker_status(PG_FUNCTION_ARGS)
 {
@@ -106,6 +162,10 @@ alive_worker_status(PG_FUNCTION_ARGS)
 		Datum		values[STATUS_COLUMNS];
 		bool		nulls[STATUS_COLUMNS] = {0};
 		const char *state;
+		const char *waiting;
+		char		detail[ERROR_MESSAGE_SIZE];
+		Datum		blocked_by = (Datum) 0;
+		bool		blocked_by_null = true;
 		int			c = 0;
 
 		SpinLockAcquire(&slot->mutex);
@@ -113,8 +173,16 @@ alive_worker_status(PG_FUNCTION_ARGS)
 		SpinLockRelease(&slot->mutex);
 
 		state = worker_state_name(copy.state);
+		strlcpy(detail, copy.state_detail, sizeof(detail));
 		if (in_recovery && copy.pid == 0 && copy.state == WORKER_STARTING)
+		{
 			state = "waiting for recovery to end";
+			strlcpy(detail, "the worker writes heartbeats once this server is promoted",
+					sizeof(detail));
+		}
+		else if ((waiting = refine_waiting_state(&copy, &blocked_by, &blocked_by_null,
+												 detail, sizeof(detail))) != NULL)
+			state = waiting;
 
 		values[c++] = CStringGetTextDatum(copy.database);
 		values[c++] = CStringGetTextDatum(copy.role[0] ? copy.role : "(bootstrap superuser)");
@@ -152,6 +220,20 @@ alive_worker_status(PG_FUNCTION_ARGS)
 			nulls[c++] = true;
 			nulls[c++] = true;
 		}
+		/* status (issue 13) */
+		nulls[c] = detail[0] == '\0';
+		values[c++] = CStringGetTextDatum(detail);
+		values[c] = timestamp_or_null(copy.state_since, &nulls[c]);
+		c++;
+		values[c] = timestamp_or_null(copy.next_retry_at, &nulls[c]);
+		c++;
+		values[c++] = Int32GetDatum(copy.connect_failures);
+		nulls[c] = blocked_by_null;
+		values[c++] = blocked_by;
+		nulls[c] = copy.last_commit_us <= 0;
+		values[c++] = Float8GetDatum(copy.last_commit_us / 1000.0);
+		nulls[c] = copy.retention_error[0] == '\0';
+		values[c++] = CStringGetTextDatum(copy.retention_error);
 		Assert(c == STATUS_COLUMNS);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
@@ -251,6 +333,7 @@ alive_worker_stop(PG_FUNCTION_ARGS)
 				(errmsg("the alive worker for database \"%s\" is not running", database)));
 		PG_RETURN_BOOL(false);
 	}
+	worker_status_stop_requested(index, MyProcPid, GetUserNameFromId(GetUserId(), false));
 	if (kill(pid, SIGTERM) != 0)
 		ereport(ERROR,
 				(errmsg("could not signal the alive worker for database \"%s\" (PID %d): %m",

@@ -814,6 +814,26 @@ aw_subtransaction_end(int commit)
 	return run_guarded(GUARD_CONTROL, subtransaction_end_body, &commit_flag);
 }
 
+/*
+ * In the shim's library (worker_status.c), which the server loaded with
+ * RTLD_GLOBAL before this one: only shared memory is touched, under a
+ * spinlock, so nothing here can raise an ERROR.
+ */
+extern void worker_status_in_hook(bool in_hook);
+extern void worker_status_retention_error(const char *message);
+
+void
+aw_report_in_hook(int in_hook)
+{
+	worker_status_in_hook(in_hook != 0);
+}
+
+void
+aw_report_retention_error(const char *message)
+{
+	worker_status_retention_error(message);
+}
+
 /* ---- called by the shim ---- */
 
 void

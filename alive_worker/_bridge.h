@@ -90,6 +90,11 @@ int			aw_log_enabled(int elevel);
 
 int			aw_subtransaction_begin(void);
 int			aw_subtransaction_end(int commit);
+
+/* The tick enters (1) or leaves (0) alive_worker.hook: for the status view. */
+void		aw_report_in_hook(int in_hook);
+/* Why alive_worker.retention deletes nothing (NULL: it works, or is off). */
+void		aw_report_retention_error(const char *message);
 /* CDEF END */
 
 /*

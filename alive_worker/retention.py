@@ -64,6 +64,7 @@ class Retention:
                 self._next_check = now
                 return
             if error.message != self._failing:
+                spi.report_retention_error(f"{error.message} (SQLSTATE {error.sqlstate})")
                 log.warning(
                     "alive_worker.retention cannot delete old heartbeats from %s: %s (SQLSTATE %s)",
                     self.table.qualified,
@@ -74,6 +75,7 @@ class Retention:
             self._next_check = now + self.idle_check_seconds
             return
         if self._failing is not None:
+            spi.report_retention_error(None)
             log.info("alive_worker.retention deletes old heartbeats from %s again", self.table.qualified)
             self._failing = None
         if deleted:

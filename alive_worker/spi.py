@@ -222,6 +222,16 @@ def setting(name: str) -> str | None:
     return _text(value[0])
 
 
+def report_in_hook(in_hook: bool) -> None:
+    """Tells the status view that the tick runs alive_worker.hook (or no longer does)."""
+    lib.aw_report_in_hook(int(in_hook))
+
+
+def report_retention_error(message: str | None) -> None:
+    """Tells the status view why alive_worker.retention deletes nothing (None: it works, or is off)."""
+    lib.aw_report_retention_error(ffi.NULL if message is None else message.encode())
+
+
 # Lower case, as it was a function: with spi.subtransaction(): ...
 class subtransaction:
     """Statements inside may fail without aborting the tick, as a SAVEPOINT."""

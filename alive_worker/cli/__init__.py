@@ -1,4 +1,4 @@
-"""The alive-worker command: status, tail, lag and doctor, from any client machine.
+"""The alive-worker command: status, tail, lag, doctor, metrics and exporter, from any client machine.
 
 Installed as a console script of the package (into the server's virtual
 environment by make install).  It connects as any libpq client does: --dsn,
@@ -19,7 +19,7 @@ from typing import NoReturn, TextIO
 import psycopg
 
 from alive_worker import __version__
-from alive_worker.cli import doctor, lag, status, tail
+from alive_worker.cli import doctor, lag, metrics, status, tail
 from alive_worker.cli._common import CliError, Status, Style, print_json, safe_output, translate
 
 Runner = Callable[[argparse.Namespace, TextIO, Style], Status]
@@ -29,6 +29,16 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Run
     "tail": ("follow the heartbeats as they arrive, with each tick's lateness", tail.add_arguments, tail.run),
     "lag": ("a standby's replication lag, for monitoring (exit 0/1/2/3)", lag.add_arguments, lag.run),
     "doctor": ("check an installation end to end and say how to fix it", doctor.add_arguments, doctor.run),
+    "metrics": (
+        "the workers' status in Prometheus' text format (stdout or --output FILE)",
+        metrics.add_arguments,
+        metrics.run,
+    ),
+    "exporter": (
+        "serve the workers' status on /metrics for Prometheus",
+        metrics.add_exporter_arguments,
+        metrics.run_exporter,
+    ),
 }
 
 
@@ -91,6 +101,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return int(Status.OK)
+    except Exception as error:
+        # A monitoring plugin must answer UNKNOWN, in one line, never a traceback.
+        failure = CliError(f"unexpected {type(error).__name__}: {one_line(str(error))}")
+        report(failure, args, out, style)
+        return int(Status.UNKNOWN)
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split()) or "(no message)"
 
 
 def report(error: CliError, args: argparse.Namespace, out: TextIO, style: Style) -> None:

@@ -290,6 +290,20 @@ class Doctor:
         for worker in self.workers:
             self.check_worker(worker)
             self.check_table(worker["database"], worker["role"], worker["target_table"])
+            self.check_retention(worker)
+
+    def check_retention(self, worker: dict[str, Any]) -> None:
+        """alive_worker.retention that the worker found it cannot apply (extension 1.2 and later)."""
+        problem = worker.get("retention_error")
+        if problem is None:
+            return
+        self.add(
+            f"retention {worker['database']}",
+            Status.WARNING,
+            f"old heartbeats are not deleted from {worker['target_table']}: {problem}",
+            f"Let role {quote_ident(worker['role'])} DELETE from {worker['target_table']} (and give it a serial pk), "
+            "then SELECT pg_reload_conf(); or set alive_worker.retention to 0.",
+        )
 
     def check_workers_without_extension(self) -> None:
         databases = self.one(
@@ -322,7 +336,7 @@ class Doctor:
         state = worker["state"]
         status = STATE_STATUS.get(state, Status.WARNING)
         now = self.server["now"]
-        if state in ("sleeping", "ticking"):
+        if state in ("sleeping", "ticking", "in the hook"):
             text = f"{state}, pid {worker['pid']}, {worker['ticks_ok']} heartbeats, last {ago(worker['last_ok_at'], now)}"
             interval = worker["tick_interval"]
             last_ok = worker["last_ok_at"]
@@ -361,11 +375,12 @@ class Doctor:
             self.add(
                 name,
                 status,
-                "stopped by alive_worker.stop() or SIGTERM",
+                worker.get("state_detail") or "stopped by alive_worker.stop() or SIGTERM",
                 f"SELECT alive_worker.start({literal(worker['database'])});",
             )
             return
-        self.add(name, status, f"{state}: not running", self.cannot_start_fix(worker))
+        cause = f": {worker['state_detail']}" if worker.get("state_detail") else ": not running"
+        self.add(name, status, f"{state}{cause}", self.cannot_start_fix(worker))
 
     def cannot_start_fix(self, worker: dict[str, Any]) -> str:
         database = worker["database"]
