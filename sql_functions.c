@@ -28,7 +28,7 @@ PG_FUNCTION_INFO_V1(alive_worker_status);
 PG_FUNCTION_INFO_V1(alive_worker_start);
 PG_FUNCTION_INFO_V1(alive_worker_stop);
 
-#define STATUS_COLUMNS 18
+#define STATUS_COLUMNS 23
 #define STOP_WAIT_MS 5000
 
 static void
@@ -133,6 +133,23 @@ alive_worker_status(PG_FUNCTION_ARGS)
 			qsort(copy.recent_tick_us, copy.recent_count, sizeof(int32), cmp_int32);
 			values[c++] = Float8GetDatum(quantile_ms(copy.recent_tick_us, copy.recent_count, 0.50));
 			values[c++] = Float8GetDatum(quantile_ms(copy.recent_tick_us, copy.recent_count, 0.99));
+		}
+		else
+		{
+			nulls[c++] = true;
+			nulls[c++] = true;
+		}
+		/* hooks (issue 12), 1.2 */
+		values[c++] = Int64GetDatum(copy.hook_failures);
+		nulls[c] = copy.last_hook_error_at == 0;
+		values[c++] = CStringGetTextDatum(copy.last_hook_error);
+		values[c] = timestamp_or_null(copy.last_hook_error_at, &nulls[c]);
+		c++;
+		if (copy.recent_hook_count > 0)
+		{
+			qsort(copy.recent_hook_us, copy.recent_hook_count, sizeof(int32), cmp_int32);
+			values[c++] = Float8GetDatum(quantile_ms(copy.recent_hook_us, copy.recent_hook_count, 0.50));
+			values[c++] = Float8GetDatum(quantile_ms(copy.recent_hook_us, copy.recent_hook_count, 0.99));
 		}
 		else
 		{

@@ -18,7 +18,7 @@ def write_hook(directory: Path, body: str) -> str:
     return f"{path}:hook"
 
 
-def test_exception_in_a_tick_is_logged_with_traceback_and_next_tick_succeeds(
+def test_exception_in_a_failing_tick_is_logged_with_traceback_and_next_tick_succeeds(
     make_cluster: Callable[..., Cluster], tmp_path: Path
 ) -> None:
     hook = write_hook(
@@ -34,11 +34,12 @@ def hook(tick):
         raise ValueError("hook failed on purpose at heartbeat 3")
 """,
     )
-    cluster = make_cluster(settings={"hook": hook})
+    # fail_tick: the hook's exception fails the tick (by default only the hook).
+    cluster = make_cluster(settings={"hook": hook, "hook_failure": "fail_tick"})
     pid = cluster.wait_for_worker()
     rows = cluster.wait_for_heartbeats(5)
     log = cluster.log()
-    assert "ERROR:  alive_worker tick failed: ValueError: hook failed on purpose at heartbeat 3" in log
+    assert "ERROR:  alive_worker hook failed: ValueError: hook failed on purpose at heartbeat 3" in log
     assert "Traceback (most recent call last)" in log
     assert f'File "{tmp_path / "hook.py"}", line 9, in hook' in log
     # The failed tick was rolled back, heartbeat 3 included; the next one wrote it.
@@ -47,9 +48,9 @@ def hook(tick):
 
 
 def test_hook_that_cannot_be_loaded_names_the_setting(make_cluster: Callable[..., Cluster]) -> None:
-    cluster = make_cluster(settings={"hook": "no_such_module:hook"})
+    cluster = make_cluster(settings={"hook": "no_such_module:hook", "hook_failure": "fail_tick"})
     cluster.wait_for_log(
-        r'ERROR:  alive_worker tick failed: HookError: alive_worker.hook = "no_such_module:hook": '
+        r'ERROR:  alive_worker hook failed: HookError: alive_worker.hook = "no_such_module:hook": '
         r"cannot import no_such_module: ModuleNotFoundError"
     )
     assert cluster.heartbeats() == []
@@ -73,10 +74,10 @@ from alive_worker import spi
 def hook(tick):
     try:
         with spi.subtransaction():
-            spi.execute("INSERT INTO notes VALUES ($1)", "lost")
+            spi.execute("INSERT INTO public.notes VALUES ($1)", "lost")
             spi.execute("SELECT 1 / 0")
     except spi.SPIError as error:
-        spi.execute("INSERT INTO notes VALUES ($1)", f"{tick.number} caught {error.sqlstate}")
+        spi.execute("INSERT INTO public.notes VALUES ($1)", f"{tick.number} caught {error.sqlstate}")
 """,
     )
     cluster = make_cluster(settings={"hook": hook}, setup_sql=["CREATE TABLE notes (note text)"])
@@ -86,7 +87,7 @@ def hook(tick):
     assert "ERROR:  " not in cluster.log()
 
 
-def test_sql_error_caught_outside_a_subtransaction_still_fails_the_tick(
+def test_sql_error_caught_outside_a_subtransaction_still_fails_the_hook(
     make_cluster: Callable[..., Cluster], tmp_path: Path
 ) -> None:
     hook = write_hook(
@@ -99,10 +100,12 @@ def hook(tick):
         spi.execute("SELECT 1 / 0")
     except spi.SPIError:
         pass  # too late: without a subtransaction the tick is lost
-    spi.execute("INSERT INTO notes VALUES ('after')")
+    spi.execute("INSERT INTO public.notes VALUES ('after')")
 """,
     )
-    cluster = make_cluster(settings={"hook": hook}, setup_sql=["CREATE TABLE notes (note text)"])
+    cluster = make_cluster(
+        settings={"hook": hook, "hook_failure": "fail_tick"}, setup_sql=["CREATE TABLE notes (note text)"]
+    )
     failure = "ERROR:  current heartbeat transaction is aborted by an earlier error (division by zero)"
     wait_for(lambda: cluster.log().count(failure) >= 3, "three failed ticks")
     assert "HINT:  Run statements whose errors you catch inside spi.subtransaction()." in cluster.log()
@@ -119,7 +122,7 @@ from alive_worker import spi
 
 def hook(tick):
     rows = spi.execute("SELECT $1 || '!', NULL, 42 FROM generate_series(1, 2)", "hi")
-    spi.execute("INSERT INTO notes VALUES ($1)", repr(rows))
+    spi.execute("INSERT INTO public.notes VALUES ($1)", repr(rows))
 """,
     )
     cluster = make_cluster(settings={"hook": hook}, setup_sql=["CREATE TABLE notes (note text)"])
@@ -139,7 +142,7 @@ def hook(tick):
         try:
             plan.execute(*["x"] * plan.nargs)
         except spi.SPIError as error:
-            spi.execute("INSERT INTO notes VALUES ($1)", f"{error.sqlstate} {error.message}")
+            spi.execute("INSERT INTO public.notes VALUES ($1)", f"{error.sqlstate} {error.message}")
 """,
     )
     cluster = make_cluster(settings={"hook": hook}, setup_sql=["CREATE TABLE notes (note text)"])
@@ -175,7 +178,7 @@ def hook(tick):
     thread.start()
     thread.join()
     for outcome in outcomes:
-        spi.execute("INSERT INTO notes VALUES ($1)", outcome)
+        spi.execute("INSERT INTO public.notes VALUES ($1)", outcome)
 """,
     )
     cluster = make_cluster(settings={"hook": hook}, setup_sql=["CREATE TABLE notes (note text)"])

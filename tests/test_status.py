@@ -15,7 +15,10 @@ COLUMNS = [
     "database", "role", "target_table", "tick_interval", "state", "pid", "started_at",
     "ticks_ok", "ticks_failed", "ticks_skipped", "last_tick_at", "last_ok_at",
     "last_error_sqlstate", "last_error_message", "last_error_at", "next_tick_at",
-    "tick_ms_p50", "tick_ms_p99", "replication_lag",
+    "tick_ms_p50", "tick_ms_p99",
+    # hooks (issue 12)
+    "hook_failures", "last_hook_error", "last_hook_error_at", "hook_ms_p50", "hook_ms_p99",
+    "replication_lag",
 ]  # fmt: skip
 
 
