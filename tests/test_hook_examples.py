@@ -50,7 +50,9 @@ def test_a_table_not_written_recently_fails_the_hook_not_the_heartbeat(
             "ALTER SYSTEM SET hooks.fresh_within = '2s'",
         ],
     )
-    cluster.wait_for_log(r"WARNING:  alive_worker hook failed: StaleTable: (public\.)?orders has no row newer than 2s")
+    cluster.wait_for_log(
+        r"WARNING:  alive_worker hook failed: StaleTable: (public\.)?orders has no row newer than 2s"
+    )
     count = len(cluster.heartbeats())
     cluster.wait_for_heartbeats(count + 3)
     assert status(cluster)["hook_failures"] >= 3

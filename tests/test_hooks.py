@@ -210,15 +210,16 @@ def pester(index):
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         log.warning("thread %d still here", index)
-        try:
-            spi.execute("SELECT 1")
-        except spi.SPIError as error:
-            if error.sqlstate == "0A000":
-                refused[index] += 1
-        try:
-            spi.setting("work_mem")
-        except spi.SPIError:
-            pass
+        for _ in range(10):
+            try:
+                spi.execute("SELECT 1")
+            except spi.SPIError as error:
+                if error.sqlstate == "0A000":
+                    refused[index] += 1
+            try:
+                spi.setting("work_mem")
+            except spi.SPIError:
+                pass
         time.sleep(0.01)
     REFUSALS.with_suffix(f".{index}").write_text(str(refused[index]))
 
@@ -228,9 +229,14 @@ def hook(tick):
         started = True
         for index in range(3):
             threading.Thread(target=pester, args=(index,), name=f"pester-{index}", daemon=True).start()
-    # The worker's thread keeps the bridge busy meanwhile.
+    # The worker's thread keeps the bridge busy meanwhile, errors included.
     for _ in range(5):
         spi.execute("SELECT $1", str(tick.number))
+        try:
+            with spi.subtransaction():
+                spi.execute("SELECT 1 / 0")
+        except spi.SPIError:
+            pass
     logging.getLogger("hook").info("tick %d", tick.number)
 """,
     )
