@@ -94,6 +94,7 @@ class Heartbeat:
         """
         _interrupts.install()
         if not self._hook_loaded:
+            pglog.hook_context = f' of alive_worker.hook = "{self.settings.hook}"'
             self._hook = hooks.load(self.settings.hook)
             self._hook_loaded = True
         if self._hook is not None and self._tick is not None:

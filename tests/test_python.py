@@ -186,5 +186,7 @@ def hook(tick):
     cluster.wait_for_heartbeats(2)
     refused = "0A000 alive_worker.spi was called from a thread other than the worker's"
     assert cluster.sql("SELECT note FROM notes LIMIT 2") == [(refused,), (refused,)]
-    cluster.wait_for_log(r"alive_worker, thread hook-thread: logged from a thread")
+    cluster.wait_for_log(
+        r'alive_worker, thread hook-thread of alive_worker.hook = ".*hook.py:hook": logged from a thread'
+    )
     assert cluster.worker_pid() == pid
