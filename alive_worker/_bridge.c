@@ -92,6 +92,9 @@ static __thread bool error_recorded = false;
 static MemoryContext tick_plan_context = NULL;
 static long live_plans = 0;
 
+/* Bridge calls in progress: more than one when PL/Python code calls spi. */
+static int	postgres_depth = 0;
+
 /* From the shim: why a hook should stop, and how to end the worker. */
 static int	(*interrupt_cause) (void) = NULL;
 static void (*end_worker) (int cause) = NULL;
@@ -215,8 +218,25 @@ run_guarded(GuardMode mode, void (*body) (void *), void *arg)
 		return AW_ERROR;
 	}
 
+	/*
+	 * An interrupted hook runs no more statements: one that caught the
+	 * cancel of its statement would otherwise start the next, and hold up
+	 * SIGTERM for as long as that one runs.  Past the grace, this is where
+	 * the worker ends it.
+	 */
+	if (postgres_depth == 0 && aw_interrupts_latched(NULL) != AW_CAUSE_NONE &&
+		aw_interrupt_check() != AW_CAUSE_NONE && mode != GUARD_LOG)
+	{
+		aw_record_error("57014",
+						"alive_worker.hook was interrupted: statements are refused until it returns",
+						NULL, "Let alive_worker.hooks.Interrupted propagate out of the hook.",
+						NULL);
+		return AW_ERROR;
+	}
+
 	/* See _interrupts.c: the GIL for PL/Python, no kick in PostgreSQL code. */
-	aw_interrupts_enter_postgres();
+	if (postgres_depth++ == 0)
+		aw_interrupts_enter_postgres();
 	gil = aw_gil_take();
 	PG_TRY();
 	{
@@ -269,7 +289,8 @@ run_guarded(GuardMode mode, void (*body) (void *), void *arg)
 	}
 	PG_END_TRY();
 	aw_gil_give(gil);
-	aw_interrupts_leave_postgres();
+	if (--postgres_depth == 0)
+		aw_interrupts_leave_postgres();
 
 	return result;
 }

@@ -24,6 +24,7 @@ BLOCKING = {
     "time.sleep": "time.sleep(60)",
     "socket read": "pair = socket.socketpair(); pair[0].recv(1)",
     "subprocess wait": 'subprocess.run(["sleep", "60"])',
+    "statement": 'spi.execute("SELECT pg_catalog.pg_sleep(60)")',
 }
 
 
@@ -45,6 +46,8 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+
+from alive_worker import spi
 
 MARK = Path(__file__).with_name("blocking")
 
@@ -146,11 +149,12 @@ def test_postmaster_death_ends_a_sleeping_hook(make_cluster: Callable[..., Clust
     wait_for(lambda: gone(pid), "the orphaned worker to exit", timeout=GONE_WITHIN)
 
 
+@pytest.mark.parametrize("what", ["busy loop", "time.sleep", "statement"])
 def test_a_hook_that_swallows_sigterm_is_ended_after_the_grace(
-    make_cluster: Callable[..., Cluster], tmp_path: Path
+    make_cluster: Callable[..., Cluster], tmp_path: Path, what: str
 ) -> None:
     cluster = make_cluster(
-        settings={"hook": blocking_hook(tmp_path, "time.sleep", swallow=True), "tick_timeout": "1h"}
+        settings={"hook": blocking_hook(tmp_path, what, swallow=True), "tick_timeout": "1h"}
     )
     pid = cluster.wait_for_worker()
     wait_until_blocking(tmp_path)
