@@ -102,8 +102,10 @@ class Plan:
             _tick_plans[id(self)] = self
 
     def __del__(self) -> None:
-        if self.keep and self._handle != ffi.NULL:
-            _dropped.append(self._handle)  # one bytecode: safe on any thread
+        # getattr: __init__ may have been interrupted before it set them.
+        handle = getattr(self, "_handle", ffi.NULL)
+        if getattr(self, "keep", False) and handle != ffi.NULL:
+            _dropped.append(handle)  # one bytecode: safe on any thread
 
     def _raise_failure(self) -> NoReturn:
         if self._released_after:

@@ -161,7 +161,13 @@ def test_a_hook_that_swallows_sigterm_is_ended_after_the_grace(
     os.kill(pid, signal.SIGTERM)
     wait_for(lambda: gone(pid), "the worker to exit", timeout=GONE_WITHIN)
     cluster.wait_for_log(rf'background worker "alive worker" \(PID {pid}\) exited with exit code 0')
-    assert "kept running 500 ms after SIGTERM" in cluster.log()
+    ended = "kept running 500 ms after SIGTERM"
+    if what == "statement":
+        # Between two statements Python may raise outside the hook's try:
+        # then the exception ends the hook, before the grace does.
+        assert ended in cluster.log() or "tick in flight cancelled by SIGTERM" in cluster.log()
+    else:
+        assert ended in cluster.log()
 
 
 def test_a_hook_that_swallows_the_timeout_ends_the_worker_without_a_crash(
