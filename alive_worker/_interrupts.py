@@ -64,7 +64,6 @@ def install() -> None:
     global _installed
     if _installed:
         return
-    _installed = True
     _thread.start_new_thread = _start_thread_with_signals_blocked
     _thread.start_new = _start_thread_with_signals_blocked
     # threading keeps its own reference, taken when it was imported.
@@ -79,3 +78,4 @@ def install() -> None:
         from alive_worker.spi import _raise_last_error
 
         _raise_last_error()
+    _installed = True

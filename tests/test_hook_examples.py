@@ -79,3 +79,33 @@ def test_each_heartbeat_reaches_a_logical_decoding_consumer(make_cluster: Callab
     assert ticks == sorted(ticks) and ticks[0] > count - 1
     # In the heartbeat's own transaction: each message sits among its INSERT.
     assert any("table public.log_table: INSERT" in data for data in changes)
+
+
+def test_the_examples_refuse_what_a_role_below_superuser_controls(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    cluster = make_cluster(
+        settings={"hook": "alive_worker.examples.freshness:hook"},
+        setup_sql=[
+            "CREATE TABLE public.orders (created_at timestamptz NOT NULL)",
+            # A database owner may do this: it reaches the worker's session too.
+            "ALTER DATABASE postgres SET hooks.fresh_table = 'public.orders'",
+            "ALTER SYSTEM SET hooks.fresh_column = 'created_at'",
+        ],
+    )
+    cluster.wait_for_log(
+        r"WARNING:  alive_worker hook failed: Untrusted: hooks.fresh_table is set by ALTER DATABASE, "
+        r"not the server's configuration: refused"
+    )
+    cluster.mark_log()
+    cluster.sql("CREATE ROLE app")
+    cluster.sql(
+        "CREATE TABLE public.replication_slot_sizes (at timestamptz NOT NULL DEFAULT now(), "
+        "slot_name name NOT NULL, active boolean NOT NULL, retained_bytes numeric NOT NULL)"
+    )
+    cluster.sql("ALTER TABLE public.replication_slot_sizes OWNER TO app")
+    cluster.set(hook="alive_worker.examples.replication_slots:hook")
+    cluster.wait_for_log(
+        r"WARNING:  alive_worker hook failed: Untrusted: public.replication_slot_sizes is owned by a role "
+        r"other than the worker's and not a superuser: refused"
+    )

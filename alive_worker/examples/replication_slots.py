@@ -9,12 +9,14 @@
     ALTER SYSTEM SET alive_worker.hook = 'alive_worker.examples.replication_slots:hook';
 
 A slot whose consumer is gone keeps WAL until the disk fills: the table shows
-the growth long before that, on the server's own clock.
+the growth long before that, on the server's own clock.  The table must be
+owned by the worker's role or a superuser (see _trust.py).
 """
 
 from __future__ import annotations
 
 from alive_worker import spi
+from alive_worker.examples._trust import table_owned_by_the_worker
 from alive_worker.hooks import Tick
 
 # Kept across ticks: prepared once, in the first tick.
@@ -31,5 +33,6 @@ WHERE restart_lsn IS NOT NULL
 def hook(tick: Tick) -> None:
     global _record
     if _record is None:
+        table_owned_by_the_worker("public.replication_slot_sizes")
         _record = spi.prepare(_RECORD, keep=True)
     _record.execute()
