@@ -78,13 +78,12 @@ def _check(result: int) -> None:
 # Plans of this tick that are not kept, by id(); handles of kept plans dropped.
 _tick_plans: dict[int, Plan] = {}
 _dropped: list[object] = []
-_tick = 0
 
 
 class Plan:
     """A prepared statement: the tick's, or with keep=True until :meth:`free` or dropped."""
 
-    __slots__ = ("_handle", "_released_after", "_rows", "_values", "keep", "nargs", "query")
+    __slots__ = ("_handle", "_released", "_rows", "_values", "keep", "nargs", "query")
 
     def __init__(self, query: str, argtypes: Sequence[str], keep: bool) -> None:
         handle = ffi.new("aw_plan **")
@@ -95,7 +94,7 @@ class Plan:
         self.query = query
         self.nargs = len(types)
         self._handle = handle[0]
-        self._released_after = 0
+        self._released = False
         self._values = ffi.new("char *[]", max(self.nargs, 1))
         self._rows = ffi.new("long *")
         if not keep:
@@ -108,10 +107,10 @@ class Plan:
             _dropped.append(handle)  # one bytecode: safe on any thread
 
     def _raise_failure(self) -> NoReturn:
-        if self._released_after:
+        if self._released:
             raise SPIError(
-                f"alive_worker plan for {self.query!r} was prepared without keep=True in tick "
-                f"{self._released_after} and was released when that tick ended",
+                f"alive_worker plan for {self.query!r} was prepared without keep=True in an earlier tick "
+                "and was released when that tick ended",
                 sqlstate="26000",
                 hint="Prepare it with spi.prepare(query, argtypes, keep=True) to use it in later ticks, "
                 "or prepare it again in each tick.",
@@ -157,13 +156,11 @@ class Plan:
 
 
 def begin_tick() -> None:
-    """Called by the worker first in each tick: ends the last tick's plans, frees dropped ones."""
-    global _tick
-    _tick += 1
+    """Called by the worker first in a tick that has any: ends the last tick's plans, frees dropped ones."""
     if _tick_plans:
         for plan in _tick_plans.values():
             plan._handle = ffi.NULL
-            plan._released_after = _tick - 1
+            plan._released = True
         _tick_plans.clear()
         lib.aw_forget_tick_plans()
     while _dropped:
