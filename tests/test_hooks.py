@@ -190,8 +190,10 @@ def test_a_hook_that_swallows_the_timeout_ends_the_worker_without_a_crash(
     # A FATAL exit, not a crash: no reset, and the crash guard counts nothing.
     assert "terminating any other active server processes" not in log
     assert "crashed" not in log
-    # Started again after the restart delay.
+    # Started again after the restart delay, and its crash guard counted nothing.
     assert cluster.wait_for_worker(timeout=15) != pid
+    record = Path(cluster.node.data_dir, "alive_worker.0.state").read_text()
+    assert "running 1" in record and "crash " not in record, record
 
 
 # ---- threads ----
