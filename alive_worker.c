@@ -80,10 +80,28 @@ static int	crash_window_s = 600;
 static bool clock_aligned = false;
 static bool back_to_back = false;
 
+/* What a failing hook does (alive_worker.hook_failure) */
+typedef enum HookFailure
+{
+	HOOK_FAILURE_LOG,			/* logged and counted; the heartbeat commits */
+	HOOK_FAILURE_FAIL_TICK		/* the whole tick is rolled back */
+} HookFailure;
+
+static const struct config_enum_entry hook_failure_options[] = {
+	{"log", HOOK_FAILURE_LOG, false},
+	{"fail_tick", HOOK_FAILURE_FAIL_TICK, false},
+	{NULL, 0, false}
+};
+static int	hook_failure = HOOK_FAILURE_LOG;
+
 /* Entry points of the embedding library, found with dlsym */
+static void (*set_interrupt_sources) (int (*cause) (void), void (*end_worker) (int cause));
 static int	(*python_start) (void);
 static int	(*python_tick) (int settings_generation, int previous_tick_committed);
 static void (*finish_python_call) (int result, int elevel);
+static int	(*python_hook) (void);
+static void (*hook_begin) (void);
+static int	(*hook_end) (void);
 
 /* Which configured database this worker serves: its status slot */
 static int	worker_index = 0;
@@ -283,6 +301,16 @@ _PG_init(void)
 							   0,
 							   NULL, NULL, NULL);
 
+	DefineCustomEnumVariable("alive_worker.hook_failure",
+							 "What a failing hook does: log (logged and counted, the heartbeat commits) or fail_tick (the whole tick is rolled back).",
+							 "With fail_tick, a heartbeat means the hook's check passed too.",
+							 &hook_failure,
+							 HOOK_FAILURE_LOG,
+							 hook_failure_options,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
 	DefineCustomIntVariable("alive_worker.tick_timeout",
 							"Longest a tick's statement may run or wait for a lock; 0 means the interval.",
 							"A tick that takes longer is cancelled and rolled back, so that ticks never pile up.",
@@ -408,6 +436,73 @@ prepare_python_environment(void)
 	setenv("PYTHONDONTWRITEBYTECODE", "1", 1);
 }
 
+/*
+ * Why a running hook must stop, for the bridge's watchdog (see
+ * alive_worker/_interrupts.c).  Called on the watchdog's thread while a hook
+ * runs: it only reads flags that signal handlers set.  SIGTERM's handler and
+ * the tick timeout's set QueryCancelPending too, so the order matters.
+ */
+static int
+hook_interrupt_cause(void)
+{
+	if (got_sigterm)
+		return AW_CAUSE_STOP;
+	if (tick_timeout_fired())
+		return AW_CAUSE_TIMEOUT;
+	if (QueryCancelPending)
+		return AW_CAUSE_CANCEL;
+	return AW_CAUSE_NONE;
+}
+
+static const char *
+hook_interrupt_cause_name(int cause)
+{
+	switch (cause)
+	{
+		case AW_CAUSE_CANCEL:
+			return "a cancel request";
+		case AW_CAUSE_TIMEOUT:
+			return "alive_worker.tick_timeout";
+		case AW_CAUSE_STOP:
+			return "SIGTERM";
+		case AW_CAUSE_POSTMASTER_DEATH:
+			return "the postmaster's death";
+	}
+	return "an interrupt";
+}
+
+static void stop_worker(void);
+
+/*
+ * A hook went on for AW_INTERRUPT_GRACE_MS after it was interrupted
+ * (it caught alive_worker.hooks.Interrupted).  Called by the bridge on the
+ * worker's thread, between two bytecodes, never inside PostgreSQL code that
+ * holds interrupts: exits as a backend terminated mid-query does, through
+ * proc_exit, whose callbacks abort the transaction.  Not a crash: the crash
+ * guard does not count it, and the cluster is not reset.
+ */
+static void
+end_worker_for_hook(int cause)
+{
+	if (cause == AW_CAUSE_POSTMASTER_DEATH)
+		proc_exit(1);
+	if (cause == AW_CAUSE_STOP)
+	{
+		ereport(WARNING,
+				(errmsg("alive_worker.hook = \"%s\" kept running %d ms after SIGTERM",
+						tick_hook, AW_INTERRUPT_GRACE_MS),
+				 errdetail("The hook caught alive_worker.hooks.Interrupted instead of returning; the worker exits now and its tick is rolled back.")));
+		stop_worker();
+	}
+	ereport(FATAL,
+			(errcode(ERRCODE_QUERY_CANCELED),
+			 errmsg("alive_worker.hook = \"%s\" kept running %d ms after it was interrupted by %s",
+					tick_hook, AW_INTERRUPT_GRACE_MS, hook_interrupt_cause_name(cause)),
+			 errdetail("The hook caught alive_worker.hooks.Interrupted instead of returning, so the worker exits; it is started again in %d s.",
+					   RESTART_DELAY_SECONDS),
+			 errhint("Let alive_worker.hooks.Interrupted propagate out of the hook.")));
+}
+
 static void *
 find_entry_point(void *library, const char *name)
 {
@@ -445,6 +540,10 @@ start_python(void)
 	python_start = find_entry_point(library, "aw_python_start");
 	python_tick = find_entry_point(library, "aw_python_tick");
 	finish_python_call = find_entry_point(library, "aw_finish_python_call");
+	python_hook = find_entry_point(library, "aw_python_hook");
+	hook_begin = find_entry_point(library, "aw_hook_begin");
+	hook_end = find_entry_point(library, "aw_hook_end");
+	set_interrupt_sources = find_entry_point(library, "aw_set_interrupt_sources");
 
 	/*
 	 * cffi answers 0 from every entry point when the interpreter or the
@@ -461,6 +560,7 @@ start_python(void)
 				 errdetail("The library \"%s\" failed to initialise; Python's own message precedes this line.",
 						   ALIVE_WORKER_PYTHON_LIBRARY),
 				 errhint("Check that the server's OS user can read the virtual environment, or reinstall with make install.")));
+	set_interrupt_sources(hook_interrupt_cause, end_worker_for_hook);
 }
 
 static int64
@@ -496,6 +596,102 @@ tick_must_end_at(int64 tick_deadline)
 	int64		timeout = (int64) tick_timeout() * 1000;
 
 	return Max(tick_deadline + timeout, monotonic_us() + timeout / 2);
+}
+
+/* Names the hook and the tick in every message the hook causes. */
+static void
+describe_hook(void *arg)
+{
+	errcontext("alive_worker.hook = \"%s\", tick %lld",
+			   tick_hook, (long long) (ticks_written + 1));
+}
+
+/*
+ * Runs alive_worker.hook after the heartbeat's INSERT, in a subtransaction
+ * of its own.  By default a hook that fails (an ERROR, an exception, an
+ * import that fails, the tick timeout, a cancel request) is rolled back
+ * alone, logged (throttled, in full with its traceback the first time) and
+ * counted, and the heartbeat commits: a broken hook does not make a healthy
+ * server look dead.  With alive_worker.hook_failure = fail_tick, and on
+ * SIGTERM, the hook's error fails the whole tick instead.
+ *
+ * While Python runs the hook, the bridge's watchdog carries SIGTERM, the
+ * tick timeout, cancel requests and postmaster death into it as an
+ * exception (alive_worker/_interrupts.c).
+ */
+static void
+run_hook(void)
+{
+	MemoryContext tick_context = CurrentMemoryContext;
+	ResourceOwner tick_owner = CurrentResourceOwner;
+	int			tick_level = GetCurrentTransactionNestLevel();
+	ErrorContextCallback context;
+	int64		started_us = monotonic_us();
+	ErrorData  *edata = NULL;
+
+	context.callback = describe_hook;
+	context.arg = NULL;
+	context.previous = error_context_stack;
+	error_context_stack = &context;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(tick_context);
+	PG_TRY();
+	{
+		int			result;
+		int			cause;
+
+		hook_begin();
+		result = python_hook();
+		cause = hook_end();
+		finish_python_call(result, ERROR);
+		if (result != AW_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+					 errmsg("alive_worker hook failed without reporting why"),
+					 errhint("Python's own message, if any, is in the server's standard error.")));
+		if (cause != AW_CAUSE_NONE)
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("alive_worker.hook returned normally after it was interrupted by %s",
+							hook_interrupt_cause_name(cause)),
+					 errdetail("The hook caught alive_worker.hooks.Interrupted; what it did in this tick is rolled back.")));
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(tick_context);
+		CurrentResourceOwner = tick_owner;
+	}
+	PG_CATCH();
+	{
+		(void) hook_end();
+		MemoryContextSwitchTo(tick_context);
+		tick_timeout_explain_current_error(tick_timeout());
+		edata = CopyErrorData();
+		FlushErrorState();
+		/* Explicit subtransactions the hook left open go with its own. */
+		while (GetCurrentTransactionNestLevel() > tick_level)
+			RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(tick_context);
+		CurrentResourceOwner = tick_owner;
+	}
+	PG_END_TRY();
+	error_context_stack = context.previous;
+
+	worker_status_hook_end(worker_index, monotonic_us() - started_us,
+						   edata ? (edata->message ? edata->message : "") : NULL);
+	if (edata == NULL)
+	{
+		failure_log_succeeded(&hook_failure_log);
+		return;
+	}
+	if (hook_failure == HOOK_FAILURE_FAIL_TICK || got_sigterm)
+		ReThrowError(edata);
+	if (failure_log_failed(&hook_failure_log, edata))
+	{
+		/* A WARNING: the tick goes on, and the heartbeat commits. */
+		edata->elevel = WARNING;
+		ThrowErrorData(edata);
+	}
+	FreeErrorData(edata);
 }
 
 /*
@@ -619,6 +815,8 @@ run_tick(int64 tick_deadline, int settings_generation, bool previous_committed)
 					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
 					 errmsg("alive_worker Python tick failed without reporting why"),
 					 errhint("Python's own message, if any, is in the server's standard error.")));
+		if (tick_hook[0] != '\0')
+			run_hook();
 
 		SPI_finish();
 		PopActiveSnapshot();

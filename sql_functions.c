@@ -46,8 +46,8 @@ PG_FUNCTION_INFO_V1(alive_worker_configured_heartbeats);
 /* How many of the newest heartbeats lag() reads to find the interval */
 #define RECENT_HEARTBEATS 9
 
-/* 18 in 1.0 and 1.1; 1.2 appends the status (issue 13) columns */
-#define STATUS_COLUMNS 25
+/* 18 in 1.0 and 1.1; 1.2 appends the status (issue 13) and hooks' (issue 12) */
+#define STATUS_COLUMNS 30
 #define STOP_WAIT_MS 5000
 
 static void
@@ -234,6 +234,23 @@ alive_worker_status(PG_FUNCTION_ARGS)
 		values[c++] = Float8GetDatum(copy.last_commit_us / 1000.0);
 		nulls[c] = copy.retention_error[0] == '\0';
 		values[c++] = CStringGetTextDatum(copy.retention_error);
+		/* hooks (issue 12), 1.2 */
+		values[c++] = Int64GetDatum(copy.hook_failures);
+		nulls[c] = copy.last_hook_error_at == 0;
+		values[c++] = CStringGetTextDatum(copy.last_hook_error);
+		values[c] = timestamp_or_null(copy.last_hook_error_at, &nulls[c]);
+		c++;
+		if (copy.recent_hook_count > 0)
+		{
+			qsort(copy.recent_hook_us, copy.recent_hook_count, sizeof(int32), cmp_int32);
+			values[c++] = Float8GetDatum(quantile_ms(copy.recent_hook_us, copy.recent_hook_count, 0.50));
+			values[c++] = Float8GetDatum(quantile_ms(copy.recent_hook_us, copy.recent_hook_count, 0.99));
+		}
+		else
+		{
+			nulls[c++] = true;
+			nulls[c++] = true;
+		}
 		Assert(c == STATUS_COLUMNS);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}

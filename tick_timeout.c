@@ -102,6 +102,12 @@ tick_timeout_end(void)
 	tick_in_flight = false;
 }
 
+bool
+tick_timeout_fired(void)
+{
+	return fired;
+}
+
 void
 tick_timeout_explain_current_error(int timeout_ms)
 {
@@ -129,10 +135,4 @@ tick_timeout_explain_current_error(int timeout_ms)
 		MemoryContextSwitchTo(context);
 	}
 	PG_END_TRY();
-}
-
-bool
-tick_timeout_fired(void)
-{
-	return fired;
 }

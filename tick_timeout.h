@@ -23,13 +23,16 @@ extern void tick_timeout_begin(int64 end_us);
 extern void tick_timeout_end(void);
 
 /*
+ * Whether the timer has cancelled the tick in flight (and the cancel is not
+ * explained yet).  Only reads a flag: the hooks' watchdog thread calls it.
+ */
+extern bool tick_timeout_fired(void);
+
+/*
  * Called in PG_CATCH with the tick's ERROR current: if that ERROR is the
  * cancel this timeout caused, replaces it with one that says so (with the
  * message of a statement timeout, and which setting it was).
  */
 extern void tick_timeout_explain_current_error(int timeout_ms);
-
-/* Whether the timer cancelled the tick in flight (since tick_timeout_begin). */
-extern bool tick_timeout_fired(void);
 
 #endif							/* ALIVE_WORKER_TICK_TIMEOUT_H */

@@ -440,6 +440,25 @@ worker_status_schedule(int index, TimestampTz next_tick_at, int64 skipped)
 	SpinLockRelease(&slot->mutex);
 }
 
+void
+worker_status_hook_end(int index, int64 duration_us, const char *message)
+{
+	WorkerStatus *slot = worker_status_slot(index);
+	TimestampTz now = message ? GetCurrentTimestamp() : 0;
+
+	SpinLockAcquire(&slot->mutex);
+	if (message)
+	{
+		slot->hook_failures++;
+		slot->last_hook_error_at = now;
+		strlcpy(slot->last_hook_error, message, sizeof(slot->last_hook_error));
+	}
+	slot->recent_hook_us[slot->recent_hook_next] = (int32) Min(duration_us, PG_INT32_MAX);
+	slot->recent_hook_next = (slot->recent_hook_next + 1) % RECENT_TICKS;
+	slot->recent_hook_count = Min(slot->recent_hook_count + 1, RECENT_TICKS);
+	SpinLockRelease(&slot->mutex);
+}
+
 const char *
 worker_state_name(WorkerState state)
 {

@@ -63,6 +63,13 @@ typedef struct WorkerStatus
 	int32		recent_tick_us[RECENT_TICKS];	/* ring of tick durations */
 	int			recent_count;	/* entries filled, up to RECENT_TICKS */
 	int			recent_next;
+	/* hooks (issue 12): alive_worker.hook's runs, failed or not */
+	int64		hook_failures;
+	char		last_hook_error[ERROR_MESSAGE_SIZE];
+	TimestampTz last_hook_error_at;
+	int32		recent_hook_us[RECENT_TICKS];	/* ring of hook durations */
+	int			recent_hook_count;
+	int			recent_hook_next;
 } WorkerStatus;
 
 /* The configured databases, in order; a worker's index is its position. */
@@ -113,6 +120,9 @@ extern void worker_status_stop_requested(int index, int pid, const char *role);
 extern void worker_status_clip(char *dest, const char *src, size_t size);
 extern void worker_status_schedule(int index, TimestampTz next_tick_at,
 								   int64 skipped);
+/* A hook ran for duration_us; message is its error, NULL if it succeeded. */
+extern void worker_status_hook_end(int index, int64 duration_us,
+								   const char *message);
 
 extern const char *worker_state_name(WorkerState state);
 

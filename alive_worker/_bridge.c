@@ -46,8 +46,11 @@
 #include "utils/rel.h"
 #include "utils/resowner.h"
 
+#include "postmaster/postmaster.h"
+
 #include "_bridge.h"
 #include "_table_owner.h"
+#include "_interrupts.h"
 
 struct aw_plan
 {
@@ -89,9 +92,28 @@ static int	subtransaction_depth = 0;
 static bool transaction_failed = false;
 static char failure_cause[512];
 
-/* The last error, in malloc'd strings so that recording it cannot fail. */
-static aw_error last_error;
-static bool error_recorded = false;
+/*
+ * The last error, in malloc'd strings so that recording it cannot fail.  One
+ * per thread: a hook's threads record their refusals here while the worker's
+ * thread records its own errors, so neither frees the other's strings.
+ */
+static __thread aw_error last_error;
+static __thread bool error_recorded = false;
+
+/*
+ * Plans prepared without keep=True: their SPI plans live in SPI's memory and
+ * go with the tick's transaction, so the bridge's part of them lives in this
+ * context, emptied at the next tick (aw_forget_tick_plans).
+ */
+static MemoryContext tick_plan_context = NULL;
+static long live_plans = 0;
+
+/* Bridge calls in progress: more than one when PL/Python code calls spi. */
+static int	postgres_depth = 0;
+
+/* From the shim: why a hook should stop, and how to end the worker. */
+static int	(*interrupt_cause) (void) = NULL;
+static void (*end_worker) (int cause) = NULL;
 
 /* Rows of the last statement, owned by SPI, and how many it processed. */
 static SPITupleTable *result_rows = NULL;
@@ -186,15 +208,19 @@ refuse_other_thread(void)
 static int
 run_guarded(GuardMode mode, void (*body) (void *), void *arg)
 {
-	MemoryContext caller_context = CurrentMemoryContext;
-	ResourceOwner caller_owner = CurrentResourceOwner;
-	bool		own_subtransaction = (mode == GUARD_STATEMENT &&
-									  subtransaction_depth > 0);
+	MemoryContext caller_context;
+	ResourceOwner caller_owner;
+	bool		own_subtransaction;
 	volatile bool subtransaction_started = false;
 	volatile int result = AW_OK;
+	int			gil;
 
+	/* Before anything else: nothing of PostgreSQL's is read off-thread. */
 	if (!on_worker_thread())
 		return refuse_other_thread();
+	caller_context = CurrentMemoryContext;
+	caller_owner = CurrentResourceOwner;
+	own_subtransaction = (mode == GUARD_STATEMENT && subtransaction_depth > 0);
 	if (mode != GUARD_LOG && transaction_failed)
 	{
 		char		message[sizeof(failure_cause) + 128];
@@ -208,6 +234,26 @@ run_guarded(GuardMode mode, void (*body) (void *), void *arg)
 		return AW_ERROR;
 	}
 
+	/*
+	 * An interrupted hook runs no more statements: one that caught the
+	 * cancel of its statement would otherwise start the next, and hold up
+	 * SIGTERM for as long as that one runs.  Past the grace, this is where
+	 * the worker ends it.
+	 */
+	if (postgres_depth == 0 && aw_interrupts_latched(NULL) != AW_CAUSE_NONE &&
+		aw_interrupt_check() != AW_CAUSE_NONE && mode != GUARD_LOG)
+	{
+		aw_record_error("57014",
+						"alive_worker.hook was interrupted: statements are refused until it returns",
+						NULL, "Let alive_worker.hooks.Interrupted propagate out of the hook.",
+						NULL);
+		return AW_ERROR;
+	}
+
+	/* See _interrupts.c: the GIL for PL/Python, no kick in PostgreSQL code. */
+	if (postgres_depth++ == 0)
+		aw_interrupts_enter_postgres();
+	gil = aw_gil_take();
 	PG_TRY();
 	{
 		if (own_subtransaction)
@@ -258,6 +304,9 @@ run_guarded(GuardMode mode, void (*body) (void *), void *arg)
 		result = AW_ERROR;
 	}
 	PG_END_TRY();
+	aw_gil_give(gil);
+	if (--postgres_depth == 0)
+		aw_interrupts_leave_postgres();
 
 	return result;
 }
@@ -413,7 +462,11 @@ prepare_body(void *arg)
 	aw_plan    *plan;
 	Oid		   *types;
 
-	plan_context = AllocSetContextCreate(TopMemoryContext,
+	if (!args->keep && tick_plan_context == NULL)
+		tick_plan_context = AllocSetContextCreate(TopMemoryContext,
+												  "alive_worker tick plans",
+												  ALLOCSET_SMALL_SIZES);
+	plan_context = AllocSetContextCreate(args->keep ? TopMemoryContext : tick_plan_context,
 										 "alive_worker plan",
 										 ALLOCSET_SMALL_SIZES);
 	old_context = MemoryContextSwitchTo(plan_context);
@@ -467,6 +520,7 @@ prepare_body(void *arg)
 	}
 	PG_END_TRY();
 
+	live_plans++;
 	*args->plan_out = plan;
 }
 
@@ -492,6 +546,11 @@ aw_prepare_as_owner(const char *query, int nargs, const char *const *argtypes,
 	return run_guarded(GUARD_STATEMENT, prepare_body, &args);
 }
 
+/*
+ * Python calls this on the worker's thread, between bridge calls (spi.py
+ * defers what a garbage collection drops to the next tick), and only for
+ * plans of this tick or kept ones.
+ */
 void
 aw_free_plan(aw_plan *plan)
 {
@@ -501,6 +560,28 @@ aw_free_plan(aw_plan *plan)
 	if (plan->plan != NULL)
 		SPI_freeplan(plan->plan);
 	MemoryContextDelete(plan->context);
+	live_plans--;
+}
+
+void
+aw_forget_tick_plans(void)
+{
+	long		forgotten = 0;
+
+	if (!on_worker_thread() || tick_plan_context == NULL)
+		return;
+	/* Their SPI plans went with the transaction: only the shells remain. */
+	for (MemoryContext child = tick_plan_context->firstchild; child != NULL;
+		 child = child->nextchild)
+		forgotten++;
+	MemoryContextReset(tick_plan_context);
+	live_plans -= forgotten;
+}
+
+long
+aw_live_plans(void)
+{
+	return live_plans;
 }
 
 typedef struct ExecuteArgs
@@ -609,6 +690,8 @@ aw_execute_text(aw_plan *plan, const char *value, long *rows_out)
 	*rows_out = 0;
 	if (plan == NULL)
 		return refuse_freed_plan();
+	if (!on_worker_thread())
+		return refuse_other_thread();
 	if (plan->nargs != 1)
 	{
 		aw_record_error("XX000", "alive_worker aw_execute_text needs a plan of one parameter",
@@ -621,12 +704,15 @@ aw_execute_text(aw_plan *plan, const char *value, long *rows_out)
 long
 aw_rows_processed(void)
 {
-	return rows_processed;
+	return on_worker_thread() ? rows_processed : 0;
 }
 
 int
 aw_result_columns(void)
 {
+	/* The rows belong to the worker's thread, which may free them now. */
+	if (!on_worker_thread())
+		return -1;
 	return result_rows ? result_rows->tupdesc->natts : -1;
 }
 
@@ -832,6 +918,83 @@ void
 aw_report_retention_error(const char *message)
 {
 	worker_status_retention_error(message);
+}
+
+/* ---- interrupting hooks (see _interrupts.c) ---- */
+
+void
+aw_set_interrupt_sources(int (*cause) (void), void (*end) (int cause))
+{
+	interrupt_cause = cause;
+	end_worker = end;
+}
+
+int
+aw_hook_interrupts_start(void)
+{
+	if (!on_worker_thread())
+		return AW_ERROR;
+	if (aw_interrupts_start(postmaster_alive_fds[POSTMASTER_FD_WATCH],
+							interrupt_cause) != 0)
+	{
+		aw_record_error("58000", "alive_worker could not start the watchdog that interrupts hooks",
+						NULL, NULL, NULL);
+		return AW_ERROR;
+	}
+	return AW_OK;
+}
+
+void
+aw_hook_begin(void)
+{
+	if (on_worker_thread())
+		aw_interrupts_arm();
+}
+
+int
+aw_hook_end(void)
+{
+	int			cause;
+
+	if (!on_worker_thread())
+		return AW_CAUSE_NONE;
+	cause = aw_interrupts_disarm();
+
+	/*
+	 * The hook was the statement that a cancel request or the tick timeout
+	 * cancelled: it has been told, so the flag must not cancel what follows
+	 * in this tick or the next.  SIGTERM ends the tick anyway (the shim
+	 * rolls it back), and got_sigterm stays.
+	 */
+	if (cause != AW_CAUSE_NONE)
+		QueryCancelPending = false;
+	return cause;
+}
+
+/*
+ * Called by Python's handler entry on the worker's thread, between two
+ * bytecodes of whatever Python runs there: the hook, or PL/Python code that
+ * a hook's statement reached.  Past the grace, it ends the worker through
+ * the shim (FATAL or proc_exit: PostgreSQL's exit callbacks abort the
+ * transaction and release everything, as for a backend terminated in the
+ * middle of a query); Python's frames are never unwound.  Not where
+ * PostgreSQL holds interrupts off or is in a critical section: there the
+ * exception alone is raised, and the next check ends it.
+ */
+int
+aw_interrupt_check(void)
+{
+	int64_t		since_us = 0;
+	int			cause;
+
+	if (!on_worker_thread())
+		return AW_CAUSE_NONE;
+	cause = aw_interrupts_latched(&since_us);
+	if (cause != AW_CAUSE_NONE && end_worker != NULL &&
+		since_us >= (int64_t) AW_INTERRUPT_GRACE_MS * 1000 &&
+		InterruptHoldoffCount == 0 && CritSectionCount == 0)
+		end_worker(cause);
+	return cause;
 }
 
 /* ---- called by the shim ---- */

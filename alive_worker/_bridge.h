@@ -21,6 +21,7 @@
 /* EMBEDDING BEGIN */
 int			aw_python_start(void);
 int			aw_python_tick(int settings_generation, int previous_tick_committed);
+int			aw_python_hook(void);
 /* EMBEDDING END */
 
 /* CDEF BEGIN */
@@ -33,7 +34,18 @@ int			aw_python_tick(int settings_generation, int previous_tick_committed);
 #define AW_LOG_LOG 2
 #define AW_LOG_WARNING 3
 
-/* The last PostgreSQL ERROR caught by the bridge, as plain strings. */
+/*
+ * Why a running hook is interrupted (alive_worker.hooks.Interrupted), and how
+ * long it may go on after that before the worker ends it.
+ */
+#define AW_CAUSE_NONE 0
+#define AW_CAUSE_CANCEL 1
+#define AW_CAUSE_TIMEOUT 2
+#define AW_CAUSE_STOP 3
+#define AW_CAUSE_POSTMASTER_DEATH 4
+#define AW_INTERRUPT_GRACE_MS 500
+
+/* The last PostgreSQL ERROR caught on the calling thread, as plain strings. */
 typedef struct aw_error
 {
 	char		sqlstate[6];
@@ -95,7 +107,37 @@ int			aw_subtransaction_end(int commit);
 void		aw_report_in_hook(int in_hook);
 /* Why alive_worker.retention deletes nothing (NULL: it works, or is off). */
 void		aw_report_retention_error(const char *message);
+/*
+ * Plans without keep=True are the tick's: Python forgets its handles at the
+ * start of the next tick, then this frees what the bridge held for them.
+ */
+void		aw_forget_tick_plans(void);
+/* Plans alive in the bridge, kept or not: for tests and the memory's sake. */
+long		aw_live_plans(void);
+
+/*
+ * Interrupting hooks (_interrupts.c): the signal number whose entry in
+ * Python's table of handlers the watchdog trips; starting the watchdog once
+ * that entry is set; arming it around a hook (aw_hook_end returns the cause
+ * seen, if any); and, for that entry's Python function, the cause, ending
+ * the worker instead once the grace is over.
+ */
+int			aw_interrupt_signal(void);
+int			aw_hook_interrupts_start(void);
+void		aw_hook_begin(void);
+int			aw_hook_end(void);
+int			aw_interrupt_check(void);
 /* CDEF END */
+
+/*
+ * Given by the shim once Python has started: cause() says why a hook should
+ * stop now (AW_CAUSE_*, from flags its signal handlers set; called from the
+ * watchdog's thread, so it only reads them); end_worker(cause) ends the
+ * worker without returning, on the worker's thread, when a hook goes on
+ * past the grace.
+ */
+extern void aw_set_interrupt_sources(int (*cause) (void),
+									 void (*end_worker) (int cause));
 
 /*
  * Called by the C shim after every call into Python, with what the call

@@ -21,6 +21,8 @@ import cffi
 PACKAGE_DIR = Path(__file__).resolve().parent
 BRIDGE_HEADER = PACKAGE_DIR / "_bridge.h"
 BRIDGE_SOURCE = PACKAGE_DIR / "_bridge.c"
+# The watchdog that interrupts hooks, and the GIL: the one C file with Python.h.
+INTERRUPTS_SOURCE = PACKAGE_DIR / "_interrupts.c"
 
 
 def bridge_section(name: str) -> str:
@@ -81,7 +83,7 @@ ffibuilder.cdef(bridge_section("CDEF"))
 ffibuilder.set_source(
     "alive_worker._native",
     '#include "_bridge.h"',
-    sources=[relative(BRIDGE_SOURCE)],
+    sources=[relative(BRIDGE_SOURCE), relative(INTERRUPTS_SOURCE)],
     include_dirs=[str(PACKAGE_DIR), pg_config("--includedir-server")],
     libraries=[library_name],
     library_dirs=[library_dir],

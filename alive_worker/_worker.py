@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import traceback
 
+from alive_worker import spi
 from alive_worker._native import ffi, lib
 from alive_worker.heartbeat import Heartbeat
+from alive_worker.hooks import Interrupted
 from alive_worker.spi import SPIError
 
 EXTERNAL_ROUTINE_EXCEPTION = "38000"
@@ -21,7 +23,15 @@ _heartbeat: Heartbeat | None = None
 
 def _record(exc: BaseException, doing: str) -> int:
     trace = "".join(traceback.format_exception(exc)).rstrip()
-    if isinstance(exc, SPIError):
+    if isinstance(exc, Interrupted):
+        lib.aw_record_error(
+            Interrupted.sqlstate.encode(),
+            str(exc).encode(errors="replace"),
+            ffi.NULL,
+            ffi.NULL,
+            trace.encode(errors="replace"),
+        )
+    elif isinstance(exc, SPIError):
         context = "\n".join(part for part in (exc.context, trace) if part)
         lib.aw_record_error(
             exc.sqlstate.encode(),
@@ -59,6 +69,9 @@ def aw_python_tick(settings_generation: int, previous_tick_committed: int) -> in
     """Runs one tick inside the shim's transaction."""
     global _heartbeat
     try:
+        # Tested here: the usual tick has neither, and skips the call.
+        if spi._tick_plans or spi._dropped:
+            spi.begin_tick()
         if _heartbeat is None:
             # Reads the catalogs, so it waits for the first transaction.
             _heartbeat = Heartbeat()
@@ -66,3 +79,14 @@ def aw_python_tick(settings_generation: int, previous_tick_committed: int) -> in
         return _OK
     except BaseException as exc:
         return _record(exc, "tick")
+
+
+@ffi.def_extern()
+def aw_python_hook() -> int:
+    """Runs alive_worker.hook for the heartbeat just written, in the shim's subtransaction."""
+    try:
+        assert _heartbeat is not None
+        _heartbeat.run_hook()
+        return _OK
+    except BaseException as exc:
+        return _record(exc, "hook")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from alive_worker import hooks, pglog, spi
+from alive_worker import _interrupts, hooks, pglog, spi
 from alive_worker.logtable import LogTable
 from alive_worker.settings import Settings
 
@@ -28,6 +28,7 @@ class Heartbeat:
         self._stale: list[spi.Plan | Retention] = []
         self._hook: hooks.Hook | None = None
         self._hook_loaded = False
+        self._tick: hooks.Tick | None = None  # what the hook is told
         # The settings generation that the plans and the hook are ready for;
         # None when anything must be done again before the next INSERT.
         self._ready_for: int | None = None
@@ -62,12 +63,8 @@ class Heartbeat:
             raise
         if self._debug:
             log.debug("alive_worker query OK")
-        if self._hook is not None:
-            spi.report_in_hook(True)
-            try:
-                self._hook(hooks.Tick(number, message, self.settings))
-            finally:
-                spi.report_in_hook(False)
+        if self.settings.hook:
+            self._tick = hooks.Tick(number, message, self.settings)
         if self._retention is not None:
             self._retention.run_if_due()
         self._pending = True
@@ -79,9 +76,6 @@ class Heartbeat:
         self._stale.clear()
         if settings_generation != self._generation:
             self._reload(settings_generation)
-        if not self._hook_loaded:
-            self._hook = hooks.load(self.settings.hook)
-            self._hook_loaded = True
         if self._insert is None:
             table = LogTable(self.settings.schema, self.settings.table, self.role)
             self._insert = table.prepare_insert()
@@ -106,6 +100,25 @@ class Heartbeat:
             return None
         spi.report_retention_error(None)
         return retention
+
+    def run_hook(self) -> None:
+        """Runs alive_worker.hook after tick(): the shim calls it in a subtransaction of its own.
+
+        Loaded here, not in tick(), so that a hook that cannot be imported
+        fails as the hook, never the heartbeat or the creation of its table.
+        """
+        _interrupts.install()
+        if not self._hook_loaded:
+            pglog.hook_context = f' of alive_worker.hook = "{self.settings.hook}"'
+            self._hook = hooks.load(self.settings.hook)
+            self._hook_loaded = True
+        if self._hook is not None and self._tick is not None:
+            # alive_worker.workers says "in the hook" meanwhile.
+            spi.report_in_hook(True)
+            try:
+                self._hook(self._tick)
+            finally:
+                spi.report_in_hook(False)
 
     def _reload(self, settings_generation: int) -> None:
         previous = self.settings

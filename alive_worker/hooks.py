@@ -27,6 +27,19 @@ class HookError(Exception):
     """alive_worker.hook names nothing that can be called."""
 
 
+class Interrupted(BaseException):
+    """Raised in a running hook when the worker must stop it.
+
+    The cause is SIGTERM, the tick timeout, a cancel request
+    (pg_cancel_backend) or the postmaster's death.  A BaseException, as
+    KeyboardInterrupt is, so that ``except Exception`` does not catch it; a hook
+    that catches it anyway is interrupted again, and after
+    alive_worker._native.lib.AW_INTERRUPT_GRACE_MS (0.5 s) the worker exits.
+    """
+
+    sqlstate = "57014"  # query_canceled: what PostgreSQL raises for the same causes
+
+
 def load(spec: str) -> Hook | None:
     """The callable named by ``module:function`` or ``/path/file.py:function``."""
     if not spec:

@@ -9,6 +9,9 @@ from alive_worker._native import lib
 
 LOGGER_NAME = "alive_worker"
 
+# Names the hook in what its threads log (set when the hook is loaded).
+hook_context = ""
+
 
 def server_level(levelno: int) -> int:
     """The bridge's level for a Python level: DEBUG1, LOG or WARNING."""
@@ -32,7 +35,7 @@ class ServerLogHandler(logging.Handler):
         if lib.aw_log(server_level(record.levelno), message.encode(errors="replace")) != lib.AW_OK:
             # Refused: a hook's thread may not call into PostgreSQL.  The
             # worker's standard error goes to the server log too.
-            sys.stderr.write(f"alive_worker, thread {record.threadName}: {message}\n")
+            sys.stderr.write(f"alive_worker, thread {record.threadName}{hook_context}: {message}\n")
 
 
 def install() -> None:

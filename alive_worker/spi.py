@@ -4,6 +4,14 @@ Every function here calls the C bridge, which catches PostgreSQL ERRORs and
 returns them as :class:`SPIError`.  Outside :func:`subtransaction` an error
 aborts the whole tick (the transaction is rolled back when Python returns);
 inside it, the error can be caught and the tick goes on.
+
+A plan belongs to the tick that prepared it unless prepared with keep=True:
+its SPI plan goes with the tick's transaction, so at the next tick the worker
+calls :func:`begin_tick`, which forgets it (executing it then raises
+:class:`SPIError` naming keep=True) and frees what the bridge held for it.  A
+kept plan lives until :meth:`Plan.free`, or until Python drops it: then it is
+freed at the next tick, on the worker's thread, since garbage collection may
+run on a hook's thread or in the middle of a bridge call.
 """
 
 from __future__ import annotations
@@ -90,16 +98,23 @@ class TableAccess(NamedTuple):
         return cls(schema, table, int(lib.AW_PRIVILEGE_DELETE) | int(lib.AW_PRIVILEGE_SELECT))
 
 
-class Plan:
-    """A prepared statement; kept plans live until :meth:`free`."""
+# Plans of this tick that are not kept, by id(); handles of kept plans dropped.
+_tick_plans: dict[int, Plan] = {}
+_dropped: list[object] = []
 
-    __slots__ = ("_handle", "_rows", "_values", "nargs", "query")
+
+class Plan:
+    """A prepared statement: the tick's, or with keep=True until :meth:`free` or dropped."""
+
+    __slots__ = ("_handle", "_released", "_rows", "_values", "keep", "nargs", "query")
 
     def __init__(
         self, query: str, argtypes: Sequence[str], keep: bool, as_owner_of: TableAccess | None = None
     ) -> None:
         handle = ffi.new("aw_plan **")
         types = [ffi.new("char[]", name.encode()) for name in argtypes]
+        self._handle = ffi.NULL
+        self.keep = keep
         if as_owner_of is None:
             _check(lib.aw_prepare(query.encode(), len(types), types, int(keep), handle))
         else:
@@ -118,8 +133,28 @@ class Plan:
         self.query = query
         self.nargs = len(types)
         self._handle = handle[0]
+        self._released = False
         self._values = ffi.new("char *[]", max(self.nargs, 1))
         self._rows = ffi.new("long *")
+        if not keep:
+            _tick_plans[id(self)] = self
+
+    def __del__(self) -> None:
+        # getattr: __init__ may have been interrupted before it set them.
+        handle = getattr(self, "_handle", ffi.NULL)
+        if getattr(self, "keep", False) and handle != ffi.NULL:
+            _dropped.append(handle)  # one bytecode: safe on any thread
+
+    def _raise_failure(self) -> NoReturn:
+        if self._released:
+            raise SPIError(
+                f"alive_worker plan for {self.query!r} was prepared without keep=True in an earlier tick "
+                "and was released when that tick ended",
+                sqlstate="26000",
+                hint="Prepare it with spi.prepare(query, argtypes, keep=True) to use it in later ticks, "
+                "or prepare it again in each tick.",
+            )
+        _raise_last_error()
 
     def execute(self, *values: str | None) -> list[Row]:
         """Runs the plan with text values (None is SQL NULL); returns its rows."""
@@ -137,7 +172,7 @@ class Plan:
                     keep_alive.append(buffer)
                     self._values[index] = buffer
             if _execute(self._handle, self._values, self._rows) != _OK:
-                _raise_last_error()
+                self._raise_failure()
         row_count = self._rows[0]
         if row_count < 0:
             return []
@@ -149,13 +184,31 @@ class Plan:
         cffi passes the bytes' own buffer, no copy; the bridge refuses a freed plan.
         """
         if _execute_text(self._handle, value.encode(), self._rows) != _OK:
-            _raise_last_error()
+            self._raise_failure()
 
     def free(self) -> None:
         """Releases the plan; it cannot be executed afterwards."""
         if self._handle != ffi.NULL:
             lib.aw_free_plan(self._handle)
             self._handle = ffi.NULL
+        _tick_plans.pop(id(self), None)
+
+
+def begin_tick() -> None:
+    """Called by the worker first in a tick that has any: ends the last tick's plans, frees dropped ones."""
+    if _tick_plans:
+        for plan in _tick_plans.values():
+            plan._handle = ffi.NULL
+            plan._released = True
+        _tick_plans.clear()
+        lib.aw_forget_tick_plans()
+    while _dropped:
+        lib.aw_free_plan(_dropped.pop())
+
+
+def live_plans() -> int:
+    """Plans the bridge holds, kept or not (what a test of their lifetime counts)."""
+    return int(lib.aw_live_plans())
 
 
 def _fetch(row_count: int, columns: int) -> list[Row]:

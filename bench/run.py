@@ -480,6 +480,46 @@ def measure_start_and_stop(cluster: Cluster, worker: str, figures: Figures, prel
     )
 
 
+# What a hook does from its first tick on, once it has touched its marker file.
+BLOCKING_HOOKS = {"busy_loop": "while True:\n        pass", "sleep": "time.sleep(60)"}
+
+
+def measure_stop_with_hook(cluster: Cluster, figures: Figures) -> None:
+    """SIGTERM to exit while alive_worker.hook is in a busy loop, then in time.sleep."""
+    for kind, body in BLOCKING_HOOKS.items():
+        marker = cluster.run_dir / f"hook-{kind}.running"
+        hook = cluster.run_dir / f"hook_{kind}.py"
+        hook.write_text(
+            f"import time\nfrom pathlib import Path\n\ndef hook(tick):\n"
+            f"    Path({str(marker)!r}).touch()\n    {body}\n"
+        )
+        hook.chmod(0o644)
+        stop = []
+        for _ in range(STARTS):
+            marker.unlink(missing_ok=True)
+            cluster.start(
+                shared_preload_libraries="alive_worker",
+                **worker_settings(ALIVE, interval="10s"),
+                **{"alive_worker.hook": f"{hook}:hook", "alive_worker.tick_timeout": "1h"},
+            )
+            pid = cluster.worker_pid(ALIVE)
+            deadline = time.monotonic() + 10
+            while not marker.exists():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the {kind} hook did not start; see {cluster.log_file}")
+                time.sleep(0.01)
+            time.sleep(0.5)  # well into the loop or the sleep
+            started = time.perf_counter()
+            os.kill(pid, signal.SIGTERM)
+            wait_for_exit(pid, timeout=10)
+            stop.append((time.perf_counter() - started) * 1000)
+            cluster.stop()
+        figures.put(f"alive.stop_hook_{kind}_ms", stop)
+        log(
+            f"{ALIVE}: stop with a hook in {kind}: {statistics.median(stop):.1f} ms (median), worst {max(stop):.1f} ms"
+        )
+
+
 def measure_schedule(cluster: Cluster, figures: Figures, script: Path) -> None:
     """Both workers at 100 ms: drift and lateness idle, then under pgbench -c 8."""
     interval_us = 100_000
@@ -617,6 +657,14 @@ def build_rows(v: dict[str, Any]) -> list[Row]:
     rows.append(Row(f"stop: SIGTERM mid-sleep to exit (median of {STARTS}; worst {stop:.1f} ms)",
                     statistics.median(v["alive.stop_ms"]), statistics.median(v["ref.stop_ms"]), "C ref", "ms",
                     "≤ 50 ms", "≤ 200 ms", verdict(stop <= 50, stop <= 200)))  # fmt: skip
+    for kind, what in (("busy_loop", "a busy loop"), ("sleep", "time.sleep")):
+        key = f"alive.stop_hook_{kind}_ms"
+        if key not in v:  # runs from before hooks were interruptible
+            continue
+        worst = max(v[key])
+        rows.append(Row(f"stop: SIGTERM to exit, hook in {what} (median of {len(v[key])}; worst {worst:.1f} ms)",
+                        statistics.median(v[key]), statistics.median(v["alive.stop_ms"]), "sleeping worker",
+                        "ms", "≤ 100 ms", "≤ 1 s", verdict(worst <= 100, worst <= 1000)))  # fmt: skip
     # Measurable: a difference larger than the spread between rounds of the same kind.
     connect_change = v["client.preloaded.connect_p50_us"] - v["client.none.connect_p50_us"]
     connect_noise = max(
@@ -732,6 +780,11 @@ def main() -> None:
     parser.add_argument(
         "--ticks-only", action="store_true", help="only CPU per tick and service time at 10 ms, printed"
     )
+    parser.add_argument(
+        "--stop-only",
+        action="store_true",
+        help="only the stop figures, with and without a blocking hook, printed",
+    )
     args = parser.parse_args()
     if args.report_only:
         report(json.loads((args.out / "bench.json").read_text()), args.out)
@@ -747,6 +800,11 @@ def main() -> None:
     with running(cluster):
         for table_name in TABLES.values():
             cluster.sql(f"CREATE TABLE {table_name} {TABLE_SHAPE}")
+
+    if args.stop_only:
+        measure_start_and_stop(cluster, ALIVE, figures, "alive_worker")
+        measure_stop_with_hook(cluster, figures)
+        return
 
     both = "alive_worker,alive_worker_ref"
     log("== both workers preloaded, ticking at 10 ms in turn")
@@ -764,6 +822,8 @@ def main() -> None:
             # After 100,000 ticks and more: the steady state.
             measure_memory(cluster, worker, figures)
         measure_start_and_stop(cluster, worker, figures, preload)
+    log(f"== {ALIVE}, a hook that blocks")
+    measure_stop_with_hook(cluster, figures)
 
     log("== no preload: pgbench")
     with running(cluster, shared_preload_libraries=""):

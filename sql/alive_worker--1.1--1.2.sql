@@ -168,9 +168,11 @@ $function$;
 REVOKE ALL ON FUNCTION _configured_heartbeats() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION _configured_heartbeats() TO pg_monitor;
 
--- status (issue 13): every state with its cause, and the commit's wait.
--- status() gains columns at the end; the view is recreated as 1.1 has it,
--- with its grants and comments.
+-- status (issues 12 and 13): every state with its cause, the commit's wait,
+-- and the hook's failures and times.  status() gains columns at the end (a
+-- function's result type cannot change in place): drop the view and the
+-- function, then create both again as 1.0 and 1.1 made them, with the same
+-- comments and grants.
 DROP VIEW workers;
 DROP FUNCTION status();
 
@@ -193,13 +195,20 @@ CREATE FUNCTION status(
     OUT next_tick_at timestamptz,
     OUT tick_ms_p50 double precision,
     OUT tick_ms_p99 double precision,
+    -- status (issue 13)
     OUT state_detail text,
     OUT state_since timestamptz,
     OUT next_retry_at timestamptz,
     OUT connect_failures integer,
     OUT blocked_by integer[],
     OUT last_commit_ms double precision,
-    OUT retention_error text)
+    OUT retention_error text,
+    -- hooks (issue 12)
+    OUT hook_failures bigint,
+    OUT last_hook_error text,
+    OUT last_hook_error_at timestamptz,
+    OUT hook_ms_p50 double precision,
+    OUT hook_ms_p99 double precision)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'alive_worker_status'
 LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
@@ -221,4 +230,4 @@ REVOKE ALL ON FUNCTION status() FROM PUBLIC;
 REVOKE ALL ON workers FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION status() TO pg_monitor;
 GRANT SELECT ON workers TO pg_monitor;
--- end of status (issue 13)
+-- end of status (issues 12 and 13)

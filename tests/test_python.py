@@ -18,7 +18,7 @@ def write_hook(directory: Path, body: str) -> str:
     return f"{path}:hook"
 
 
-def test_exception_in_a_tick_is_logged_with_traceback_and_next_tick_succeeds(
+def test_exception_in_a_failing_tick_is_logged_with_traceback_and_next_tick_succeeds(
     make_cluster: Callable[..., Cluster], tmp_path: Path
 ) -> None:
     hook = write_hook(
@@ -34,11 +34,12 @@ def hook(tick):
         raise ValueError("hook failed on purpose at heartbeat 3")
 """,
     )
-    cluster = make_cluster(settings={"hook": hook})
+    # fail_tick: the hook's exception fails the tick (by default only the hook).
+    cluster = make_cluster(settings={"hook": hook, "hook_failure": "fail_tick"})
     pid = cluster.wait_for_worker()
     rows = cluster.wait_for_heartbeats(5)
     log = cluster.log()
-    assert "ERROR:  alive_worker tick failed: ValueError: hook failed on purpose at heartbeat 3" in log
+    assert "ERROR:  alive_worker hook failed: ValueError: hook failed on purpose at heartbeat 3" in log
     assert "Traceback (most recent call last)" in log
     assert f'File "{tmp_path / "hook.py"}", line 9, in hook' in log
     # The failed tick was rolled back, heartbeat 3 included; the next one wrote it.
@@ -47,9 +48,9 @@ def hook(tick):
 
 
 def test_hook_that_cannot_be_loaded_names_the_setting(make_cluster: Callable[..., Cluster]) -> None:
-    cluster = make_cluster(settings={"hook": "no_such_module:hook"})
+    cluster = make_cluster(settings={"hook": "no_such_module:hook", "hook_failure": "fail_tick"})
     cluster.wait_for_log(
-        r'ERROR:  alive_worker tick failed: HookError: alive_worker.hook = "no_such_module:hook": '
+        r'ERROR:  alive_worker hook failed: HookError: alive_worker.hook = "no_such_module:hook": '
         r"cannot import no_such_module: ModuleNotFoundError"
     )
     assert cluster.heartbeats() == []
@@ -86,7 +87,7 @@ def hook(tick):
     assert "ERROR:  " not in cluster.log()
 
 
-def test_sql_error_caught_outside_a_subtransaction_still_fails_the_tick(
+def test_sql_error_caught_outside_a_subtransaction_still_fails_the_hook(
     make_cluster: Callable[..., Cluster], tmp_path: Path
 ) -> None:
     hook = write_hook(
@@ -102,7 +103,9 @@ def hook(tick):
     spi.execute("INSERT INTO public.notes VALUES ('after')")
 """,
     )
-    cluster = make_cluster(settings={"hook": hook}, setup_sql=["CREATE TABLE notes (note text)"])
+    cluster = make_cluster(
+        settings={"hook": hook, "hook_failure": "fail_tick"}, setup_sql=["CREATE TABLE notes (note text)"]
+    )
     failure = "ERROR:  current heartbeat transaction is aborted by an earlier error (division by zero)"
     wait_for(lambda: cluster.log().count(failure) >= 3, "three failed ticks")
     assert "HINT:  Run statements whose errors you catch inside spi.subtransaction()." in cluster.log()
@@ -183,5 +186,7 @@ def hook(tick):
     cluster.wait_for_heartbeats(2)
     refused = "0A000 alive_worker.spi was called from a thread other than the worker's"
     assert cluster.sql("SELECT note FROM notes LIMIT 2") == [(refused,), (refused,)]
-    cluster.wait_for_log(r"alive_worker, thread hook-thread: logged from a thread")
+    cluster.wait_for_log(
+        r'alive_worker, thread hook-thread of alive_worker.hook = ".*hook.py:hook": logged from a thread'
+    )
     assert cluster.worker_pid() == pid

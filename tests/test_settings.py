@@ -19,6 +19,7 @@ EXPECTED = {
     "alive_worker.message": (MESSAGE, "sighup", None),
     "alive_worker.interval": ("10000", "sighup", "ms"),
     "alive_worker.hook": ("", "sighup", None),
+    "alive_worker.hook_failure": ("log", "sighup", None),
     "alive_worker.tick_timeout": ("0", "sighup", "ms"),
     "alive_worker.retention": ("0", "sighup", "s"),
     "alive_worker.crash_limit": ("3", "sighup", None),

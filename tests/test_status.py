@@ -19,6 +19,8 @@ COLUMNS = [
     "tick_ms_p50", "tick_ms_p99",
     "state_detail", "state_since", "next_retry_at", "connect_failures", "blocked_by", "last_commit_ms",
     "retention_error",
+    # hooks (issue 12)
+    "hook_failures", "last_hook_error", "last_hook_error_at", "hook_ms_p50", "hook_ms_p99",
     "replication_lag",
 ]  # fmt: skip
 
