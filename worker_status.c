@@ -451,7 +451,7 @@ worker_status_hook_end(int index, int64 duration_us, const char *message)
 	{
 		slot->hook_failures++;
 		slot->last_hook_error_at = now;
-		strlcpy(slot->last_hook_error, message, sizeof(slot->last_hook_error));
+		worker_status_clip(slot->last_hook_error, message, sizeof(slot->last_hook_error));
 	}
 	slot->recent_hook_us[slot->recent_hook_next] = (int32) Min(duration_us, PG_INT32_MAX);
 	slot->recent_hook_next = (slot->recent_hook_next + 1) % RECENT_TICKS;

@@ -56,9 +56,10 @@ def _record(exc: BaseException, doing: str) -> int:
 def aw_python_start() -> int:
     """Routes logging to the server log; called outside any transaction."""
     try:
-        from alive_worker import pglog
+        from alive_worker import _plpython, pglog
 
         pglog.install()
+        _plpython.install()
         return int(lib.AW_OK)
     except BaseException as exc:
         return _record(exc, "start")

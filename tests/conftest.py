@@ -187,8 +187,13 @@ def start_cluster(
     tmp_path_factory: pytest.TempPathFactory,
     settings: dict[str, str] | None = None,
     setup_sql: list[str] | None = None,
+    conf: dict[str, str] | None = None,
 ) -> Cluster:
-    """initdb, run setup_sql if any, then start with alive_worker preloaded."""
+    """initdb, run setup_sql if any, then start with alive_worker preloaded.
+
+    settings are alive_worker.<name>; conf any other line of postgresql.conf
+    (a hook's own settings, which ALTER SYSTEM of PostgreSQL 15 refuses).
+    """
     base_dir = tmp_path_factory.mktemp("cluster")
     node = testgres.PostgresNode(base_dir=str(base_dir), bin_dir=BIN_DIR)
     node.init()
@@ -203,6 +208,7 @@ def start_cluster(
         **{
             "alive_worker.interval": TEST_INTERVAL,
             **{f"alive_worker.{k}": v for k, v in (settings or {}).items()},
+            **(conf or {}),
         },
     )
     node.start()
@@ -252,8 +258,12 @@ def make_cluster(
     """A factory of clusters with their own settings, stopped after the test."""
     made: list[Cluster] = []
 
-    def factory(settings: dict[str, str] | None = None, setup_sql: list[str] | None = None) -> Cluster:
-        made.append(start_cluster(tmp_path_factory, settings, setup_sql))
+    def factory(
+        settings: dict[str, str] | None = None,
+        setup_sql: list[str] | None = None,
+        conf: dict[str, str] | None = None,
+    ) -> Cluster:
+        made.append(start_cluster(tmp_path_factory, settings, setup_sql, conf))
         return made[-1]
 
     yield factory

@@ -45,10 +45,12 @@ def test_a_table_not_written_recently_fails_the_hook_not_the_heartbeat(
         setup_sql=[
             "CREATE TABLE public.orders (created_at timestamptz NOT NULL)",
             "INSERT INTO public.orders VALUES (now() - interval '1 hour')",
-            "ALTER SYSTEM SET hooks.fresh_table = 'public.orders'",
-            "ALTER SYSTEM SET hooks.fresh_column = 'created_at'",
-            "ALTER SYSTEM SET hooks.fresh_within = '2s'",
         ],
+        conf={
+            "hooks.fresh_table": "public.orders",
+            "hooks.fresh_column": "created_at",
+            "hooks.fresh_within": "2s",
+        },
     )
     cluster.wait_for_log(
         r"WARNING:  alive_worker hook failed: StaleTable: (public\.)?orders has no row newer than 2s"
@@ -90,8 +92,8 @@ def test_the_examples_refuse_what_a_role_below_superuser_controls(
             "CREATE TABLE public.orders (created_at timestamptz NOT NULL)",
             # A database owner may do this: it reaches the worker's session too.
             "ALTER DATABASE postgres SET hooks.fresh_table = 'public.orders'",
-            "ALTER SYSTEM SET hooks.fresh_column = 'created_at'",
         ],
+        conf={"hooks.fresh_column": "created_at"},
     )
     cluster.wait_for_log(
         r"WARNING:  alive_worker hook failed: Untrusted: hooks.fresh_table is set by ALTER DATABASE, "

@@ -122,19 +122,29 @@ def test_worker_blocked_on_a_lock_names_the_blocker(make_cluster: Callable[..., 
     assert row["blocked_by"] is None and row["state_detail"] is None
 
 
+@pytest.mark.parametrize("hook_failure", ["log", "fail_tick"])
 def test_long_messages_are_cut_on_a_character_boundary(
-    make_cluster: Callable[..., Cluster], tmp_path: Path
+    make_cluster: Callable[..., Cluster], tmp_path: Path, hook_failure: str
 ) -> None:
     hook = tmp_path / "hook.py"
     hook.write_text("def hook(tick):\n    raise ValueError('\u00e4' * 300)\n")
     os.chmod(tmp_path, 0o755)
     os.chmod(hook, 0o644)
-    cluster = make_cluster(settings={"hook": f"{hook}:hook"}, setup_sql=["CREATE EXTENSION alive_worker"])
-    row = wait_for_state(cluster, "failing")
-    message = row["last_error_message"]
+    cluster = make_cluster(
+        settings={"hook": f"{hook}:hook", "hook_failure": hook_failure},
+        setup_sql=["CREATE EXTENSION alive_worker"],
+    )
+    if hook_failure == "fail_tick":
+        row = wait_for_state(cluster, "failing")
+        message = row["last_error_message"]
+        assert row["state_detail"] == message
+    else:
+        row = wait_for(
+            lambda: next((w for w in workers(cluster) if w["hook_failures"]), None), "a hook failure"
+        )
+        message = row["last_hook_error"]
     assert message.startswith("ValueError: \u00e4\u00e4") or "\u00e4\u00e4\u00e4" in message
     assert message.endswith("\u00e4") and len(message.encode()) <= 255
-    assert row["state_detail"] == message
 
 
 def test_disabled_worker_says_so(make_cluster: Callable[..., Cluster]) -> None:

@@ -1,9 +1,12 @@
 """Checks that another table was written recently; fails the hook if not.
 
-    ALTER SYSTEM SET hooks.fresh_table = 'public.orders';
-    ALTER SYSTEM SET hooks.fresh_column = 'created_at';   -- timestamptz or timestamp
-    ALTER SYSTEM SET hooks.fresh_within = '5min';
-    ALTER SYSTEM SET alive_worker.hook = 'alive_worker.examples.freshness:hook';
+In postgresql.conf (PostgreSQL 15's ALTER SYSTEM refuses settings that
+nothing has defined, such as the first three):
+
+    hooks.fresh_table = 'public.orders'
+    hooks.fresh_column = 'created_at'       # timestamptz or timestamp
+    hooks.fresh_within = '5min'
+    alive_worker.hook = 'alive_worker.examples.freshness:hook'
 
 By default a stale table is logged (throttled) and counted in
 alive_worker.workers.hook_failures while the heartbeats go on; with
