@@ -116,7 +116,9 @@ class Doctor:
                 f"Run as a superuser, or GRANT pg_monitor TO {quote_ident(self.server['user'])};",
             )
         if self.server["num"] < 150000:
-            self.add("server version", Status.WARNING, "alive_worker is tested on PostgreSQL 15, 16 and 18")
+            self.add(
+                "server version", Status.WARNING, "alive_worker is tested on PostgreSQL 15, 16, 17 and 18"
+            )
 
     def check_preloaded(self) -> bool:
         # alive_worker.databases is defined only when the postmaster loaded the library.
