@@ -344,6 +344,20 @@ _PG_init(void)
 		return;
 
 	worker_status_init();
+
+	/*
+	 * pg_upgrade runs both clusters in binary-upgrade mode, and its
+	 * pg_restore drops and creates databases there: a worker connected to
+	 * one would make that fail.  Single-user mode has no postmaster to start
+	 * workers.  Neither is a server that writes heartbeats.
+	 */
+	if (IsBinaryUpgrade || !IsPostmasterEnvironment)
+	{
+		elog(DEBUG1, "alive_worker not starting its workers: the server runs in %s",
+			 IsBinaryUpgrade ? "binary-upgrade mode" : "single-user mode");
+		return;
+	}
+
 	for (int i = 0; i < list_length(worker_status_databases()); i++)
 	{
 		BackgroundWorker worker;
