@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -60,6 +61,8 @@ PGDLLEXPORT void alive_worker_main(Datum main_arg);
 #define MAX_INTERVAL_MS (24 * 60 * 60 * 1000)
 #define RESTART_DELAY_SECONDS 5
 #define MAX_CONNECT_DELAY_SECONDS 300
+/* How often a worker on a hot standby looks whether recovery has ended. */
+#define RECOVERY_POLL_MS 10
 
 /* GUC variables */
 static char *worker_database = NULL;
@@ -375,8 +378,14 @@ alive_worker_describe(BackgroundWorker *worker, int index)
 	memset(worker, 0, sizeof(*worker));
 	worker->bgw_flags = BGWORKER_SHMEM_ACCESS |
 		BGWORKER_BACKEND_DATABASE_CONNECTION;
-	/* A standby cannot take the INSERT: wait until recovery ends. */
-	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	/*
+	 * Started on a hot standby already, so that connecting and starting
+	 * Python are done before a promotion, and the first heartbeat follows
+	 * the end of recovery within milliseconds; the worker writes nothing
+	 * until then (wait_for_recovery_to_end).  Without hot_standby the
+	 * postmaster starts it when recovery ends.
+	 */
+	worker->bgw_start_time = BgWorkerStart_ConsistentState;
 	worker->bgw_restart_time = RESTART_DELAY_SECONDS;
 	worker->bgw_main_arg = Int32GetDatum(index);
 	snprintf(worker->bgw_library_name, BGW_MAXLEN, "alive_worker");
@@ -888,6 +897,27 @@ run_schedule(void)
 	}
 }
 
+/*
+ * On a hot standby: writes nothing, and is not shown as running in the
+ * status view (its slot keeps no PID, so the view says "waiting for recovery
+ * to end"), until recovery ends.  No signal reaches a background worker at
+ * promotion: it looks every RECOVERY_POLL_MS, a read of shared memory.
+ * Reloads meanwhile need nothing more: the first tick reads the settings.
+ */
+static void
+wait_for_recovery_to_end(void)
+{
+	if (!RecoveryInProgress())
+		return;
+	ereport(LOG,
+			(errmsg("alive_worker waiting for recovery to end: database \"%s\", no heartbeat before promotion",
+					my_database)));
+	pgstat_report_activity(STATE_IDLE, "waiting for recovery to end");
+	while (RecoveryInProgress())
+		(void) sleep_and_handle_signals(RECOVERY_POLL_MS);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
 void
 alive_worker_main(Datum main_arg)
 {
@@ -910,7 +940,9 @@ alive_worker_main(Datum main_arg)
 	/* Needs shared memory, so here rather than in _PG_init. */
 	sleep_wait_event = alive_worker_main_wait_event();
 	my_role = current_role_name();
-	publish_settings();
+	/* On a standby, once recovery has ended. */
+	if (!RecoveryInProgress())
+		publish_settings();
 
 	/*
 	 * ts DEFAULT now() is stored without a time zone: write it in UTC, so
@@ -926,6 +958,8 @@ alive_worker_main(Datum main_arg)
 		stay_idle_while_disabled(verdict.recent_crashes);
 
 	start_python();
+	wait_for_recovery_to_end();
+	publish_settings();
 
 	ereport(LOG,
 			(errmsg("alive_worker started: database \"%s\", role \"%s\", table %s.%s, interval %d ms",

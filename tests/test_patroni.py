@@ -3,7 +3,7 @@
 Switchover with patronictl, failover by losing the leader's node (its Patroni
 and postmaster killed together), the old leader rejoining with pg_rewind
 allowed.  After each: heartbeats on the new leader and none attempted on the
-replica, lag() about zero there, and alive-worker status with a multi-host
+replica (whose worker waits for a promotion), lag() about zero there, and alive-worker status with a multi-host
 target_session_attrs=read-write DSN finding the leader.  Slower than the
 rest (about a minute; the ttl, 20 s, bounds the failover), marked `ha`.
 """
@@ -54,6 +54,7 @@ def patroni(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PatroniC
 
 
 def worker_pid(node: Node) -> int | None:
+    """The worker's process, on a leader ticking, on a replica waiting for promotion."""
     rows = node.sql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'alive worker'")
     return int(rows[0][0]) if rows else None
 
@@ -79,9 +80,14 @@ def small_lag(replica: Node) -> tuple[Any, ...] | None:
 
 def check_replica(leader: Node, replica: Node, before: int) -> None:
     """No worker on the replica, the leader's heartbeats replayed, lag() about zero."""
-    assert worker_pid(replica) is None, f"a worker runs on the replica {replica.name}"
-    [(state,)] = replica.sql("SELECT state FROM alive_worker.workers")
-    assert state == "waiting for recovery to end"
+    # The worker waits there, ready for a promotion, and writes nothing.
+    pid = wait_for(lambda: worker_pid(replica), f"the worker waiting on the replica {replica.name}", 20)
+    assert replica.sql("SELECT query FROM pg_stat_activity WHERE pid = %s", [pid]) == [
+        ("waiting for recovery to end",)
+    ]
+    assert replica.sql("SELECT state, pid FROM alive_worker.workers") == [
+        ("waiting for recovery to end", None)
+    ]
     wait_for(lambda: last_pk(replica) >= before + 5, f"heartbeats replayed on {replica.name}", 20)
     reading = wait_for(lambda: small_lag(replica), f"lag() about zero on {replica.name}", 20)
     assert reading[1].endswith(f":{leader.port}"), reading
