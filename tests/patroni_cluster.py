@@ -84,7 +84,14 @@ class Node:
                         # wal_log_hints (or data checksums).
                         "use_pg_rewind": True,
                         "use_slots": True,
-                        "parameters": {"wal_log_hints": "on", "hot_standby": "on"},
+                        # Patroni takes these from the DCS alone, never from
+                        # a node's own postgresql.parameters.
+                        "parameters": {
+                            "wal_log_hints": "on",
+                            "hot_standby": "on",
+                            "max_worker_processes": "16",
+                            **self.cluster.dcs_settings,
+                        },
                     },
                 },
                 "initdb": [{"encoding": "UTF8"}],
@@ -103,7 +110,6 @@ class Node:
                 # As an operator preloads it: in Patroni's postgresql.parameters.
                 "parameters": {
                     "shared_preload_libraries": "alive_worker",
-                    "max_worker_processes": "16",
                     "unix_socket_directories": str(self.dir),
                     "logging_collector": "on",
                     "log_directory": str(self.pg_log_dir),
@@ -212,6 +218,7 @@ class PatroniCluster:
         count: int = 2,
         ttl: int = 20,
         settings: dict[str, str] | None = None,
+        dcs_settings: dict[str, str] | None = None,
         user: str = "postgres",
     ) -> None:
         self.base_dir = base_dir
@@ -220,6 +227,7 @@ class PatroniCluster:
         self.patronictl = str(Path(patroni_bin_dir) / "patronictl")
         self.ttl = ttl
         self.settings = settings or {}
+        self.dcs_settings = dcs_settings or {}
         self.user = user
         # A root caller's children become the server user before they run.
         self.as_server_user: dict[str, Any] = (
