@@ -5,9 +5,11 @@ Two phases, each on throwaway servers of --bindir, run as the server user:
 - promotion: a primary and a fresh streaming standby (pg_basebackup -R),
   alive_worker preloaded on both at the given interval; `SELECT pg_promote(),
   clock_timestamp()` on the standby, then the time from that clock reading to
-  the first heartbeat the promoted server commits (commit timestamps), and
-  to the log line "database system is ready to accept connections" that the
-  postmaster writes when recovery has ended, for comparison.
+  the first heartbeat the promoted server commits (its worker's row
+  "... counting! 1", by commit timestamp), and from the log line "database
+  system is ready to accept connections" that the postmaster writes when
+  recovery has ended.  pg_promote() looks ten times a second whether
+  recovery has ended, so it returns up to 100 ms after that.
 - switchover and failover: etcd and two Patroni nodes (tests/patroni_cluster.py),
   alive_worker at 100 ms, and a client writing one row every 10 ms through a
   multi-host target_session_attrs=read-write DSN, reconnecting when cut off.
@@ -38,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from patroni_cluster import PatroniCluster, free_port, wait_for
 
 SERVER_USER = "postgres"
+MESSAGE = "STILL ALIVE and counting!"
 PROMOTIONS = 5  # each interval
 CLIENT_PERIOD = 0.010  # one row every 10 ms
 SETTLE_SECONDS = 3.0  # writing before and after each event
@@ -107,9 +110,13 @@ def promote_once(bindir: Path, data: Path, primary: Server) -> tuple[float, floa
         [(promoted, promoted_at)] = standby.sql("SELECT pg_promote(), clock_timestamp()")
         if not promoted:
             raise RuntimeError("pg_promote() returned false")
+        # The primary goes on writing, and the standby replaying, until the
+        # promotion: the promoted server's worker is the one counting from 1
+        # again.
         first = wait_for(
             lambda: standby.sql(
-                "SELECT min(pg_xact_commit_timestamp(xmin)) FROM public.log_table WHERE pk > %s", [replayed]
+                "SELECT min(pg_xact_commit_timestamp(xmin)) FROM public.log_table WHERE pk > %s AND message = %s",
+                [replayed, f"{MESSAGE} 1"],
             )[0][0],
             "the first heartbeat after promotion",
             30,
