@@ -52,8 +52,8 @@ all: $(WHEEL_STAMP)
 # The config header names the server and the compiler command, so building
 # for another major in this checkout rebuilds all that depends on it.
 $(OBJS) $(OBJS:.o=.bc): $(CONFIG_HEADER) alive_worker/_compat.h
-alive_worker.o alive_worker.bc: alive_worker.h alive_worker/_bridge.h crash_guard.h failure_log.h tick_timeout.h worker_status.h
-sql_functions.o sql_functions.bc: alive_worker.h worker_status.h
+alive_worker.o alive_worker.bc: alive_worker.h alive_worker/_bridge.h alive_worker/_table_owner.h crash_guard.h failure_log.h tick_timeout.h worker_status.h
+sql_functions.o sql_functions.bc: alive_worker.h alive_worker/_table_owner.h worker_status.h
 worker_status.o worker_status.bc: worker_status.h
 crash_guard.o crash_guard.bc: crash_guard.h
 failure_log.o failure_log.bc: failure_log.h

@@ -27,12 +27,14 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/namespace.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "replication/syncrep.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
@@ -46,6 +48,7 @@
 #include "utils/wait_event.h"
 
 #include "alive_worker/_bridge.h"
+#include "alive_worker/_table_owner.h"
 #include "alive_worker_config.h"	/* written by make: where Python lives */
 #include "alive_worker.h"
 #include "crash_guard.h"
@@ -59,7 +62,7 @@ PGDLLEXPORT void alive_worker_main(Datum main_arg);
 
 #define MIN_INTERVAL_MS 10
 #define MAX_INTERVAL_MS (24 * 60 * 60 * 1000)
-#define RESTART_DELAY_SECONDS 5
+#define RESTART_DELAY_SECONDS WORKER_RESTART_DELAY_SECONDS
 #define MAX_CONNECT_DELAY_SECONDS 300
 /* How often a worker on a hot standby looks whether recovery has ended. */
 #define RECOVERY_POLL_MS 10
@@ -102,6 +105,11 @@ static int	tick_timer = -1;
 
 /* What pg_stat_activity shows while the worker sleeps */
 static uint32 sleep_wait_event = PG_WAIT_EXTENSION;
+
+/* The tick's commit is running: what a WARNING then means (log_commit_warning) */
+static bool committing = false;
+static bool commit_wait_cancelled = false;
+static emit_log_hook_type previous_emit_log_hook = NULL;
 
 /* Set by signal handlers */
 static volatile sig_atomic_t got_sigterm = false;
@@ -514,6 +522,84 @@ tick_must_end_at(int64 tick_deadline)
 }
 
 /*
+ * Sees every message this worker logs.  A FATAL ends the run: record it in
+ * the status slot, where alive_worker.workers shows it (a failed connection
+ * is only ever seen here: the FATAL is raised inside
+ * BackgroundWorkerInitializeConnection, and the process exits right after).
+ *
+ * During the tick's commit, the one WARNING PostgreSQL raises is
+ * SyncRepWaitForLSN's "canceling wait for synchronous replication" when the
+ * tick timeout cancels the wait: the commit is then local only.  run_tick
+ * reports that as a failed tick, throttled by failure_log.c, so the WARNING
+ * itself, which would repeat at every tick, is kept out of the log.
+ */
+static void
+watch_log(ErrorData *edata)
+{
+	if (edata->elevel >= FATAL)
+		worker_status_record_fatal(edata);
+	else if (committing && edata->elevel == WARNING && edata->sqlerrcode == ERRCODE_WARNING)
+	{
+		commit_wait_cancelled = true;
+		edata->output_to_server = false;
+	}
+	if (previous_emit_log_hook)
+		previous_emit_log_hook(edata);
+}
+
+/*
+ * The heartbeat committed locally, but the wait for the synchronous
+ * standbys that every client's commit makes was cancelled by the tick
+ * timeout: clients could not commit as durably, so the tick is not OK.
+ * Reported like any failed tick (once, then throttled).  Returns the
+ * SQLSTATE, and the message in message.
+ */
+static int
+report_unconfirmed_commit(int64 commit_us, char *message, size_t size)
+{
+	MemoryContext context = CurrentMemoryContext;
+	int			sqlerrcode = 0;
+
+	PG_TRY();
+	{
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("heartbeat not confirmed by a synchronous standby: committed locally only"),
+				 errdetail("The commit waited %lld ms for synchronous_standby_names = '%s', as clients' commits do, until alive_worker.tick_timeout (%d ms) cancelled the wait.",
+						   (long long) (commit_us / 1000), SyncRepStandbyNames, tick_timeout()),
+				 errhint("Check that the standbys named by synchronous_standby_names are connected and streaming.")));
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(context);
+		edata = CopyErrorData();
+		failure_log_report_current_error(edata);
+		FlushErrorState();
+		sqlerrcode = edata->sqlerrcode;
+		worker_status_clip(message, edata->message, size);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	return sqlerrcode;
+}
+
+/*
+ * The worker's statements, and hooks', resolve names through
+ * ALIVE_WORKER_SEARCH_PATH only: no database or role setting, and no schema
+ * another role owns, changes which function, operator or table they reach
+ * (SECURITY.md).  A hook may SET search_path for its own statements: put the
+ * worker's back before the tick's own.  A string comparison when unchanged.
+ */
+static void
+pin_search_path(void)
+{
+	if (strcmp(namespace_search_path, ALIVE_WORKER_SEARCH_PATH) != 0)
+		SetConfigOption("search_path", ALIVE_WORKER_SEARCH_PATH, PGC_SUSET, PGC_S_SESSION);
+}
+
+/*
  * One tick: a transaction in which Python writes the heartbeat.  Returns
  * whether it committed.  An ERROR (from SQL, or a Python exception turned
  * into one by finish_python_call) is logged and the transaction rolled back;
@@ -525,8 +611,11 @@ run_tick(int64 tick_deadline, int settings_generation, bool previous_committed)
 	MemoryContext loop_context = CurrentMemoryContext;
 	volatile bool committed = false;
 	int64		started_us = monotonic_us();
+	volatile int64 commit_us = -1;
 	int			failed_sqlerrcode = 0;
 	char		failed_message[ERROR_MESSAGE_SIZE] = "";
+	bool		confirmed = true;
+	volatile bool fired_before_commit = false;
 
 	elog(DEBUG1, "alive_worker in main loop");
 	tick_in_progress = true;
@@ -541,6 +630,7 @@ run_tick(int64 tick_deadline, int settings_generation, bool previous_committed)
 		/* SPI does not arm statement_timeout: bound the whole tick here. */
 		tick_timeout_begin(tick_must_end_at(tick_deadline));
 		StartTransactionCommand();
+		pin_search_path();
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "alive_worker heartbeat");
@@ -555,7 +645,33 @@ run_tick(int64 tick_deadline, int settings_generation, bool previous_committed)
 
 		SPI_finish();
 		PopActiveSnapshot();
+
+		/*
+		 * The commit: the WAL flush and, with synchronous_standby_names, the
+		 * wait for the standbys, which the view shows as its own state.
+		 */
+		worker_status_committing(worker_index);
+		fired_before_commit = tick_timeout_fired();
+		commit_us = monotonic_us();
+		committing = true;
+		commit_wait_cancelled = false;
 		CommitTransactionCommand();
+		committing = false;
+		commit_us = monotonic_us() - commit_us;
+
+		/*
+		 * A commit cancelled by the tick timeout while it waited for the
+		 * synchronous standbys returns as if all went well (the cancel is
+		 * consumed, with a WARNING): the heartbeat is local only.  Told by
+		 * the timer having fired during the commit and its cancel request
+		 * gone; an interrupt acted on anywhere else in the commit would have
+		 * raised an ERROR instead.  (Before the commit, Python may have
+		 * caught a cancel: retention does, and halves its batch.)
+		 */
+		if (commit_wait_cancelled ||
+			(!fired_before_commit && tick_timeout_fired() &&
+			 !QueryCancelPending && !got_sigterm))
+			confirmed = false;
 		tick_timeout_end();
 		committed = true;
 	}
@@ -563,6 +679,7 @@ run_tick(int64 tick_deadline, int settings_generation, bool previous_committed)
 	{
 		ErrorData  *edata;
 
+		committing = false;
 		tick_timeout_end();
 		MemoryContextSwitchTo(loop_context);
 		/* Before HOLD_INTERRUPTS: the ERROR it raises resets the count. */
@@ -584,10 +701,16 @@ run_tick(int64 tick_deadline, int settings_generation, bool previous_committed)
 	}
 	PG_END_TRY();
 
-	if (committed)
+	if (commit_us >= 0)
+		worker_status_commit_took(worker_index, commit_us);
+	if (committed && !confirmed && !got_sigterm)
+		failed_sqlerrcode = report_unconfirmed_commit(commit_us, failed_message,
+													  sizeof(failed_message));
+	else if (committed)
 		failure_log_tick_succeeded();
 	tick_in_progress = false;
-	worker_status_tick_end(worker_index, committed, monotonic_us() - started_us,
+	worker_status_tick_end(worker_index, committed && confirmed,
+						   monotonic_us() - started_us,
 						   failed_sqlerrcode, failed_message);
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -615,13 +738,33 @@ publish_settings(void)
 
 	snprintf(target_table, sizeof(target_table), "%s.%s",
 			 quote_identifier(table_schema), quote_identifier(table_name));
-	worker_status_started(worker_index, my_role, target_table, tick_interval_ms);
+	if (!worker_status_started(worker_index, my_role, target_table, tick_interval_ms))
+	{
+		/* Exit code 0: the postmaster does not start this one again. */
+		ereport(LOG,
+				(errmsg("alive_worker for database \"%s\" exiting: another alive worker serves it",
+						my_database)));
+		proc_exit(0);
+	}
 }
 
 static void
 stop_worker(void)
 {
-	worker_status_set_state(worker_index, WORKER_STOPPED);
+	WorkerStatus *slot = worker_status_slot(worker_index);
+	char		detail[ERROR_MESSAGE_SIZE];
+
+	/* Who asked, where stop() said so; else any SIGTERM. */
+	SpinLockAcquire(&slot->mutex);
+	if (slot->stop_requested_by != 0)
+		snprintf(detail, sizeof(detail),
+				 "stopped by alive_worker.stop() from PID %d (role \"%s\")",
+				 slot->stop_requested_by, slot->stop_requested_role);
+	else
+		strlcpy(detail, "stopped by SIGTERM (pg_terminate_backend, or a signal from the OS)",
+				sizeof(detail));
+	SpinLockRelease(&slot->mutex);
+	worker_status_set_state_detail(worker_index, WORKER_STOPPED, detail);
 	ereport(LOG,
 			(errmsg("alive_worker stopping: received SIGTERM after writing %lld heartbeats",
 					(long long) ticks_written),
@@ -742,7 +885,14 @@ stay_idle_while_disabled(int recent_crashes)
 			 errhint("Fix the cause of the crashes (see the log), then restart the server; or set alive_worker.crash_limit to 0 or above %d and reload to retry now. The record is in \"%s\".",
 					 recent_crashes, crash_guard_record_path())));
 	pgstat_report_activity(STATE_IDLE, "disabled by crash guard");
-	worker_status_set_state(worker_index, WORKER_DISABLED);
+	{
+		char		detail[ERROR_MESSAGE_SIZE];
+
+		snprintf(detail, sizeof(detail),
+				 "the worker crashed %d times within alive_worker.crash_window (%d s); record in \"%s\"",
+				 recent_crashes, crash_window_s, crash_guard_record_path());
+		worker_status_set_state_detail(worker_index, WORKER_DISABLED, detail);
+	}
 	for (;;)
 	{
 		if (sleep_and_handle_signals(-1) && !crash_guard_still_disabled(crash_limit))
@@ -758,25 +908,61 @@ stay_idle_while_disabled(int recent_crashes)
 }
 
 /*
+ * How long a worker waits, once started again, before its next attempt to
+ * connect after failed_attempts failures in a row.
+ */
+static long
+connect_delay_seconds(int failed_attempts)
+{
+	int			doublings = Min(failed_attempts - 1, 6);
+
+	if (failed_attempts <= 0)
+		return 0;
+	return Min(RESTART_DELAY_SECONDS * ((1L << doublings) - 1),
+			   MAX_CONNECT_DELAY_SECONDS - RESTART_DELAY_SECONDS);
+}
+
+/*
  * Each failed attempt to connect is a FATAL exit, retried after the restart
  * delay; after repeated failures, wait longer before the next attempt.
  */
 static void
 wait_before_connecting(int failed_attempts)
 {
-	int			doublings = Min(failed_attempts - 1, 6);
-	long		delay_s = Min(RESTART_DELAY_SECONDS * ((1L << doublings) - 1),
-							  MAX_CONNECT_DELAY_SECONDS - RESTART_DELAY_SECONDS);
+	long		delay_s = connect_delay_seconds(failed_attempts);
 	int64		until;
 
 	if (delay_s <= 0)
 		return;
+	worker_status_backing_off(worker_index,
+							  TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay_s * 1000));
 	ereport(LOG,
 			(errmsg("alive_worker waiting %ld s more before connecting again, after %d failed attempts",
 					delay_s, failed_attempts)));
 	until = monotonic_us() + (int64) delay_s * 1000000;
 	for (int64 now = monotonic_us(); now < until; now = monotonic_us())
 		(void) sleep_and_handle_signals((long) ((until - now) / 1000) + 1);
+}
+
+/*
+ * Claims the status slot before an attempt to connect, so that the view
+ * shows the attempt and its FATAL.  Should it fail, the next comes after the
+ * restart delay and the wait for one more failure.
+ */
+static void
+claim_slot_to_connect(int earlier_failures)
+{
+	long		next_in_s = RESTART_DELAY_SECONDS + connect_delay_seconds(earlier_failures + 1);
+
+	if (!worker_status_connecting(worker_index, earlier_failures,
+								  TimestampTzPlusMilliseconds(GetCurrentTimestamp(), next_in_s * 1000)))
+	{
+		/* Exit code 0: the postmaster does not start this one again. */
+		ereport(LOG,
+				(errmsg("alive_worker for database \"%s\" exiting: another alive worker serves it",
+						my_database)));
+		proc_exit(0);
+	}
 }
 
 /* Names the settings behind a failed connection, in the FATAL's CONTEXT. */
@@ -807,6 +993,7 @@ connect_to_database(void)
 
 	error_context_stack = context.previous;
 	crash_guard_connected();
+	worker_status_connected(worker_index);
 }
 
 /*
@@ -898,24 +1085,26 @@ run_schedule(void)
 }
 
 /*
- * On a hot standby: writes nothing, and is not shown as running in the
- * status view (its slot keeps no PID, so the view says "waiting for recovery
- * to end"), until recovery ends.  No signal reaches a background worker at
- * promotion: it looks every RECOVERY_POLL_MS, a read of shared memory.
- * Reloads meanwhile need nothing more: the first tick reads the settings.
+ * On a hot standby: writes nothing until recovery ends.  Its slot stays
+ * "starting", which the status view shows on a standby as "waiting for
+ * recovery to end".  No signal reaches a background worker at promotion: it
+ * looks every RECOVERY_POLL_MS, a read of shared memory.  Returns whether it
+ * waited (settings reloaded meanwhile are published after).
  */
-static void
+static bool
 wait_for_recovery_to_end(void)
 {
 	if (!RecoveryInProgress())
-		return;
+		return false;
 	ereport(LOG,
 			(errmsg("alive_worker waiting for recovery to end: database \"%s\", no heartbeat before promotion",
 					my_database)));
+	worker_status_set_state(worker_index, WORKER_STARTING);
 	pgstat_report_activity(STATE_IDLE, "waiting for recovery to end");
 	while (RecoveryInProgress())
 		(void) sleep_and_handle_signals(RECOVERY_POLL_MS);
 	pgstat_report_activity(STATE_IDLE, NULL);
+	return true;
 }
 
 void
@@ -931,24 +1120,31 @@ alive_worker_main(Datum main_arg)
 	pqsignal(SIGTERM, handle_sigterm);
 	snprintf(worker_name, sizeof(worker_name), "%d", worker_index);
 	crash_guard_start(worker_name, crash_limit, crash_window_s, &verdict);
+	previous_emit_log_hook = emit_log_hook;
+	emit_log_hook = watch_log;
+
+	claim_slot_to_connect(verdict.connect_failures);
 	BackgroundWorkerUnblockSignals();
 
 	if (!verdict.disabled && verdict.connect_failures > 0)
+	{
 		wait_before_connecting(verdict.connect_failures);
+		claim_slot_to_connect(verdict.connect_failures);
+	}
 	connect_to_database();
 	elog(DEBUG1, "alive_worker starting worker_main");
 	/* Needs shared memory, so here rather than in _PG_init. */
 	sleep_wait_event = alive_worker_main_wait_event();
 	my_role = current_role_name();
-	/* On a standby, once recovery has ended. */
-	if (!RecoveryInProgress())
-		publish_settings();
+	publish_settings();
 
 	/*
 	 * ts DEFAULT now() is stored without a time zone: write it in UTC, so
 	 * that rows mean the same on every server and replica.
 	 */
 	SetConfigOption("TimeZone", "UTC", PGC_SUSET, PGC_S_OVERRIDE);
+	/* Over ALTER DATABASE / ALTER ROLE ... SET search_path, and RESET's value. */
+	SetConfigOption("search_path", ALIVE_WORKER_SEARCH_PATH, PGC_SUSET, PGC_S_OVERRIDE);
 
 	create_tick_wait_set();
 	tick_timeout_init();
@@ -958,8 +1154,8 @@ alive_worker_main(Datum main_arg)
 		stay_idle_while_disabled(verdict.recent_crashes);
 
 	start_python();
-	wait_for_recovery_to_end();
-	publish_settings();
+	if (wait_for_recovery_to_end())
+		publish_settings();
 
 	ereport(LOG,
 			(errmsg("alive_worker started: database \"%s\", role \"%s\", table %s.%s, interval %d ms",

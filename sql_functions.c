@@ -13,22 +13,41 @@
 #include <signal.h>
 
 #include "access/htup_details.h"
+#include "access/relation.h"
 #include "access/xlog.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
 #include "postmaster/bgworker.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
+#include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/rel.h"
 #include "utils/timestamp.h"
+#include "utils/wait_event.h"
 
 #include "alive_worker.h"
+#include "alive_worker/_table_owner.h"
 #include "worker_status.h"
 
 PG_FUNCTION_INFO_V1(alive_worker_status);
 PG_FUNCTION_INFO_V1(alive_worker_start);
 PG_FUNCTION_INFO_V1(alive_worker_stop);
+PG_FUNCTION_INFO_V1(alive_worker_configured_heartbeats);
 
-#define STATUS_COLUMNS 18
+/* How many of the newest heartbeats lag() reads to find the interval */
+#define RECENT_HEARTBEATS 9
+
+/* 18 in 1.0 and 1.1; 1.2 appends the status (issue 13) columns */
+#define STATUS_COLUMNS 25
 #define STOP_WAIT_MS 5000
 
 static void
@@ -66,6 +85,56 @@ timestamp_or_null(TimestampTz value, bool *isnull)
 	return TimestampTzGetDatum(value);
 }
 
+/*
+ * What the worker is waiting for in its tick, which it cannot say itself
+ * while it waits: a lock (held by whom, since when) or, in its commit, the
+ * synchronous standbys.  Read from its PGPROC, as pg_stat_activity does.
+ */
+static const char *
+refine_waiting_state(WorkerStatus *copy, Datum *blocked_by, bool *blocked_by_null,
+					 char *detail, size_t size)
+{
+	PGPROC	   *proc;
+	uint32		wait_event_info;
+
+	if (copy->pid == 0 || (copy->state != WORKER_TICKING && copy->state != WORKER_IN_HOOK))
+		return NULL;
+	proc = BackendPidGetProc(copy->pid);
+	if (proc == NULL)
+		return NULL;
+	wait_event_info = *((volatile uint32 *) &proc->wait_event_info);
+	if ((wait_event_info & 0xFF000000) == PG_WAIT_LOCK)
+	{
+		Datum		pids = DirectFunctionCall1(pg_blocking_pids, Int32GetDatum(copy->pid));
+		ArrayType  *array = DatumGetArrayTypeP(pids);
+		int			count = ArrayGetNItems(ARR_NDIM(array), ARR_DIMS(array));
+		TimestampTz wait_start = (TimestampTz) pg_atomic_read_u64(&proc->waitStart);
+		StringInfoData text;
+
+		initStringInfo(&text);
+		appendStringInfo(&text, "waiting for a lock (%s) held by PID",
+						 pgstat_get_wait_event(wait_event_info));
+		if (count > 1)
+			appendStringInfoChar(&text, 's');
+		for (int i = 0; i < count; i++)
+			appendStringInfo(&text, "%s %d", i > 0 ? "," : "", ((int32 *) ARR_DATA_PTR(array))[i]);
+		worker_status_clip(detail, text.data, size);
+		*blocked_by = pids;
+		*blocked_by_null = false;
+		if (wait_start != 0)
+			copy->state_since = wait_start;
+		return "blocked on a lock";
+	}
+	if (copy->commit_started_at != 0 && wait_event_info == WAIT_EVENT_SYNC_REP)
+	{
+		copy->state_since = copy->commit_started_at;
+		snprintf(detail, size, "the heartbeat's commit waits for synchronous_standby_names = '%s'",
+				 GetConfigOption("synchronous_standby_names", false, false));
+		return "waiting for synchronous standby";
+	}
+	return NULL;
+}
+
 Datum
 alive_worker_status(PG_FUNCTION_ARGS)
 {
@@ -93,6 +162,10 @@ alive_worker_status(PG_FUNCTION_ARGS)
 		Datum		values[STATUS_COLUMNS];
 		bool		nulls[STATUS_COLUMNS] = {0};
 		const char *state;
+		const char *waiting;
+		char		detail[ERROR_MESSAGE_SIZE];
+		Datum		blocked_by = (Datum) 0;
+		bool		blocked_by_null = true;
 		int			c = 0;
 
 		SpinLockAcquire(&slot->mutex);
@@ -100,8 +173,17 @@ alive_worker_status(PG_FUNCTION_ARGS)
 		SpinLockRelease(&slot->mutex);
 
 		state = worker_state_name(copy.state);
-		if (in_recovery && copy.pid == 0 && copy.state == WORKER_STARTING)
+		strlcpy(detail, copy.state_detail, sizeof(detail));
+		/* Not started yet, or started and waiting (wait_for_recovery_to_end). */
+		if (in_recovery && copy.state == WORKER_STARTING)
+		{
 			state = "waiting for recovery to end";
+			strlcpy(detail, "the worker writes heartbeats once this server is promoted",
+					sizeof(detail));
+		}
+		else if ((waiting = refine_waiting_state(&copy, &blocked_by, &blocked_by_null,
+												 detail, sizeof(detail))) != NULL)
+			state = waiting;
 
 		values[c++] = CStringGetTextDatum(copy.database);
 		values[c++] = CStringGetTextDatum(copy.role[0] ? copy.role : "(bootstrap superuser)");
@@ -139,6 +221,20 @@ alive_worker_status(PG_FUNCTION_ARGS)
 			nulls[c++] = true;
 			nulls[c++] = true;
 		}
+		/* status (issue 13) */
+		nulls[c] = detail[0] == '\0';
+		values[c++] = CStringGetTextDatum(detail);
+		values[c] = timestamp_or_null(copy.state_since, &nulls[c]);
+		c++;
+		values[c] = timestamp_or_null(copy.next_retry_at, &nulls[c]);
+		c++;
+		values[c++] = Int32GetDatum(copy.connect_failures);
+		nulls[c] = blocked_by_null;
+		values[c++] = blocked_by;
+		nulls[c] = copy.last_commit_us <= 0;
+		values[c++] = Float8GetDatum(copy.last_commit_us / 1000.0);
+		nulls[c] = copy.retention_error[0] == '\0';
+		values[c++] = CStringGetTextDatum(copy.retention_error);
 		Assert(c == STATUS_COLUMNS);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
@@ -186,8 +282,15 @@ alive_worker_start(PG_FUNCTION_ARGS)
 	pid_t		pid;
 	WorkerState state;
 
+	/*
+	 * Claim the slot before registering the worker, in one step under its
+	 * lock: of concurrent calls, only the first finds it stopped, so one
+	 * worker is started, not one per call.
+	 */
 	SpinLockAcquire(&slot->mutex);
 	state = slot->state;
+	if (state == WORKER_STOPPED)
+		slot->state = WORKER_STARTING;
 	SpinLockRelease(&slot->mutex);
 	/* Only a stopped worker is gone for good; any other will run again. */
 	if (state != WORKER_STOPPED)
@@ -201,14 +304,20 @@ alive_worker_start(PG_FUNCTION_ARGS)
 	alive_worker_describe(&worker, index);
 	worker.bgw_notify_pid = MyProcPid;
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	{
+		worker_status_set_state(index, WORKER_STOPPED);
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("could not start the alive worker for database \"%s\"", database),
 				 errhint("Raise max_worker_processes.")));
+	}
 	if (WaitForBackgroundWorkerStartup(handle, &pid) != BGWH_STARTED)
+	{
+		worker_status_set_state(index, WORKER_STOPPED);
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
 				 errmsg("the alive worker for database \"%s\" did not start", database)));
+	}
 	PG_RETURN_BOOL(true);
 }
 
@@ -225,6 +334,7 @@ alive_worker_stop(PG_FUNCTION_ARGS)
 				(errmsg("the alive worker for database \"%s\" is not running", database)));
 		PG_RETURN_BOOL(false);
 	}
+	worker_status_stop_requested(index, MyProcPid, GetUserNameFromId(GetUserId(), false));
 	if (kill(pid, SIGTERM) != 0)
 		ereport(ERROR,
 				(errmsg("could not signal the alive worker for database \"%s\" (PID %d): %m",
@@ -236,4 +346,95 @@ alive_worker_stop(PG_FUNCTION_ARGS)
 		pg_usleep(10 * 1000L);
 	}
 	PG_RETURN_BOOL(running_pid(index) != pid);
+}
+
+/*
+ * alive_worker._configured_heartbeats(): the configured heartbeat table's
+ * name and its newest timestamps, newest first, for lag() (a SECURITY
+ * INVOKER function, so that monitoring roles need no SELECT on the table).
+ *
+ * The read runs as the table's owner inside a security-restricted operation
+ * (_table_owner.h), never as the caller or the extension's owner: any code
+ * the table holds is its owner's, and runs with the owner's rights only.
+ * Only an ordinary or partitioned table is read, never a view whose query
+ * someone else wrote, and only its columns of pg_catalog's types are used,
+ * so that no operator class of another role's sorts the rows.
+ */
+Datum
+alive_worker_configured_heartbeats(PG_FUNCTION_ARGS)
+{
+	const char *schema = GetConfigOption("alive_worker.schema", false, false);
+	const char *table = GetConfigOption("alive_worker.table", false, false);
+	const char *name = quote_qualified_identifier(schema, table);
+	MemoryContext caller_context = CurrentMemoryContext;
+	TupleDesc	result_type;
+	Oid			relid;
+	Relation	relation;
+	char		relkind;
+	Oid			owner;
+	Oid			ts_type = InvalidOid;
+	bool		pk_is_integer = false;
+	char	   *query;
+	TableOwnerState state;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+	bool		isnull;
+
+	if (get_call_result_type(fcinfo, NULL, &result_type) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	relid = RangeVarGetRelidExtended(makeRangeVar(pstrdup(schema), pstrdup(table), -1),
+									 AccessShareLock, RVR_MISSING_OK, NULL, NULL);
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("heartbeat table %s does not exist", name),
+				 errhint("The alive worker creates it on the primary at its first tick; check alive_worker.workers there, and that alive_worker.schema and alive_worker.table are the same here.")));
+	relation = relation_open(relid, NoLock);
+	relkind = relation->rd_rel->relkind;
+	owner = relation->rd_rel->relowner;
+	for (int i = 0; i < RelationGetNumberOfAttributes(relation); i++)
+	{
+		Form_pg_attribute column = TupleDescAttr(RelationGetDescr(relation), i);
+
+		if (column->attisdropped)
+			continue;
+		if (strcmp(NameStr(column->attname), "ts") == 0)
+			ts_type = column->atttypid;
+		else if (strcmp(NameStr(column->attname), "pk") == 0)
+			pk_is_integer = column->atttypid == INT2OID ||
+				column->atttypid == INT4OID || column->atttypid == INT8OID;
+	}
+	relation_close(relation, NoLock);
+
+	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("heartbeat table %s is %s, not a table", name, relkind_name(relkind)),
+				 errdetail("alive_worker.lag() reads heartbeats only from an ordinary or partitioned table.")));
+	if (ts_type != TIMESTAMPOID && ts_type != TIMESTAMPTZOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("heartbeat table %s has no column \"ts\" of a timestamp type", name),
+				 errdetail("The lag is measured from the time each heartbeat was written, in column ts.")));
+
+	/* The newest heartbeats are the highest pk (one writer, a serial key). */
+	query = psprintf("SELECT ARRAY(SELECT %s FROM %s WHERE ts IS NOT NULL ORDER BY %s DESC LIMIT %d)",
+					 ts_type == TIMESTAMPOID ? "ts AT TIME ZONE 'UTC'" : "ts",
+					 name, pk_is_integer ? "pk" : "ts", RECENT_HEARTBEATS);
+
+	table_owner_begin(owner, &state);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute(query, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "alive_worker could not read heartbeat table %s", name);
+	values[1] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	values[1] = isnull ? (Datum) 0 : SPI_datumTransfer(values[1], false, -1);
+	nulls[1] = isnull;
+	SPI_finish();
+	table_owner_end(&state);
+
+	MemoryContextSwitchTo(caller_context);
+	values[0] = CStringGetTextDatum(name);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(result_type), values, nulls)));
 }

@@ -130,3 +130,9 @@ tick_timeout_explain_current_error(int timeout_ms)
 	}
 	PG_END_TRY();
 }
+
+bool
+tick_timeout_fired(void)
+{
+	return fired;
+}

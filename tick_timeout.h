@@ -29,4 +29,7 @@ extern void tick_timeout_end(void);
  */
 extern void tick_timeout_explain_current_error(int timeout_ms);
 
+/* Whether the timer cancelled the tick in flight (since tick_timeout_begin). */
+extern bool tick_timeout_fired(void);
+
 #endif							/* ALIVE_WORKER_TICK_TIMEOUT_H */

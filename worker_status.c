@@ -13,6 +13,7 @@
  */
 #include "postgres.h"
 
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "storage/ipc.h"
@@ -33,6 +34,7 @@ typedef struct StatusArea
 
 static StatusArea *status_area = NULL;
 static int	owned_index = -1;	/* the slot this process's worker owns */
+static bool fatal_recorded = false; /* this run is ending in a FATAL */
 
 static shmem_request_hook_type previous_shmem_request_hook = NULL;
 static shmem_startup_hook_type previous_shmem_startup_hook = NULL;
@@ -123,42 +125,191 @@ worker_status_slot(int index)
 	return &status_area->slots[index];
 }
 
-/* A worker that exits other than by SIGTERM will be started again. */
+void
+worker_status_clip(char *dest, const char *src, size_t size)
+{
+	int			encoding = GetDatabaseEncoding();
+	int			length;
+
+	/*
+	 * Before the worker connects, the database's encoding is not known yet
+	 * (SQL_ASCII, which cuts anywhere); server messages are UTF-8 then in
+	 * practice, and a cut on a UTF-8 boundary is also one in ASCII.
+	 */
+	if (encoding == PG_SQL_ASCII)
+		encoding = PG_UTF8;
+	length = pg_encoding_mbcliplen(encoding, src, strlen(src), (int) size - 1);
+	memcpy(dest, src, length);
+	dest[length] = '\0';
+}
+
+/* Under the slot's lock: a new state, which began now. */
+static void
+enter_state(WorkerStatus *slot, WorkerState state, TimestampTz now)
+{
+	if (slot->state != state)
+		slot->state_since = now;
+	slot->state = state;
+}
+
+/*
+ * A worker that exits other than by SIGTERM will be started again, after
+ * the restart delay: "restarting", or still "cannot connect" if that is how
+ * it ended.
+ */
 static void
 release_slot(int code, Datum arg)
 {
 	WorkerStatus *slot = worker_status_slot(owned_index);
+	TimestampTz now = GetCurrentTimestamp();
 
 	SpinLockAcquire(&slot->mutex);
-	if (slot->state != WORKER_STOPPED)
-		slot->state = WORKER_STARTING;
-	slot->pid = 0;
-	slot->next_tick_at = 0;
+	/* A worker started since (start() after a stop()) owns it now. */
+	if (slot->pid == MyProcPid)
+	{
+		if (slot->state != WORKER_STOPPED && slot->state != WORKER_CANNOT_CONNECT)
+		{
+			enter_state(slot, WORKER_RESTARTING, now);
+			slot->next_retry_at = TimestampTzPlusMilliseconds(now, WORKER_RESTART_DELAY_SECONDS * 1000);
+			if (!fatal_recorded)
+				strlcpy(slot->state_detail, "the worker exited and will be started again",
+						sizeof(slot->state_detail));
+		}
+		slot->pid = 0;
+		slot->next_tick_at = 0;
+	}
 	SpinLockRelease(&slot->mutex);
 }
 
-void
-worker_status_started(int index, const char *role, const char *target_table,
-					  int interval_ms)
+static void
+claim_slot(int index)
 {
-	WorkerStatus *slot = worker_status_slot(index);
-
 	if (owned_index < 0)
 	{
 		owned_index = index;
 		on_shmem_exit(release_slot, (Datum) 0);
 	}
+}
+
+bool
+worker_status_connecting(int index, int earlier_failures, TimestampTz next_retry_at)
+{
+	WorkerStatus *slot = worker_status_slot(index);
+	TimestampTz now = GetCurrentTimestamp();
+
 	SpinLockAcquire(&slot->mutex);
-	if (slot->pid != MyProcPid)
+	/* Another worker serves this database: the caller must not. */
+	if (slot->pid != 0 && slot->pid != MyProcPid)
+	{
+		SpinLockRelease(&slot->mutex);
+		return false;
+	}
+	slot->pid = MyProcPid;
+	slot->started_at = now;
+	slot->connect_failures = earlier_failures;
+	slot->next_retry_at = next_retry_at;
+	slot->stop_requested_by = 0;
+	slot->stop_requested_role[0] = '\0';
+	/* Only the very first attempt is merely "starting". */
+	if (earlier_failures > 0)
+		enter_state(slot, WORKER_CONNECTING, now);
+	else if (slot->state == WORKER_STARTING || slot->state == WORKER_STOPPED)
+		enter_state(slot, WORKER_STARTING, now);
+	else
+		enter_state(slot, WORKER_CONNECTING, now);
+	SpinLockRelease(&slot->mutex);
+	claim_slot(index);
+	return true;
+}
+
+void
+worker_status_backing_off(int index, TimestampTz until)
+{
+	WorkerStatus *slot = worker_status_slot(index);
+
+	SpinLockAcquire(&slot->mutex);
+	enter_state(slot, WORKER_BACKING_OFF, GetCurrentTimestamp());
+	slot->next_retry_at = until;
+	SpinLockRelease(&slot->mutex);
+}
+
+void
+worker_status_connected(int index)
+{
+	WorkerStatus *slot = worker_status_slot(index);
+
+	SpinLockAcquire(&slot->mutex);
+	slot->connect_failures = 0;
+	slot->ever_connected = true;
+	slot->next_retry_at = 0;
+	slot->state_detail[0] = '\0';
+	SpinLockRelease(&slot->mutex);
+}
+
+void
+worker_status_record_fatal(const ErrorData *edata)
+{
+	WorkerStatus *slot;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (owned_index < 0)
+		return;
+	slot = worker_status_slot(owned_index);
+	fatal_recorded = true;
+	SpinLockAcquire(&slot->mutex);
+	slot->last_error_at = now;
+	memcpy(slot->last_error_sqlstate, unpack_sql_state(edata->sqlerrcode), 6);
+	worker_status_clip(slot->last_error_message, edata->message ? edata->message : "",
+					   sizeof(slot->last_error_message));
+	strlcpy(slot->state_detail, slot->last_error_message, sizeof(slot->state_detail));
+	if (slot->state == WORKER_STARTING || slot->state == WORKER_CONNECTING ||
+		slot->state == WORKER_BACKING_OFF)
+	{
+		enter_state(slot, WORKER_CANNOT_CONNECT, now);
+		slot->connect_failures++;
+	}
+	SpinLockRelease(&slot->mutex);
+}
+
+void
+worker_status_stop_requested(int index, int pid, const char *role)
+{
+	WorkerStatus *slot = worker_status_slot(index);
+
+	SpinLockAcquire(&slot->mutex);
+	slot->stop_requested_by = pid;
+	strlcpy(slot->stop_requested_role, role, sizeof(slot->stop_requested_role));
+	SpinLockRelease(&slot->mutex);
+}
+
+bool
+worker_status_started(int index, const char *role, const char *target_table,
+					  int interval_ms)
+{
+	WorkerStatus *slot = worker_status_slot(index);
+	int			other_pid;
+
+	SpinLockAcquire(&slot->mutex);
+	other_pid = slot->pid;
+	if (other_pid == 0)
 	{
 		slot->pid = MyProcPid;
 		slot->started_at = GetCurrentTimestamp();
-		slot->state = WORKER_STARTING;
+		enter_state(slot, WORKER_STARTING, slot->started_at);
 	}
-	strlcpy(slot->role, role, NAMEDATALEN);
-	strlcpy(slot->target_table, target_table, sizeof(slot->target_table));
-	slot->interval_ms = interval_ms;
+	if (other_pid == 0 || other_pid == MyProcPid)
+	{
+		strlcpy(slot->role, role, NAMEDATALEN);
+		strlcpy(slot->target_table, target_table, sizeof(slot->target_table));
+		slot->interval_ms = interval_ms;
+	}
 	SpinLockRelease(&slot->mutex);
+
+	/* Another worker serves this database: the caller must not. */
+	if (other_pid != 0 && other_pid != MyProcPid)
+		return false;
+	claim_slot(index);
+	return true;
 }
 
 void
@@ -167,7 +318,70 @@ worker_status_set_state(int index, WorkerState state)
 	WorkerStatus *slot = worker_status_slot(index);
 
 	SpinLockAcquire(&slot->mutex);
-	slot->state = state;
+	enter_state(slot, state, GetCurrentTimestamp());
+	SpinLockRelease(&slot->mutex);
+}
+
+void
+worker_status_set_state_detail(int index, WorkerState state, const char *detail)
+{
+	WorkerStatus *slot = worker_status_slot(index);
+	TimestampTz now = GetCurrentTimestamp();
+
+	SpinLockAcquire(&slot->mutex);
+	enter_state(slot, state, now);
+	worker_status_clip(slot->state_detail, detail, sizeof(slot->state_detail));
+	SpinLockRelease(&slot->mutex);
+}
+
+void
+worker_status_committing(int index)
+{
+	WorkerStatus *slot = worker_status_slot(index);
+
+	SpinLockAcquire(&slot->mutex);
+	slot->commit_started_at = GetCurrentTimestamp();
+	SpinLockRelease(&slot->mutex);
+}
+
+void
+worker_status_in_hook(bool in_hook)
+{
+	WorkerStatus *slot;
+
+	if (owned_index < 0)
+		return;
+	slot = worker_status_slot(owned_index);
+	SpinLockAcquire(&slot->mutex);
+	if (in_hook && slot->state == WORKER_TICKING)
+		enter_state(slot, WORKER_IN_HOOK, GetCurrentTimestamp());
+	else if (!in_hook && slot->state == WORKER_IN_HOOK)
+		enter_state(slot, WORKER_TICKING, GetCurrentTimestamp());
+	SpinLockRelease(&slot->mutex);
+}
+
+void
+worker_status_retention_error(const char *message)
+{
+	WorkerStatus *slot;
+
+	if (owned_index < 0)
+		return;
+	slot = worker_status_slot(owned_index);
+	SpinLockAcquire(&slot->mutex);
+	worker_status_clip(slot->retention_error, message ? message : "",
+					   sizeof(slot->retention_error));
+	SpinLockRelease(&slot->mutex);
+}
+
+void
+worker_status_commit_took(int index, int64 commit_us)
+{
+	WorkerStatus *slot = worker_status_slot(index);
+
+	SpinLockAcquire(&slot->mutex);
+	slot->last_commit_us = commit_us;
+	slot->commit_started_at = 0;
 	SpinLockRelease(&slot->mutex);
 }
 
@@ -178,7 +392,7 @@ worker_status_tick_begin(int index)
 	TimestampTz now = GetCurrentTimestamp();
 
 	SpinLockAcquire(&slot->mutex);
-	slot->state = WORKER_TICKING;
+	enter_state(slot, WORKER_TICKING, now);
 	slot->last_tick_at = now;
 	SpinLockRelease(&slot->mutex);
 }
@@ -193,19 +407,22 @@ worker_status_tick_end(int index, bool ok, int64 duration_us, int sqlerrcode,
 	SpinLockAcquire(&slot->mutex);
 	if (ok)
 	{
-		slot->state = WORKER_SLEEPING;
+		enter_state(slot, WORKER_SLEEPING, now);
 		slot->ticks_ok++;
 		slot->last_ok_at = now;
+		slot->state_detail[0] = '\0';
 	}
 	else
 	{
-		slot->state = WORKER_FAILING;
+		enter_state(slot, WORKER_FAILING, now);
 		slot->ticks_failed++;
 		slot->last_error_at = now;
 		memcpy(slot->last_error_sqlstate, unpack_sql_state(sqlerrcode), 6);
-		strlcpy(slot->last_error_message, message ? message : "",
-				sizeof(slot->last_error_message));
+		worker_status_clip(slot->last_error_message, message ? message : "",
+						   sizeof(slot->last_error_message));
+		strlcpy(slot->state_detail, slot->last_error_message, sizeof(slot->state_detail));
 	}
+	slot->commit_started_at = 0;
 	slot->recent_tick_us[slot->recent_next] = (int32) Min(duration_us, PG_INT32_MAX);
 	slot->recent_next = (slot->recent_next + 1) % RECENT_TICKS;
 	slot->recent_count = Min(slot->recent_count + 1, RECENT_TICKS);
@@ -240,6 +457,16 @@ worker_state_name(WorkerState state)
 			return "stopped";
 		case WORKER_DISABLED:
 			return "disabled by crash guard";
+		case WORKER_CANNOT_CONNECT:
+			return "cannot connect";
+		case WORKER_BACKING_OFF:
+			return "backing off";
+		case WORKER_CONNECTING:
+			return "connecting";
+		case WORKER_RESTARTING:
+			return "restarting";
+		case WORKER_IN_HOOK:
+			return "in the hook";
 	}
 	return "unknown";
 }

@@ -12,6 +12,8 @@
 #define MAX_WORKERS 64
 #define RECENT_TICKS 128
 #define ERROR_MESSAGE_SIZE 256
+/* The postmaster starts a worker again this long after it exited. */
+#define WORKER_RESTART_DELAY_SECONDS 5
 
 typedef enum WorkerState
 {
@@ -20,7 +22,12 @@ typedef enum WorkerState
 	WORKER_TICKING,
 	WORKER_FAILING,				/* asleep after a failed tick */
 	WORKER_STOPPED,				/* exited on SIGTERM; not restarted */
-	WORKER_DISABLED				/* idle: its crash guard holds */
+	WORKER_DISABLED,			/* idle: its crash guard holds */
+	WORKER_CANNOT_CONNECT,		/* its last attempt to connect failed */
+	WORKER_BACKING_OFF,			/* waiting before it connects again */
+	WORKER_CONNECTING,			/* connecting again after a failure */
+	WORKER_RESTARTING,			/* exited other than by SIGTERM */
+	WORKER_IN_HOOK				/* ticking, in alive_worker.hook */
 } WorkerState;
 
 typedef struct WorkerStatus
@@ -42,6 +49,17 @@ typedef struct WorkerStatus
 	int64		ticks_skipped;
 	char		last_error_sqlstate[6];
 	char		last_error_message[ERROR_MESSAGE_SIZE];
+	/* status (issue 13): why the worker is in its state, and since when */
+	TimestampTz state_since;
+	char		state_detail[ERROR_MESSAGE_SIZE];
+	TimestampTz next_retry_at;	/* cannot connect, backing off, restarting */
+	int			connect_failures;	/* failed attempts since the last success */
+	bool		ever_connected;
+	int64		last_commit_us; /* the last tick's commit, sync rep wait included */
+	TimestampTz commit_started_at;	/* the tick in flight is committing */
+	int			stop_requested_by;	/* PID of the backend that called stop() */
+	char		stop_requested_role[NAMEDATALEN];
+	char		retention_error[ERROR_MESSAGE_SIZE];	/* empty: none, or off */
 	int32		recent_tick_us[RECENT_TICKS];	/* ring of tick durations */
 	int			recent_count;	/* entries filled, up to RECENT_TICKS */
 	int			recent_next;
@@ -56,13 +74,43 @@ extern void worker_status_init(void);
 extern int	worker_status_count(void);
 extern WorkerStatus *worker_status_slot(int index);
 
-/* Updates by the worker owning the slot. */
-extern void worker_status_started(int index, const char *role,
+/*
+ * Updates by the worker owning the slot.  worker_status_started claims it,
+ * or returns false if another worker holds it.
+ */
+extern bool worker_status_started(int index, const char *role,
 								  const char *target_table, int interval_ms);
 extern void worker_status_set_state(int index, WorkerState state);
 extern void worker_status_tick_begin(int index);
 extern void worker_status_tick_end(int index, bool ok, int64 duration_us,
 								   int sqlerrcode, const char *message);
+extern void worker_status_committing(int index);
+/* From the bridge, around alive_worker.hook. */
+extern PGDLLEXPORT void worker_status_in_hook(bool in_hook);
+/* From the bridge: why alive_worker.retention deletes nothing; NULL clears. */
+extern PGDLLEXPORT void worker_status_retention_error(const char *message);
+extern void worker_status_commit_took(int index, int64 commit_us);
+extern void worker_status_set_state_detail(int index, WorkerState state,
+										   const char *detail);
+
+/*
+ * Before connecting: claims the slot for this process, and records any
+ * FATAL from now on (the connection's own, or a later one) in it.  A failed
+ * attempt is retried at next_retry_at.  Returns false, claiming nothing, if
+ * another worker holds the slot.
+ */
+extern bool worker_status_connecting(int index, int earlier_failures,
+									 TimestampTz next_retry_at);
+/* From the worker's emit_log_hook: a FATAL that ends this run. */
+extern void worker_status_record_fatal(const ErrorData *edata);
+extern void worker_status_backing_off(int index, TimestampTz until);
+extern void worker_status_connected(int index);
+
+/* stop() from a client backend: who asked, shown once the worker stopped. */
+extern void worker_status_stop_requested(int index, int pid, const char *role);
+
+/* A message cut to fit size bytes on a character boundary, never mid-UTF-8. */
+extern void worker_status_clip(char *dest, const char *src, size_t size);
 extern void worker_status_schedule(int index, TimestampTz next_tick_at,
 								   int64 skipped);
 

@@ -27,19 +27,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "access/relation.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "storage/lmgr.h"
 #include "storage/lwlock.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/resowner.h"
 
 #include "_bridge.h"
+#include "_table_owner.h"
 
 struct aw_plan
 {
@@ -48,7 +56,15 @@ struct aw_plan
 	int			nargs;
 	FmgrInfo   *input_functions;
 	Oid		   *input_params;
+	/* A statement on this table runs as its owner; NULL for any other */
+	RangeVar   *owner_of;
+	AclMode		required_privileges;	/* of the worker's role, on owner_of */
 };
+
+StaticAssertDecl(AW_PRIVILEGE_INSERT == ACL_INSERT &&
+				 AW_PRIVILEGE_SELECT == ACL_SELECT &&
+				 AW_PRIVILEGE_DELETE == ACL_DELETE,
+				 "the bridge's privilege bits are PostgreSQL's");
 
 /* How run_guarded treats the transaction around the work it runs. */
 typedef enum GuardMode
@@ -246,6 +262,119 @@ run_guarded(GuardMode mode, void (*body) (void *), void *arg)
 	return result;
 }
 
+/* ---- statements on a table, as its owner ---- */
+
+/*
+ * The worker may run as a superuser, and a table's triggers, defaults, rules,
+ * policies, index expressions and column types are code that the table's
+ * owner chose, and may have written.  Whoever owns the table, that code must
+ * never run with more rights than the owner's.  So a statement the worker
+ * runs on its own behalf on a table (the heartbeat's INSERT, retention's
+ * DELETE) runs as the table's owner, inside a security-restricted operation,
+ * with its setting changes undone and search_path pinned: what PostgreSQL
+ * itself does for autovacuum, ANALYZE and REFRESH MATERIALIZED VIEW (see
+ * ExecRefreshMatView).  The worker's role must still hold the privileges the
+ * statement needs, as if it ran the statement itself, so that granting and
+ * revoking them keeps its meaning.
+ *
+ * The owner is looked up at every execution, not once: the table may have
+ * been dropped and made again by another role since the plan was made (a
+ * kept plan then follows the name to the new table).  The lookup locks the
+ * table by name first, as the statement will, and PostgreSQL resolves the
+ * statement's name against the same catalog state: an invalidation that
+ * could point the name elsewhere is processed only when a new lock is taken,
+ * and none is between this lookup and the statement's own.
+ */
+typedef struct TableOwnerRun
+{
+	const RangeVar *table;
+	AclMode		privileges;
+	void		(*body) (void *);
+	void	   *arg;
+} TableOwnerRun;
+
+static void
+privilege_names(AclMode privileges, StringInfo names)
+{
+	static const struct
+	{
+		AclMode		bit;
+		const char *name;
+	}			known[] = {{ACL_INSERT, "INSERT"}, {ACL_SELECT, "SELECT"}, {ACL_DELETE, "DELETE"}};
+
+	for (size_t i = 0; i < lengthof(known); i++)
+	{
+		if ((privileges & known[i].bit) == 0)
+			continue;
+		if (names->len > 0)
+			appendStringInfoString(names, ", ");
+		appendStringInfoString(names, known[i].name);
+	}
+}
+
+/*
+ * Locks the table, checks that it is one, and that the worker's role holds
+ * privileges on it (none: only at execution, so that a plan can be made
+ * before a grant); returns its owner.
+ */
+static Oid
+lock_table_for_owner_run(const RangeVar *table, AclMode privileges)
+{
+	Oid			relid = RangeVarGetRelidExtended(table, RowExclusiveLock, 0, NULL, NULL);
+	Relation	relation = relation_open(relid, NoLock);
+	char		relkind = relation->rd_rel->relkind;
+	Oid			owner = relation->rd_rel->relowner;
+	Oid			worker_role = GetUserId();
+	AclMode		missing;
+
+	relation_close(relation, NoLock);
+	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("alive_worker table %s is %s, not a table",
+						quote_qualified_identifier(table->schemaname, table->relname),
+						relkind_name(relkind)),
+				 errdetail("The worker writes only into ordinary or partitioned tables.")));
+	missing = privileges & ~pg_class_aclmask(relid, worker_role, privileges, ACLMASK_ALL);
+	if (missing != 0)
+	{
+		StringInfoData names;
+
+		initStringInfo(&names);
+		privilege_names(missing, &names);
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied: role \"%s\" lacks %s on table %s",
+						GetUserNameFromId(worker_role, false), names.data,
+						quote_qualified_identifier(table->schemaname, table->relname)),
+				 errhint("GRANT %s ON %s TO %s;", names.data,
+						 quote_qualified_identifier(table->schemaname, table->relname),
+						 quote_identifier(GetUserNameFromId(worker_role, false)))));
+	}
+	return owner;
+}
+
+static void
+run_as_table_owner(TableOwnerRun *run)
+{
+	Oid			owner = lock_table_for_owner_run(run->table, run->privileges);
+	TableOwnerState state;
+
+	table_owner_begin(owner, &state);
+	PG_TRY();
+	{
+		run->body(run->arg);
+	}
+	PG_CATCH();
+	{
+		/* Python runs again before the abort that would give the user back. */
+		table_owner_restore_user(&state);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	table_owner_end(&state);
+}
+
 /* ---- statements ---- */
 
 typedef struct PrepareArgs
@@ -254,8 +383,26 @@ typedef struct PrepareArgs
 	int			nargs;
 	const char *const *argtypes;
 	bool		keep;
+	const char *owner_of_schema;	/* NULL unless as the table's owner */
+	const char *owner_of_table;
+	AclMode		privileges;
 	aw_plan   **plan_out;
 } PrepareArgs;
+
+typedef struct SPIPrepareArgs
+{
+	aw_plan    *plan;
+	const char *query;
+	Oid		   *types;
+} SPIPrepareArgs;
+
+static void
+spi_prepare_body(void *arg)
+{
+	SPIPrepareArgs *args = arg;
+
+	args->plan->plan = SPI_prepare(args->query, args->plan->nargs, args->types);
+}
 
 static void
 prepare_body(void *arg)
@@ -276,10 +423,18 @@ prepare_body(void *arg)
 	types = palloc0(sizeof(Oid) * Max(args->nargs, 1));
 	plan->input_functions = palloc0(sizeof(FmgrInfo) * Max(args->nargs, 1));
 	plan->input_params = palloc0(sizeof(Oid) * Max(args->nargs, 1));
+	if (args->owner_of_table != NULL)
+	{
+		plan->owner_of = makeRangeVar(pstrdup(args->owner_of_schema),
+									  pstrdup(args->owner_of_table), -1);
+		plan->required_privileges = args->privileges;
+	}
 	MemoryContextSwitchTo(old_context);
 
 	PG_TRY();
 	{
+		SPIPrepareArgs prepare = {plan, args->query, types};
+
 		for (int i = 0; i < args->nargs; i++)
 		{
 			Oid			input_function;
@@ -290,7 +445,15 @@ prepare_body(void *arg)
 			fmgr_info_cxt(input_function, &plan->input_functions[i], plan_context);
 		}
 
-		plan->plan = SPI_prepare(args->query, args->nargs, types);
+		/* Parsing resolves the table's name: as its owner too. */
+		if (plan->owner_of != NULL)
+		{
+			TableOwnerRun run = {plan->owner_of, 0, spi_prepare_body, &prepare};
+
+			run_as_table_owner(&run);
+		}
+		else
+			spi_prepare_body(&prepare);
 		if (plan->plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s",
 				 SPI_result_code_string(SPI_result));
@@ -311,7 +474,19 @@ int
 aw_prepare(const char *query, int nargs, const char *const *argtypes,
 		   int keep, aw_plan **plan_out)
 {
-	PrepareArgs args = {query, nargs, argtypes, keep != 0, plan_out};
+	PrepareArgs args = {query, nargs, argtypes, keep != 0, NULL, NULL, 0, plan_out};
+
+	*plan_out = NULL;
+	return run_guarded(GUARD_STATEMENT, prepare_body, &args);
+}
+
+int
+aw_prepare_as_owner(const char *query, int nargs, const char *const *argtypes,
+					int keep, const char *schema, const char *table,
+					int privileges, aw_plan **plan_out)
+{
+	PrepareArgs args = {query, nargs, argtypes, keep != 0, schema, table,
+	(AclMode) privileges, plan_out};
 
 	*plan_out = NULL;
 	return run_guarded(GUARD_STATEMENT, prepare_body, &args);
@@ -334,6 +509,22 @@ typedef struct ExecuteArgs
 	const char *const *values;
 	long	   *rows_out;
 } ExecuteArgs;
+
+typedef struct SPIExecuteArgs
+{
+	SPIPlanPtr	plan;
+	Datum	   *datums;
+	const char *nulls;
+	int			rc;
+} SPIExecuteArgs;
+
+static void
+spi_execute_body(void *arg)
+{
+	SPIExecuteArgs *args = arg;
+
+	args->rc = SPI_execute_plan(args->plan, args->datums, args->nulls, false, 0);
+}
 
 #define MAX_STACK_ARGS 8
 
@@ -368,7 +559,20 @@ execute_body(void *arg)
 		SPI_freetuptable(result_rows);
 		result_rows = NULL;
 	}
-	rc = SPI_execute_plan(plan->plan, datums, nulls, false, 0);
+	{
+		SPIExecuteArgs execute = {plan->plan, datums, nulls, 0};
+
+		if (plan->owner_of != NULL)
+		{
+			TableOwnerRun run = {plan->owner_of, plan->required_privileges,
+			spi_execute_body, &execute};
+
+			run_as_table_owner(&run);
+		}
+		else
+			spi_execute_body(&execute);
+		rc = execute.rc;
+	}
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
 	result_rows = SPI_tuptable;
@@ -608,6 +812,26 @@ aw_subtransaction_end(int commit)
 	bool		commit_flag = commit != 0;
 
 	return run_guarded(GUARD_CONTROL, subtransaction_end_body, &commit_flag);
+}
+
+/*
+ * In the shim's library (worker_status.c), which the server loaded with
+ * RTLD_GLOBAL before this one: only shared memory is touched, under a
+ * spinlock, so nothing here can raise an ERROR.
+ */
+extern void worker_status_in_hook(bool in_hook);
+extern void worker_status_retention_error(const char *message);
+
+void
+aw_report_in_hook(int in_hook)
+{
+	worker_status_in_hook(in_hook != 0);
+}
+
+void
+aw_report_retention_error(const char *message)
+{
+	worker_status_retention_error(message);
 }
 
 /* ---- called by the shim ---- */

@@ -45,6 +45,14 @@ typedef struct aw_error
 
 typedef struct aw_plan aw_plan;
 
+/*
+ * Privileges the worker's role must hold on the table of a plan that runs as
+ * that table's owner (aw_prepare_as_owner): PostgreSQL's ACL_* bits.
+ */
+#define AW_PRIVILEGE_INSERT 1
+#define AW_PRIVILEGE_SELECT 2
+#define AW_PRIVILEGE_DELETE 8
+
 const aw_error *aw_last_error(void);
 void		aw_record_error(const char *sqlstate, const char *message,
 							const char *detail, const char *hint,
@@ -52,6 +60,14 @@ void		aw_record_error(const char *sqlstate, const char *message,
 
 int			aw_prepare(const char *query, int nargs, const char *const *argtypes,
 					   int keep, aw_plan **plan_out);
+/*
+ * A plan of a statement on table schema.table that is prepared and executed
+ * as the table's owner, in a security-restricted operation, once the worker's
+ * role is found to hold privileges on it: see run_as_table_owner().
+ */
+int			aw_prepare_as_owner(const char *query, int nargs, const char *const *argtypes,
+								int keep, const char *schema, const char *table,
+								int privileges, aw_plan **plan_out);
 /*
  * rows_out: the rows the statement returned, for aw_result_value; -1 if it
  * returns none (an INSERT without RETURNING).  aw_execute_text is
@@ -74,6 +90,11 @@ int			aw_log_enabled(int elevel);
 
 int			aw_subtransaction_begin(void);
 int			aw_subtransaction_end(int commit);
+
+/* The tick enters (1) or leaves (0) alive_worker.hook: for the status view. */
+void		aw_report_in_hook(int in_hook);
+/* Why alive_worker.retention deletes nothing (NULL: it works, or is off). */
+void		aw_report_retention_error(const char *message);
 /* CDEF END */
 
 /*

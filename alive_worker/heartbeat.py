@@ -63,7 +63,11 @@ class Heartbeat:
         if self._debug:
             log.debug("alive_worker query OK")
         if self._hook is not None:
-            self._hook(hooks.Tick(number, message, self.settings))
+            spi.report_in_hook(True)
+            try:
+                self._hook(hooks.Tick(number, message, self.settings))
+            finally:
+                spi.report_in_hook(False)
         if self._retention is not None:
             self._retention.run_if_due()
         self._pending = True
@@ -82,11 +86,26 @@ class Heartbeat:
             table = LogTable(self.settings.schema, self.settings.table, self.role)
             self._insert = table.prepare_insert()
             if self.settings.retention_s > 0:
-                # Imported only then: the default tick keeps every row.
-                from alive_worker.retention import Retention
-
-                self._retention = Retention(table, self.settings.retention_s)
+                self._retention = self._set_up_retention(table)
+            else:
+                spi.report_retention_error(None)
         self._ready_for = settings_generation
+
+    def _set_up_retention(self, table: LogTable) -> Retention | None:
+        """Retention for table, or None, reported, if it cannot work: the heartbeat goes on."""
+        # Imported only then: the default tick keeps every row.
+        from alive_worker.retention import Retention
+
+        try:
+            with spi.subtransaction():
+                retention = Retention(table, self.settings.retention_s)
+        except spi.SPIError as error:
+            problem = f"cannot set up: {error.message} (SQLSTATE {error.sqlstate})"
+            spi.report_retention_error(problem)
+            log.warning("alive_worker.retention for %s %s", table.qualified, problem)
+            return None
+        spi.report_retention_error(None)
+        return retention
 
     def _reload(self, settings_generation: int) -> None:
         previous = self.settings

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from alive_worker.settings import Settings
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class Tick(NamedTuple):
@@ -53,9 +56,34 @@ def _import(source: str) -> object:
     from pathlib import Path
 
     path = Path(source)
+    _check_no_one_else_can_change(path)
     spec = spec_from_file_location(f"alive_worker_hook_{path.stem}", path)
     if spec is None or spec.loader is None:
         raise ImportError(f"{path} is not a Python file")
     module = module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _check_no_one_else_can_change(path: Path) -> None:
+    """A hook file is code run inside the server: refuse it if another OS user could change it.
+
+    That is, the file and its directory belong to the server's OS user or
+    root, and neither is writable by group or others (a directory with the
+    sticky bit, such as /tmp, lets no one else replace the file).
+    """
+    import os
+    import stat
+
+    trusted_owners = (0, os.geteuid())
+    for target, is_directory in ((path, False), (path.parent, True)):
+        status = target.stat()
+        if status.st_uid not in trusted_owners:
+            raise PermissionError(
+                f"{target} belongs to OS user {status.st_uid}, not to the server's OS user or root"
+            )
+        writable_by_others = status.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        if writable_by_others and not (is_directory and status.st_mode & stat.S_ISVTX):
+            raise PermissionError(
+                f"{target} may be changed by other OS users (mode {stat.filemode(status.st_mode)}): chmod go-w it"
+            )

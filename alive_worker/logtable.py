@@ -10,21 +10,27 @@ log = logging.getLogger(__name__)
 
 INSUFFICIENT_PRIVILEGE = "42501"
 UNDEFINED_COLUMN = "42703"
+WRONG_OBJECT_TYPE = "42809"
 
-# Privileges and shape in one catalog query; no rows means no such table.
+# Kind, owner, privileges and shape in one catalog query; no rows means no
+# such table.  Functions are named with their schema and the worker's
+# search_path is pg_catalog's alone, so no setting reaches what this calls.
 _INSPECT = """
-SELECT has_table_privilege(c.oid, 'INSERT'),
+SELECT c.relkind,
+       pg_catalog.pg_get_userbyid(c.relowner),
+       (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = c.relowner),
+       pg_catalog.has_table_privilege(c.oid, 'INSERT'),
        EXISTS (SELECT FROM pg_catalog.pg_attribute a
                WHERE a.attrelid = c.oid AND a.attname = 'message'
                  AND a.attnum > 0 AND NOT a.attisdropped),
-       (SELECT string_agg(s.oid::regclass::text, ', ')
+       (SELECT pg_catalog.string_agg(s.oid::pg_catalog.regclass::pg_catalog.text, ', ')
         FROM pg_catalog.pg_depend d
         JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
-        WHERE d.classid = 'pg_catalog.pg_class'::regclass
-          AND d.refclassid = 'pg_catalog.pg_class'::regclass
+        WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+          AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
           AND d.refobjid = c.oid AND d.deptype IN ('a', 'i')
           -- CASE: the planner may test rows of other kinds before relkind.
-          AND CASE WHEN s.relkind = 'S' THEN NOT has_sequence_privilege(s.oid, 'USAGE') END)
+          AND CASE WHEN s.relkind = 'S' THEN NOT pg_catalog.has_sequence_privilege(s.oid, 'USAGE') END)
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND c.relname = $2
@@ -32,14 +38,20 @@ WHERE n.nspname = $1 AND c.relname = $2
 
 _SCHEMA_EXISTS = "SELECT FROM pg_catalog.pg_namespace WHERE nspname = $1"
 
-# The original project's table; ts is filled by the server, like pk.
+# The original project's table; ts is filled by the server, like pk.  Types
+# and the default are pg_catalog's by name, so that the table keeps them
+# whatever search_path its later writers use.
 _CREATE_TABLE = """
 CREATE TABLE IF NOT EXISTS {table} (
     pk serial PRIMARY KEY,
-    message text,
-    ts timestamp without time zone DEFAULT now()
+    message pg_catalog.text,
+    ts pg_catalog.timestamp DEFAULT pg_catalog.now()
 )
 """
+
+# What the worker writes into: an ordinary or a partitioned table.
+_TABLE_KINDS = ("r", "p")
+_KIND_NAMES = {"v": "a view", "m": "a materialized view", "f": "a foreign table", "S": "a sequence"}
 
 
 class LogTable:
@@ -58,7 +70,12 @@ class LogTable:
             self._create()
             rows = spi.execute(_INSPECT, self.schema, self.table)
         self._check(rows)
-        return spi.prepare(f"INSERT INTO {self.qualified} (message) VALUES ($1)", ["text"], keep=True)
+        return spi.prepare(
+            f"INSERT INTO {self.qualified} (message) VALUES ($1)",
+            ["text"],
+            keep=True,
+            as_owner_of=spi.TableAccess.for_insert(self.schema, self.table),
+        )
 
     def _create(self) -> None:
         try:
@@ -83,7 +100,24 @@ class LogTable:
                 f"alive_worker log table {self.qualified} does not exist",
                 sqlstate="42P01",
             )
-        may_insert, has_message, unusable_sequences = rows[0]
+        kind, owner, owner_is_superuser, may_insert, has_message, unusable_sequences = rows[0]
+        if kind not in _TABLE_KINDS:
+            raise spi.SPIError(
+                f"alive_worker log table {self.qualified} is {_KIND_NAMES.get(kind or '', 'not a table')}, not a table",
+                sqlstate=WRONG_OBJECT_TYPE,
+                detail=f'It belongs to role "{owner}". The worker writes heartbeats only into ordinary or partitioned tables.',
+                hint=f"Drop it, or set alive_worker.schema and alive_worker.table to a table of role "
+                f'"{self.role}"\'s.',
+            )
+        if owner != self.role and owner_is_superuser != "t":
+            log.warning(
+                'alive_worker log table %s is owned by role "%s", neither the worker\'s role "%s" nor a superuser: '
+                'its triggers, defaults, rules and policies run as "%s", who can also change or delete the heartbeats',
+                self.qualified,
+                owner,
+                self.role,
+                owner,
+            )
         if may_insert != "t":
             raise spi.SPIError(
                 f'permission denied: role "{self.role}" lacks INSERT on table {self.qualified}',

@@ -36,12 +36,14 @@ class Retention:
         self.table = table
         self.keep = f"{retention_seconds} seconds"
         self.idle_check_seconds = min(IDLE_CHECK_MAX_SECONDS, retention_seconds / IDLE_CHECK_FRACTION)
+        # As the table's owner (SECURITY.md), with pg_catalog's now() and casts.
         self._delete = spi.prepare(
             f"""DELETE FROM {table.qualified} WHERE pk IN (
-                    SELECT pk FROM (SELECT pk, ts FROM {table.qualified} ORDER BY pk LIMIT $2::int) oldest
-                    WHERE ts < now() - $1::interval)""",
+                    SELECT pk FROM (SELECT pk, ts FROM {table.qualified} ORDER BY pk LIMIT $2::pg_catalog.int4) oldest
+                    WHERE ts < pg_catalog.now() - $1::pg_catalog.interval)""",
             ["text", "text"],
             keep=True,
+            as_owner_of=spi.TableAccess.for_delete(table.schema, table.table),
         )
         self.batch_rows = BATCH_ROWS
         self._next_check = 0.0
@@ -62,6 +64,7 @@ class Retention:
                 self._next_check = now
                 return
             if error.message != self._failing:
+                spi.report_retention_error(f"{error.message} (SQLSTATE {error.sqlstate})")
                 log.warning(
                     "alive_worker.retention cannot delete old heartbeats from %s: %s (SQLSTATE %s)",
                     self.table.qualified,
@@ -72,6 +75,7 @@ class Retention:
             self._next_check = now + self.idle_check_seconds
             return
         if self._failing is not None:
+            spi.report_retention_error(None)
             log.info("alive_worker.retention deletes old heartbeats from %s again", self.table.qualified)
             self._failing = None
         if deleted:

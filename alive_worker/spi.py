@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from types import TracebackType
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 from alive_worker._native import ffi, lib
 
@@ -67,15 +67,54 @@ def _check(result: int) -> None:
         _raise_last_error()
 
 
+class TableAccess(NamedTuple):
+    """A table whose statement runs as the table's owner, and what the worker's role needs on it.
+
+    The table's triggers, defaults, rules, policies and the like then run
+    with its owner's rights, never the worker's (which may be a superuser's):
+    see SECURITY.md.  ``privileges`` are the worker role's, checked at every
+    execution, as if it ran the statement itself.
+    """
+
+    schema: str
+    table: str
+    privileges: int
+
+    @classmethod
+    def for_insert(cls, schema: str, table: str) -> TableAccess:
+        return cls(schema, table, int(lib.AW_PRIVILEGE_INSERT))
+
+    @classmethod
+    def for_delete(cls, schema: str, table: str) -> TableAccess:
+        """DELETE ... WHERE reads the rows too."""
+        return cls(schema, table, int(lib.AW_PRIVILEGE_DELETE) | int(lib.AW_PRIVILEGE_SELECT))
+
+
 class Plan:
     """A prepared statement; kept plans live until :meth:`free`."""
 
     __slots__ = ("_handle", "_rows", "_values", "nargs", "query")
 
-    def __init__(self, query: str, argtypes: Sequence[str], keep: bool) -> None:
+    def __init__(
+        self, query: str, argtypes: Sequence[str], keep: bool, as_owner_of: TableAccess | None = None
+    ) -> None:
         handle = ffi.new("aw_plan **")
         types = [ffi.new("char[]", name.encode()) for name in argtypes]
-        _check(lib.aw_prepare(query.encode(), len(types), types, int(keep), handle))
+        if as_owner_of is None:
+            _check(lib.aw_prepare(query.encode(), len(types), types, int(keep), handle))
+        else:
+            _check(
+                lib.aw_prepare_as_owner(
+                    query.encode(),
+                    len(types),
+                    types,
+                    int(keep),
+                    as_owner_of.schema.encode(),
+                    as_owner_of.table.encode(),
+                    as_owner_of.privileges,
+                    handle,
+                )
+            )
         self.query = query
         self.nargs = len(types)
         self._handle = handle[0]
@@ -131,9 +170,16 @@ def _fetch(row_count: int, columns: int) -> list[Row]:
     return rows
 
 
-def prepare(query: str, argtypes: Sequence[str] = (), *, keep: bool = False) -> Plan:
-    """Prepares ``query`` with parameters ``$1..$n`` of the named types."""
-    return Plan(query, argtypes, keep)
+def prepare(
+    query: str, argtypes: Sequence[str] = (), *, keep: bool = False, as_owner_of: TableAccess | None = None
+) -> Plan:
+    """Prepares ``query`` with parameters ``$1..$n`` of the named types.
+
+    With ``as_owner_of``, the statement (on that table) is prepared and run as
+    the table's owner in a security-restricted operation, after checking that
+    the worker's role holds the privileges it names.
+    """
+    return Plan(query, argtypes, keep, as_owner_of)
 
 
 def execute(query: str, *values: str | None) -> list[Row]:
@@ -174,6 +220,16 @@ def setting(name: str) -> str | None:
     value = ffi.new("char **")
     _check(lib.aw_setting(name.encode(), value))
     return _text(value[0])
+
+
+def report_in_hook(in_hook: bool) -> None:
+    """Tells the status view that the tick runs alive_worker.hook (or no longer does)."""
+    lib.aw_report_in_hook(int(in_hook))
+
+
+def report_retention_error(message: str | None) -> None:
+    """Tells the status view why alive_worker.retention deletes nothing (None: it works, or is off)."""
+    lib.aw_report_retention_error(ffi.NULL if message is None else message.encode())
 
 
 # Lower case, as it was a function: with spi.subtransaction(): ...

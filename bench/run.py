@@ -15,7 +15,8 @@ clusters run as the server's OS user, and root reads their processes'
 The C reference (bench/alive_worker_ref.c) sleeps a plain interval after each
 tick: its deadline is taken as its previous commit plus the interval.
 
-Writes bench.json, lateness.png and table.md into --out.
+Writes bench.json, lateness.png and table.md into --out; the sync-rep phase
+(bench/stall.py) writes stall.json and stall.png beside them.
 """
 
 from __future__ import annotations
@@ -791,6 +792,13 @@ def main() -> None:
         figures.put(key, value)
 
     values = figures.values
+    log("== sync rep: the heartbeat's commit, and a synchronous standby's stall (bench/stall.py)")
+    from stall import run as run_stall
+
+    stall = run_stall(args.bindir, args.run_dir / "stall", args.out, args.port + 10)
+    values["sync_rep"] = {
+        k: v for k, v in stall.items() if k not in ("samples", "commit_ms_async", "commit_ms_sync")
+    }
     values["machine"] = machine(args.bindir)
     values["seconds"] = round(time.monotonic() - began)
     (args.out / "bench.json").write_text(json.dumps(values, indent=1) + "\n")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import BIN_DIR, PKGLIB_DIR, Cluster, streaming_standby, wait_for
+from test_privileges import LEAST_PRIVILEGE_SETUP
 
 CLI = Path(BIN_DIR) / "alive-worker"
 ENVIRONMENT = Path(PKGLIB_DIR) / "alive_worker"
@@ -76,7 +77,7 @@ def test_status_shows_the_workers_as_a_table_and_as_json(make_cluster: Callable[
     result = cli("status", "--dsn", dsn(cluster))
     assert result.returncode == 0, result.stderr
     first, header, row, *_ = result.stdout.splitlines()
-    assert re.match(r"OK: 1 (sleeping|ticking) \(alive_worker 1\.1 on PostgreSQL \d+\.\d+, primary, ", first)
+    assert re.match(r"OK: 1 (sleeping|ticking) \(alive_worker 1\.2 on PostgreSQL \d+\.\d+, primary, ", first)
     assert header.split()[:5] == ["DATABASE", "STATE", "PID", "TABLE", "INTERVAL"]
     assert row.split()[0] == "postgres" and "public.log_table" in row
     # Aligned: each cell starts under its header.
@@ -253,7 +254,7 @@ def test_lag_reports_as_a_monitoring_plugin(
     assert re.match(
         r"OK: lag [\d.]+ ms, standby of system \d+ via .*:\d+ \(streaming\), newest heartbeat", line
     )
-    assert re.search(r"\| lag=[\d.]+s;30;60;0; heartbeat_age=[\d.]+s$", line)
+    assert re.search(r"\| lag=[\d.]+s;30;60;0; heartbeat_age=[\d.]+s clock_skew=-?[\d.]+s$", line)
     assert cli("lag", "--warn", "0", "--dsn", dsn(standby)).returncode == 1
     assert cli("lag", "--warn", "0", "--crit", "0", "--dsn", dsn(standby)).stdout.startswith("CRITICAL: lag ")
 
@@ -300,6 +301,37 @@ def test_lag_watch_prints_until_interrupted(
     assert all(line["status"] == "OK" and set(line["averages"]) == {"1m", "5m", "15m"} for line in lines)
 
 
+def test_lag_watch_reconnects_after_a_lost_connection(
+    make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
+) -> None:
+    primary = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    standby = streaming_standby(primary, make_standby)
+    process = subprocess.Popen(
+        [str(CLI), "lag", "--watch", "0.2", "--json", "--dsn", dsn(standby)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert json.loads(process.stdout.readline())["status"] == "OK"
+        # The session is cut (as a restart or a failover cuts it): the next reading says so, then
+        # the command connects again.
+        standby.sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'alive-worker'"
+        )
+        lines = [json.loads(process.stdout.readline()) for _ in range(8)]
+        statuses = [line["status"] for line in lines]
+        assert "UNKNOWN" in statuses, lines
+        assert statuses[-1] == "OK", lines
+        assert any("lost the connection" in line.get("error", "") for line in lines), lines
+        assert process.poll() is None
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=10)
+    assert process.stderr is not None and "Traceback" not in process.stderr.read()
+
+
 def test_lag_needs_the_extension_at_1_1(make_cluster: Callable[..., Cluster]) -> None:
     cluster = make_cluster(setup_sql=["CREATE EXTENSION alive_worker VERSION '1.0'"])
     result = cli("lag", "--dsn", dsn(cluster))
@@ -315,7 +347,10 @@ def checks(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]
 
 
 def test_doctor_passes_a_healthy_installation(make_cluster: Callable[..., Cluster]) -> None:
-    cluster = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    # Healthy: as SECURITY.md says, with a role that may only write heartbeats.
+    cluster = make_cluster(
+        settings={"role": "luca"}, setup_sql=["CREATE EXTENSION alive_worker", *LEAST_PRIVILEGE_SETUP]
+    )
     cluster.wait_for_heartbeats(3)
     result = cli("doctor", "--dsn", dsn(cluster))
     assert result.returncode == 0, result.stdout
@@ -325,6 +360,7 @@ def test_doctor_passes_a_healthy_installation(make_cluster: Callable[..., Cluste
         "server",
         "preloaded",
         "settings",
+        "role",
         "extension",
         "worker postgres",
         "table postgres",
@@ -362,7 +398,9 @@ def test_doctor_says_how_to_fix_privileges_and_a_stopped_worker(make_cluster: Ca
     )
     assert "fix: GRANT USAGE ON SEQUENCE public.log_table_pk_seq TO luca;" in result.stdout
     assert re.search(
-        r"^  warn  worker other +stopped by alive_worker.stop\(\) or SIGTERM$", result.stdout, re.M
+        r'^  warn  worker other +stopped by alive_worker.stop\(\) from PID \d+ \(role "\w+"\)$',
+        result.stdout,
+        re.M,
     )
     assert "fix: SELECT alive_worker.start('other');" in result.stdout
     assert result.stdout.splitlines()[-1].startswith("CRITICAL: 2 failed, ")
@@ -389,7 +427,12 @@ def test_doctor_as_a_monitoring_role_skips_what_needs_a_superuser(
     make_cluster: Callable[..., Cluster],
 ) -> None:
     cluster = make_cluster(
-        setup_sql=["CREATE EXTENSION alive_worker", "CREATE ROLE watcher LOGIN IN ROLE pg_monitor"]
+        settings={"role": "luca"},
+        setup_sql=[
+            "CREATE EXTENSION alive_worker",
+            "CREATE ROLE watcher LOGIN IN ROLE pg_monitor",
+            *LEAST_PRIVILEGE_SETUP,
+        ],
     )
     cluster.wait_for_heartbeats(2)
     result = cli("doctor", "--json", "--dsn", dsn(cluster, user="watcher"))
@@ -415,3 +458,68 @@ def test_doctor_reads_the_server_log_when_it_may(make_cluster: Callable[..., Clu
         result.stdout,
         re.M,
     ), result.stdout
+
+
+def test_status_judges_a_stale_heartbeat_whatever_the_state(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(settings={"tick_timeout": "60s"}, setup_sql=["CREATE EXTENSION alive_worker"])
+    pid = cluster.wait_for_worker()
+    cluster.wait_for_heartbeats(3)
+    assert cli("status", "--dsn", dsn(cluster)).returncode == 0
+    with cluster.connect() as locker:
+        locker.execute("BEGIN")
+        locker.execute("LOCK TABLE public.log_table IN ACCESS EXCLUSIVE MODE")
+        cluster.wait_until_waiting(pid, "wait_event_type", "Lock", "the worker to wait for the lock")
+        # Blocked, and with limits far away, only the state's WARNING.
+        patient = cli("status", "--warn", "1000", "--crit", "2000", "--dsn", dsn(cluster))
+        assert patient.returncode == 1 and patient.stdout.startswith("WARNING: 1 blocked on a lock"), (
+            patient.stdout
+        )
+        assert re.search(
+            r"^postgres: blocked on a lock \(since .* ago\): waiting for a lock", patient.stdout, re.M
+        )
+        # Ten intervals (1 s) without an OK heartbeat: CRITICAL, though no tick has failed yet.
+        stale = wait_for(
+            lambda: r if (r := cli("status", "--dsn", dsn(cluster))).returncode == 2 else None, "CRITICAL"
+        )
+        assert re.search(
+            r"^postgres: last OK heartbeat .* ago, more than 10 intervals \(1\.00 s\)$", stale.stdout, re.M
+        )
+        report = as_json(cli("status", "--json", "--warn", "2", "--dsn", dsn(cluster)))
+        assert report["status"] == "CRITICAL" and report["workers"][0]["status"] == "CRITICAL"
+        assert "more than 10 intervals" in report["workers"][0]["status_reason"]
+        locker.execute("ROLLBACK")
+    assert wait_for(lambda: r if (r := cli("status", "--dsn", dsn(cluster))).returncode == 0 else None, "OK")
+    assert cli("status", "--warn", "0", "--dsn", dsn(cluster)).returncode == 3
+
+
+def test_status_of_a_worker_that_cannot_connect_is_critical(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(
+        settings={"databases": "postgres, db_missing"}, setup_sql=["CREATE EXTENSION alive_worker"]
+    )
+    cluster.wait_for_heartbeats(1)
+    result = wait_for(
+        lambda: r if (r := cli("status", "--dsn", dsn(cluster))).returncode == 2 else None, "CRITICAL"
+    )
+    assert result.stdout.startswith("CRITICAL: 1 cannot connect, 1 ") or result.stdout.startswith(
+        "CRITICAL: 1 backing off, 1 "
+    ), result.stdout
+    assert re.search(
+        r'^db_missing: last error .* ago: 3D000 database "db_missing" does not exist$', result.stdout, re.M
+    )
+    assert re.search(r"^db_missing: next attempt in ", result.stdout, re.M)
+
+
+def test_unexpected_failure_is_unknown_in_one_line(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    cluster.wait_for_worker()
+    # A view that is not the one this command knows (a hand-edited or foreign installation).
+    cluster.sql(
+        "ALTER EXTENSION alive_worker DROP VIEW alive_worker.workers; DROP VIEW alive_worker.workers;"
+        " CREATE VIEW alive_worker.workers AS SELECT 'postgres'::text AS database, 'sleeping'::text AS state"
+    )
+    result = cli("status", "--dsn", dsn(cluster))
+    assert result.returncode == 3
+    assert result.stdout == ""
+    assert re.fullmatch(r"alive-worker status: error: unexpected KeyError: '\w+'\n", result.stderr), (
+        result.stderr
+    )

@@ -25,7 +25,7 @@ def test_one_worker_per_database_and_a_missing_one_harms_no_other(
         r'FATAL:  database "missing" does not exist\n.*CONTEXT:  alive_worker connecting to database "missing" \(alive_worker.databases\)'
     )
     states = {row["database"]: row["state"] for row in workers(cluster)}
-    assert states["missing"] == "starting"
+    assert states["missing"] == "cannot connect"
     assert states["first"] in ("sleeping", "ticking") and states["Second db"] in ("sleeping", "ticking")
     pids = {row["pid"] for row in workers(cluster) if row["pid"]}
     assert len(pids) == 2

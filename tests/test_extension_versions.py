@@ -55,12 +55,21 @@ def test_update_from_1_0_gives_what_a_fresh_install_gives(make_cluster: Callable
     assert cluster.sql(VERSION, dbname="updated") == [("1.0",)]
     assert "alive_worker.lag" not in str(objects(cluster, "updated")["members"])
 
+    # Step by step, as databases meet each release: 1.0, then 1.1, then 1.2.
+    cluster.sql("ALTER EXTENSION alive_worker UPDATE TO '1.1'", dbname="updated")
+    assert cluster.sql(VERSION, dbname="updated") == [("1.1",)]
     cluster.sql("ALTER EXTENSION alive_worker UPDATE", dbname="updated")
     assert cluster.sql(VERSION, dbname="updated") == [("1.2",)]
     assert cluster.sql(VERSION, dbname="fresh") == [("1.2",)]
     fresh, updated = objects(cluster, "fresh"), objects(cluster, "updated")
     assert fresh == updated
     assert "function alive_worker.lag(regclass)" in [member for (member,) in fresh["members"]]
+    # 1.2: nothing runs with the extension owner's rights (SECURITY.md).
+    for dbname in ("fresh", "updated"):
+        definers = (
+            "SELECT count(*) FROM pg_proc WHERE pronamespace = 'alive_worker'::regnamespace AND prosecdef"
+        )
+        assert cluster.sql(definers, dbname=dbname) == [(0,)]
     # Monitoring roles keep reading the view after the update, and read lag().
     for dbname in ("fresh", "updated"):
         with cluster.connect(dbname, user="watcher") as conn:

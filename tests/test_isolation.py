@@ -41,7 +41,7 @@ from alive_worker import spi
 
 def hook(tick):
     facts = [faulthandler.is_enabled(), sys.flags.dev_mode, "/nonexistent" in sys.path, sys.prefix]
-    spi.execute("INSERT INTO facts VALUES ($1)", repr(facts))
+    spi.execute("INSERT INTO public.facts VALUES ($1)", repr(facts))
 """,
     )
     cluster = make_cluster(settings={"hook": hook}, setup_sql=["CREATE TABLE facts (f text)"])

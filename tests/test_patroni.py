@@ -86,7 +86,7 @@ def check_replica(leader: Node, replica: Node, before: int) -> None:
         ("waiting for recovery to end",)
     ]
     assert replica.sql("SELECT state, pid FROM alive_worker.workers") == [
-        ("waiting for recovery to end", None)
+        ("waiting for recovery to end", pid)
     ]
     wait_for(lambda: last_pk(replica) >= before + 5, f"heartbeats replayed on {replica.name}", 20)
     reading = wait_for(lambda: small_lag(replica), f"lag() about zero on {replica.name}", 20)

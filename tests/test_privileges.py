@@ -41,7 +41,7 @@ def test_missing_privilege_is_reported_and_heartbeats_resume_when_granted(
 
     cluster.sql("GRANT INSERT ON public.log_table TO luca")
     cluster.wait_for_log(
-        r'ERROR:  permission denied: role "luca" lacks USAGE on sequence log_table_pk_seq of table public\.log_table'
+        r'ERROR:  permission denied: role "luca" lacks USAGE on sequence public\.log_table_pk_seq of table public\.log_table'
     )
     assert cluster.heartbeats() == []
 
@@ -85,7 +85,7 @@ from alive_worker import spi
 
 def hook(tick):
     spi.execute(
-        "INSERT INTO whoami SELECT current_user, session_user, rolsuper FROM pg_roles WHERE rolname = current_user"
+        "INSERT INTO public.whoami SELECT current_user, session_user, rolsuper FROM pg_roles WHERE rolname = current_user"
     )
 """,
     )

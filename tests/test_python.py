@@ -73,10 +73,10 @@ from alive_worker import spi
 def hook(tick):
     try:
         with spi.subtransaction():
-            spi.execute("INSERT INTO notes VALUES ($1)", "lost")
+            spi.execute("INSERT INTO public.notes VALUES ($1)", "lost")
             spi.execute("SELECT 1 / 0")
     except spi.SPIError as error:
-        spi.execute("INSERT INTO notes VALUES ($1)", f"{tick.number} caught {error.sqlstate}")
+        spi.execute("INSERT INTO public.notes VALUES ($1)", f"{tick.number} caught {error.sqlstate}")
 """,
     )
     cluster = make_cluster(settings={"hook": hook}, setup_sql=["CREATE TABLE notes (note text)"])
@@ -99,7 +99,7 @@ def hook(tick):
         spi.execute("SELECT 1 / 0")
     except spi.SPIError:
         pass  # too late: without a subtransaction the tick is lost
-    spi.execute("INSERT INTO notes VALUES ('after')")
+    spi.execute("INSERT INTO public.notes VALUES ('after')")
 """,
     )
     cluster = make_cluster(settings={"hook": hook}, setup_sql=["CREATE TABLE notes (note text)"])
@@ -119,7 +119,7 @@ from alive_worker import spi
 
 def hook(tick):
     rows = spi.execute("SELECT $1 || '!', NULL, 42 FROM generate_series(1, 2)", "hi")
-    spi.execute("INSERT INTO notes VALUES ($1)", repr(rows))
+    spi.execute("INSERT INTO public.notes VALUES ($1)", repr(rows))
 """,
     )
     cluster = make_cluster(settings={"hook": hook}, setup_sql=["CREATE TABLE notes (note text)"])
@@ -139,7 +139,7 @@ def hook(tick):
         try:
             plan.execute(*["x"] * plan.nargs)
         except spi.SPIError as error:
-            spi.execute("INSERT INTO notes VALUES ($1)", f"{error.sqlstate} {error.message}")
+            spi.execute("INSERT INTO public.notes VALUES ($1)", f"{error.sqlstate} {error.message}")
 """,
     )
     cluster = make_cluster(settings={"hook": hook}, setup_sql=["CREATE TABLE notes (note text)"])
@@ -175,7 +175,7 @@ def hook(tick):
     thread.start()
     thread.join()
     for outcome in outcomes:
-        spi.execute("INSERT INTO notes VALUES ($1)", outcome)
+        spi.execute("INSERT INTO public.notes VALUES ($1)", outcome)
 """,
     )
     cluster = make_cluster(settings={"hook": hook}, setup_sql=["CREATE TABLE notes (note text)"])

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from conftest import Cluster, wait_for
+from test_cli import checks, cli, dsn
 from test_status import workers
 
 OLD_ROWS = 1_000_000
@@ -33,7 +35,7 @@ def test_a_million_old_rows_are_deleted_over_successive_bounded_ticks(
     assert len({count for count in remaining if 0 < count < OLD_ROWS}) >= 3, remaining
     [row] = workers(cluster)
     assert row["tick_ms_p99"] < 1000, row
-    assert row["ticks_failed"] == 0
+    assert row["ticks_failed"] == 0, row
     gaps = cluster.sql(
         "SELECT max(gap) FROM (SELECT extract(epoch FROM ts - lag(ts) OVER (ORDER BY pk)) AS gap"
         " FROM log_table WHERE message <> 'old') g"
@@ -59,7 +61,8 @@ def test_retention_without_delete_privilege_is_reported_and_spares_the_heartbeat
     make_cluster: Callable[..., Cluster],
 ) -> None:
     cluster = make_cluster(
-        settings={"role": "luca", "retention": "1h"},
+        # A retention of 100 s looks again every 10 s.
+        settings={"role": "luca", "retention": "100s"},
         setup_sql=[
             "CREATE ROLE luca LOGIN",
             "CREATE TABLE log_table (pk serial PRIMARY KEY, message text, ts timestamp DEFAULT now())",
@@ -69,10 +72,47 @@ def test_retention_without_delete_privilege_is_reported_and_spares_the_heartbeat
     )
     cluster.wait_for_log(
         r"WARNING:  alive_worker.retention cannot delete old heartbeats from public\.log_table: "
-        r"permission denied for table log_table \(SQLSTATE 42501\)"
+        r'permission denied: role "luca" lacks DELETE on table public\.log_table \(SQLSTATE 42501\)'
     )
     cluster.wait_for_heartbeats(5)
     assert cluster.log().count("alive_worker.retention cannot delete") == 1
+    # The view and doctor say so too: retention is not silently off.
+    cluster.sql("CREATE EXTENSION alive_worker")
+    [(problem, ticks_ok)] = cluster.sql("SELECT retention_error, ticks_ok FROM alive_worker.workers")
+    assert problem == 'permission denied: role "luca" lacks DELETE on table public.log_table (SQLSTATE 42501)'
+    assert ticks_ok >= 5
+    found = doctor_checks(cluster)
+    assert found["retention postgres"]["status"] == "WARNING"
+    assert 'role "luca" lacks DELETE on table public.log_table' in found["retention postgres"]["text"]
+    # Once the role may delete, the report clears.
+    cluster.sql("GRANT DELETE ON log_table TO luca")
+    wait_for(
+        lambda: cluster.sql("SELECT retention_error IS NULL FROM alive_worker.workers") == [(True,)],
+        "the retention error to clear",
+        timeout=30,
+    )
+
+
+def test_retention_that_cannot_be_set_up_is_reported_and_spares_the_heartbeat(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    # No pk: the batches cannot find the oldest rows.
+    cluster = make_cluster(
+        settings={"retention": "1h"},
+        setup_sql=[
+            "CREATE EXTENSION alive_worker",
+            "CREATE TABLE log_table (message text, ts timestamp DEFAULT now())",
+        ],
+    )
+    cluster.wait_for_log(r"WARNING:  alive_worker.retention for public\.log_table cannot set up: ")
+    wait_for(lambda: cluster.sql("SELECT count(*) FROM log_table")[0][0] >= 3, "heartbeats without a pk")
+    [(problem, ticks_failed)] = cluster.sql("SELECT retention_error, ticks_failed FROM alive_worker.workers")
+    assert problem.startswith('cannot set up: column "pk" does not exist') and ticks_failed == 0, problem
+    assert doctor_checks(cluster)["retention postgres"]["status"] == "WARNING"
+
+
+def doctor_checks(cluster: Cluster) -> dict[str, dict[str, Any]]:
+    return checks(cli("doctor", "--json", "--dsn", dsn(cluster)))
 
 
 def test_heartbeats_are_written_in_utc(make_cluster: Callable[..., Cluster]) -> None:

@@ -37,7 +37,9 @@ def test_revoked_privilege_is_reported_with_its_sqlstate_and_heals_when_granted(
     cluster.wait_for_heartbeats(2)
     cluster.mark_log()
     cluster.sql("REVOKE INSERT ON log_table FROM luca")
-    cluster.wait_for_log(r"ERROR:  42501: permission denied for table log_table")
+    cluster.wait_for_log(
+        r'ERROR:  42501: permission denied: role "luca" lacks INSERT on table public\.log_table'
+    )
     cluster.sql("GRANT INSERT ON log_table TO luca")
     count = len(cluster.heartbeats())
     cluster.wait_for_heartbeats(count + 2)

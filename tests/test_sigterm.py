@@ -41,7 +41,7 @@ from alive_worker import spi
 
 def hook(tick):
     if tick.number == 2:
-        spi.execute("INSERT INTO notes VALUES ('partial')")
+        spi.execute("INSERT INTO public.notes VALUES ('partial')")
         spi.execute("SELECT pg_sleep(30)")
 """,
     )

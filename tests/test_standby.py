@@ -23,9 +23,8 @@ def test_standby_never_writes_and_promotion_starts_heartbeats(
     assert standby.sql("SELECT query FROM pg_stat_activity WHERE pid = %s", [waiting]) == [
         ("waiting for recovery to end",)
     ]
-    # The view does not count it as running before it may write.
     assert standby.sql("SELECT state, pid FROM alive_worker.workers") == [
-        ("waiting for recovery to end", None)
+        ("waiting for recovery to end", waiting)
     ]
     log = standby.log()
     assert "read-only transaction" not in log

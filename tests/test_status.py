@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -15,7 +16,10 @@ COLUMNS = [
     "database", "role", "target_table", "tick_interval", "state", "pid", "started_at",
     "ticks_ok", "ticks_failed", "ticks_skipped", "last_tick_at", "last_ok_at",
     "last_error_sqlstate", "last_error_message", "last_error_at", "next_tick_at",
-    "tick_ms_p50", "tick_ms_p99", "replication_lag",
+    "tick_ms_p50", "tick_ms_p99",
+    "state_detail", "state_since", "next_retry_at", "connect_failures", "blocked_by", "last_commit_ms",
+    "retention_error",
+    "replication_lag",
 ]  # fmt: skip
 
 
@@ -64,11 +68,71 @@ def test_failing_worker_shows_its_last_error(make_cluster: Callable[..., Cluster
     assert row["last_error_at"] is not None
 
 
-def test_worker_waiting_to_connect_is_starting(make_cluster: Callable[..., Cluster]) -> None:
-    cluster = make_cluster(settings={"database": "nowhere"}, setup_sql=["CREATE EXTENSION alive_worker"])
-    cluster.wait_for_log('FATAL:  database "nowhere" does not exist')
-    [row] = workers(cluster)
-    assert (row["database"], row["state"], row["pid"]) == ("nowhere", "starting", None)
+def test_worker_that_cannot_connect_says_why_and_when_it_retries(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    cluster = make_cluster(
+        settings={"databases": "postgres, db_missing"}, setup_sql=["CREATE EXTENSION alive_worker"]
+    )
+    cluster.wait_for_log('FATAL:  database "db_missing" does not exist')
+    row = wait_for_state(cluster, "cannot connect", "db_missing")
+    assert row["pid"] is None
+    assert row["last_error_sqlstate"] == "3D000"
+    assert row["last_error_message"] == 'database "db_missing" does not exist'
+    assert row["state_detail"] == 'database "db_missing" does not exist'
+    assert row["connect_failures"] >= 1
+    [(now,)] = cluster.sql("SELECT now()")
+    assert row["next_retry_at"] is not None and row["next_retry_at"] > row["last_error_at"]
+    assert row["state_since"] is not None and row["state_since"] <= now
+
+    # Through its retries (the second after 5 s, the third 5 s later), never merely "starting".
+    seen: set[str] = set()
+
+    def failed_twice() -> dict[str, Any] | None:
+        row = next(w for w in workers(cluster) if w["database"] == "db_missing")
+        seen.add(row["state"])
+        return row if row["connect_failures"] >= 2 else None
+
+    second_attempt = wait_for(failed_twice, "a second failed attempt to connect", timeout=30)
+    assert "starting" not in seen, seen
+    assert seen <= {"cannot connect", "connecting", "backing off"}, seen
+    assert second_attempt["state"] in ("cannot connect", "backing off", "connecting")
+    # The other database's worker is unaffected.
+    assert wait_for_state(cluster, "sleeping", "postgres")["last_error_at"] is None
+
+
+def test_worker_blocked_on_a_lock_names_the_blocker(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(settings={"tick_timeout": "30s"}, setup_sql=["CREATE EXTENSION alive_worker"])
+    pid = cluster.wait_for_worker()
+    cluster.wait_for_heartbeats(2)
+    with cluster.connect() as locker:
+        locker.execute("BEGIN")
+        locker.execute("LOCK TABLE public.log_table IN ACCESS EXCLUSIVE MODE")
+        [(locker_pid,)] = locker.execute("SELECT pg_backend_pid()").fetchall()
+        cluster.wait_until_waiting(pid, "wait_event_type", "Lock", "the worker to wait for the lock")
+        row = wait_for_state(cluster, "blocked on a lock")
+        assert row["blocked_by"] == [locker_pid]
+        assert f"held by PID {locker_pid}" in row["state_detail"]
+        [(now,)] = cluster.sql("SELECT now()")
+        assert row["state_since"] is not None and row["last_tick_at"] <= row["state_since"] <= now
+        locker.execute("ROLLBACK")
+    row = wait_for_state(cluster, "sleeping")
+    assert row["blocked_by"] is None and row["state_detail"] is None
+
+
+def test_long_messages_are_cut_on_a_character_boundary(
+    make_cluster: Callable[..., Cluster], tmp_path: Path
+) -> None:
+    hook = tmp_path / "hook.py"
+    hook.write_text("def hook(tick):\n    raise ValueError('\u00e4' * 300)\n")
+    os.chmod(tmp_path, 0o755)
+    os.chmod(hook, 0o644)
+    cluster = make_cluster(settings={"hook": f"{hook}:hook"}, setup_sql=["CREATE EXTENSION alive_worker"])
+    row = wait_for_state(cluster, "failing")
+    message = row["last_error_message"]
+    assert message.startswith("ValueError: \u00e4\u00e4") or "\u00e4\u00e4\u00e4" in message
+    assert message.endswith("\u00e4") and len(message.encode()) <= 255
+    assert row["state_detail"] == message
 
 
 def test_disabled_worker_says_so(make_cluster: Callable[..., Cluster]) -> None:
@@ -76,15 +140,22 @@ def test_disabled_worker_says_so(make_cluster: Callable[..., Cluster]) -> None:
     os.kill(cluster.wait_for_worker(), signal.SIGSEGV)
     row = wait_for_state(cluster, "disabled by crash guard")
     assert row["pid"] is not None
+    assert row["state_detail"].startswith(
+        "the worker crashed 1 times within alive_worker.crash_window (600 s)"
+    )
 
 
 def test_stop_and_start_from_sql(make_cluster: Callable[..., Cluster]) -> None:
     cluster = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
     old_pid = cluster.wait_for_worker()
     cluster.wait_for_heartbeats(2)
-    assert cluster.sql("SELECT alive_worker.stop('postgres')") == [(True,)]
+    with cluster.connect() as conn:
+        [(stopper,)] = conn.execute("SELECT pg_backend_pid()").fetchall()
+        assert conn.execute("SELECT alive_worker.stop('postgres')").fetchall() == [(True,)]
     row = wait_for_state(cluster, "stopped")
     assert row["pid"] is None
+    user = cluster.node.os_ops.username
+    assert row["state_detail"] == f'stopped by alive_worker.stop() from PID {stopper} (role "{user}")'
     assert cluster.worker_pid() is None
     assert cluster.sql("SELECT alive_worker.stop('postgres')") == [(False,)]
 
@@ -101,6 +172,11 @@ def test_stop_and_start_from_sql(make_cluster: Callable[..., Cluster]) -> None:
         psycopg.errors.UndefinedObject, match='no alive worker is configured for database "other"'
     ):
         cluster.sql("SELECT alive_worker.start('other')")
+
+    # A SIGTERM from elsewhere stops it too, and the view says what it knows.
+    cluster.sql("SELECT pg_terminate_backend(%s)", [new_pid])
+    row = wait_for_state(cluster, "stopped")
+    assert row["state_detail"].startswith("stopped by SIGTERM")
 
 
 def test_monitoring_roles_read_and_only_superusers_control(make_cluster: Callable[..., Cluster]) -> None:
@@ -128,4 +204,27 @@ def test_status_is_readable_on_a_standby(
     primary.wait_for_heartbeats(1)
     standby = make_standby(primary)
     row = wait_for_state(standby, "waiting for recovery to end")
-    assert row["pid"] is None
+    # Started already, waiting to write once promoted (test_standby.py).
+    assert row["pid"] == standby.wait_for_worker()
+
+
+def test_worker_in_its_hook_says_so(make_cluster: Callable[..., Cluster], tmp_path: Path) -> None:
+    hook = tmp_path / "hook.py"
+    flag = tmp_path / "release"
+    hook.write_text(
+        "import pathlib, time\n"
+        "def hook(tick):\n"
+        f"    while tick.number >= 3 and not pathlib.Path({str(flag)!r}).exists():\n"
+        "        time.sleep(0.01)\n"
+    )
+    os.chmod(tmp_path, 0o755)
+    os.chmod(hook, 0o644)
+    cluster = make_cluster(
+        settings={"hook": f"{hook}:hook", "tick_timeout": "60s"}, setup_sql=["CREATE EXTENSION alive_worker"]
+    )
+    row = wait_for_state(cluster, "in the hook")
+    assert row["ticks_ok"] == 2
+    [(now,)] = cluster.sql("SELECT now()")
+    assert row["last_tick_at"] <= row["state_since"] <= now
+    flag.touch()
+    assert wait_for_state(cluster, "sleeping")["ticks_ok"] >= 3

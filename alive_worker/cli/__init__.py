@@ -1,4 +1,4 @@
-"""The alive-worker command: status, tail, lag and doctor, from any client machine.
+"""The alive-worker command: status, tail, lag, doctor, metrics and exporter, from any client machine.
 
 Installed as a console script of the package (into the server's virtual
 environment by make install).  It connects as any libpq client does: --dsn,
@@ -19,8 +19,8 @@ from typing import NoReturn, TextIO
 import psycopg
 
 from alive_worker import __version__
-from alive_worker.cli import doctor, lag, status, tail
-from alive_worker.cli._common import CliError, Status, Style, print_json, translate
+from alive_worker.cli import doctor, lag, metrics, status, tail
+from alive_worker.cli._common import CliError, Status, Style, print_json, safe_output, translate
 
 Runner = Callable[[argparse.Namespace, TextIO, Style], Status]
 
@@ -29,6 +29,16 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Run
     "tail": ("follow the heartbeats as they arrive, with each tick's lateness", tail.add_arguments, tail.run),
     "lag": ("a standby's replication lag, for monitoring (exit 0/1/2/3)", lag.add_arguments, lag.run),
     "doctor": ("check an installation end to end and say how to fix it", doctor.add_arguments, doctor.run),
+    "metrics": (
+        "the workers' status in Prometheus' text format (stdout or --output FILE)",
+        metrics.add_arguments,
+        metrics.run,
+    ),
+    "exporter": (
+        "serve the workers' status on /metrics for Prometheus",
+        metrics.add_exporter_arguments,
+        metrics.run_exporter,
+    ),
 }
 
 
@@ -71,17 +81,18 @@ def parser() -> Parser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    out = sys.stdout
+    # Nothing the server sends reaches the terminal unescaped (_common.SafeOutput).
+    out = safe_output(sys.stdout)
     style = Style(out, args.color)
     run = SUBCOMMANDS[args.command][2]
     try:
         return int(run(args, out, style))
     except CliError as error:
-        report(error, args, style)
+        report(error, args, out, style)
         return int(error.status)
     except psycopg.Error as error:
         failure = translate(error)
-        report(failure, args, style)
+        report(failure, args, out, style)
         return int(failure.status)
     except KeyboardInterrupt:
         return int(Status.UNKNOWN)
@@ -90,19 +101,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return int(Status.OK)
+    except Exception as error:
+        # A monitoring plugin must answer UNKNOWN, in one line, never a traceback.
+        failure = CliError(f"unexpected {type(error).__name__}: {one_line(str(error))}")
+        report(failure, args, out, style)
+        return int(Status.UNKNOWN)
 
 
-def report(error: CliError, args: argparse.Namespace, style: Style) -> None:
+def one_line(text: str) -> str:
+    return " ".join(text.split()) or "(no message)"
+
+
+def report(error: CliError, args: argparse.Namespace, out: TextIO, style: Style) -> None:
     """On stdout as JSON with --json; as the plugin line for lag; else on stderr."""
     if args.json:
-        print_json({"status": error.status, "error": error.message, "hint": error.hint})
+        print_json({"status": error.status, "error": error.message, "hint": error.hint}, out)
         return
     if args.command == "lag":
-        sys.stdout.write(f"{style.status(error.status)}: {error.message}\n")
+        out.write(f"{style.status(error.status)}: {error.message}\n")
         if error.hint:
-            sys.stdout.write(f"hint: {error.hint}\n")
+            out.write(f"hint: {error.hint}\n")
         return
-    err_style = Style(sys.stderr, args.color)
-    sys.stderr.write(f"alive-worker {args.command}: {err_style('error', 'critical')}: {error.message}\n")
+    err = safe_output(sys.stderr)
+    err_style = Style(err, args.color)
+    err.write(f"alive-worker {args.command}: {err_style('error', 'critical')}: {error.message}\n")
     if error.hint:
-        sys.stderr.write(f"hint: {error.hint}\n")
+        err.write(f"hint: {error.hint}\n")

@@ -8,6 +8,7 @@ only loads inside the server.
 from __future__ import annotations
 
 import enum
+import io
 import json
 import os
 import re
@@ -16,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, ClassVar, TextIO
+from typing import Any, ClassVar, TextIO, cast
 
 import psycopg
 import psycopg.conninfo
@@ -160,6 +161,49 @@ def heartbeat_table(conn: Connection) -> str:
 
 # ---- output ----
 
+# What the server sends is shown, never obeyed: a role name, an error message
+# or a heartbeat row may hold escape sequences that would rewrite an
+# operator's screen or title.  Every control character of the text written
+# (C0 but newline and tab, DEL, C1, and the bidirectional overrides) is
+# shown escaped, as Python writes it in a string literal.  Style's own
+# sequences begin with STYLE_MARK instead of ESC, which no text from the
+# server can hold (psycopg decodes valid UTF-8, and no valid UTF-8 decodes to
+# a surrogate); the output turns the mark into ESC after escaping the rest.
+STYLE_MARK = "\ud800"
+CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def escape_controls(text: str) -> str:
+    """text with every control character written as \\xNN or \\uNNNN."""
+    return CONTROL_CHARACTERS.sub(
+        lambda match: f"\\x{ord(match[0]):02x}" if ord(match[0]) < 0x100 else f"\\u{ord(match[0]):04x}", text
+    )
+
+
+class SafeOutput(io.TextIOBase):
+    """A text stream that escapes control characters, but for Style's sequences."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        first, *styled = text.split(STYLE_MARK)
+        self.stream.write(escape_controls(first) + "".join("\x1b" + escape_controls(part) for part in styled))
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+
+def safe_output(stream: TextIO) -> TextIO:
+    return cast(TextIO, SafeOutput(stream))
+
 
 class Style:
     """ANSI colour on a terminal, nothing elsewhere (or as --color says; NO_COLOR is obeyed)."""
@@ -184,7 +228,7 @@ class Style:
     def __call__(self, text: str, style: str | None) -> str:
         if not self.enabled or not style:
             return text
-        return f"\033[{self.CODES[style]}m{text}\033[0m"
+        return f"{STYLE_MARK}[{self.CODES[style]}m{text}{STYLE_MARK}[0m"
 
     def status(self, status: Status) -> str:
         styles = {Status.OK: "ok", Status.WARNING: "warning", Status.CRITICAL: "critical"}
@@ -258,5 +302,6 @@ def to_json(value: Any) -> Any:
 
 
 def print_json(value: Any, stream: TextIO = sys.stdout, indent: int | None = 2) -> None:
-    stream.write(json.dumps(to_json(value), indent=indent, ensure_ascii=False) + "\n")
+    # ensure_ascii: a control character of the server's, C1 included, stays an escape.
+    stream.write(json.dumps(to_json(value), indent=indent, ensure_ascii=True) + "\n")
     stream.flush()

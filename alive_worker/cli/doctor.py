@@ -53,6 +53,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# The set-up README's quick start and SECURITY.md recommend.
+LEAST_PRIVILEGE_FIX = (
+    "Run it as a role of its own that may only write heartbeats: CREATE ROLE alive LOGIN; "
+    "CREATE TABLE public.log_table (pk serial PRIMARY KEY, message text, "
+    "ts timestamp without time zone DEFAULT now()); GRANT INSERT ON public.log_table TO alive; "
+    "GRANT USAGE ON SEQUENCE public.log_table_pk_seq TO alive; (with alive_worker.retention, also "
+    "GRANT SELECT, DELETE ON public.log_table TO alive;) ALTER SYSTEM SET alive_worker.role = 'alive'; "
+    "then restart the server."
+)
+
+
 @dataclass
 class Check:
     name: str
@@ -85,6 +96,7 @@ class Doctor:
             self.check_extension()
             return
         self.check_settings()
+        self.check_role()
         self.check_extension()
         self.check_workers()
         self.check_python()
@@ -200,6 +212,33 @@ class Doctor:
             note = "" if seen_files else " (the configuration files themselves need a superuser to check)"
             self.add("settings", Status.OK, f"alive_worker.* settings valid: {shown}{note}")
 
+    def check_role(self) -> None:
+        """Warns when the worker runs as a superuser: SECURITY.md's least-privilege set-up instead."""
+        role = self.one(
+            "SELECT coalesce(nullif(current_setting('alive_worker.role', true), ''),"
+            " (SELECT rolname FROM pg_roles WHERE oid = 10)) AS role"
+        )["role"]
+        row = self.conn.execute(
+            "SELECT rolsuper AS superuser FROM pg_roles WHERE rolname = %s", [role]
+        ).fetchone()
+        if row is None:
+            self.add(
+                "role",
+                Status.CRITICAL,
+                f"alive_worker.role names role {role}, which does not exist",
+                f"CREATE ROLE {quote_ident(role)} LOGIN; then grant it INSERT on the heartbeat table "
+                "(SECURITY.md, least privilege).",
+            )
+        elif row["superuser"]:
+            self.add(
+                "role",
+                Status.WARNING,
+                f"the worker runs as superuser {role}: its hook's SQL, and any mistake in it, has every right",
+                LEAST_PRIVILEGE_FIX,
+            )
+        else:
+            self.add("role", Status.OK, f"the worker runs as {role}, not a superuser")
+
     def check_extension(self) -> None:
         row = self.conn.execute(
             "SELECT default_version, installed_version FROM pg_available_extensions WHERE name = 'alive_worker'"
@@ -253,6 +292,20 @@ class Doctor:
         for worker in self.workers:
             self.check_worker(worker)
             self.check_table(worker["database"], worker["role"], worker["target_table"])
+            self.check_retention(worker)
+
+    def check_retention(self, worker: dict[str, Any]) -> None:
+        """alive_worker.retention that the worker found it cannot apply (extension 1.2 and later)."""
+        problem = worker.get("retention_error")
+        if problem is None:
+            return
+        self.add(
+            f"retention {worker['database']}",
+            Status.WARNING,
+            f"old heartbeats are not deleted from {worker['target_table']}: {problem}",
+            f"Let role {quote_ident(worker['role'])} DELETE from {worker['target_table']} (and give it a serial pk), "
+            "then SELECT pg_reload_conf(); or set alive_worker.retention to 0.",
+        )
 
     def check_workers_without_extension(self) -> None:
         databases = self.one(
@@ -265,12 +318,16 @@ class Doctor:
         running = {row["datname"] for row in activity}
         self.worker_pids = [row["pid"] for row in activity]
         for database in [name.strip().strip('"') for name in databases.split(",")]:
-            if database in running:
+            if self.server["in_recovery"]:
+                self.add(
+                    f"worker {database}",
+                    Status.OK,
+                    "standby: the worker waits, and writes once this server is promoted",
+                )
+            elif database in running:
                 self.add(
                     f"worker {database}", Status.OK, "running (CREATE EXTENSION alive_worker for details)"
                 )
-            elif self.server["in_recovery"]:
-                self.add(f"worker {database}", Status.OK, "standby: the worker starts when it is promoted")
             else:
                 self.add(
                     f"worker {database}",
@@ -285,7 +342,7 @@ class Doctor:
         state = worker["state"]
         status = STATE_STATUS.get(state, Status.WARNING)
         now = self.server["now"]
-        if state in ("sleeping", "ticking"):
+        if state in ("sleeping", "ticking", "in the hook"):
             text = f"{state}, pid {worker['pid']}, {worker['ticks_ok']} heartbeats, last {ago(worker['last_ok_at'], now)}"
             interval = worker["tick_interval"]
             last_ok = worker["last_ok_at"]
@@ -300,7 +357,7 @@ class Doctor:
                 self.add(name, Status.OK, text)
             return
         if state == "waiting for recovery to end":
-            self.add(name, Status.OK, "standby: the worker starts when it is promoted")
+            self.add(name, Status.OK, "standby: the worker waits, and writes once this server is promoted")
             return
         if state == "failing":
             error = f"{worker['last_error_sqlstate']} {worker['last_error_message']}"
@@ -324,11 +381,12 @@ class Doctor:
             self.add(
                 name,
                 status,
-                "stopped by alive_worker.stop() or SIGTERM",
+                worker.get("state_detail") or "stopped by alive_worker.stop() or SIGTERM",
                 f"SELECT alive_worker.start({literal(worker['database'])});",
             )
             return
-        self.add(name, status, f"{state}: not running", self.cannot_start_fix(worker))
+        cause = f": {worker['state_detail']}" if worker.get("state_detail") else ": not running"
+        self.add(name, status, f"{state}{cause}", self.cannot_start_fix(worker))
 
     def cannot_start_fix(self, worker: dict[str, Any]) -> str:
         database = worker["database"]
@@ -374,7 +432,8 @@ class Doctor:
         role = settings["role"] if role in (None, "(bootstrap superuser)") else role
         qualified = target_table or f"{quote_ident(schema)}.{quote_ident(table)}"
         row = conn.execute(
-            "SELECT c.oid,"
+            "SELECT c.oid, c.relkind, pg_get_userbyid(c.relowner) AS owner,"
+            " (SELECT rolsuper FROM pg_roles WHERE oid = c.relowner) AS owner_is_superuser,"
             " (SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = c.oid AND attname = 'message'"
             "  AND attnum > 0 AND NOT attisdropped) AS message,"
             " (SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = c.oid AND attname = 'ts'"
@@ -412,6 +471,22 @@ class Doctor:
                     f"{quote_ident(role)}; and USAGE on its sequence.",
                 )
             return
+        if row["relkind"] not in ("r", "p"):
+            self.add(
+                name,
+                Status.CRITICAL,
+                f"{qualified} is not a table (relkind {row['relkind']}, owner {row['owner']}): the worker refuses it",
+                f"Drop it, or set alive_worker.schema and alive_worker.table to a table of role {role}'s.",
+            )
+            return
+        if row["owner"] != role and not row["owner_is_superuser"]:
+            self.add(
+                f"{name} owner",
+                Status.WARNING,
+                f"{qualified} belongs to role {row['owner']}, neither the worker's role nor a superuser: "
+                "its triggers and defaults run as that role, which can change or delete the heartbeats",
+                f"ALTER TABLE {qualified} OWNER TO {quote_ident(role)};  (as a superuser)",
+            )
         if row["message"] is None:
             self.add(
                 name,

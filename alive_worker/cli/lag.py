@@ -31,6 +31,10 @@ from alive_worker.cli._common import (
 )
 
 AVERAGE_WINDOWS = (("1m", 60.0), ("5m", 300.0), ("15m", 900.0))
+# A heartbeat younger than this is "now": the skew estimate includes the
+# message's transit, so a fresh heartbeat may come out a little negative.
+NEGATIVE_AGE_TOLERANCE = 0.05
+DEFAULT_MAX_SKEW = 1.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +45,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--warn", type=seconds_arg, metavar="SECONDS", help="WARNING at this lag or more")
     parser.add_argument("--crit", type=seconds_arg, metavar="SECONDS", help="CRITICAL at this lag or more")
+    parser.add_argument(
+        "--max-skew",
+        type=seconds_arg,
+        default=DEFAULT_MAX_SKEW,
+        metavar="SECONDS",
+        help="WARNING when the standby's clock is off its primary's by more than this "
+        f"(default {DEFAULT_MAX_SKEW:g}); the lag is corrected for the skew either way",
+    )
     parser.add_argument(
         "--watch",
         type=seconds_arg,
@@ -100,6 +112,24 @@ def evaluate(lag: float, warn: float | None, crit: float | None) -> Status:
     return Status.OK
 
 
+def judge(reading: dict[str, Any], args: argparse.Namespace) -> tuple[Status, list[str]]:
+    """The status of a reading: its lag against --warn/--crit, then what makes it doubtful."""
+    status = evaluate(reading["lag"].total_seconds(), args.warn, args.crit)
+    doubts = []
+    skew = reading.get("clock_skew")
+    if skew is not None and abs(skew.total_seconds()) > args.max_skew:
+        status = max(status, Status.WARNING)
+        doubts.append(
+            f"this server's clock is {seconds_text(abs(skew.total_seconds()))} "
+            f"{'ahead of' if skew.total_seconds() > 0 else 'behind'} the primary's (--max-skew {args.max_skew:g} s)"
+        )
+    if reading["heartbeat_age"].total_seconds() < -NEGATIVE_AGE_TOLERANCE:
+        # From the future: a clock is off and nothing corrected it (no WAL receiver).
+        status = max(status, Status.WARNING)
+        doubts.append("the newest heartbeat is from the future: the clocks disagree, so the lag is unknown")
+    return status, doubts
+
+
 def describe(reading: dict[str, Any]) -> str:
     """The text after the status: the lag, where it comes from, and why it might be so."""
     parts = [f"lag {seconds_text(reading['lag'].total_seconds())}"]
@@ -118,6 +148,9 @@ def describe(reading: dict[str, Any]) -> str:
         f"newest heartbeat {seconds_text(reading['heartbeat_age'].total_seconds())} old, "
         f"interval {seconds_text(reading['tick_interval'].total_seconds())}"
     )
+    skew = reading.get("clock_skew")
+    if skew is not None:
+        parts.append(f"clock skew {skew.total_seconds():+.3f} s")
     return ", ".join(parts)
 
 
@@ -127,7 +160,10 @@ def perfdata(reading: dict[str, Any], warn: float | None, crit: float | None) ->
 
     lag = reading["lag"].total_seconds()
     age = reading["heartbeat_age"].total_seconds()
-    return f"lag={lag:.6f}s;{number(warn)};{number(crit)};0; heartbeat_age={age:.6f}s"
+    text = f"lag={lag:.6f}s;{number(warn)};{number(crit)};0; heartbeat_age={age:.6f}s"
+    if reading.get("clock_skew") is not None:
+        text += f" clock_skew={reading['clock_skew'].total_seconds():.6f}s"
+    return text
 
 
 def run(args: argparse.Namespace, out: TextIO, style: Style) -> Status:
@@ -136,13 +172,14 @@ def run(args: argparse.Namespace, out: TextIO, style: Style) -> Status:
     if args.watch is None:
         with connect(args.dsn) as conn:
             reading = measure(conn, args.table)
-        status = evaluate(reading["lag"].total_seconds(), args.warn, args.crit)
+        status, doubts = judge(reading, args)
         if args.json:
-            print_json({"status": status, **reading, "warn": args.warn, "crit": args.crit}, out)
-        else:
-            out.write(
-                f"{style.status(status)}: {describe(reading)} | {perfdata(reading, args.warn, args.crit)}\n"
+            print_json(
+                {"status": status, **reading, "warn": args.warn, "crit": args.crit, "doubts": doubts}, out
             )
+        else:
+            text = "; ".join([describe(reading), *doubts])
+            out.write(f"{style.status(status)}: {text} | {perfdata(reading, args.warn, args.crit)}\n")
         return status
     return watch(args, out, style)
 
@@ -157,12 +194,16 @@ def watch(args: argparse.Namespace, out: TextIO, style: Style) -> Status:
             started = time.monotonic()
             stamp = datetime.now().astimezone().strftime("%H:%M:%S")
             try:
-                if conn is None or conn.closed:
+                if conn is None or conn.closed or conn.broken:
                     conn = connect(args.dsn)
                 reading = measure(conn, args.table)
-            except CliError as error:
+            except (CliError, psycopg.Error) as caught:
+                # A lost connection (a restart, a failover) is one UNKNOWN line; the next
+                # reading connects again.
                 status = Status.UNKNOWN
-                if conn is not None and conn.broken:
+                error = caught if isinstance(caught, CliError) else translate(caught, None)
+                if conn is not None and (conn.broken or conn.closed):
+                    conn.close()
                     conn = None
                 if args.json:
                     print_json({"status": status, "at": stamp, "error": error.message}, out, indent=None)
@@ -178,13 +219,14 @@ def watch(args: argparse.Namespace, out: TextIO, style: Style) -> Status:
                     / sum(1 for t, _ in history if t >= started - span)
                     for name, span in AVERAGE_WINDOWS
                 }
-                status = evaluate(lag, args.warn, args.crit)
+                status, doubts = judge(reading, args)
                 if args.json:
-                    record = {"status": status, **reading, "averages": averages}
+                    record = {"status": status, **reading, "averages": averages, "doubts": doubts}
                     print_json(record, out, indent=None)
                 else:
                     shown = ", ".join(f"{name} {seconds_text(value)}" for name, value in averages.items())
-                    out.write(f"{stamp}  {style.status(status)}: {describe(reading)} [averages {shown}]\n")
+                    text = "; ".join([describe(reading), *doubts])
+                    out.write(f"{stamp}  {style.status(status)}: {text} [averages {shown}]\n")
             out.flush()
             time.sleep(max(0.0, args.watch - (time.monotonic() - started)))
     except KeyboardInterrupt:

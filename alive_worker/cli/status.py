@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from datetime import datetime
 from typing import Any, TextIO
 
 import psycopg
@@ -23,25 +24,65 @@ from alive_worker.cli._common import (
     where,
 )
 
-# What each state means to a monitoring system.
+# What each state means to a monitoring system.  Waiting (a lock, the
+# synchronous standbys) is a warning while it lasts; the tick timeout turns it
+# into a failed tick, and a stale heartbeat is judged by its age below.
 STATE_STATUS = {
     "sleeping": Status.OK,
     "ticking": Status.OK,
+    "in the hook": Status.OK,
     "waiting for recovery to end": Status.OK,
     "starting": Status.WARNING,
     "stopped": Status.WARNING,
+    "restarting": Status.WARNING,
+    "blocked on a lock": Status.WARNING,
+    "waiting for synchronous standby": Status.WARNING,
     "failing": Status.CRITICAL,
     "disabled by crash guard": Status.CRITICAL,
+    "cannot connect": Status.CRITICAL,
+    "backing off": Status.CRITICAL,
+    "connecting": Status.CRITICAL,
 }
+WAITING_STATES = {"blocked on a lock", "waiting for synchronous standby"}
+# States of a worker that is not expected to write (a standby's).
+NOT_WRITING = {"waiting for recovery to end"}
+DEFAULT_WARN_INTERVALS = 3.0
+DEFAULT_CRIT_INTERVALS = 10.0
 STATUS_STYLE = {Status.OK: "ok", Status.WARNING: "warning", Status.CRITICAL: "critical"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
-        "Show every configured alive worker: state, counters, last error, tick times (and the "
-        "replication lag on a standby).  Exits 0 if all are running, 1 if one is starting or "
-        "stopped, 2 if one is failing or disabled, 3 if the status cannot be read."
+        "Show every configured alive worker: state and its cause, counters, last error, tick times "
+        "(and the replication lag on a standby).  Exits 0 if all are writing heartbeats, 1 if one is "
+        "starting, stopped, waiting or its last OK heartbeat is older than --warn intervals, 2 if one "
+        "is failing, cannot connect, is disabled, its last tick failed or its last OK heartbeat is "
+        "older than --crit intervals, 3 if the status cannot be read."
     )
+    parser.add_argument(
+        "--warn",
+        type=positive_float,
+        default=DEFAULT_WARN_INTERVALS,
+        metavar="INTERVALS",
+        help=f"WARNING when the last OK heartbeat is older than this many intervals (default {DEFAULT_WARN_INTERVALS:g})",
+    )
+    parser.add_argument(
+        "--crit",
+        type=positive_float,
+        default=DEFAULT_CRIT_INTERVALS,
+        metavar="INTERVALS",
+        help=f"CRITICAL when the last OK heartbeat is older than this many intervals (default {DEFAULT_CRIT_INTERVALS:g})",
+    )
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0: {text!r}")
+    return value
 
 
 def read(conn: psycopg.Connection[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -61,7 +102,51 @@ def read(conn: psycopg.Connection[dict[str, Any]]) -> tuple[dict[str, Any], list
 
 
 def worker_status(row: dict[str, Any]) -> Status:
-    return STATE_STATUS.get(row["state"], Status.WARNING)
+    """The state's status, or worse: a judgement added by judge()."""
+    judged: Status = row.get("judged_status", Status.OK)
+    state: Status = row.get("state_status", STATE_STATUS.get(row["state"], Status.WARNING))
+    return max(state, judged)
+
+
+def last_tick_failed(row: dict[str, Any]) -> bool:
+    failed_at, ok_at = row["last_error_at"], row["last_ok_at"]
+    return failed_at is not None and (ok_at is None or failed_at > ok_at)
+
+
+def judge(rows: list[dict[str, Any]], now: datetime, warn: float, crit: float) -> None:
+    """Adds to each row how stale its heartbeat is, and why that is WARNING or CRITICAL.
+
+    The age of the last OK heartbeat counts whatever the state says: a worker
+    "sleeping" or "waiting" that has not written for --crit intervals is
+    CRITICAL.  A worker that never wrote one is judged from when it started.
+    """
+    for row in rows:
+        row["judged_status"] = Status.OK
+        row["judged_reason"] = None
+        if row["state"] in NOT_WRITING:
+            continue
+        interval = row["tick_interval"].total_seconds()
+        # Every commit waits a moment for a synchronous standby, many a tick for a lock:
+        # a warning only once the wait has lasted an interval.
+        since = row.get("state_since")
+        if row["state"] in WAITING_STATES and since is not None and (now - since).total_seconds() < interval:
+            row["state_status"] = Status.OK
+        since = row["last_ok_at"] or row.get("started_at") or row.get("state_since")
+        if last_tick_failed(row) and row["state"] not in ("stopped",):
+            row["judged_status"] = Status.CRITICAL
+            row["judged_reason"] = "its last tick failed"
+        if since is None or interval <= 0:
+            continue
+        age = (now - since).total_seconds()
+        what = "last OK heartbeat" if row["last_ok_at"] is not None else "no OK heartbeat since it started"
+        for limit, status in ((crit, Status.CRITICAL), (warn, Status.WARNING)):
+            if age > limit * interval:
+                if status > row["judged_status"]:
+                    row["judged_status"] = status
+                    row["judged_reason"] = (
+                        f"{what} {seconds_text(age)} ago, more than {limit:g} intervals ({seconds_text(limit * interval)})"
+                    )
+                break
 
 
 def summary(rows: list[dict[str, Any]]) -> tuple[Status, str]:
@@ -77,8 +162,14 @@ def run(args: argparse.Namespace, out: TextIO, style: Style) -> Status:
     with connect(args.dsn) as conn:
         server, rows = read(conn)
         place = where(conn)
+    judge(rows, server["now"], args.warn, args.crit)
     status, states = summary(rows)
     if args.json:
+        for row in rows:
+            row["status"] = worker_status(row)
+            row.pop("judged_status")
+            row.pop("state_status", None)
+            row["status_reason"] = row.pop("judged_reason")
         print_json({"status": status, "server": {**server, "connection": place}, "workers": rows}, out)
         return status
     role = "standby" if server["in_recovery"] else "primary"
@@ -89,11 +180,22 @@ def run(args: argparse.Namespace, out: TextIO, style: Style) -> Status:
     if not rows:
         return status
     out.write(render_table(*table(rows, server, style), style) + "\n")
+    now = server["now"]
     for row in rows:
+        why = STATUS_STYLE.get(worker_status(row))
+        if row.get("state_detail") and row["state_detail"] != row["last_error_message"]:
+            since = f" (since {ago(row['state_since'], now)})" if row.get("state_since") else ""
+            out.write(style(f"{row['database']}: {row['state']}{since}: {row['state_detail']}", why) + "\n")
+        if row.get("next_retry_at") is not None and row["pid"] is None:
+            out.write(style(f"{row['database']}: next attempt {ago(row['next_retry_at'], now)}", why) + "\n")
+        if row["judged_reason"]:
+            out.write(style(f"{row['database']}: {row['judged_reason']}", why) + "\n")
         if row["last_error_at"] is not None:
             error = f"{row['last_error_sqlstate']} {row['last_error_message']}"
-            line = f"{row['database']}: last error {ago(row['last_error_at'], server['now'])}: {error}"
-            out.write(style(line, "critical" if row["state"] == "failing" else "dim") + "\n")
+            line = f"{row['database']}: last error {ago(row['last_error_at'], now)}: {error}"
+            out.write(
+                style(line, "critical" if last_tick_failed(row) or row["pid"] is None else "dim") + "\n"
+            )
     return status
 
 
