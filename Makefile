@@ -6,7 +6,7 @@
 #   make PG_CONFIG=/path/to/pg_config    pick the server
 #   make install PYTHON_ENV=/some/dir    pick where the Python side lives
 #   make demo / make test                set everything up, then demo / test
-#   make test-all                        the suite on PostgreSQL 15, 16 and 18
+#   make test-all                        the suite on PostgreSQL 15, 16, 17 and 18
 #   make bench                           alive_worker against its baselines (BENCHMARKS.md)
 
 EXTENSION = alive_worker

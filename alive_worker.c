@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -63,6 +64,8 @@ PGDLLEXPORT void alive_worker_main(Datum main_arg);
 #define MAX_INTERVAL_MS (24 * 60 * 60 * 1000)
 #define RESTART_DELAY_SECONDS WORKER_RESTART_DELAY_SECONDS
 #define MAX_CONNECT_DELAY_SECONDS 300
+/* How often a worker on a hot standby looks whether recovery has ended. */
+#define RECOVERY_POLL_MS 10
 
 /* GUC variables */
 static char *worker_database = NULL;
@@ -380,6 +383,20 @@ _PG_init(void)
 		return;
 
 	worker_status_init();
+
+	/*
+	 * pg_upgrade runs both clusters in binary-upgrade mode, and its
+	 * pg_restore drops and creates databases there: a worker connected to
+	 * one would make that fail.  Single-user mode has no postmaster to start
+	 * workers.  Neither is a server that writes heartbeats.
+	 */
+	if (IsBinaryUpgrade || !IsPostmasterEnvironment)
+	{
+		elog(DEBUG1, "alive_worker not starting its workers: the server runs in %s",
+			 IsBinaryUpgrade ? "binary-upgrade mode" : "single-user mode");
+		return;
+	}
+
 	for (int i = 0; i < list_length(worker_status_databases()); i++)
 	{
 		BackgroundWorker worker;
@@ -397,8 +414,14 @@ alive_worker_describe(BackgroundWorker *worker, int index)
 	memset(worker, 0, sizeof(*worker));
 	worker->bgw_flags = BGWORKER_SHMEM_ACCESS |
 		BGWORKER_BACKEND_DATABASE_CONNECTION;
-	/* A standby cannot take the INSERT: wait until recovery ends. */
-	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	/*
+	 * Started on a hot standby already, so that connecting and starting
+	 * Python are done before a promotion, and the first heartbeat follows
+	 * the end of recovery within milliseconds; the worker writes nothing
+	 * until then (wait_for_recovery_to_end).  Without hot_standby the
+	 * postmaster starts it when recovery ends.
+	 */
+	worker->bgw_start_time = BgWorkerStart_ConsistentState;
 	worker->bgw_restart_time = RESTART_DELAY_SECONDS;
 	worker->bgw_main_arg = Int32GetDatum(index);
 	snprintf(worker->bgw_library_name, BGW_MAXLEN, "alive_worker");
@@ -1259,6 +1282,29 @@ run_schedule(void)
 	}
 }
 
+/*
+ * On a hot standby: writes nothing until recovery ends.  Its slot stays
+ * "starting", which the status view shows on a standby as "waiting for
+ * recovery to end".  No signal reaches a background worker at promotion: it
+ * looks every RECOVERY_POLL_MS, a read of shared memory.  Returns whether it
+ * waited (settings reloaded meanwhile are published after).
+ */
+static bool
+wait_for_recovery_to_end(void)
+{
+	if (!RecoveryInProgress())
+		return false;
+	ereport(LOG,
+			(errmsg("alive_worker waiting for recovery to end: database \"%s\", no heartbeat before promotion",
+					my_database)));
+	worker_status_set_state(worker_index, WORKER_STARTING);
+	pgstat_report_activity(STATE_IDLE, "waiting for recovery to end");
+	while (RecoveryInProgress())
+		(void) sleep_and_handle_signals(RECOVERY_POLL_MS);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return true;
+}
+
 void
 alive_worker_main(Datum main_arg)
 {
@@ -1306,6 +1352,8 @@ alive_worker_main(Datum main_arg)
 		stay_idle_while_disabled(verdict.recent_crashes);
 
 	start_python();
+	if (wait_for_recovery_to_end())
+		publish_settings();
 
 	ereport(LOG,
 			(errmsg("alive_worker started: database \"%s\", role \"%s\", table %s.%s, interval %d ms",

@@ -174,7 +174,8 @@ alive_worker_status(PG_FUNCTION_ARGS)
 
 		state = worker_state_name(copy.state);
 		strlcpy(detail, copy.state_detail, sizeof(detail));
-		if (in_recovery && copy.pid == 0 && copy.state == WORKER_STARTING)
+		/* Not started yet, or started and waiting (wait_for_recovery_to_end). */
+		if (in_recovery && copy.state == WORKER_STARTING)
 		{
 			state = "waiting for recovery to end";
 			strlcpy(detail, "the worker writes heartbeats once this server is promoted",

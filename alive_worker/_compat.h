@@ -1,7 +1,7 @@
 /*
  * _compat.h
  *		Everything that differs between the PostgreSQL majors alive_worker
- *		supports (15, 16 and 18), in one place, keyed on PG_VERSION_NUM.
+ *		supports (15, 16, 17 and 18), in one place, keyed on PG_VERSION_NUM.
  *
  * Included right after postgres.h by the C shim (alive_worker.c) and by the
  * SPI bridge (_bridge.c).  Each entry names the major that brought the

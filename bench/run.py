@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import ha
 import psycopg
 
 SERVER_USER = "postgres"
@@ -785,12 +786,23 @@ def main() -> None:
         action="store_true",
         help="only the stop figures, with and without a blocking hook, printed",
     )
+    parser.add_argument(
+        "--ha-only",
+        action="store_true",
+        help="only promotion, switchover and failover (bench/ha.py), printed",
+    )
     args = parser.parse_args()
     if args.report_only:
         report(json.loads((args.out / "bench.json").read_text()), args.out)
         return
     began = time.monotonic()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.ha_only:
+        ha_values = ha.measure(args.bindir, args.run_dir)
+        (args.out / "ha.json").write_text(json.dumps(ha_values, indent=1) + "\n")
+        print()
+        print(ha.table(ha_values))
+        return
     cluster = Cluster(args.bindir, args.run_dir, args.port)
     figures = Figures()
     script = args.run_dir / "insert.sql"
@@ -836,6 +848,9 @@ def main() -> None:
                  **worker_settings(ALIVE, interval="100ms"), **worker_settings(REF, interval="100ms")):  # fmt: skip
         measure_schedule(cluster, figures, script)
 
+    for key, value in ha.measure(args.bindir, args.run_dir).items():
+        figures.put(key, value)
+
     values = figures.values
     log("== sync rep: the heartbeat's commit, and a synchronous standby's stall (bench/stall.py)")
     from stall import run as run_stall
@@ -852,6 +867,8 @@ def main() -> None:
 
 def report(values: dict[str, Any], out: Path) -> None:
     text = table(build_rows(values))
+    if "ha.patroni" in values:
+        text += "\n\n" + ha.table(values)
     (out / "table.md").write_text(text + "\n")
     plot(values, out / "lateness.png")
     print()

@@ -29,7 +29,9 @@ as_server_user() {
     bindir=$("$PG_CONFIG" --bindir 2>/dev/null || true)
     local env=(env -i "PATH=${bindir:+$bindir:}/usr/local/bin:/usr/bin:/bin" "HOME=${SERVER_HOME:-/tmp}"
                "LANG=C.UTF-8" "PG_CONFIG=$PG_CONFIG" "TMPDIR=${TMPDIR:-/tmp}"
-               "PYTHONDONTWRITEBYTECODE=1" "CI=${CI:-}")
+               "PYTHONDONTWRITEBYTECODE=1" "CI=${CI:-}"
+               "ALIVE_WORKER_UPGRADE_FROM=${ALIVE_WORKER_UPGRADE_FROM:-}"
+               "ALIVE_WORKER_UPGRADE_TO=${ALIVE_WORKER_UPGRADE_TO:-}")
     if [ "$(id -u)" = 0 ]; then
         runuser -u "$SERVER_USER" -- "${env[@]}" "$@"
     else

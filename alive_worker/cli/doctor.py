@@ -128,7 +128,9 @@ class Doctor:
                 f"Run as a superuser, or GRANT pg_monitor TO {quote_ident(self.server['user'])};",
             )
         if self.server["num"] < 150000:
-            self.add("server version", Status.WARNING, "alive_worker is tested on PostgreSQL 15, 16 and 18")
+            self.add(
+                "server version", Status.WARNING, "alive_worker is tested on PostgreSQL 15, 16, 17 and 18"
+            )
 
     def check_preloaded(self) -> bool:
         # alive_worker.databases is defined only when the postmaster loaded the library.
@@ -316,12 +318,16 @@ class Doctor:
         running = {row["datname"] for row in activity}
         self.worker_pids = [row["pid"] for row in activity]
         for database in [name.strip().strip('"') for name in databases.split(",")]:
-            if database in running:
+            if self.server["in_recovery"]:
+                self.add(
+                    f"worker {database}",
+                    Status.OK,
+                    "standby: the worker waits, and writes once this server is promoted",
+                )
+            elif database in running:
                 self.add(
                     f"worker {database}", Status.OK, "running (CREATE EXTENSION alive_worker for details)"
                 )
-            elif self.server["in_recovery"]:
-                self.add(f"worker {database}", Status.OK, "standby: the worker starts when it is promoted")
             else:
                 self.add(
                     f"worker {database}",
@@ -351,7 +357,7 @@ class Doctor:
                 self.add(name, Status.OK, text)
             return
         if state == "waiting for recovery to end":
-            self.add(name, Status.OK, "standby: the worker starts when it is promoted")
+            self.add(name, Status.OK, "standby: the worker waits, and writes once this server is promoted")
             return
         if state == "failing":
             error = f"{worker['last_error_sqlstate']} {worker['last_error_message']}"
