@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -46,6 +47,13 @@ CUT_BY_RESTART = (
     "server closed the connection unexpectedly",
     "consuming input failed",
 )
+
+
+def free_port() -> int:
+    """A port nothing listens on now (the kernel's pick for a socket bound to port 0)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def wait_for(probe: Callable[[], T | None], what: str, timeout: float = 10.0) -> T:

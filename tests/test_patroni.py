@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BIN_DIR
-from patroni_cluster import ETCD, Node, PatroniCluster, wait_for
+from conftest import BIN_DIR, wait_for
+from patroni_cluster import ETCD, Node, PatroniCluster
 
 pytestmark = pytest.mark.ha
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import urllib.parse
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Cluster, streaming_standby, wait_for
+from conftest import Cluster, free_port, streaming_standby, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 from test_cli import CLI, cli, dsn
 
@@ -36,12 +35,6 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
 
 def value(found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
     return found[(name, frozenset(labels.items()))]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 # ---- the rules ----
