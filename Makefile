@@ -7,12 +7,13 @@
 #   make install PYTHON_ENV=/some/dir    pick where the Python side lives
 #   make demo / make test                set everything up, then demo / test
 #   make test-all                        the suite on PostgreSQL 15, 16, 17 and 18
-#   make bench                           alive_worker against its baselines (BENCHMARKS.md)
+#   make bench                           alive_worker against its baselines (docs/BENCHMARKS.md)
 
 EXTENSION = alive_worker
 DATA = $(wildcard sql/alive_worker--*.sql)
 MODULE_big = alive_worker
-OBJS = alive_worker.o crash_guard.o failure_log.o tick_timeout.o worker_status.o sql_functions.o
+# The shim: alive_worker.c, and its helpers in src/, one .c/.h per concern.
+OBJS = alive_worker.o $(patsubst %.c,%.o,$(wildcard src/*.c))
 PGFILEDESC = "alive_worker - heartbeat background worker with Python ticks"
 
 PG_CONFIG ?= pg_config
@@ -29,7 +30,7 @@ BUILD_ENV ?= .venv
 
 # Where the shim finds the Python side, fixed at build time.
 CONFIG_HEADER = build/alive_worker_config.h
-PG_CPPFLAGS = -Ibuild
+PG_CPPFLAGS = -Ibuild -Isrc
 
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifeq ($(wildcard $(PGXS)),)
@@ -38,7 +39,7 @@ $(error no PGXS from "$(PG_CONFIG)": install postgresql-server-dev-15, or run ma
 endif
 else
 include $(PGXS)
-include cflags.mk
+include src/cflags.mk
 endif
 
 # The bridge is compiled with the shim's flags, less those for a PGXS module:
@@ -49,22 +50,19 @@ PYTHON_FILES = setup.py pyproject.toml $(wildcard alive_worker/*.py alive_worker
 WHEEL_STAMP = build/wheel/.built
 
 all: $(WHEEL_STAMP)
-# The config header names the server and the compiler command, so building
-# for another major in this checkout rebuilds all that depends on it.
-$(OBJS) $(OBJS:.o=.bc): $(CONFIG_HEADER) alive_worker/_compat.h
-alive_worker.o alive_worker.bc: alive_worker.h alive_worker/_bridge.h alive_worker/_table_owner.h crash_guard.h failure_log.h tick_timeout.h worker_status.h
-sql_functions.o sql_functions.bc: alive_worker.h alive_worker/_table_owner.h worker_status.h
-worker_status.o worker_status.bc: worker_status.h
-crash_guard.o crash_guard.bc: crash_guard.h
-failure_log.o failure_log.bc: failure_log.h
-tick_timeout.o tick_timeout.bc: alive_worker.h tick_timeout.h
+# Every object depends on every header: the shim is small, and a rule that
+# cannot go stale beats a list kept by hand.  The config header names the
+# server and the compiler command, so building for another major in this
+# checkout rebuilds all that depends on it.
+SHIM_HEADERS = $(wildcard src/*.h alive_worker/*.h)
+$(OBJS) $(OBJS:.o=.bc): $(CONFIG_HEADER) $(SHIM_HEADERS)
 
 $(CONFIG_HEADER): FORCE
 	@$(SERVER_PYTHON) scripts/write_config_header.py "$@" "$(SERVER_PYTHON)" "$(PYTHON_ENV)" "$(PG_CONFIG)" \
 		"$(strip $(CC) $(CFLAGS))"
 
-$(BUILD_ENV)/.ready: requirements/build.txt requirements/runtime.txt requirements/dev.txt
-	scripts/make-venv "$(SERVER_PYTHON)" "$(BUILD_ENV)" requirements/dev.txt
+$(BUILD_ENV)/.ready: scripts/requirements/build.txt scripts/requirements/runtime.txt scripts/requirements/dev.txt
+	scripts/make-venv "$(SERVER_PYTHON)" "$(BUILD_ENV)" scripts/requirements/dev.txt
 	touch $@
 
 $(WHEEL_STAMP): $(BUILD_ENV)/.ready $(CONFIG_HEADER) $(PYTHON_FILES)
@@ -77,7 +75,7 @@ $(WHEEL_STAMP): $(BUILD_ENV)/.ready $(CONFIG_HEADER) $(PYTHON_FILES)
 # pg_ctl), as PGXS installs an extension's scripts.
 install: install-python
 install-python: $(WHEEL_STAMP)
-	scripts/make-venv "$(SERVER_PYTHON)" "$(PYTHON_ENV)" requirements/runtime.txt build/wheel/alive_worker-*.whl
+	scripts/make-venv "$(SERVER_PYTHON)" "$(PYTHON_ENV)" scripts/requirements/runtime.txt build/wheel/alive_worker-*.whl
 	ln -sfn "$(PYTHON_ENV)/bin/alive-worker" "$(DESTDIR)$(bindir)/alive-worker"
 
 clean: clean-python

@@ -52,7 +52,7 @@
 #include "alive_worker_config.h"	/* written by make: where Python lives */
 #include "alive_worker.h"
 #include "crash_guard.h"
-#include "failure_log.h"
+#include "error_throttle.h"
 #include "tick_timeout.h"
 #include "worker_status.h"
 
@@ -703,12 +703,12 @@ run_hook(void)
 						   edata ? (edata->message ? edata->message : "") : NULL);
 	if (edata == NULL)
 	{
-		failure_log_succeeded(&hook_failure_log);
+		error_throttle_succeeded(&hook_errors);
 		return;
 	}
 	if (hook_failure == HOOK_FAILURE_FAIL_TICK || got_sigterm)
 		ReThrowError(edata);
-	if (failure_log_failed(&hook_failure_log, edata))
+	if (error_throttle_failed(&hook_errors, edata))
 	{
 		/* A WARNING: the tick goes on, and the heartbeat commits. */
 		edata->elevel = WARNING;
@@ -726,7 +726,7 @@ run_hook(void)
  * During the tick's commit, the one WARNING PostgreSQL raises is
  * SyncRepWaitForLSN's "canceling wait for synchronous replication" when the
  * tick timeout cancels the wait: the commit is then local only.  run_tick
- * reports that as a failed tick, throttled by failure_log.c, so the WARNING
+ * reports that as a failed tick, throttled by error_throttle.c, so the WARNING
  * itself, which would repeat at every tick, is kept out of the log.
  */
 static void
@@ -771,7 +771,7 @@ report_unconfirmed_commit(int64 commit_us, char *message, size_t size)
 
 		MemoryContextSwitchTo(context);
 		edata = CopyErrorData();
-		failure_log_report_current_error(edata);
+		error_throttle_report_current_error(edata);
 		FlushErrorState();
 		sqlerrcode = edata->sqlerrcode;
 		worker_status_clip(message, edata->message, size);
@@ -785,7 +785,7 @@ report_unconfirmed_commit(int64 commit_us, char *message, size_t size)
  * The worker's statements, and hooks', resolve names through
  * ALIVE_WORKER_SEARCH_PATH only: no database or role setting, and no schema
  * another role owns, changes which function, operator or table they reach
- * (SECURITY.md).  A hook may SET search_path for its own statements: put the
+ * (docs/SECURITY.md).  A hook may SET search_path for its own statements: put the
  * worker's back before the tick's own.  A string comparison when unchanged.
  */
 static void
@@ -889,7 +889,7 @@ run_tick(int64 tick_deadline, int settings_generation, bool previous_committed)
 			ereport(LOG,
 					(errmsg("alive_worker tick in flight cancelled by SIGTERM and rolled back")));
 		else
-			failure_log_report_current_error(edata);
+			error_throttle_report_current_error(edata);
 		FlushErrorState();
 		AbortOutOfAnyTransaction();
 		RESUME_INTERRUPTS();
@@ -905,7 +905,7 @@ run_tick(int64 tick_deadline, int settings_generation, bool previous_committed)
 		failed_sqlerrcode = report_unconfirmed_commit(commit_us, failed_message,
 													  sizeof(failed_message));
 	else if (committed)
-		failure_log_tick_succeeded();
+		error_throttle_tick_succeeded();
 	tick_in_progress = false;
 	worker_status_tick_end(worker_index, committed && confirmed,
 						   monotonic_us() - started_us,

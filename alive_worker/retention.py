@@ -36,7 +36,7 @@ class Retention:
         self.table = table
         self.keep = f"{retention_seconds} seconds"
         self.idle_check_seconds = min(IDLE_CHECK_MAX_SECONDS, retention_seconds / IDLE_CHECK_FRACTION)
-        # As the table's owner (SECURITY.md), with pg_catalog's now() and casts.
+        # As the table's owner (docs/SECURITY.md), with pg_catalog's now() and casts.
         self._delete = spi.prepare(
             f"""DELETE FROM {table.qualified} WHERE pk IN (
                     SELECT pk FROM (SELECT pk, ts FROM {table.qualified} ORDER BY pk LIMIT $2::pg_catalog.int4) oldest

@@ -80,7 +80,7 @@ class TableAccess(NamedTuple):
 
     The table's triggers, defaults, rules, policies and the like then run
     with its owner's rights, never the worker's (which may be a superuser's):
-    see SECURITY.md.  ``privileges`` are the worker role's, checked at every
+    see docs/SECURITY.md.  ``privileges`` are the worker role's, checked at every
     execution, as if it ran the statement itself.
     """
 

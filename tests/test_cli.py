@@ -57,7 +57,7 @@ def test_installed_beside_the_server_programs_and_never_loads_the_embedding_libr
     )
     imported = subprocess.run([ENVIRONMENT / "bin" / "python3", "-c", probe], capture_output=True, text=True)
     assert imported.returncode == 0, imported.stderr
-    pinned = (Path(__file__).parent.parent / "requirements" / "runtime.txt").read_text()
+    pinned = (Path(__file__).parent.parent / "scripts" / "requirements" / "runtime.txt").read_text()
     assert f"psycopg[binary]=={imported.stdout.strip()}" in pinned
 
 
@@ -347,7 +347,7 @@ def checks(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]
 
 
 def test_doctor_passes_a_healthy_installation(make_cluster: Callable[..., Cluster]) -> None:
-    # Healthy: as SECURITY.md says, with a role that may only write heartbeats.
+    # Healthy: as docs/SECURITY.md says, with a role that may only write heartbeats.
     cluster = make_cluster(
         settings={"role": "luca"}, setup_sql=["CREATE EXTENSION alive_worker", *LEAST_PRIVILEGE_SETUP]
     )

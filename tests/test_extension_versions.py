@@ -64,7 +64,7 @@ def test_update_from_1_0_gives_what_a_fresh_install_gives(make_cluster: Callable
     fresh, updated = objects(cluster, "fresh"), objects(cluster, "updated")
     assert fresh == updated
     assert "function alive_worker.lag(regclass)" in [member for (member,) in fresh["members"]]
-    # 1.2: nothing runs with the extension owner's rights (SECURITY.md).
+    # 1.2: nothing runs with the extension owner's rights (docs/SECURITY.md).
     for dbname in ("fresh", "updated"):
         definers = (
             "SELECT count(*) FROM pg_proc WHERE pronamespace = 'alive_worker'::regnamespace AND prosecdef"

@@ -19,7 +19,7 @@ from conftest import Cluster, free_port, streaming_standby, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 from test_cli import CLI, cli, dsn
 
-MONITORING = Path(__file__).parent.parent / "monitoring"
+MONITORING = Path(__file__).parent.parent / "docs" / "monitoring"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 

@@ -1,4 +1,4 @@
-"""No path from an ordinary role to superuser through what alive_worker adds (SECURITY.md).
+"""No path from an ordinary role to superuser through what alive_worker adds (docs/SECURITY.md).
 
 Each test is an attack by mallory, an ordinary role, on a real cluster whose
 worker runs as the bootstrap superuser (the default).  mallory's code records

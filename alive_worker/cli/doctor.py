@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-# The set-up README's quick start and SECURITY.md recommend.
+# The set-up README's quick start and docs/SECURITY.md recommend.
 LEAST_PRIVILEGE_FIX = (
     "Run it as a role of its own that may only write heartbeats: CREATE ROLE alive LOGIN; "
     "CREATE TABLE public.log_table (pk serial PRIMARY KEY, message text, "
@@ -213,7 +213,7 @@ class Doctor:
             self.add("settings", Status.OK, f"alive_worker.* settings valid: {shown}{note}")
 
     def check_role(self) -> None:
-        """Warns when the worker runs as a superuser: SECURITY.md's least-privilege set-up instead."""
+        """Warns when the worker runs as a superuser: docs/SECURITY.md's least-privilege set-up instead."""
         role = self.one(
             "SELECT coalesce(nullif(current_setting('alive_worker.role', true), ''),"
             " (SELECT rolname FROM pg_roles WHERE oid = 10)) AS role"
@@ -227,7 +227,7 @@ class Doctor:
                 Status.CRITICAL,
                 f"alive_worker.role names role {role}, which does not exist",
                 f"CREATE ROLE {quote_ident(role)} LOGIN; then grant it INSERT on the heartbeat table "
-                "(SECURITY.md, least privilege).",
+                "(docs/SECURITY.md, least privilege).",
             )
         elif row["superuser"]:
             self.add(
