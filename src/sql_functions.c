@@ -260,7 +260,7 @@ alive_worker_status(PG_FUNCTION_ARGS)
 
 /* The index of the configured worker for database, or an ERROR. */
 static int
-worker_index(const char *database)
+configured_worker_index(const char *database)
 {
 	List	   *databases;
 
@@ -292,7 +292,7 @@ Datum
 alive_worker_start(PG_FUNCTION_ARGS)
 {
 	char	   *database = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	int			index = worker_index(database);
+	int			index = configured_worker_index(database);
 	WorkerStatus *slot = worker_status_slot(index);
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
@@ -342,7 +342,7 @@ Datum
 alive_worker_stop(PG_FUNCTION_ARGS)
 {
 	char	   *database = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	int			index = worker_index(database);
+	int			index = configured_worker_index(database);
 	int			pid = running_pid(index);
 
 	if (pid == 0)

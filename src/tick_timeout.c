@@ -33,12 +33,13 @@
 #include "alive_worker.h"
 #include "tick_timeout.h"
 
-static timer_t tick_timer;
+static timer_t timeout_timer;
 
 /* When the timer expires, on the monotonic clock (microseconds). */
 static int64 timer_set_for = 0;
 
-static volatile sig_atomic_t tick_in_flight = false;
+/* Between tick_timeout_begin and _end: the only span in which expiry cancels. */
+static volatile sig_atomic_t expiry_cancels_tick = false;
 /* Set by the signal handler when it cancelled the tick in flight. */
 static volatile sig_atomic_t fired = false;
 
@@ -47,7 +48,7 @@ handle_tick_timeout(SIGNAL_ARGS)
 {
 	int			save_errno = errno;
 
-	if (tick_in_flight)
+	if (expiry_cancels_tick)
 	{
 		fired = true;
 		QueryCancelPending = true;
@@ -68,7 +69,7 @@ tick_timeout_init(void)
 	event.sigev_signo = SIGRTMIN;
 	event._sigev_un._tid = gettid();
 	pqsignal(SIGRTMIN, handle_tick_timeout);
-	if (timer_create(CLOCK_MONOTONIC, &event, &tick_timer) != 0)
+	if (timer_create(CLOCK_MONOTONIC, &event, &timeout_timer) != 0)
 		ereport(FATAL,
 				(errmsg("alive_worker could not create its tick timeout timer: %m")));
 }
@@ -81,7 +82,7 @@ tick_timeout_set(int64 end_us)
 	if (end_us == timer_set_for)
 		return;
 	at = alive_worker_timer_spec(end_us, 0);
-	if (timer_settime(tick_timer, TIMER_ABSTIME, &at, NULL) != 0)
+	if (timer_settime(timeout_timer, TIMER_ABSTIME, &at, NULL) != 0)
 		ereport(FATAL,
 				(errmsg("alive_worker could not set its tick timeout timer: %m")));
 	timer_set_for = end_us;
@@ -93,13 +94,13 @@ tick_timeout_begin(int64 end_us)
 	/* Set first: an earlier expiry must not cancel this tick. */
 	tick_timeout_set(end_us);
 	fired = false;
-	tick_in_flight = true;
+	expiry_cancels_tick = true;
 }
 
 void
 tick_timeout_end(void)
 {
-	tick_in_flight = false;
+	expiry_cancels_tick = false;
 }
 
 bool

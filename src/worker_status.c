@@ -16,6 +16,7 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
+#include "postmaster/bgworker.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
@@ -488,4 +489,59 @@ worker_state_name(WorkerState state)
 			return "in the hook";
 	}
 	return "unknown";
+}
+
+void
+alive_worker_describe(BackgroundWorker *worker, int index)
+{
+	memset(worker, 0, sizeof(*worker));
+	worker->bgw_flags = BGWORKER_SHMEM_ACCESS |
+		BGWORKER_BACKEND_DATABASE_CONNECTION;
+	/*
+	 * Started on a hot standby already, so that connecting and starting
+	 * Python are done before a promotion, and the first heartbeat follows
+	 * the end of recovery within milliseconds; the worker writes nothing
+	 * until then (wait_for_recovery_to_end).  Without hot_standby the
+	 * postmaster starts it when recovery ends.
+	 */
+	worker->bgw_start_time = BgWorkerStart_ConsistentState;
+	worker->bgw_restart_time = WORKER_RESTART_DELAY_SECONDS;
+	worker->bgw_main_arg = Int32GetDatum(index);
+	snprintf(worker->bgw_library_name, BGW_MAXLEN, "alive_worker");
+	snprintf(worker->bgw_function_name, BGW_MAXLEN, "alive_worker_main");
+	snprintf(worker->bgw_name, BGW_MAXLEN, "alive worker %s",
+			 (char *) list_nth(worker_status_databases(), index));
+	snprintf(worker->bgw_type, BGW_MAXLEN, "alive worker");
+}
+
+/* The worker stops: who asked, where alive_worker.stop() said so; else any SIGTERM. */
+void
+worker_status_record_stop(int index)
+{
+	WorkerStatus *slot = worker_status_slot(index);
+	char		detail[ERROR_MESSAGE_SIZE];
+
+	SpinLockAcquire(&slot->mutex);
+	if (slot->stop_requested_by != 0)
+		snprintf(detail, sizeof(detail),
+				 "stopped by alive_worker.stop() from PID %d (role \"%s\")",
+				 slot->stop_requested_by, slot->stop_requested_role);
+	else
+		strlcpy(detail, "stopped by SIGTERM (pg_terminate_backend, or a signal from the OS)",
+				sizeof(detail));
+	SpinLockRelease(&slot->mutex);
+	worker_status_set_state_detail(index, WORKER_STOPPED, detail);
+}
+
+/*
+ * Another worker holds the slot: exit code 0, so that the postmaster does
+ * not start this one again.
+ */
+void
+worker_status_exit_as_duplicate(const char *database)
+{
+	ereport(LOG,
+			(errmsg("alive_worker for database \"%s\" exiting: another alive worker serves it",
+					database)));
+	proc_exit(0);
 }

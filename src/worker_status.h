@@ -7,6 +7,8 @@
 #define ALIVE_WORKER_WORKER_STATUS_H
 
 #include "datatype/timestamp.h"
+#include "nodes/pg_list.h"
+#include "postmaster/bgworker.h"
 #include "storage/spin.h"
 
 #define MAX_WORKERS 64
@@ -125,5 +127,14 @@ extern void worker_status_hook_end(int index, int64 duration_us,
 								   const char *message);
 
 extern const char *worker_state_name(WorkerState state);
+
+/* Fills in the registration of the worker for configured database index. */
+extern void alive_worker_describe(BackgroundWorker *worker, int index);
+
+/* Another worker serves the slot's database: exits, not to be restarted. */
+extern void worker_status_exit_as_duplicate(const char *database);
+
+/* Records in the slot why the worker stops, for the view. */
+extern void worker_status_record_stop(int index);
 
 #endif							/* ALIVE_WORKER_WORKER_STATUS_H */

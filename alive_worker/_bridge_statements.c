@@ -1,0 +1,502 @@
+/*
+ * _bridge_statements.c
+ *		The SPI bridge's statements: preparing and executing plans, the rows
+ *		they return, and statements on a table run as its owner.
+ *
+ * Every entry point runs its work through run_guarded() (_bridge.c), so that
+ * no ERROR unwinds Python frames.  Compiled into the cffi embedding library.
+ */
+#include "postgres.h"
+
+#include "_compat.h"			/* what differs between majors */
+
+#include "access/relation.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "storage/lmgr.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "_bridge.h"
+#include "_bridge_guard.h"
+#include "_table_owner.h"
+
+struct aw_plan
+{
+	MemoryContext context;		/* holds this struct and its arrays */
+	SPIPlanPtr	plan;
+	int			nargs;
+	FmgrInfo   *input_functions;
+	Oid		   *input_params;
+	/* A statement on this table runs as its owner; NULL for any other */
+	RangeVar   *owner_of;
+	AclMode		required_privileges;	/* of the worker's role, on owner_of */
+};
+
+StaticAssertDecl(AW_PRIVILEGE_INSERT == ACL_INSERT &&
+				 AW_PRIVILEGE_SELECT == ACL_SELECT &&
+				 AW_PRIVILEGE_DELETE == ACL_DELETE,
+				 "the bridge's privilege bits are PostgreSQL's");
+
+/*
+ * Plans prepared without keep=True: their SPI plans live in SPI's memory and
+ * go with the tick's transaction, so the bridge's part of them lives in this
+ * context, emptied at the next tick (aw_forget_tick_plans).
+ */
+static MemoryContext tick_plan_context = NULL;
+static long live_plans = 0;
+
+/* Rows of the last statement, owned by SPI, and how many it processed. */
+static SPITupleTable *result_rows = NULL;
+static long rows_processed = 0;
+
+void
+forget_result_rows(void)
+{
+	result_rows = NULL;
+}
+
+/* ---- statements on a table, as its owner ---- */
+
+/*
+ * The worker may run as a superuser, and a table's triggers, defaults, rules,
+ * policies, index expressions and column types are code that the table's
+ * owner chose, and may have written.  Whoever owns the table, that code must
+ * never run with more rights than the owner's.  So a statement the worker
+ * runs on its own behalf on a table (the heartbeat's INSERT, retention's
+ * DELETE) runs as the table's owner, inside a security-restricted operation,
+ * with its setting changes undone and search_path pinned: what PostgreSQL
+ * itself does for autovacuum, ANALYZE and REFRESH MATERIALIZED VIEW (see
+ * ExecRefreshMatView).  The worker's role must still hold the privileges the
+ * statement needs, as if it ran the statement itself, so that granting and
+ * revoking them keeps its meaning.
+ *
+ * The owner is looked up at every execution, not once: the table may have
+ * been dropped and made again by another role since the plan was made (a
+ * kept plan then follows the name to the new table).  The lookup locks the
+ * table by name first, as the statement will, and PostgreSQL resolves the
+ * statement's name against the same catalog state: an invalidation that
+ * could point the name elsewhere is processed only when a new lock is taken,
+ * and none is between this lookup and the statement's own.
+ */
+typedef struct TableOwnerRun
+{
+	const RangeVar *table;
+	AclMode		privileges;
+	void		(*body) (void *);
+	void	   *arg;
+} TableOwnerRun;
+
+static void
+privilege_names(AclMode privileges, StringInfo names)
+{
+	static const struct
+	{
+		AclMode		bit;
+		const char *name;
+	}			known[] = {{ACL_INSERT, "INSERT"}, {ACL_SELECT, "SELECT"}, {ACL_DELETE, "DELETE"}};
+
+	for (size_t i = 0; i < lengthof(known); i++)
+	{
+		if ((privileges & known[i].bit) == 0)
+			continue;
+		if (names->len > 0)
+			appendStringInfoString(names, ", ");
+		appendStringInfoString(names, known[i].name);
+	}
+}
+
+/*
+ * Locks the table, checks that it is one, and that the worker's role holds
+ * privileges on it (none: only at execution, so that a plan can be made
+ * before a grant); returns its owner.
+ */
+static Oid
+lock_table_for_owner_run(const RangeVar *table, AclMode privileges)
+{
+	Oid			relid = RangeVarGetRelidExtended(table, RowExclusiveLock, 0, NULL, NULL);
+	Relation	relation = relation_open(relid, NoLock);
+	char		relkind = relation->rd_rel->relkind;
+	Oid			owner = relation->rd_rel->relowner;
+	Oid			worker_role = GetUserId();
+	AclMode		missing;
+
+	relation_close(relation, NoLock);
+	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("alive_worker table %s is %s, not a table",
+						quote_qualified_identifier(table->schemaname, table->relname),
+						relkind_name(relkind)),
+				 errdetail("The worker writes only into ordinary or partitioned tables.")));
+	missing = privileges & ~pg_class_aclmask(relid, worker_role, privileges, ACLMASK_ALL);
+	if (missing != 0)
+	{
+		StringInfoData names;
+
+		initStringInfo(&names);
+		privilege_names(missing, &names);
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied: role \"%s\" lacks %s on table %s",
+						GetUserNameFromId(worker_role, false), names.data,
+						quote_qualified_identifier(table->schemaname, table->relname)),
+				 errhint("GRANT %s ON %s TO %s;", names.data,
+						 quote_qualified_identifier(table->schemaname, table->relname),
+						 quote_identifier(GetUserNameFromId(worker_role, false)))));
+	}
+	return owner;
+}
+
+static void
+run_as_table_owner(TableOwnerRun *run)
+{
+	Oid			owner = lock_table_for_owner_run(run->table, run->privileges);
+	TableOwnerState state;
+
+	table_owner_begin(owner, &state);
+	PG_TRY();
+	{
+		run->body(run->arg);
+	}
+	PG_CATCH();
+	{
+		/* Python runs again before the abort that would give the user back. */
+		table_owner_restore_user(&state);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	table_owner_end(&state);
+}
+
+/* ---- statements ---- */
+
+typedef struct PrepareArgs
+{
+	const char *query;
+	int			nargs;
+	const char *const *argtypes;
+	bool		keep;
+	const char *owner_of_schema;	/* NULL unless as the table's owner */
+	const char *owner_of_table;
+	AclMode		privileges;
+	aw_plan   **plan_out;
+} PrepareArgs;
+
+typedef struct SPIPrepareArgs
+{
+	aw_plan    *plan;
+	const char *query;
+	Oid		   *types;
+} SPIPrepareArgs;
+
+static void
+spi_prepare_body(void *arg)
+{
+	SPIPrepareArgs *args = arg;
+
+	args->plan->plan = SPI_prepare(args->query, args->plan->nargs, args->types);
+}
+
+static void
+prepare_body(void *arg)
+{
+	PrepareArgs *args = arg;
+	MemoryContext plan_context;
+	MemoryContext old_context;
+	aw_plan    *plan;
+	Oid		   *types;
+
+	if (!args->keep && tick_plan_context == NULL)
+		tick_plan_context = AllocSetContextCreate(TopMemoryContext,
+												  "alive_worker tick plans",
+												  ALLOCSET_SMALL_SIZES);
+	plan_context = AllocSetContextCreate(args->keep ? TopMemoryContext : tick_plan_context,
+										 "alive_worker plan",
+										 ALLOCSET_SMALL_SIZES);
+	old_context = MemoryContextSwitchTo(plan_context);
+	plan = palloc0(sizeof(aw_plan));
+	plan->context = plan_context;
+	plan->nargs = args->nargs;
+	types = palloc0(sizeof(Oid) * Max(args->nargs, 1));
+	plan->input_functions = palloc0(sizeof(FmgrInfo) * Max(args->nargs, 1));
+	plan->input_params = palloc0(sizeof(Oid) * Max(args->nargs, 1));
+	if (args->owner_of_table != NULL)
+	{
+		plan->owner_of = makeRangeVar(pstrdup(args->owner_of_schema),
+									  pstrdup(args->owner_of_table), -1);
+		plan->required_privileges = args->privileges;
+	}
+	MemoryContextSwitchTo(old_context);
+
+	PG_TRY();
+	{
+		SPIPrepareArgs prepare = {plan, args->query, types};
+
+		for (int i = 0; i < args->nargs; i++)
+		{
+			Oid			input_function;
+
+			types[i] = DatumGetObjectId(DirectFunctionCall1(regtypein,
+															CStringGetDatum(args->argtypes[i])));
+			getTypeInputInfo(types[i], &input_function, &plan->input_params[i]);
+			fmgr_info_cxt(input_function, &plan->input_functions[i], plan_context);
+		}
+
+		/* Parsing resolves the table's name: as its owner too. */
+		if (plan->owner_of != NULL)
+		{
+			TableOwnerRun run = {plan->owner_of, 0, spi_prepare_body, &prepare};
+
+			run_as_table_owner(&run);
+		}
+		else
+			spi_prepare_body(&prepare);
+		if (plan->plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s",
+				 SPI_result_code_string(SPI_result));
+		if (args->keep && SPI_keepplan(plan->plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+	}
+	PG_CATCH();
+	{
+		MemoryContextDelete(plan_context);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	live_plans++;
+	*args->plan_out = plan;
+}
+
+int
+aw_prepare(const char *query, int nargs, const char *const *argtypes,
+		   int keep, aw_plan **plan_out)
+{
+	PrepareArgs args = {query, nargs, argtypes, keep != 0, NULL, NULL, 0, plan_out};
+
+	*plan_out = NULL;
+	return run_guarded(GUARD_STATEMENT, prepare_body, &args);
+}
+
+int
+aw_prepare_as_owner(const char *query, int nargs, const char *const *argtypes,
+					int keep, const char *schema, const char *table,
+					int privileges, aw_plan **plan_out)
+{
+	PrepareArgs args = {query, nargs, argtypes, keep != 0, schema, table,
+	(AclMode) privileges, plan_out};
+
+	*plan_out = NULL;
+	return run_guarded(GUARD_STATEMENT, prepare_body, &args);
+}
+
+/*
+ * Python calls this on the worker's thread, between bridge calls (spi.py
+ * defers what a garbage collection drops to the next tick), and only for
+ * plans of this tick or kept ones.
+ */
+void
+aw_free_plan(aw_plan *plan)
+{
+	/* From another thread, the plan is left for the worker's exit. */
+	if (plan == NULL || !on_worker_thread())
+		return;
+	if (plan->plan != NULL)
+		SPI_freeplan(plan->plan);
+	MemoryContextDelete(plan->context);
+	live_plans--;
+}
+
+void
+aw_forget_tick_plans(void)
+{
+	long		forgotten = 0;
+
+	if (!on_worker_thread() || tick_plan_context == NULL)
+		return;
+	/* Their SPI plans went with the transaction: only the shells remain. */
+	for (MemoryContext child = tick_plan_context->firstchild; child != NULL;
+		 child = child->nextchild)
+		forgotten++;
+	MemoryContextReset(tick_plan_context);
+	live_plans -= forgotten;
+}
+
+long
+aw_live_plans(void)
+{
+	return live_plans;
+}
+
+typedef struct ExecuteArgs
+{
+	aw_plan    *plan;
+	const char *const *values;
+	long	   *rows_out;
+} ExecuteArgs;
+
+typedef struct SPIExecuteArgs
+{
+	SPIPlanPtr	plan;
+	Datum	   *datums;
+	const char *nulls;
+	int			rc;
+} SPIExecuteArgs;
+
+static void
+spi_execute_body(void *arg)
+{
+	SPIExecuteArgs *args = arg;
+
+	args->rc = SPI_execute_plan(args->plan, args->datums, args->nulls, false, 0);
+}
+
+#define MAX_STACK_ARGS 8
+
+static void
+execute_body(void *arg)
+{
+	ExecuteArgs *args = arg;
+	aw_plan    *plan = args->plan;
+	Datum		stack_datums[MAX_STACK_ARGS];
+	char		stack_nulls[MAX_STACK_ARGS];
+	Datum	   *datums = stack_datums;
+	char	   *nulls = stack_nulls;
+	int			rc;
+
+	if (plan->nargs > MAX_STACK_ARGS)
+	{
+		datums = palloc(sizeof(Datum) * plan->nargs);
+		nulls = palloc(plan->nargs);
+	}
+	for (int i = 0; i < plan->nargs; i++)
+	{
+		const char *value = args->values[i];
+
+		nulls[i] = value ? ' ' : 'n';
+		datums[i] = InputFunctionCall(&plan->input_functions[i],
+									  (char *) value,
+									  plan->input_params[i], -1);
+	}
+
+	if (result_rows != NULL)
+	{
+		SPI_freetuptable(result_rows);
+		result_rows = NULL;
+	}
+	{
+		SPIExecuteArgs execute = {plan->plan, datums, nulls, 0};
+
+		if (plan->owner_of != NULL)
+		{
+			TableOwnerRun run = {plan->owner_of, plan->required_privileges,
+			spi_execute_body, &execute};
+
+			run_as_table_owner(&run);
+		}
+		else
+			spi_execute_body(&execute);
+		rc = execute.rc;
+	}
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+	result_rows = SPI_tuptable;
+	rows_processed = (long) SPI_processed;
+	*args->rows_out = result_rows ? rows_processed : -1;
+}
+
+/* Python keeps the handle of a plan it freed as NULL. */
+static int
+refuse_freed_plan(void)
+{
+	aw_record_error("26000", "alive_worker plan was freed and cannot be executed",
+					NULL, NULL, NULL);
+	return AW_ERROR;
+}
+
+int
+aw_execute(aw_plan *plan, const char *const *values, long *rows_out)
+{
+	ExecuteArgs args = {plan, values, rows_out};
+
+	*rows_out = 0;
+	if (plan == NULL)
+		return refuse_freed_plan();
+	return run_guarded(GUARD_STATEMENT, execute_body, &args);
+}
+
+int
+aw_execute_text(aw_plan *plan, const char *value, long *rows_out)
+{
+	const char *values[1] = {value};
+	ExecuteArgs args = {plan, values, rows_out};
+
+	*rows_out = 0;
+	if (plan == NULL)
+		return refuse_freed_plan();
+	if (!on_worker_thread())
+		return refuse_other_thread();
+	if (plan->nargs != 1)
+	{
+		aw_record_error("XX000", "alive_worker aw_execute_text needs a plan of one parameter",
+						NULL, NULL, NULL);
+		return AW_ERROR;
+	}
+	return run_guarded(GUARD_STATEMENT, execute_body, &args);
+}
+
+long
+aw_rows_processed(void)
+{
+	return on_worker_thread() ? rows_processed : 0;
+}
+
+int
+aw_result_columns(void)
+{
+	/* The rows belong to the worker's thread, which may free them now. */
+	if (!on_worker_thread())
+		return -1;
+	return result_rows ? result_rows->tupdesc->natts : -1;
+}
+
+typedef struct ValueArgs
+{
+	long		row;
+	int			column;
+	const char **value_out;
+} ValueArgs;
+
+static void
+value_body(void *arg)
+{
+	ValueArgs  *args = arg;
+
+	if (result_rows == NULL || args->row < 0 ||
+		(uint64) args->row >= result_rows->numvals ||
+		args->column < 0 || args->column >= result_rows->tupdesc->natts)
+		elog(ERROR, "no result value at row %ld, column %d",
+			 args->row, args->column);
+	*args->value_out = SPI_getvalue(result_rows->vals[args->row],
+									result_rows->tupdesc, args->column + 1);
+}
+
+int
+aw_result_value(long row, int column, const char **value_out)
+{
+	ValueArgs	args = {row, column, value_out};
+
+	*value_out = NULL;
+	return run_guarded(GUARD_STATEMENT, value_body, &args);
+}
+
