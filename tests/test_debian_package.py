@@ -38,7 +38,9 @@ def dsn(cluster: Cluster) -> str:
 def run(command: list[str]) -> subprocess.CompletedProcess[str]:
     """Runs a command with no PG* variables and the system's PATH."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    return subprocess.run(command, capture_output=True, text=True, timeout=60, env={**clean, "PATH": SYSTEM_PATH})
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=60, env={**clean, "PATH": SYSTEM_PATH}
+    )
 
 
 def test_the_server_loads_what_the_package_owns() -> None:
@@ -48,8 +50,9 @@ def test_the_server_loads_what_the_package_owns() -> None:
         Path(BIN_DIR) / "alive-worker",
     ):
         assert owner(path) == PACKAGE, f"{path} is not {PACKAGE}'s"
-    [library] = ENVIRONMENT.glob("lib/python3*/site-packages/alive_worker/_native*.so")
-    assert owner(library) == PACKAGE
+    libraries = list(ENVIRONMENT.glob("lib/python3*/site-packages/alive_worker/_native*.so"))
+    assert len(libraries) == 1, f"not one embedding library in {ENVIRONMENT}: {libraries}"
+    assert owner(libraries[0]) == PACKAGE
 
 
 def test_the_environment_uses_debians_python_packages() -> None:
