@@ -61,7 +61,8 @@ def test_sql_version_is_the_releases_major_and_minor() -> None:
 
 
 def test_every_install_script_updates_to_the_default_version() -> None:
-    installs, updates = set(), {}
+    installs: set[str] = set()
+    updates: dict[str, set[str]] = {}
     for script in (ROOT / "sql").glob("alive_worker--*.sql"):
         versions = script.name.removeprefix("alive_worker--").removesuffix(".sql").split("--")
         if len(versions) == 1:
@@ -86,7 +87,7 @@ def test_changelog_has_every_version_and_upgrade_script() -> None:
                 for p in (ROOT / "sql").glob("alive_worker--*.sql")}  # fmt: skip
     for version in versions:
         assert any(s == version or s.startswith(f"{version}.") for s in sections), f"no section for {version}"
-    for script in (ROOT / "sql").glob("alive_worker--*--*.sql"):
+    for script in (ROOT / "sql").glob("alive_worker--*.sql"):
         assert f"sql/{script.name}" in changelog, f"CHANGELOG.md does not name {script.name}"
 
 
@@ -114,7 +115,7 @@ VERSION_RANGE = {
 URI = {"type": "string", "pattern": r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$"}
 PATH = {"type": "string", "pattern": r"^[^\\/\s][^\\\s]*$"}
 # Keys of the spec, and custom ones: x_ or X_ followed by anything.
-CUSTOM = {"^[xX]_.": {}}
+CUSTOM: dict[str, Any] = {"^[xX]_.": {}}
 LICENSES = [
     "agpl_3", "apache_1_1", "apache_2_0", "artistic_1", "artistic_2", "bsd", "freebsd", "gfdl_1_2",
     "gfdl_1_3", "gpl_1", "gpl_2", "gpl_3", "lgpl_2_1", "lgpl_3_0", "mit", "mozilla_1_0", "mozilla_1_1",
@@ -248,7 +249,10 @@ def test_meta_json_follows_the_pgxn_meta_spec() -> None:
         ({"name": "alive worker"}, "name"),
         ({"provides": {"alive_worker": {"file": "sql/alive_worker--1.0.sql"}}}, "provides/alive_worker"),
         ({"meta-spec": {"version": "2.0.0"}}, "meta-spec/version"),
-        ({"prereqs": {"runtime": {"requires": {"PostgreSQL": "fifteen"}}}}, "prereqs/runtime/requires/PostgreSQL"),
+        (
+            {"prereqs": {"runtime": {"requires": {"PostgreSQL": "fifteen"}}}},
+            "prereqs/runtime/requires/PostgreSQL",
+        ),
         ({"homepage": "https://example.org"}, "(top)"),
     ],
 )
@@ -274,7 +278,12 @@ def test_dist_zip_holds_the_release_under_its_versioned_prefix(tmp_path: Path) -
     if not (ROOT / ".git").exists():
         pytest.skip(f"{ROOT} is a copy of the tests, not a git checkout")
     # The tests may run as another OS user than the checkout's owner.
-    env = {**os.environ, "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "safe.directory", "GIT_CONFIG_VALUE_0": "*"}
+    env = {
+        **os.environ,
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "safe.directory",
+        "GIT_CONFIG_VALUE_0": "*",
+    }
     result = subprocess.run(
         [ROOT / "scripts" / "dist", str(tmp_path)], capture_output=True, text=True, env=env, cwd=ROOT
     )
