@@ -8,6 +8,8 @@
 #   make demo / make test                set everything up, then demo / test
 #   make test-all                        the suite on PostgreSQL 15, 16, 17 and 18
 #   make bench                           alive_worker against its baselines (docs/BENCHMARKS.md)
+#   make deb / make installcheck-deb     the Debian package; install, test and remove it (as root)
+#   make dist                            the PGXN release zip, in build/dist/
 
 EXTENSION = alive_worker
 DATA = $(wildcard sql/alive_worker--*.sql)
@@ -27,6 +29,12 @@ SERVER_PYTHON := $(PYTHON)
 PYTHON_ENV ?= $(shell $(PG_CONFIG) --pkglibdir 2>/dev/null)/alive_worker
 # The build's own virtual environment (setuptools, cffi, test tools).
 BUILD_ENV ?= .venv
+# PYTHON_DEPS=system downloads nothing, as a distribution's build must
+# (debian/rules): the embedding library is compiled with the system's cffi,
+# and the server's environment sees the system's packages (Debian's
+# python3-cffi-backend, python3-psycopg, python3-prometheus-client) instead
+# of the pins in scripts/requirements/runtime.txt.
+PYTHON_DEPS ?= pinned
 
 # Where the shim finds the Python side, fixed at build time.
 CONFIG_HEADER = build/alive_worker_config.h
@@ -34,7 +42,7 @@ PG_CPPFLAGS = -Ibuild -Isrc
 
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifeq ($(wildcard $(PGXS)),)
-ifeq ($(filter demo test test-all bench,$(MAKECMDGOALS)),)
+ifeq ($(filter demo test test-all bench deb installcheck-deb dist,$(MAKECMDGOALS)),)
 $(error no PGXS from "$(PG_CONFIG)": install postgresql-server-dev-15, or run make test / make demo, which do)
 endif
 else
@@ -48,8 +56,10 @@ BRIDGE_CFLAGS = $(filter-out $(CFLAGS_SL) $(CFLAGS_SL_MODULE),$(CFLAGS))
 
 PYTHON_FILES = setup.py pyproject.toml $(wildcard alive_worker/*.py alive_worker/*/*.py alive_worker/*.c alive_worker/*.h)
 WHEEL_STAMP = build/wheel/.built
+SYSTEM_STAMP = build/system/.built
+PYTHON_STAMP = $(if $(filter system,$(PYTHON_DEPS)),$(SYSTEM_STAMP),$(WHEEL_STAMP))
 
-all: $(WHEEL_STAMP)
+all: $(PYTHON_STAMP)
 # Every object depends on every header: the shim is small, and a rule that
 # cannot go stale beats a list kept by hand.  The config header names the
 # server and the compiler command, so building for another major in this
@@ -71,11 +81,21 @@ $(WHEEL_STAMP): $(BUILD_ENV)/.ready $(CONFIG_HEADER) $(PYTHON_FILES)
 		scripts/build-wheel "$(BUILD_ENV)/bin/python" build/wheel
 	touch $@
 
+$(SYSTEM_STAMP): $(CONFIG_HEADER) $(PYTHON_FILES)
+	PG_CONFIG="$(PG_CONFIG)" CC="$(CC)" ALIVE_WORKER_CFLAGS="$(strip $(BRIDGE_CFLAGS))" \
+		scripts/build-system-python "$(SERVER_PYTHON)" build/system
+	touch $@
+
 # The alive-worker command goes beside the server's own programs (psql,
 # pg_ctl), as PGXS installs an extension's scripts.
 install: install-python
-install-python: $(WHEEL_STAMP)
+install-python: $(PYTHON_STAMP)
+ifeq ($(PYTHON_DEPS),system)
+	scripts/install-system-python "$(SERVER_PYTHON)" build/system "$(PYTHON_ENV)" "$(DESTDIR)"
+	$(MKDIR_P) "$(DESTDIR)$(bindir)"
+else
 	scripts/make-venv "$(SERVER_PYTHON)" "$(PYTHON_ENV)" scripts/requirements/runtime.txt build/wheel/alive_worker-*.whl
+endif
 	ln -sfn "$(PYTHON_ENV)/bin/alive-worker" "$(DESTDIR)$(bindir)/alive-worker"
 
 clean: clean-python
@@ -94,4 +114,15 @@ test-all:
 bench:
 	PG_CONFIG="$(PG_CONFIG)" BENCH_ARGS="$(BENCH_ARGS)" scripts/bench
 
-.PHONY: FORCE install-python clean-python demo test test-all bench
+# debian/ builds postgresql-MAJOR-alive-worker for Debian's servers
+# (debian/pgversions), from a copy of HEAD, into build/deb/.
+deb:
+	scripts/build-deb
+
+installcheck-deb:
+	scripts/installcheck-deb $(PYTEST_ARGS)
+
+dist:
+	scripts/dist
+
+.PHONY: FORCE install-python clean-python demo test test-all bench deb installcheck-deb dist

@@ -283,11 +283,18 @@ def run_exporter(args: argparse.Namespace, out: TextIO, style: Style) -> Status:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(WorkersCollector(dsns(args)))
     try:
-        server, thread = start_http_server(int(port), addr=address.strip("[]"), registry=registry)
+        started = start_http_server(int(port), addr=address.strip("[]"), registry=registry)
     except OSError as error:
         raise CliError(f"cannot listen on {args.listen}: {error.strerror}") from error
     out.write(f"alive-worker exporter: serving http://{args.listen}/metrics\n")
     out.flush()
+    # An older prometheus_client (Debian 12's python3-prometheus-client 0.16,
+    # which the Debian package uses) returns neither the server nor its
+    # thread: it serves from a daemon thread until the process ends.
+    if started is None:
+        while True:
+            time.sleep(1)
+    server, thread = started
     try:
         while thread.is_alive():
             time.sleep(1)
