@@ -156,8 +156,10 @@ watch(void *unused)
 		{
 			uint64_t	count;
 
-			if (fds[0].revents & POLLIN)
-				(void) read(wake_fd, &count, sizeof(count));
+			/* Only drains the eventfd: what it counted does not matter. */
+			if ((fds[0].revents & POLLIN) &&
+				read(wake_fd, &count, sizeof(count)) != sizeof(count))
+				count = 0;
 			/* The death pipe gets readable (EOF) when the postmaster exits. */
 			if (nfds > 1 && fds[1].revents != 0)
 				postmaster_dead = 1;
@@ -243,7 +245,9 @@ aw_interrupts_arm(void)
 	latched_cause = AW_CAUSE_NONE;
 	latched_at_us = 0;
 	armed = 1;
-	(void) write(wake_fd, &one, sizeof(one));
+	/* An eventfd's write fails only on overflow, when the watchdog is awake. */
+	if (write(wake_fd, &one, sizeof(one)) != sizeof(one))
+		latched_at_us = 0;
 	set_kick_blocked(0);
 }
 

@@ -57,7 +57,7 @@ find_entry_point(void *library, const char *name)
 		ereport(FATAL,
 				(errmsg("alive_worker library \"%s\" has no entry point \"%s\"",
 						ALIVE_WORKER_PYTHON_LIBRARY, name),
-				 errhint("Rebuild and reinstall alive_worker with make install.")));
+				 errhint("Reinstall alive_worker: its package, or make install from the source it was built from.")));
 	return entry;
 }
 
@@ -80,7 +80,7 @@ start_python(void)
 		ereport(FATAL,
 				(errmsg("alive_worker could not load its Python library \"%s\": %s",
 						ALIVE_WORKER_PYTHON_LIBRARY, dlerror()),
-				 errhint("Install alive_worker with make install, as the user who built it.")));
+				 errhint("Reinstall alive_worker: its package, or make install as the user who built it.")));
 
 	embedded_python.start = find_entry_point(library, "aw_python_start");
 	embedded_python.tick = find_entry_point(library, "aw_python_tick");
@@ -104,5 +104,5 @@ start_python(void)
 						ALIVE_WORKER_PYTHON_EXECUTABLE),
 				 errdetail("The library \"%s\" failed to initialise; Python's own message precedes this line.",
 						   ALIVE_WORKER_PYTHON_LIBRARY),
-				 errhint("Check that the server's OS user can read the virtual environment, or reinstall with make install.")));
+				 errhint("Check that the server's OS user can read the virtual environment, or reinstall alive_worker (its package, or make install).")));
 }
