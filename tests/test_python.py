@@ -87,6 +87,62 @@ def hook(tick):
     assert "ERROR:  " not in cluster.log()
 
 
+def test_sql_errors_arrive_as_the_spierror_subclass_their_sqlstate_names(
+    make_cluster: Callable[..., Cluster], tmp_path: Path
+) -> None:
+    hook = write_hook(
+        tmp_path,
+        """
+from alive_worker import spi
+
+STATEMENTS = {
+    "missing table": "SELECT * FROM public.no_such_table",
+    "missing column": "SELECT no_such_column FROM public.notes",
+    "lock": "LOCK TABLE public.held IN ACCESS EXCLUSIVE MODE NOWAIT",
+    "unknown code": "DO $$ BEGIN RAISE EXCEPTION 'odd' USING ERRCODE = 'AB123'; END $$",
+}
+
+def note(text):
+    spi.execute("INSERT INTO public.notes (note) VALUES ($1)", text)
+
+def hook(tick):
+    for what, statement in STATEMENTS.items():
+        try:
+            with spi.subtransaction():
+                spi.execute(statement)
+        except spi.errors.UndefinedTable as error:
+            note(f"{what}: UndefinedTable {error.sqlstate}")
+        except spi.errors.UndefinedColumn as error:
+            note(f"{what}: UndefinedColumn {error.sqlstate}")
+        except spi.errors.LockNotAvailable as error:
+            note(f"{what}: LockNotAvailable {error.sqlstate}")
+        except spi.SPIError as error:
+            note(f"{what}: {type(error).__name__} {error.sqlstate}")
+""",
+    )
+    cluster = make_cluster(
+        settings={"hook": hook},
+        setup_sql=["CREATE TABLE notes (n serial, note text)", "CREATE TABLE held ()"],
+    )
+    cluster.wait_for_heartbeats(1)
+    with cluster.connect() as locker:
+        locker.execute("BEGIN")
+        locker.execute("LOCK TABLE public.held IN ACCESS EXCLUSIVE MODE")
+        wait_for(
+            lambda: cluster.sql("SELECT 1 FROM notes WHERE note LIKE 'lock: %'"),
+            "the hook to meet the lock",
+        )
+        locker.execute("ROLLBACK")
+    notes = {note for (note,) in cluster.sql("SELECT note FROM notes")}
+    assert {
+        "missing table: UndefinedTable 42P01",
+        "missing column: UndefinedColumn 42703",
+        "lock: LockNotAvailable 55P03",
+        "unknown code: SPIError AB123",
+    } <= notes, notes
+    assert "ERROR:  " not in cluster.log()
+
+
 def test_sql_error_caught_outside_a_subtransaction_still_fails_the_hook(
     make_cluster: Callable[..., Cluster], tmp_path: Path
 ) -> None:
