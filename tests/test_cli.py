@@ -173,7 +173,7 @@ def test_status_explains_what_stops_it(make_cluster: Callable[..., Cluster]) -> 
     cluster.sql("CREATE EXTENSION alive_worker")
     denied = cli("status", "--dsn", dsn(cluster, user="nobody"))
     assert denied.returncode == 3 and "permission denied" in denied.stderr
-    assert "GRANT pg_monitor TO nobody;" in denied.stderr
+    assert 'GRANT pg_monitor TO "nobody";' in denied.stderr
 
     port = cluster.node.port
     cluster.node.stop()
@@ -396,7 +396,7 @@ def test_doctor_says_how_to_fix_privileges_and_a_stopped_worker(make_cluster: Ca
         result.stdout,
         re.M,
     )
-    assert "fix: GRANT USAGE ON SEQUENCE public.log_table_pk_seq TO luca;" in result.stdout
+    assert 'fix: GRANT USAGE ON SEQUENCE public.log_table_pk_seq TO "luca";' in result.stdout
     assert re.search(
         r'^  warn  worker other +stopped by alive_worker.stop\(\) from PID \d+ \(role "\w+"\)$',
         result.stdout,
@@ -404,6 +404,29 @@ def test_doctor_says_how_to_fix_privileges_and_a_stopped_worker(make_cluster: Ca
     )
     assert "fix: SELECT alive_worker.start('other');" in result.stdout
     assert result.stdout.splitlines()[-1].startswith("CRITICAL: 2 failed, ")
+
+
+def test_doctor_quotes_reserved_words_in_the_grant_it_suggests(make_cluster: Callable[..., Cluster]) -> None:
+    # A role named user and a table named select: a fix that pasted them bare would not parse.
+    cluster = make_cluster(
+        settings={"role": "user", "table": "select"},
+        setup_sql=[
+            'CREATE ROLE "user" LOGIN',
+            'CREATE TABLE public."select" (pk serial PRIMARY KEY, message text, ts timestamp DEFAULT now())',
+        ],
+    )
+    found = checks(cli("doctor", "--json", "--dsn", dsn(cluster)))
+    table = found["table postgres"]
+    assert table["status"] == "CRITICAL", table
+    assert table["text"] == 'role user may not insert into public."select"'
+    assert table["fix"] == 'GRANT INSERT ON public."select" TO "user";'
+    # The fixes, run as given, are what the worker needed.
+    cluster.sql(table["fix"])
+    sequence = checks(cli("doctor", "--json", "--dsn", dsn(cluster)))["table postgres"]
+    assert sequence["fix"] == 'GRANT USAGE ON SEQUENCE public.select_pk_seq TO "user";'
+    cluster.sql(sequence["fix"])
+    cluster.wait_for_heartbeats(1, table='public."select"')
+    assert checks(cli("doctor", "--json", "--dsn", dsn(cluster)))["table postgres"]["status"] == "OK"
 
 
 def test_doctor_sees_a_library_that_is_not_preloaded(make_cluster: Callable[..., Cluster]) -> None:
