@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import MESSAGE, Cluster, wait_for
-
-
-def write_hook(directory: Path, body: str) -> str:
-    """A hook file the server user can read; returns the alive_worker.hook value."""
-    path = directory / "hook.py"
-    path.write_text(body)
-    os.chmod(directory, 0o755)
-    os.chmod(path, 0o644)
-    return f"{path}:hook"
+from conftest import MESSAGE, Cluster, wait_for, write_hook
 
 
 def test_exception_in_a_failing_tick_is_logged_with_traceback_and_next_tick_succeeds(
