@@ -2,7 +2,7 @@
 
 testgres makes and starts the clusters (initdb in a temporary directory, our
 library in shared_preload_libraries, short intervals); the tests talk to them
-with psycopg.  The suite runs as the server's OS user: scripts/test sees to
+with psycopg.  The suite runs as the server's OS user: scripts/test-run sees to
 that, after `make install` has put the extension into the server's tree.
 """
 
