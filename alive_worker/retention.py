@@ -33,7 +33,7 @@ class Retention:
 
     def __init__(self, table: LogTable, retention_seconds: int) -> None:
         self.table = table
-        self.keep = f"{retention_seconds} seconds"
+        self.max_age = f"{retention_seconds} seconds"  # an interval, as the DELETE takes it
         self.idle_check_seconds = min(IDLE_CHECK_MAX_SECONDS, retention_seconds / IDLE_CHECK_FRACTION)
         # As the table's owner (docs/SECURITY.md), with pg_catalog's now() and casts.
         self._delete = spi.prepare(
@@ -55,7 +55,7 @@ class Retention:
             return
         try:
             with spi.subtransaction():
-                self._delete.execute(self.keep, str(self.batch_rows))
+                self._delete.execute(self.max_age, str(self.batch_rows))
                 deleted = spi.last_rowcount()
         except spi.SPIError as error:
             if isinstance(error, errors.QueryCanceled) and self.batch_rows > SMALLEST_BATCH_ROWS:
