@@ -105,8 +105,11 @@ clean-python:
 demo:
 	PG_CONFIG="$(PG_CONFIG)" scripts/demo
 
+# Set-up (packages, servers, build and install), lint, then the suite.
 test:
-	PG_CONFIG="$(PG_CONFIG)" scripts/test $(PYTEST_ARGS)
+	PG_CONFIG="$(PG_CONFIG)" scripts/test-setup
+	scripts/lint
+	PG_CONFIG="$(PG_CONFIG)" scripts/test-run $(PYTEST_ARGS)
 
 test-all:
 	scripts/test-all $(PYTEST_ARGS)

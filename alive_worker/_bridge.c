@@ -109,7 +109,7 @@ aw_record_error(const char *sqlstate, const char *message, const char *detail,
 				const char *hint, const char *context)
 {
 	forget_error();
-	strlcpy(last_error.sqlstate, sqlstate ? sqlstate : "XX000",
+	strlcpy(last_error.sqlstate, sqlstate ? sqlstate : SQLSTATE_INTERNAL_ERROR,
 			sizeof(last_error.sqlstate));
 	last_error.message = copy_or_null(message ? message : "unknown error");
 	last_error.detail = copy_or_null(detail);
@@ -157,7 +157,7 @@ on_worker_thread(void)
 int
 refuse_other_thread(void)
 {
-	aw_record_error("0A000",
+	aw_record_error(SQLSTATE_FEATURE_NOT_SUPPORTED,
 					"alive_worker.spi was called from a thread other than the worker's",
 					"PostgreSQL is single-threaded: only the worker's own thread may run statements.",
 					"Call spi from the hook itself, not from threads it starts.",
@@ -188,7 +188,7 @@ run_guarded(GuardMode mode, void (*body) (void *), void *arg)
 		snprintf(message, sizeof(message),
 				 "current heartbeat transaction is aborted by an earlier error (%s), statements ignored until the tick ends",
 				 failure_cause);
-		aw_record_error("25P02", message, NULL,
+		aw_record_error(SQLSTATE_IN_FAILED_SQL_TRANSACTION, message, NULL,
 						"Run statements whose errors you catch inside spi.subtransaction().",
 						NULL);
 		return AW_ERROR;
@@ -203,7 +203,7 @@ run_guarded(GuardMode mode, void (*body) (void *), void *arg)
 	if (postgres_depth == 0 && aw_interrupts_latched(NULL) != AW_CAUSE_NONE &&
 		aw_interrupt_check() != AW_CAUSE_NONE && mode != GUARD_ANY_STATE)
 	{
-		aw_record_error("57014",
+		aw_record_error(SQLSTATE_QUERY_CANCELED,
 						"alive_worker.hook was interrupted: statements are refused until it returns",
 						NULL, "Let alive_worker.hooks.Interrupted propagate out of the hook.",
 						NULL);
@@ -462,7 +462,7 @@ aw_hook_interrupts_start(void)
 	if (aw_interrupts_start(postmaster_alive_fds[POSTMASTER_FD_WATCH],
 							interrupt_cause) != 0)
 	{
-		aw_record_error("58000", "alive_worker could not start the watchdog that interrupts hooks",
+		aw_record_error(SQLSTATE_SYSTEM_ERROR, "alive_worker could not start the watchdog that interrupts hooks",
 						NULL, NULL, NULL);
 		return AW_ERROR;
 	}
@@ -547,7 +547,7 @@ aw_finish_python_call(int result, int elevel)
 		return;
 	}
 	if (!error_recorded)
-		aw_record_error("XX000",
+		aw_record_error(SQLSTATE_INTERNAL_ERROR,
 						left_open ? "alive_worker Python code left a subtransaction open"
 						: "alive_worker Python code failed without an error",
 						NULL, "Use spi.subtransaction() as a context manager.",

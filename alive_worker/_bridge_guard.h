@@ -16,6 +16,18 @@ typedef enum GuardMode
 } GuardMode;
 
 /*
+ * The SQLSTATEs the bridge records itself, as text: PostgreSQL's ERRCODE_*
+ * are packed, and unpack_sql_state() has one static buffer, while
+ * aw_record_error also runs on a hook's threads.
+ */
+#define SQLSTATE_FEATURE_NOT_SUPPORTED "0A000"
+#define SQLSTATE_INVALID_SQL_STATEMENT_NAME "26000"
+#define SQLSTATE_IN_FAILED_SQL_TRANSACTION "25P02"
+#define SQLSTATE_QUERY_CANCELED "57014"
+#define SQLSTATE_SYSTEM_ERROR "58000"
+#define SQLSTATE_INTERNAL_ERROR "XX000"
+
+/*
  * Runs body(arg), catching any ERROR it raises.  Returns AW_OK, or AW_ERROR
  * with the error recorded and the transaction left as the mode says.
  */

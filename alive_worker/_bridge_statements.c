@@ -419,7 +419,7 @@ execute_body(void *arg)
 static int
 refuse_freed_plan(void)
 {
-	aw_record_error("26000", "alive_worker plan was freed and cannot be executed",
+	aw_record_error(SQLSTATE_INVALID_SQL_STATEMENT_NAME, "alive_worker plan was freed and cannot be executed",
 					NULL, NULL, NULL);
 	return AW_ERROR;
 }
@@ -448,7 +448,7 @@ aw_execute_text(aw_plan *plan, const char *value, long *rows_out)
 		return refuse_other_thread();
 	if (plan->nargs != 1)
 	{
-		aw_record_error("XX000", "alive_worker aw_execute_text needs a plan of one parameter",
+		aw_record_error(SQLSTATE_INTERNAL_ERROR, "alive_worker aw_execute_text needs a plan of one parameter",
 						NULL, NULL, NULL);
 		return AW_ERROR;
 	}

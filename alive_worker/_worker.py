@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import traceback
 
-from alive_worker import spi
+from alive_worker import errors, spi
 from alive_worker._native import ffi, lib
 from alive_worker.heartbeat import Heartbeat
 from alive_worker.hooks import Interrupted
 from alive_worker.spi import SPIError
 
-EXTERNAL_ROUTINE_EXCEPTION = "38000"
 _OK = int(lib.AW_OK)
 
 _heartbeat: Heartbeat | None = None
@@ -43,7 +42,7 @@ def _record(exc: BaseException, doing: str) -> int:
     else:
         message = f"alive_worker {doing} failed: {type(exc).__name__}: {exc}"
         lib.aw_record_error(
-            EXTERNAL_ROUTINE_EXCEPTION.encode(),
+            errors.ExternalRoutineException.sqlstate.encode(),
             message.encode(errors="replace"),
             ffi.NULL,
             ffi.NULL,

@@ -6,6 +6,7 @@ import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
+from alive_worker.errors import QueryCanceled
 from alive_worker.settings import Settings
 
 if TYPE_CHECKING:
@@ -37,7 +38,8 @@ class Interrupted(BaseException):
     alive_worker._native.lib.AW_INTERRUPT_GRACE_MS (0.5 s) the worker exits.
     """
 
-    sqlstate = "57014"  # query_canceled: what PostgreSQL raises for the same causes
+    # What PostgreSQL raises for the same causes.
+    sqlstate = QueryCanceled.sqlstate
 
 
 def load(spec: str) -> Hook | None:

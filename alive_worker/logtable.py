@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from alive_worker import spi
+from alive_worker import errors, spi
 
 log = logging.getLogger(__name__)
-
-INSUFFICIENT_PRIVILEGE = "42501"
-UNDEFINED_COLUMN = "42703"
-WRONG_OBJECT_TYPE = "42809"
 
 # Kind, owner, privileges and shape in one catalog query; no rows means no
 # such table.  Functions are named with their schema and the worker's
@@ -83,9 +79,9 @@ class LogTable:
                 spi.execute(f"CREATE SCHEMA {spi.quote_ident(self.schema)}")
             spi.execute(_CREATE_TABLE.format(table=self.qualified))
         except spi.SPIError as error:
-            raise spi.SPIError(
+            raise errors.from_sqlstate(
+                error.sqlstate,
                 f"alive_worker cannot create log table {self.qualified}: {error.message}",
-                sqlstate=error.sqlstate,
                 detail=error.detail,
                 hint=(
                     f'Create the table, then grant INSERT on it and USAGE on its sequence to role "{self.role}"; '
@@ -96,15 +92,11 @@ class LogTable:
 
     def _check(self, rows: list[spi.Row]) -> None:
         if not rows:
-            raise spi.SPIError(
-                f"alive_worker log table {self.qualified} does not exist",
-                sqlstate="42P01",
-            )
+            raise errors.UndefinedTable(f"alive_worker log table {self.qualified} does not exist")
         kind, owner, owner_is_superuser, may_insert, has_message, unusable_sequences = rows[0]
         if kind not in _TABLE_KINDS:
-            raise spi.SPIError(
+            raise errors.WrongObjectType(
                 f"alive_worker log table {self.qualified} is {_KIND_NAMES.get(kind or '', 'not a table')}, not a table",
-                sqlstate=WRONG_OBJECT_TYPE,
                 detail=f'It belongs to role "{owner}". The worker writes heartbeats only into ordinary or partitioned tables.',
                 hint=f"Drop it, or set alive_worker.schema and alive_worker.table to a table of role "
                 f'"{self.role}"\'s.',
@@ -119,21 +111,18 @@ class LogTable:
                 owner,
             )
         if may_insert != "t":
-            raise spi.SPIError(
+            raise errors.InsufficientPrivilege(
                 f'permission denied: role "{self.role}" lacks INSERT on table {self.qualified}',
-                sqlstate=INSUFFICIENT_PRIVILEGE,
                 hint=f"GRANT INSERT ON {self.qualified} TO {spi.quote_ident(self.role)};",
             )
         if unusable_sequences:
-            raise spi.SPIError(
+            raise errors.InsufficientPrivilege(
                 f'permission denied: role "{self.role}" lacks USAGE on sequence '
                 f"{unusable_sequences} of table {self.qualified}",
-                sqlstate=INSUFFICIENT_PRIVILEGE,
                 hint=f"GRANT USAGE ON SEQUENCE {unusable_sequences} TO {spi.quote_ident(self.role)};",
             )
         if has_message != "t":
-            raise spi.SPIError(
+            raise errors.UndefinedColumn(
                 f'alive_worker log table {self.qualified} has no column "message"',
-                sqlstate=UNDEFINED_COLUMN,
                 detail="A heartbeat table needs a text column named message; pk and ts are filled by their defaults.",
             )

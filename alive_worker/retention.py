@@ -16,14 +16,13 @@ from __future__ import annotations
 import logging
 import time
 
-from alive_worker import spi
+from alive_worker import errors, spi
 from alive_worker.logtable import LogTable
 
 log = logging.getLogger(__name__)
 
 BATCH_ROWS = 5000
 SMALLEST_BATCH_ROWS = 50
-QUERY_CANCELED = "57014"
 # With no backlog, look again after a tenth of the retention, at most a minute.
 IDLE_CHECK_FRACTION = 10
 IDLE_CHECK_MAX_SECONDS = 60.0
@@ -34,7 +33,7 @@ class Retention:
 
     def __init__(self, table: LogTable, retention_seconds: int) -> None:
         self.table = table
-        self.keep = f"{retention_seconds} seconds"
+        self.max_age = f"{retention_seconds} seconds"  # an interval, as the DELETE takes it
         self.idle_check_seconds = min(IDLE_CHECK_MAX_SECONDS, retention_seconds / IDLE_CHECK_FRACTION)
         # As the table's owner (docs/SECURITY.md), with pg_catalog's now() and casts.
         self._delete = spi.prepare(
@@ -56,10 +55,10 @@ class Retention:
             return
         try:
             with spi.subtransaction():
-                self._delete.execute(self.keep, str(self.batch_rows))
+                self._delete.execute(self.max_age, str(self.batch_rows))
                 deleted = spi.last_rowcount()
         except spi.SPIError as error:
-            if error.sqlstate == QUERY_CANCELED and self.batch_rows > SMALLEST_BATCH_ROWS:
+            if isinstance(error, errors.QueryCanceled) and self.batch_rows > SMALLEST_BATCH_ROWS:
                 self.batch_rows = max(SMALLEST_BATCH_ROWS, self.batch_rows // 2)
                 self._next_check = now
                 return

@@ -1,9 +1,11 @@
 """Python face of SPI: statements, plans, quoting and subtransactions.
 
 Every function here calls the C bridge, which catches PostgreSQL ERRORs and
-returns them as :class:`SPIError`.  Outside :func:`subtransaction` an error
-aborts the whole tick (the transaction is rolled back when Python returns);
-inside it, the error can be caught and the tick goes on.
+returns them as :class:`SPIError`, of the subclass its SQLSTATE names (see
+:mod:`alive_worker.errors`, here as ``spi.errors``).  Outside
+:func:`subtransaction` an error aborts the whole tick (the transaction is
+rolled back when Python returns); inside it, the error can be caught, by
+name (``except spi.errors.LockNotAvailable``), and the tick goes on.
 
 A plan belongs to the tick that prepared it unless prepared with keep=True:
 its SPI plan goes with the tick's transaction, so at the next tick the worker
@@ -20,7 +22,10 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import NamedTuple, NoReturn
 
+# Re-exported: hooks write spi.SPIError and spi.errors.QueryCanceled.
+from alive_worker import errors as errors
 from alive_worker._native import ffi, lib
+from alive_worker.errors import SPIError as SPIError
 
 Row = tuple[str | None, ...]
 
@@ -28,29 +33,6 @@ Row = tuple[str | None, ...]
 _OK = int(lib.AW_OK)
 _execute = lib.aw_execute
 _execute_text = lib.aw_execute_text
-
-
-class SPIError(Exception):
-    """A PostgreSQL error, shaped like psycopg's: ``sqlstate`` and diagnostics."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        sqlstate: str = "XX000",
-        detail: str | None = None,
-        hint: str | None = None,
-        context: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.sqlstate = sqlstate
-        self.detail = detail
-        self.hint = hint
-        self.context = context
-
-    def __str__(self) -> str:
-        return f"{self.message} (SQLSTATE {self.sqlstate})"
 
 
 def _text(pointer: object) -> str | None:
@@ -61,9 +43,9 @@ def _raise_last_error() -> NoReturn:
     error = lib.aw_last_error()
     if error == ffi.NULL:
         raise SPIError("alive_worker bridge failed without an error")
-    raise SPIError(
+    raise errors.from_sqlstate(
+        ffi.string(error.sqlstate).decode(),
         _text(error.message) or "",
-        sqlstate=ffi.string(error.sqlstate).decode(),
         detail=_text(error.detail),
         hint=_text(error.hint),
         context=_text(error.context),
@@ -147,10 +129,9 @@ class Plan:
 
     def _raise_failure(self) -> NoReturn:
         if self._released:
-            raise SPIError(
+            raise errors.InvalidSqlStatementName(
                 f"alive_worker plan for {self.query!r} was prepared without keep=True in an earlier tick "
                 "and was released when that tick ended",
-                sqlstate="26000",
                 hint="Prepare it with spi.prepare(query, argtypes, keep=True) to use it in later ticks, "
                 "or prepare it again in each tick.",
             )

@@ -37,10 +37,9 @@ from typing import Any
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from common import MESSAGE, SERVER_USER
 from patroni_cluster import PatroniCluster, free_port, wait_for
 
-SERVER_USER = "postgres"
-MESSAGE = "STILL ALIVE and counting!"
 PROMOTIONS = 5  # each interval
 CLIENT_PERIOD = 0.010  # one row every 10 ms
 SETTLE_SECONDS = 3.0  # writing before and after each event

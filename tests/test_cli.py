@@ -13,13 +13,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conftest import BIN_DIR, PKGLIB_DIR, Cluster, streaming_standby, wait_for
-from test_privileges import LEAST_PRIVILEGE_SETUP
+from conftest import (
+    BIN_DIR,
+    LEAST_PRIVILEGE_SETUP,
+    ORIGINAL_TABLE,
+    PKGLIB_DIR,
+    Cluster,
+    streaming_standby,
+    wait_for,
+)
 
 CLI = Path(BIN_DIR) / "alive-worker"
 ENVIRONMENT = Path(PKGLIB_DIR) / "alive_worker"
-ORIGINAL_TABLE = """CREATE TABLE public.log_table (
-    pk serial PRIMARY KEY, message text, ts timestamp without time zone DEFAULT now())"""
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -72,7 +77,7 @@ def test_usage_errors_are_unknown() -> None:
 
 
 def test_status_shows_the_workers_as_a_table_and_as_json(make_cluster: Callable[..., Cluster]) -> None:
-    cluster = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    cluster = make_cluster(extension=True)
     cluster.wait_for_heartbeats(3)
     result = cli("status", "--dsn", dsn(cluster))
     assert result.returncode == 0, result.stderr
@@ -123,7 +128,7 @@ def run_on_terminal(*args: str, env: dict[str, str] | None = None) -> str:
 
 
 def test_status_is_coloured_on_a_terminal_unless_no_color(make_cluster: Callable[..., Cluster]) -> None:
-    cluster = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    cluster = make_cluster(extension=True)
     cluster.wait_for_heartbeats(1)
     on_terminal = run_on_terminal("status", "--dsn", dsn(cluster))
     assert "\x1b[32mOK\x1b[0m" in on_terminal
@@ -136,9 +141,9 @@ def test_status_exit_code_follows_the_worst_worker(make_cluster: Callable[..., C
         setup_sql=[
             "CREATE DATABASE good",
             "CREATE DATABASE bad",
-            "CREATE EXTENSION alive_worker",
             "CREATE ROLE luca LOGIN",
         ],
+        extension=True,
     )
     cluster.wait_for_heartbeats(1, dbname="good")
     cluster.sql("SELECT alive_worker.stop('bad')")
@@ -173,7 +178,7 @@ def test_status_explains_what_stops_it(make_cluster: Callable[..., Cluster]) -> 
     cluster.sql("CREATE EXTENSION alive_worker")
     denied = cli("status", "--dsn", dsn(cluster, user="nobody"))
     assert denied.returncode == 3 and "permission denied" in denied.stderr
-    assert "GRANT pg_monitor TO nobody;" in denied.stderr
+    assert 'GRANT pg_monitor TO "nobody";' in denied.stderr
 
     port = cluster.node.port
     cluster.node.stop()
@@ -186,7 +191,7 @@ def test_status_explains_what_stops_it(make_cluster: Callable[..., Cluster]) -> 
 def test_connection_from_environment_and_service_file(
     make_cluster: Callable[..., Cluster], tmp_path: Path
 ) -> None:
-    cluster = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    cluster = make_cluster(extension=True)
     cluster.wait_for_worker()
     host, port, user = cluster.node.host, str(cluster.node.port), cluster.node.os_ops.username
     assert cli("status", env={"PGHOST": host, "PGPORT": port, "PGUSER": user}).returncode == 0
@@ -201,7 +206,7 @@ def test_connection_from_environment_and_service_file(
 
 
 def test_tail_follows_new_heartbeats_with_their_lateness(make_cluster: Callable[..., Cluster]) -> None:
-    cluster = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    cluster = make_cluster(extension=True)
     cluster.wait_for_heartbeats(5)
     result = cli("tail", "--json", "-n", "2", "--count", "3", "--dsn", dsn(cluster))
     assert result.returncode == 0, result.stderr
@@ -226,9 +231,7 @@ def test_tail_follows_new_heartbeats_with_their_lateness(make_cluster: Callable[
 def test_tail_on_a_standby_infers_the_grid(
     make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
 ) -> None:
-    primary = make_cluster(
-        setup_sql=["CREATE EXTENSION alive_worker", "CREATE ROLE watcher LOGIN IN ROLE pg_monitor"]
-    )
+    primary = make_cluster(setup_sql=["CREATE ROLE watcher LOGIN IN ROLE pg_monitor"], extension=True)
     standby = streaming_standby(primary, make_standby)
     result = cli("tail", "--json", "-n", "0", "--count", "4", "--dsn", dsn(standby))
     assert result.returncode == 0, result.stderr
@@ -246,7 +249,7 @@ def test_tail_on_a_standby_infers_the_grid(
 def test_lag_reports_as_a_monitoring_plugin(
     make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
 ) -> None:
-    primary = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    primary = make_cluster(extension=True)
     standby = streaming_standby(primary, make_standby)
     ok = cli("lag", "--warn", "30", "--crit", "60", "--dsn", dsn(standby))
     assert ok.returncode == 0, ok.stdout
@@ -287,7 +290,7 @@ def test_lag_reports_as_a_monitoring_plugin(
 def test_lag_watch_prints_until_interrupted(
     make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
 ) -> None:
-    primary = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    primary = make_cluster(extension=True)
     standby = streaming_standby(primary, make_standby)
     process = subprocess.Popen(
         [str(CLI), "lag", "--watch", "0.2", "--json", "--dsn", dsn(standby)],
@@ -304,7 +307,7 @@ def test_lag_watch_prints_until_interrupted(
 def test_lag_watch_reconnects_after_a_lost_connection(
     make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
 ) -> None:
-    primary = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    primary = make_cluster(extension=True)
     standby = streaming_standby(primary, make_standby)
     process = subprocess.Popen(
         [str(CLI), "lag", "--watch", "0.2", "--json", "--dsn", dsn(standby)],
@@ -348,9 +351,7 @@ def checks(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]
 
 def test_doctor_passes_a_healthy_installation(make_cluster: Callable[..., Cluster]) -> None:
     # Healthy: as docs/SECURITY.md says, with a role that may only write heartbeats.
-    cluster = make_cluster(
-        settings={"role": "luca"}, setup_sql=["CREATE EXTENSION alive_worker", *LEAST_PRIVILEGE_SETUP]
-    )
+    cluster = make_cluster(settings={"role": "luca"}, setup_sql=LEAST_PRIVILEGE_SETUP, extension=True)
     cluster.wait_for_heartbeats(3)
     result = cli("doctor", "--dsn", dsn(cluster))
     assert result.returncode == 0, result.stdout
@@ -377,8 +378,8 @@ def test_doctor_says_how_to_fix_privileges_and_a_stopped_worker(make_cluster: Ca
             "CREATE DATABASE other",
             "CREATE ROLE luca LOGIN",
             ORIGINAL_TABLE,
-            "CREATE EXTENSION alive_worker",
         ],
+        extension=True,
     )
     cluster.sql("GRANT INSERT ON log_table TO luca")
     cluster.sql(ORIGINAL_TABLE, dbname="other")
@@ -396,7 +397,7 @@ def test_doctor_says_how_to_fix_privileges_and_a_stopped_worker(make_cluster: Ca
         result.stdout,
         re.M,
     )
-    assert "fix: GRANT USAGE ON SEQUENCE public.log_table_pk_seq TO luca;" in result.stdout
+    assert 'fix: GRANT USAGE ON SEQUENCE public.log_table_pk_seq TO "luca";' in result.stdout
     assert re.search(
         r'^  warn  worker other +stopped by alive_worker.stop\(\) from PID \d+ \(role "\w+"\)$',
         result.stdout,
@@ -404,6 +405,29 @@ def test_doctor_says_how_to_fix_privileges_and_a_stopped_worker(make_cluster: Ca
     )
     assert "fix: SELECT alive_worker.start('other');" in result.stdout
     assert result.stdout.splitlines()[-1].startswith("CRITICAL: 2 failed, ")
+
+
+def test_doctor_quotes_reserved_words_in_the_grant_it_suggests(make_cluster: Callable[..., Cluster]) -> None:
+    # A role named user and a table named select: a fix that pasted them bare would not parse.
+    cluster = make_cluster(
+        settings={"role": "user", "table": "select"},
+        setup_sql=[
+            'CREATE ROLE "user" LOGIN',
+            'CREATE TABLE public."select" (pk serial PRIMARY KEY, message text, ts timestamp DEFAULT now())',
+        ],
+    )
+    found = checks(cli("doctor", "--json", "--dsn", dsn(cluster)))
+    table = found["table postgres"]
+    assert table["status"] == "CRITICAL", table
+    assert table["text"] == 'role user may not insert into public."select"'
+    assert table["fix"] == 'GRANT INSERT ON public."select" TO "user";'
+    # The fixes, run as given, are what the worker needed.
+    cluster.sql(table["fix"])
+    sequence = checks(cli("doctor", "--json", "--dsn", dsn(cluster)))["table postgres"]
+    assert sequence["fix"] == 'GRANT USAGE ON SEQUENCE public.select_pk_seq TO "user";'
+    cluster.sql(sequence["fix"])
+    cluster.wait_for_heartbeats(1, table='public."select"')
+    assert checks(cli("doctor", "--json", "--dsn", dsn(cluster)))["table postgres"]["status"] == "OK"
 
 
 def test_doctor_sees_a_library_that_is_not_preloaded(make_cluster: Callable[..., Cluster]) -> None:
@@ -429,10 +453,10 @@ def test_doctor_as_a_monitoring_role_skips_what_needs_a_superuser(
     cluster = make_cluster(
         settings={"role": "luca"},
         setup_sql=[
-            "CREATE EXTENSION alive_worker",
             "CREATE ROLE watcher LOGIN IN ROLE pg_monitor",
             *LEAST_PRIVILEGE_SETUP,
         ],
+        extension=True,
     )
     cluster.wait_for_heartbeats(2)
     result = cli("doctor", "--json", "--dsn", dsn(cluster, user="watcher"))
@@ -461,7 +485,7 @@ def test_doctor_reads_the_server_log_when_it_may(make_cluster: Callable[..., Clu
 
 
 def test_status_judges_a_stale_heartbeat_whatever_the_state(make_cluster: Callable[..., Cluster]) -> None:
-    cluster = make_cluster(settings={"tick_timeout": "60s"}, setup_sql=["CREATE EXTENSION alive_worker"])
+    cluster = make_cluster(settings={"tick_timeout": "60s"}, extension=True)
     pid = cluster.wait_for_worker()
     cluster.wait_for_heartbeats(3)
     assert cli("status", "--dsn", dsn(cluster)).returncode == 0
@@ -493,9 +517,7 @@ def test_status_judges_a_stale_heartbeat_whatever_the_state(make_cluster: Callab
 
 
 def test_status_of_a_worker_that_cannot_connect_is_critical(make_cluster: Callable[..., Cluster]) -> None:
-    cluster = make_cluster(
-        settings={"databases": "postgres, db_missing"}, setup_sql=["CREATE EXTENSION alive_worker"]
-    )
+    cluster = make_cluster(settings={"databases": "postgres, db_missing"}, extension=True)
     cluster.wait_for_heartbeats(1)
     result = wait_for(
         lambda: r if (r := cli("status", "--dsn", dsn(cluster))).returncode == 2 else None, "CRITICAL"
@@ -510,7 +532,7 @@ def test_status_of_a_worker_that_cannot_connect_is_critical(make_cluster: Callab
 
 
 def test_unexpected_failure_is_unknown_in_one_line(make_cluster: Callable[..., Cluster]) -> None:
-    cluster = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    cluster = make_cluster(extension=True)
     cluster.wait_for_worker()
     # A view that is not the one this command knows (a hand-edited or foreign installation).
     cluster.sql(

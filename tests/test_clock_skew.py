@@ -193,7 +193,7 @@ def test_lag_is_right_while_the_standby_clock_is_off(
     make_standby: Callable[[Cluster], Cluster],
     skew_library: Path,
 ) -> None:
-    primary = make_cluster(settings={"interval": "200ms"}, setup_sql=["CREATE EXTENSION alive_worker"])
+    primary = make_cluster(settings={"interval": "200ms"}, extension=True)
     standby = streaming_standby(primary, make_standby)
     figures = {}
     for skew in SKEWS:

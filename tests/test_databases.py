@@ -16,7 +16,8 @@ def test_one_worker_per_database_and_a_missing_one_harms_no_other(
 ) -> None:
     cluster = make_cluster(
         settings={"databases": 'first, "Second db", missing'},
-        setup_sql=["CREATE DATABASE first", 'CREATE DATABASE "Second db"', "CREATE EXTENSION alive_worker"],
+        setup_sql=["CREATE DATABASE first", 'CREATE DATABASE "Second db"'],
+        extension=True,
     )
     for database in ("first", "Second db"):
         rows = cluster.wait_for_heartbeats(3, dbname=database)
@@ -36,7 +37,8 @@ def test_one_worker_per_database_and_a_missing_one_harms_no_other(
 def test_stopping_one_database_leaves_the_others(make_cluster: Callable[..., Cluster]) -> None:
     cluster = make_cluster(
         settings={"databases": "one, two"},
-        setup_sql=["CREATE DATABASE one", "CREATE DATABASE two", "CREATE EXTENSION alive_worker"],
+        setup_sql=["CREATE DATABASE one", "CREATE DATABASE two"],
+        extension=True,
     )
     cluster.wait_for_heartbeats(1, dbname="one")
     cluster.wait_for_heartbeats(1, dbname="two")

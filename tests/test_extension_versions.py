@@ -80,6 +80,6 @@ def test_update_from_1_0_gives_what_a_fresh_install_gives(make_cluster: Callable
 
 
 def test_update_to_the_current_version_is_a_no_op(make_cluster: Callable[..., Cluster]) -> None:
-    cluster = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    cluster = make_cluster(extension=True)
     cluster.sql("ALTER EXTENSION alive_worker UPDATE")
     assert cluster.sql(VERSION) == [("1.2",)]

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MESSAGE, Cluster, wait_for
-from test_python import write_hook
+from conftest import MESSAGE, Cluster, wait_for, write_hook
 
 # Generous: the machine is shared.  The figures themselves are in make bench.
 GONE_WITHIN = 3.0

@@ -6,8 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import PKGLIB_DIR, Cluster
-from test_python import write_hook
+from conftest import PKGLIB_DIR, Cluster, write_hook
 
 
 def maps_libpython(pid: int) -> bool:

@@ -35,7 +35,7 @@ def seconds(value: timedelta) -> float:
 def test_lag_is_about_zero_while_streaming_though_the_newest_heartbeat_is_older(
     make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
 ) -> None:
-    primary = make_cluster(settings={"interval": "1s"}, setup_sql=["CREATE EXTENSION alive_worker"])
+    primary = make_cluster(settings={"interval": "1s"}, extension=True)
     standby = streaming_standby(primary, make_standby)
     # Read until the newest heartbeat is more than half an interval old:
     # its age alone would then say the standby is half a second behind.
@@ -53,7 +53,7 @@ def test_lag_is_about_zero_while_streaming_though_the_newest_heartbeat_is_older(
 def test_lag_grows_with_a_paused_replay_and_agrees_with_the_primary(
     make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
 ) -> None:
-    primary = make_cluster(settings={"interval": "200ms"}, setup_sql=["CREATE EXTENSION alive_worker"])
+    primary = make_cluster(settings={"interval": "200ms"}, extension=True)
     standby = streaming_standby(primary, make_standby)
     standby.sql("SELECT pg_wal_replay_pause()")
     wait_for(lambda: standby.sql("SELECT pg_get_wal_replay_pause_state()")[0][0] == "paused", "replay paused")
@@ -89,7 +89,7 @@ def test_lag_grows_with_a_paused_replay_and_agrees_with_the_primary(
 def test_lag_names_the_primary_it_replays(
     make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
 ) -> None:
-    primary = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    primary = make_cluster(extension=True)
     standby = streaming_standby(primary, make_standby)
     [(system_identifier,)] = primary.sql("SELECT system_identifier FROM pg_control_system()")
     reading = wait_for(
@@ -109,7 +109,7 @@ def test_lag_names_the_primary_it_replays(
 def test_workers_view_shows_the_lag_on_a_standby_only(
     make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
 ) -> None:
-    primary = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    primary = make_cluster(extension=True)
     standby = streaming_standby(primary, make_standby)
     [(on_primary,)] = primary.sql("SELECT replication_lag FROM alive_worker.workers")
     assert on_primary is None
@@ -123,7 +123,8 @@ def test_workers_view_answers_on_a_standby_without_a_heartbeat_table(
 ) -> None:
     primary = make_cluster(
         settings={"table": "heartbeats", "role": "luca"},
-        setup_sql=["CREATE EXTENSION alive_worker", "CREATE ROLE luca LOGIN"],
+        setup_sql=["CREATE ROLE luca LOGIN"],
+        extension=True,
     )
     standby = make_standby(primary)
     [(on_standby,)] = standby.sql("SELECT replication_lag FROM alive_worker.workers")
@@ -139,11 +140,11 @@ def test_monitoring_roles_read_the_lag_without_reading_the_table(
 ) -> None:
     primary = make_cluster(
         setup_sql=[
-            "CREATE EXTENSION alive_worker",
             "CREATE ROLE watcher LOGIN IN ROLE pg_monitor",
             "CREATE ROLE nobody LOGIN",
             "CREATE TABLE secrets (pk int, ts timestamptz)",
-        ]
+        ],
+        extension=True,
     )
     standby = streaming_standby(primary, make_standby)
     assert seconds(lag(standby, user="watcher")["lag"]) < 1.0
@@ -161,7 +162,7 @@ def test_monitoring_roles_read_the_lag_without_reading_the_table(
 def test_lag_goes_on_growing_when_the_primary_is_gone(
     make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
 ) -> None:
-    primary = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    primary = make_cluster(extension=True)
     standby = streaming_standby(primary, make_standby)
     primary.node.stop(["-m", "immediate"])
     reading = wait_for(lambda: r if seconds((r := lag(standby))["lag"]) > 1.0 else None, "a second of lag")

@@ -5,17 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from conftest import Cluster, wait_for
-
-ORIGINAL_TABLE = """CREATE TABLE public.log_table (
-    pk serial PRIMARY KEY, message text, ts timestamp without time zone DEFAULT now())"""
+from conftest import ORIGINAL_TABLE, Cluster, wait_for
 
 
 def publisher(make_cluster: Callable[..., Cluster], interval: str = "200ms") -> Cluster:
     """A primary with wal_level = logical, whose heartbeat table can be published."""
     return make_cluster(
         settings={"interval": interval},
-        setup_sql=["ALTER SYSTEM SET wal_level = logical", ORIGINAL_TABLE, "CREATE EXTENSION alive_worker"],
+        setup_sql=["ALTER SYSTEM SET wal_level = logical", ORIGINAL_TABLE],
+        extension=True,
     )
 
 
@@ -32,7 +30,7 @@ def test_a_subscriber_receives_the_heartbeats_as_written(make_cluster: Callable[
     # The subscriber runs a worker of its own: into another table, since the
     # replicated rows keep the primary's pk.
     subscriber = make_cluster(
-        settings={"table": "own_heartbeats"}, setup_sql=[ORIGINAL_TABLE, "CREATE EXTENSION alive_worker"]
+        settings={"table": "own_heartbeats"}, setup_sql=[ORIGINAL_TABLE], extension=True
     )
     subscriber.sql(
         f"CREATE SUBSCRIPTION heartbeats CONNECTION 'host={primary.node.host} port={primary.node.port} "

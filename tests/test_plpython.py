@@ -7,8 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import PG_CONFIG, Cluster, wait_for
-from test_python import write_hook
+from conftest import PG_CONFIG, Cluster, wait_for, write_hook
 
 SHARE_DIR = subprocess.check_output([PG_CONFIG, "--sharedir"], text=True).strip()
 pytestmark = pytest.mark.skipif(

@@ -5,19 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import MESSAGE, Cluster
-from test_python import write_hook
-
-ORIGINAL_TABLE = """CREATE TABLE public.log_table (
-    pk serial PRIMARY KEY, message text, ts timestamp without time zone DEFAULT now())"""
-
-# The recommended set-up: a role that may insert heartbeats and nothing else.
-LEAST_PRIVILEGE_SETUP = [
-    "CREATE ROLE luca LOGIN",
-    ORIGINAL_TABLE,
-    "GRANT INSERT ON public.log_table TO luca",
-    "GRANT USAGE ON SEQUENCE public.log_table_pk_seq TO luca",
-]
+from conftest import LEAST_PRIVILEGE_SETUP, MESSAGE, ORIGINAL_TABLE, Cluster, write_hook
 
 
 def test_role_with_only_insert_and_sequence_usage_works(make_cluster: Callable[..., Cluster]) -> None:

@@ -66,9 +66,7 @@ def test_rules_are_valid_and_pass_their_unit_tests(tmp_path: Path) -> None:
 
 
 def test_metrics_prints_the_workers_in_the_text_format(make_cluster: Callable[..., Cluster]) -> None:
-    cluster = make_cluster(
-        settings={"databases": "postgres, db_missing"}, setup_sql=["CREATE EXTENSION alive_worker"]
-    )
+    cluster = make_cluster(settings={"databases": "postgres, db_missing"}, extension=True)
     cluster.wait_for_heartbeats(5)
     result = cli("metrics", "--dsn", dsn(cluster))
     assert result.returncode == 0, result.stderr
@@ -103,7 +101,7 @@ def test_metrics_prints_the_workers_in_the_text_format(make_cluster: Callable[..
 def test_metrics_output_is_written_atomically_and_says_when_a_server_is_unreadable(
     make_cluster: Callable[..., Cluster], tmp_path: Path
 ) -> None:
-    cluster = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    cluster = make_cluster(extension=True)
     cluster.wait_for_heartbeats(2)
     output = tmp_path / "alive_worker.prom"
     assert cli("metrics", "--output", str(output), "--dsn", dsn(cluster)).returncode == 0
@@ -177,7 +175,7 @@ class Prometheus:
 def exporter_and_prometheus(
     make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster], tmp_path: Path
 ) -> Iterator[tuple[Cluster, Cluster, Prometheus]]:
-    primary = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    primary = make_cluster(extension=True)
     standby = streaming_standby(primary, make_standby)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import MESSAGE, Cluster, wait_for
-
-
-def write_hook(directory: Path, body: str) -> str:
-    """A hook file the server user can read; returns the alive_worker.hook value."""
-    path = directory / "hook.py"
-    path.write_text(body)
-    os.chmod(directory, 0o755)
-    os.chmod(path, 0o644)
-    return f"{path}:hook"
+from conftest import MESSAGE, Cluster, wait_for, write_hook
 
 
 def test_exception_in_a_failing_tick_is_logged_with_traceback_and_next_tick_succeeds(
@@ -84,6 +74,62 @@ def hook(tick):
     cluster.wait_for_heartbeats(3)
     notes = [note for (note,) in cluster.sql("SELECT note FROM notes")]
     assert notes[:3] == ["1 caught 22012", "2 caught 22012", "3 caught 22012"]
+    assert "ERROR:  " not in cluster.log()
+
+
+def test_sql_errors_arrive_as_the_spierror_subclass_their_sqlstate_names(
+    make_cluster: Callable[..., Cluster], tmp_path: Path
+) -> None:
+    hook = write_hook(
+        tmp_path,
+        """
+from alive_worker import spi
+
+STATEMENTS = {
+    "missing table": "SELECT * FROM public.no_such_table",
+    "missing column": "SELECT no_such_column FROM public.notes",
+    "lock": "LOCK TABLE public.held IN ACCESS EXCLUSIVE MODE NOWAIT",
+    "unknown code": "DO $$ BEGIN RAISE EXCEPTION 'odd' USING ERRCODE = 'AB123'; END $$",
+}
+
+def note(text):
+    spi.execute("INSERT INTO public.notes (note) VALUES ($1)", text)
+
+def hook(tick):
+    for what, statement in STATEMENTS.items():
+        try:
+            with spi.subtransaction():
+                spi.execute(statement)
+        except spi.errors.UndefinedTable as error:
+            note(f"{what}: UndefinedTable {error.sqlstate}")
+        except spi.errors.UndefinedColumn as error:
+            note(f"{what}: UndefinedColumn {error.sqlstate}")
+        except spi.errors.LockNotAvailable as error:
+            note(f"{what}: LockNotAvailable {error.sqlstate}")
+        except spi.SPIError as error:
+            note(f"{what}: {type(error).__name__} {error.sqlstate}")
+""",
+    )
+    cluster = make_cluster(
+        settings={"hook": hook},
+        setup_sql=["CREATE TABLE notes (n serial, note text)", "CREATE TABLE held ()"],
+    )
+    cluster.wait_for_heartbeats(1)
+    with cluster.connect() as locker:
+        locker.execute("BEGIN")
+        locker.execute("LOCK TABLE public.held IN ACCESS EXCLUSIVE MODE")
+        wait_for(
+            lambda: cluster.sql("SELECT 1 FROM notes WHERE note LIKE 'lock: %'"),
+            "the hook to meet the lock",
+        )
+        locker.execute("ROLLBACK")
+    notes = {note for (note,) in cluster.sql("SELECT note FROM notes")}
+    assert {
+        "missing table: UndefinedTable 42P01",
+        "missing column: UndefinedColumn 42703",
+        "lock: LockNotAvailable 55P03",
+        "unknown code: SPIError AB123",
+    } <= notes, notes
     assert "ERROR:  " not in cluster.log()
 
 

@@ -16,7 +16,7 @@ OLD_ROWS = 1_000_000
 def test_a_million_old_rows_are_deleted_over_successive_bounded_ticks(
     make_cluster: Callable[..., Cluster],
 ) -> None:
-    cluster = make_cluster(settings={"interval": "20ms"}, setup_sql=["CREATE EXTENSION alive_worker"])
+    cluster = make_cluster(settings={"interval": "20ms"}, extension=True)
     cluster.wait_for_heartbeats(1)
     cluster.sql(
         "INSERT INTO log_table (message, ts) SELECT 'old', now() - interval '2 days'"
@@ -100,9 +100,9 @@ def test_retention_that_cannot_be_set_up_is_reported_and_spares_the_heartbeat(
     cluster = make_cluster(
         settings={"retention": "1h"},
         setup_sql=[
-            "CREATE EXTENSION alive_worker",
             "CREATE TABLE log_table (message text, ts timestamp DEFAULT now())",
         ],
+        extension=True,
     )
     cluster.wait_for_log(r"WARNING:  alive_worker.retention for public\.log_table cannot set up: ")
     wait_for(lambda: cluster.sql("SELECT count(*) FROM log_table")[0][0] >= 3, "heartbeats without a pk")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from conftest import MESSAGE, Cluster, wait_for
-from test_privileges import LEAST_PRIVILEGE_SETUP
+from conftest import LEAST_PRIVILEGE_SETUP, MESSAGE, Cluster, wait_for
 
 
 def test_dropped_table_is_recreated_and_the_counter_goes_on(make_cluster: Callable[..., Cluster]) -> None:

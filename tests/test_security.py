@@ -18,9 +18,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import MESSAGE, Cluster, streaming_standby, wait_for
+from conftest import MESSAGE, Cluster, streaming_standby, wait_for, write_hook
 from test_cli import cli, dsn
-from test_python import write_hook
 
 ATTACKER = "mallory"
 
@@ -272,7 +271,7 @@ def test_a_view_in_place_of_the_table_is_not_read_on_a_standby(
 def test_no_function_of_the_extension_runs_with_its_owner_s_rights(
     make_cluster: Callable[..., Cluster],
 ) -> None:
-    cluster = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    cluster = make_cluster(extension=True)
     definers = cluster.sql(
         "SELECT oid::regprocedure::text FROM pg_proc WHERE pronamespace = 'alive_worker'::regnamespace AND prosecdef"
     )
@@ -343,7 +342,7 @@ def start_after(cluster: Cluster, barrier: threading.Barrier, results: list[Any]
 
 
 def test_concurrent_starts_give_one_worker_and_stop_reaches_it(make_cluster: Callable[..., Cluster]) -> None:
-    cluster = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    cluster = make_cluster(extension=True)
     cluster.wait_for_worker()
     for _ in range(3):
         assert cluster.sql("SELECT alive_worker.stop('postgres')") == [(True,)]
@@ -373,9 +372,7 @@ CONTROL_TABLE_SETTING = r"owned\033]0;owned\007\033[2J\302\233" + "31m"
 def test_the_command_never_writes_the_database_s_control_characters(
     make_cluster: Callable[..., Cluster],
 ) -> None:
-    cluster = make_cluster(
-        settings={"table": CONTROL_TABLE_SETTING}, setup_sql=["CREATE EXTENSION alive_worker"]
-    )
+    cluster = make_cluster(settings={"table": CONTROL_TABLE_SETTING}, extension=True)
     target = wait_for(
         lambda: (rows := cluster.sql("SELECT target_table FROM alive_worker.workers")) and rows[0][0],
         "the worker's table in the view",
@@ -394,7 +391,7 @@ def test_the_command_never_writes_the_database_s_control_characters(
 
 
 def test_doctor_warns_when_the_worker_runs_as_a_superuser(make_cluster: Callable[..., Cluster]) -> None:
-    cluster = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    cluster = make_cluster(extension=True)
     cluster.wait_for_heartbeats(1)
     result = cli("doctor", "--json", "--dsn", dsn(cluster))
     checks = {check["name"]: check for check in json.loads(result.stdout)["checks"]}

@@ -9,8 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import Cluster, wait_for
-from test_python import write_hook
+from conftest import Cluster, wait_for, write_hook
 
 PROMPT_SECONDS = 1.0
 

@@ -11,7 +11,7 @@ from conftest import MESSAGE, Cluster, wait_for
 def test_standby_never_writes_and_promotion_starts_heartbeats(
     make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
 ) -> None:
-    primary = make_cluster(settings={"interval": "1s"}, setup_sql=["CREATE EXTENSION alive_worker"])
+    primary = make_cluster(settings={"interval": "1s"}, extension=True)
     primary.wait_for_heartbeats(2)
     standby = make_standby(primary)
     wait_for(lambda: len(standby.heartbeats()) >= 2, "heartbeats replayed on the standby")

@@ -41,7 +41,7 @@ def wait_for_state(cluster: Cluster, state: str, database: str = "postgres") -> 
 
 
 def test_running_worker_is_reported_in_full(make_cluster: Callable[..., Cluster]) -> None:
-    cluster = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    cluster = make_cluster(extension=True)
     pid = cluster.wait_for_worker()
     cluster.wait_for_heartbeats(5)
     [row] = workers(cluster)
@@ -59,9 +59,7 @@ def test_running_worker_is_reported_in_full(make_cluster: Callable[..., Cluster]
 
 
 def test_failing_worker_shows_its_last_error(make_cluster: Callable[..., Cluster]) -> None:
-    cluster = make_cluster(
-        settings={"role": "luca"}, setup_sql=["CREATE EXTENSION alive_worker", "CREATE ROLE luca LOGIN"]
-    )
+    cluster = make_cluster(settings={"role": "luca"}, setup_sql=["CREATE ROLE luca LOGIN"], extension=True)
     row = wait_for_state(cluster, "failing")
     assert row["role"] == "luca"
     assert row["last_error_sqlstate"] == "42501"
@@ -73,9 +71,7 @@ def test_failing_worker_shows_its_last_error(make_cluster: Callable[..., Cluster
 def test_worker_that_cannot_connect_says_why_and_when_it_retries(
     make_cluster: Callable[..., Cluster],
 ) -> None:
-    cluster = make_cluster(
-        settings={"databases": "postgres, db_missing"}, setup_sql=["CREATE EXTENSION alive_worker"]
-    )
+    cluster = make_cluster(settings={"databases": "postgres, db_missing"}, extension=True)
     cluster.wait_for_log('FATAL:  database "db_missing" does not exist')
     row = wait_for_state(cluster, "cannot connect", "db_missing")
     assert row["pid"] is None
@@ -104,7 +100,7 @@ def test_worker_that_cannot_connect_says_why_and_when_it_retries(
 
 
 def test_worker_blocked_on_a_lock_names_the_blocker(make_cluster: Callable[..., Cluster]) -> None:
-    cluster = make_cluster(settings={"tick_timeout": "30s"}, setup_sql=["CREATE EXTENSION alive_worker"])
+    cluster = make_cluster(settings={"tick_timeout": "30s"}, extension=True)
     pid = cluster.wait_for_worker()
     cluster.wait_for_heartbeats(2)
     with cluster.connect() as locker:
@@ -132,7 +128,7 @@ def test_long_messages_are_cut_on_a_character_boundary(
     os.chmod(hook, 0o644)
     cluster = make_cluster(
         settings={"hook": f"{hook}:hook", "hook_failure": hook_failure},
-        setup_sql=["CREATE EXTENSION alive_worker"],
+        extension=True,
     )
     if hook_failure == "fail_tick":
         row = wait_for_state(cluster, "failing")
@@ -148,7 +144,7 @@ def test_long_messages_are_cut_on_a_character_boundary(
 
 
 def test_disabled_worker_says_so(make_cluster: Callable[..., Cluster]) -> None:
-    cluster = make_cluster(settings={"crash_limit": "1"}, setup_sql=["CREATE EXTENSION alive_worker"])
+    cluster = make_cluster(settings={"crash_limit": "1"}, extension=True)
     os.kill(cluster.wait_for_worker(), signal.SIGSEGV)
     row = wait_for_state(cluster, "disabled by crash guard")
     assert row["pid"] is not None
@@ -158,7 +154,7 @@ def test_disabled_worker_says_so(make_cluster: Callable[..., Cluster]) -> None:
 
 
 def test_stop_and_start_from_sql(make_cluster: Callable[..., Cluster]) -> None:
-    cluster = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    cluster = make_cluster(extension=True)
     old_pid = cluster.wait_for_worker()
     cluster.wait_for_heartbeats(2)
     with cluster.connect() as conn:
@@ -194,10 +190,10 @@ def test_stop_and_start_from_sql(make_cluster: Callable[..., Cluster]) -> None:
 def test_monitoring_roles_read_and_only_superusers_control(make_cluster: Callable[..., Cluster]) -> None:
     cluster = make_cluster(
         setup_sql=[
-            "CREATE EXTENSION alive_worker",
             "CREATE ROLE watcher LOGIN IN ROLE pg_monitor",
             "CREATE ROLE nobody LOGIN",
-        ]
+        ],
+        extension=True,
     )
     cluster.wait_for_worker()
     with cluster.connect(user="watcher") as conn:
@@ -212,7 +208,7 @@ def test_monitoring_roles_read_and_only_superusers_control(make_cluster: Callabl
 def test_status_is_readable_on_a_standby(
     make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
 ) -> None:
-    primary = make_cluster(setup_sql=["CREATE EXTENSION alive_worker"])
+    primary = make_cluster(extension=True)
     primary.wait_for_heartbeats(1)
     standby = make_standby(primary)
     row = wait_for_state(standby, "waiting for recovery to end")
@@ -231,9 +227,7 @@ def test_worker_in_its_hook_says_so(make_cluster: Callable[..., Cluster], tmp_pa
     )
     os.chmod(tmp_path, 0o755)
     os.chmod(hook, 0o644)
-    cluster = make_cluster(
-        settings={"hook": f"{hook}:hook", "tick_timeout": "60s"}, setup_sql=["CREATE EXTENSION alive_worker"]
-    )
+    cluster = make_cluster(settings={"hook": f"{hook}:hook", "tick_timeout": "60s"}, extension=True)
     row = wait_for_state(cluster, "in the hook")
     assert row["ticks_ok"] == 2
     [(now,)] = cluster.sql("SELECT now()")

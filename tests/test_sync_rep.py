@@ -14,7 +14,8 @@ NOT_CONFIRMED = "heartbeat not confirmed by a synchronous standby"
 def test_commit_waiting_for_a_missing_standby_is_a_failed_tick(make_cluster: Callable[..., Cluster]) -> None:
     cluster = make_cluster(
         settings={"interval": "200ms"},
-        setup_sql=["CREATE EXTENSION alive_worker", "ALTER SYSTEM SET synchronous_standby_names = 'nobody'"],
+        setup_sql=["ALTER SYSTEM SET synchronous_standby_names = 'nobody'"],
+        extension=True,
     )
     # While the commit waits, the view says for what, and since when.
     waiting = wait_for_state(cluster, "waiting for synchronous standby")

