@@ -10,9 +10,10 @@ for its SQLSTATE (:func:`lookup`), so that a hook can write::
         ...
 
 A SQLSTATE without a class here (XX000, the bridge's own failures, among
-them) is a plain :class:`SPIError`; every error has ``sqlstate`` either way.  The names are PostgreSQL's condition names
-(Appendix A of its manual) in CamelCase, as psycopg spells them.  Pure
-Python: the alive-worker command imports it too, outside the server.
+them) is a plain :class:`SPIError`; every error has ``sqlstate`` either way.
+The names are PostgreSQL's condition names (Appendix A of its manual) in
+CamelCase, as psycopg spells them.  Pure Python: the alive-worker command
+imports it too, outside the server.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ class SPIError(Exception):
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
-        SPIError._by_sqlstate[cls.sqlstate] = cls
+        # This module's classes only: a hook's own subclass of SPIError (or
+        # of QueryCanceled) must not change what the bridge's errors become.
+        if cls.__module__ == __name__:
+            SPIError._by_sqlstate[cls.sqlstate] = cls
 
     def __init__(
         self,

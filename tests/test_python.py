@@ -95,6 +95,11 @@ STATEMENTS = {
 def note(text):
     spi.execute("INSERT INTO public.notes (note) VALUES ($1)", text)
 
+# A hook's own subclass, even with a SQLSTATE, changes nothing of what the
+# bridge's errors become.
+class HooksOwnError(spi.errors.LockNotAvailable):
+    sqlstate = "42P01"
+
 def hook(tick):
     for what, statement in STATEMENTS.items():
         try:
