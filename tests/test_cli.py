@@ -61,7 +61,9 @@ def test_installed_beside_the_server_programs_and_never_loads_the_embedding_libr
         "print(alive_worker.cli.psycopg.__version__)"
     )
     # -I: not the current directory, which may hold a copy of alive_worker/.
-    imported = subprocess.run([ENVIRONMENT / "bin" / "python3", "-I", "-c", probe], capture_output=True, text=True)
+    imported = subprocess.run(
+        [ENVIRONMENT / "bin" / "python3", "-I", "-c", probe], capture_output=True, text=True
+    )
     assert imported.returncode == 0, imported.stderr
     pinned = (Path(__file__).parent.parent / "scripts" / "requirements" / "runtime.txt").read_text()
     assert f"psycopg[binary]=={imported.stdout.strip()}" in pinned
