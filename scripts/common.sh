@@ -84,3 +84,15 @@ choose_upgrade_pair() {
     fi
     export ALIVE_WORKER_UPGRADE_FROM=${ALIVE_WORKER_UPGRADE_FROM:-} ALIVE_WORKER_UPGRADE_TO=${ALIVE_WORKER_UPGRADE_TO:-}
 }
+
+# Copies the checkout's files as they are (what git tracks, with any
+# uncommitted change) into DEST, for a server user who cannot read the
+# checkout: the tests read more than themselves (the pins, the Prometheus
+# rules, the version's homes, the files META.json names).  DEST's virtual
+# environment is kept from one run to the next.
+copy_checkout() {
+    local dest=$1
+    mkdir -p "$dest"
+    find "$dest" -mindepth 1 -maxdepth 1 ! -name .venv -exec rm -rf {} +
+    git -C "$ROOT" ls-files -z | tar -C "$ROOT" --null --ignore-failed-read -T - -cf - | tar -C "$dest" -xf -
+}
