@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 SERVER_USER = "postgres"
@@ -25,6 +27,17 @@ STARTS = 5  # first heartbeat and stop, each worker
 CLIENT_ROUNDS = 3  # alternate server starts with and without the preload
 CONNECTIONS = 100  # connection time, each round
 BACKENDS = 10  # backend USS samples, each round
+
+
+def bench_arguments(description: str, port: int, report_only_help: str) -> argparse.ArgumentParser:
+    """The arguments scripts/bench gives every bench program; each adds its own."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--bindir", type=Path, required=True)
+    parser.add_argument("--run-dir", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--port", type=int, default=port)
+    parser.add_argument("--report-only", action="store_true", help=report_only_help)
+    return parser
 
 
 def log(message: str) -> None:

@@ -28,15 +28,13 @@ names and phase lengths they share.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from pathlib import Path
 
 import ha
 from clients import measure_client_cost, measure_pgbench
 from cluster import Cluster, running
-from common import ALIVE, REF, TABLE_SHAPE, TABLES, Figures, log, worker_settings
+from common import ALIVE, REF, TABLE_SHAPE, TABLES, Figures, bench_arguments, log, worker_settings
 from lifecycle import measure_start_and_stop, measure_stop_with_hook
 from report import machine, report
 from schedule import measure_schedule
@@ -46,14 +44,7 @@ from tick_cost import measure_back_to_back, measure_memory, measure_ticks_at_10m
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bindir", type=Path, required=True)
-    parser.add_argument("--run-dir", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--port", type=int, default=55433)
-    parser.add_argument(
-        "--report-only", action="store_true", help="table and picture again from --out/bench.json"
-    )
+    parser = bench_arguments(__doc__.splitlines()[0], 55433, "table and picture again from --out/bench.json")
     parser.add_argument(
         "--ticks-only", action="store_true", help="only CPU per tick and service time at 10 ms, printed"
     )

@@ -17,7 +17,6 @@ python bench/stall.py --bindir ... --run-dir ... --out ...
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -30,7 +29,7 @@ from typing import Any
 
 import psycopg
 from cluster import Cluster
-from common import SERVER_USER, log
+from common import SERVER_USER, bench_arguments, log
 from psycopg.rows import dict_row
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -199,12 +198,7 @@ def plot(values: dict[str, Any], path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bindir", type=Path, required=True)
-    parser.add_argument("--run-dir", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--port", type=int, default=55443)
-    parser.add_argument("--report-only", action="store_true", help="the picture again from --out/stall.json")
+    parser = bench_arguments(__doc__.splitlines()[0], 55443, "the picture again from --out/stall.json")
     args = parser.parse_args()
     if args.report_only:
         plot(json.loads((args.out / "stall.json").read_text()), args.out / "stall.png")
