@@ -92,6 +92,13 @@ choose_upgrade_pair() {
 # environment is kept from one run to the next.
 copy_checkout() {
     local dest=$1
+    # DEST is under /var/tmp, where anyone may create it first: a directory
+    # (or a link) of another user's would have root copy into what that user
+    # controls.
+    if [ -L "$dest" ] || { [ -e "$dest" ] && [ "$(stat -c %u "$dest")" != "$(id -u)" ]; }; then
+        echo "copy_checkout: $dest is not this user's own directory; remove it first" >&2
+        return 1
+    fi
     mkdir -p "$dest"
     find "$dest" -mindepth 1 -maxdepth 1 ! -name .venv -exec rm -rf {} +
     git -C "$ROOT" ls-files -z | tar -C "$ROOT" --null --ignore-failed-read -T - -cf - | tar -C "$dest" -xf -
