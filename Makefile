@@ -54,7 +54,7 @@ endif
 # the shim finds the bridge's entry points with dlsym, so they stay visible.
 BRIDGE_CFLAGS = $(filter-out $(CFLAGS_SL) $(CFLAGS_SL_MODULE),$(CFLAGS))
 
-PYTHON_FILES = setup.py pyproject.toml $(wildcard alive_worker/*.py alive_worker/*/*.py alive_worker/*.c alive_worker/*.h)
+PYTHON_FILES = setup.py pyproject.toml $(wildcard alive_worker/*.py alive_worker/*/*.py alive_worker/*/*/*.py alive_worker/*.c alive_worker/*.h)
 WHEEL_STAMP = build/wheel/.built
 SYSTEM_STAMP = build/system/.built
 PYTHON_STAMP = $(if $(filter system,$(PYTHON_DEPS)),$(SYSTEM_STAMP),$(WHEEL_STAMP))

@@ -66,18 +66,25 @@ int64		ticks_skipped = 0;
 /* Set by signal handlers; tick_running only by run_tick */
 volatile sig_atomic_t got_sigterm = false;
 static volatile sig_atomic_t tick_running = false;
+/* Who sent the last SIGTERM: its PID and user ID */
+static volatile sig_atomic_t sigterm_sender = 0;
+static volatile sig_atomic_t sigterm_sender_uid = 0;
 
 /*
  * SIGTERM: stop after the tick in flight.  A tick blocked on a lock or a slow
  * statement is cancelled, as pg_cancel_backend would, so that it rolls back
  * at once instead of holding up shutdown; the loop then exits with code 0,
- * which tells the postmaster not to restart the worker.
+ * which tells the postmaster not to restart the worker, or with code 1 when
+ * neither stop() nor the postmaster sent it (worker_stop).  The handler is
+ * installed with SA_SIGINFO, which pqsignal does not offer, for the sender.
  */
 static void
-handle_sigterm(SIGNAL_ARGS)
+handle_sigterm(int signo, siginfo_t *info, void *context)
 {
 	int			save_errno = errno;
 
+	sigterm_sender = info != NULL ? info->si_pid : 0;
+	sigterm_sender_uid = info != NULL ? info->si_uid : 0;
 	got_sigterm = true;
 	if (tick_running)
 	{
@@ -87,6 +94,19 @@ handle_sigterm(SIGNAL_ARGS)
 	SetLatch(MyLatch);
 
 	errno = save_errno;
+}
+
+static void
+install_sigterm_handler(void)
+{
+	struct sigaction action;
+
+	memset(&action, 0, sizeof(action));
+	action.sa_sigaction = handle_sigterm;
+	action.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigemptyset(&action.sa_mask);
+	if (sigaction(SIGTERM, &action, NULL) != 0)
+		elog(FATAL, "alive_worker could not install its SIGTERM handler: %m");
 }
 
 void
@@ -273,10 +293,54 @@ worker_publish_settings(void)
 		worker_status_exit_as_duplicate(worker_database_name);
 }
 
+/*
+ * Whether a SIGTERM came from a session of this server (pg_terminate_backend)
+ * rather than from the OS: sent by a child of the postmaster, or by a process
+ * of the server's OS user that is gone already (a session that terminated the
+ * worker and disconnected at once must not pass for an operator's kill).
+ * root's kill (the original README's `sudo kill -TERM`) and a live process
+ * of the server's OS user that is no server process (a shell's kill) are
+ * the OS's, which may stop the worker for good anyway.
+ */
+static bool
+sigterm_from_a_session(pid_t sender, uid_t sender_uid)
+{
+	char		path[64];
+	char		stat[512];
+	FILE	   *file;
+	size_t		length;
+	char	   *after_name;
+	int			parent;
+
+	if (sender <= 0 || sender_uid == 0)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int) sender);
+	file = fopen(path, "r");
+	if (file == NULL)
+		return sender_uid == geteuid();
+	length = fread(stat, 1, sizeof(stat) - 1, file);
+	fclose(file);
+	stat[length] = '\0';
+	/* "pid (name) state ppid ...": the name may hold anything but ends at the last ')' */
+	after_name = strrchr(stat, ')');
+	if (after_name == NULL || sscanf(after_name + 1, " %*c %d", &parent) != 1)
+		return sender_uid == geteuid();
+	return parent == PostmasterPid;
+}
+
 void
 worker_stop(void)
 {
-	worker_status_record_stop(worker_index);
+	if (!worker_status_record_sigterm(worker_index, sigterm_sender,
+									  sigterm_from_a_session(sigterm_sender, sigterm_sender_uid)))
+	{
+		ereport(LOG,
+				(errmsg("alive_worker terminated by SIGTERM from PID %d after writing %lld heartbeats; "
+						"it is started again in %d s",
+						(int) sigterm_sender, (long long) ticks_written, WORKER_RESTART_DELAY_SECONDS),
+				 errhint("To stop the worker until the next server start, use alive_worker.stop().")));
+		proc_exit(1);
+	}
 	ereport(LOG,
 			(errmsg("alive_worker stopping: received SIGTERM after writing %lld heartbeats",
 					(long long) ticks_written),
@@ -353,7 +417,7 @@ alive_worker_main(Datum main_arg)
 
 	/* Before unblocking signals: how the last run ended decides this one. */
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, handle_sigterm);
+	install_sigterm_handler();
 	snprintf(worker_name, sizeof(worker_name), "%d", worker_index);
 	crash_guard_start(worker_name, crash_limit, crash_window_s, &verdict);
 	log_watch_install();

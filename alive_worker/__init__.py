@@ -4,4 +4,4 @@ Importing the package is cheap and needs no server; the modules that talk to
 PostgreSQL (spi, heartbeat, ...) work only inside the worker process.
 """
 
-__version__ = "1.2.0"
+__version__ = "1.3.0"

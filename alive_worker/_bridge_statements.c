@@ -80,6 +80,15 @@ forget_result_rows(void)
  * statement needs, as if it ran the statement itself, so that granting and
  * revoking them keeps its meaning.
  *
+ * One exception, the owner rule: the table's code never runs as a superuser
+ * unless the worker's role is one.  A superuser's table written by a worker
+ * of a lesser role runs as that role, as PostgreSQL itself would run it: a
+ * role granted TRIGGER on it (or owning a function its triggers, defaults
+ * or index expressions call) then gets the worker's rights, not the
+ * superuser's.  With both superusers the statement runs as the owner, which
+ * keeps a superuser worker out of other roles' code (alive-worker doctor
+ * warns when others own code there).
+ *
  * The owner is looked up at every execution, not once: the table may have
  * been dropped and made again by another role since the plan was made (a
  * kept plan then follows the name to the new table).  The lookup locks the
@@ -161,9 +170,11 @@ static void
 run_as_table_owner(TableOwnerRun *run)
 {
 	Oid			owner = lock_table_for_owner_run(run->table, run->privileges);
+	Oid			worker_role = GetUserId();
+	Oid			run_as = superuser_arg(owner) && !superuser_arg(worker_role) ? worker_role : owner;
 	TableOwnerState state;
 
-	table_owner_begin(owner, &state);
+	table_owner_begin(run_as, &state);
 	PG_TRY();
 	{
 		run->body(run->arg);

@@ -24,13 +24,16 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "postmaster/bgworker.h"
+#include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "storage/procarray.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
@@ -42,12 +45,18 @@ PG_FUNCTION_INFO_V1(alive_worker_status);
 PG_FUNCTION_INFO_V1(alive_worker_start);
 PG_FUNCTION_INFO_V1(alive_worker_stop);
 PG_FUNCTION_INFO_V1(alive_worker_configured_heartbeats);
+PG_FUNCTION_INFO_V1(alive_worker_heartbeats);
 
 /* How many of the newest heartbeats lag() reads to find the interval */
 #define RECENT_HEARTBEATS 9
+/* At most what heartbeats() returns in one call (alive-worker tail reads in batches) */
+#define MAX_HEARTBEATS_READ 100000
 
-/* 18 in 1.0 and 1.1; 1.2 appends the status (issue 13) and hooks' (issue 12) */
-#define STATUS_COLUMNS 30
+/*
+ * 18 in 1.0 and 1.1; 1.2 appends the status (issue 13) and hooks' (issue 12);
+ * 1.3 the terminations (issue 19)
+ */
+#define STATUS_COLUMNS 33
 #define STOP_WAIT_MS 5000
 
 static void
@@ -252,6 +261,12 @@ alive_worker_status(PG_FUNCTION_ARGS)
 			nulls[c++] = true;
 			nulls[c++] = true;
 		}
+		/* trust (issue 19), 1.3 */
+		values[c++] = Int64GetDatum(copy.terminations);
+		values[c] = timestamp_or_null(copy.last_terminated_at, &nulls[c]);
+		c++;
+		nulls[c] = copy.last_terminated_by == 0;
+		values[c++] = Int32GetDatum(copy.last_terminated_by);
 		Assert(c == STATUS_COLUMNS);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
@@ -365,93 +380,242 @@ alive_worker_stop(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(running_pid(index) != pid);
 }
 
+/* ---- one reader of heartbeat tables ---- */
+
 /*
- * alive_worker._configured_heartbeats(): the configured heartbeat table's
- * name and its newest timestamps, newest first, for lag() (a SECURITY
- * INVOKER function, so that monitoring roles need no SELECT on the table).
- *
- * The read runs as the table's owner inside a security-restricted operation
- * (_table_owner.h), never as the caller or the extension's owner: any code
- * the table holds is its owner's, and runs with the owner's rights only.
- * Only an ordinary or partitioned table is read, never a view whose query
- * someone else wrote, and only its columns of pg_catalog's types are used,
- * so that no operator class of another role's sorts the rows.
+ * Every read of a heartbeat table that the extension makes for someone
+ * (lag(), lag(table), alive-worker tail through heartbeats()) goes through
+ * read_heartbeats().  It runs as the table's owner inside a
+ * security-restricted operation (_table_owner.h), never as the caller or the
+ * extension's owner: whatever code the table holds (a partial index's
+ * predicate the planner runs, a policy) is its owner's, and runs with the
+ * owner's rights only.  Only an ordinary or partitioned table is read, never
+ * a view whose query someone else wrote, and only its columns of
+ * pg_catalog's types are used, so that no type or operator class of another
+ * role's formats or sorts the rows.
  */
-Datum
-alive_worker_configured_heartbeats(PG_FUNCTION_ARGS)
+typedef struct HeartbeatTable
+{
+	Oid			relid;
+	char	   *name;			/* quoted schema.table */
+	Oid			owner;
+	Oid			ts_type;		/* timestamp or timestamptz */
+	bool		pk_is_integer;	/* rows are ordered by pk, else by ts */
+	bool		message_is_text;
+} HeartbeatTable;
+
+/* The configured table, locked; InvalidOid if missing_ok and there is none. */
+static Oid
+configured_heartbeat_table(bool missing_ok, char **name)
 {
 	const char *schema = GetConfigOption("alive_worker.schema", false, false);
 	const char *table = GetConfigOption("alive_worker.table", false, false);
-	const char *name = quote_qualified_identifier(schema, table);
-	MemoryContext caller_context = CurrentMemoryContext;
-	TupleDesc	result_type;
 	Oid			relid;
-	Relation	relation;
-	char		relkind;
-	Oid			owner;
-	Oid			ts_type = InvalidOid;
-	bool		pk_is_integer = false;
-	char	   *query;
-	TableOwnerState state;
-	Datum		values[2];
-	bool		nulls[2] = {false, false};
-	bool		isnull;
 
-	if (get_call_result_type(fcinfo, NULL, &result_type) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-
+	*name = pstrdup(quote_qualified_identifier(schema, table));
 	relid = RangeVarGetRelidExtended(makeRangeVar(pstrdup(schema), pstrdup(table), -1),
 									 AccessShareLock, RVR_MISSING_OK, NULL, NULL);
-	if (!OidIsValid(relid))
+	if (!OidIsValid(relid) && !missing_ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("heartbeat table %s does not exist", name),
+				 errmsg("heartbeat table %s does not exist", *name),
 				 errhint("The alive worker creates it on the primary at its first tick; check alive_worker.workers there, and that alive_worker.schema and alive_worker.table are the same here.")));
-	relation = relation_open(relid, NoLock);
-	relkind = relation->rd_rel->relkind;
-	owner = relation->rd_rel->relowner;
+	return relid;
+}
+
+/* Checks that the locked relation is a heartbeat table; what its columns are. */
+static void
+inspect_heartbeat_table(HeartbeatTable *table)
+{
+	Relation	relation = relation_open(table->relid, NoLock);
+	char		relkind = relation->rd_rel->relkind;
+
+	table->owner = relation->rd_rel->relowner;
+	table->ts_type = InvalidOid;
+	table->pk_is_integer = false;
+	table->message_is_text = false;
 	for (int i = 0; i < RelationGetNumberOfAttributes(relation); i++)
 	{
 		Form_pg_attribute column = TupleDescAttr(RelationGetDescr(relation), i);
+		Oid			type = column->atttypid;
 
 		if (column->attisdropped)
 			continue;
 		if (strcmp(NameStr(column->attname), "ts") == 0)
-			ts_type = column->atttypid;
+			table->ts_type = type;
 		else if (strcmp(NameStr(column->attname), "pk") == 0)
-			pk_is_integer = column->atttypid == INT2OID ||
-				column->atttypid == INT4OID || column->atttypid == INT8OID;
+			table->pk_is_integer = type == INT2OID || type == INT4OID || type == INT8OID;
+		else if (strcmp(NameStr(column->attname), "message") == 0)
+			table->message_is_text = type == TEXTOID || type == VARCHAROID;
 	}
 	relation_close(relation, NoLock);
 
 	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("heartbeat table %s is %s, not a table", name, relkind_name(relkind)),
-				 errdetail("alive_worker.lag() reads heartbeats only from an ordinary or partitioned table.")));
-	if (ts_type != TIMESTAMPOID && ts_type != TIMESTAMPTZOID)
+				 errmsg("heartbeat table %s is %s, not a table", table->name, relkind_name(relkind)),
+				 errdetail("alive_worker reads heartbeats only from an ordinary or partitioned table.")));
+	if (table->ts_type != TIMESTAMPOID && table->ts_type != TIMESTAMPTZOID)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("heartbeat table %s has no column \"ts\" of a timestamp type", name),
+				 errmsg("heartbeat table %s has no column \"ts\" of a timestamp type", table->name),
 				 errdetail("The lag is measured from the time each heartbeat was written, in column ts.")));
+}
 
-	/* The newest heartbeats are the highest pk (one writer, a serial key). */
-	query = psprintf("SELECT ARRAY(SELECT %s FROM %s WHERE ts IS NOT NULL ORDER BY %s DESC LIMIT %d)",
-					 ts_type == TIMESTAMPOID ? "ts AT TIME ZONE 'UTC'" : "ts",
-					 name, pk_is_integer ? "pk" : "ts", RECENT_HEARTBEATS);
+/*
+ * The table to read: the configured one (relid InvalidOid), which whoever may
+ * call the function may read (monitoring roles need no SELECT on it), or
+ * another, which the caller must be allowed to read.  Locked and checked.
+ */
+static void
+open_heartbeat_table(Oid relid, HeartbeatTable *table)
+{
+	char	   *configured_name;
+	Oid			configured = configured_heartbeat_table(OidIsValid(relid), &configured_name);
 
-	table_owner_begin(owner, &state);
+	if (!OidIsValid(relid) || relid == configured)
+	{
+		table->relid = configured;
+		table->name = configured_name;
+	}
+	else
+	{
+		/* The privilege first: a role that may not read it may not lock it. */
+		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("relation with OID %u does not exist", relid)));
+		table->relid = relid;
+		table->name = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+												 get_rel_name(relid));
+		if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied for table %s", table->name),
+					 errdetail("alive_worker reads a heartbeat table other than the configured one only for a role that may read it.")));
+		LockRelationOid(relid, AccessShareLock);
+		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("relation %s was dropped while it was read", table->name)));
+	}
+	inspect_heartbeat_table(table);
+}
+
+/*
+ * Reads rows (pk, ts, message) oldest first, as the table's owner: the newest
+ * max_rows, or the first max_rows after the key given (pk, or ts for a table
+ * without an integer pk).  Calls emit for each row inside SPI.
+ */
+static void
+read_heartbeats(const HeartbeatTable *table, int max_rows, bool after_null, Datum after,
+				void (*emit) (HeapTuple row, TupleDesc type, void *arg), void *arg)
+{
+	const char *ts = table->ts_type == TIMESTAMPOID ? "ts AT TIME ZONE 'UTC'" : "ts";
+	/* pk as it is, so that its index serves the ORDER BY and the WHERE. */
+	const char *key = table->pk_is_integer ? "pk" : ts;
+	Oid			argtypes[2] = {table->pk_is_integer ? INT8OID : TIMESTAMPTZOID, INT4OID};
+	Datum		values[2] = {after, Int32GetDatum(max_rows)};
+	char		nulls[2] = {after_null ? 'n' : ' ', ' '};
+	char	   *query;
+	TableOwnerState state;
+
+	query = psprintf("SELECT pk, ts, message FROM"
+					 " (SELECT %s AS pk, %s AS ts, %s AS message, %s AS key FROM %s"
+					 "  WHERE ts IS NOT NULL AND ($1 IS NULL OR %s > $1) ORDER BY key %s LIMIT $2) h"
+					 " ORDER BY key",
+					 table->pk_is_integer ? "pk::int8" : "NULL::int8", ts,
+					 table->message_is_text ? "message::text" : "NULL::text", key,
+					 table->name, key, after_null ? "DESC" : "");
+
+	table_owner_begin(table->owner, &state);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute(query, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "alive_worker could not read heartbeat table %s", name);
-	values[1] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	values[1] = isnull ? (Datum) 0 : SPI_datumTransfer(values[1], false, -1);
-	nulls[1] = isnull;
+	if (SPI_execute_with_args(query, 2, argtypes, values, nulls, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "alive_worker could not read heartbeat table %s", table->name);
+	for (uint64 i = 0; i < SPI_processed; i++)
+		emit(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, arg);
 	SPI_finish();
 	table_owner_end(&state);
+}
 
-	MemoryContextSwitchTo(caller_context);
-	values[0] = CStringGetTextDatum(name);
+static void
+emit_into_tuplestore(HeapTuple row, TupleDesc type, void *arg)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) arg;
+	Datum		values[3];
+	bool		nulls[3];
+
+	for (int i = 0; i < 3; i++)
+		values[i] = SPI_getbinval(row, type, i + 1, &nulls[i]);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+/*
+ * alive_worker.heartbeats(heartbeat_table, max_rows, after_pk, after_ts):
+ * the rows of a heartbeat table (by default the configured one), through
+ * read_heartbeats().
+ */
+Datum
+alive_worker_heartbeats(PG_FUNCTION_ARGS)
+{
+	HeartbeatTable table;
+	int			max_rows = PG_ARGISNULL(1) ? RECENT_HEARTBEATS : PG_GETARG_INT32(1);
+	bool		after_null;
+	Datum		after;
+
+	if (max_rows < 0 || max_rows > MAX_HEARTBEATS_READ)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_rows must be between 0 and %d", MAX_HEARTBEATS_READ)));
+	InitMaterializedSRF(fcinfo, 0);
+	open_heartbeat_table(PG_ARGISNULL(0) ? InvalidOid : PG_GETARG_OID(0), &table);
+	after_null = table.pk_is_integer ? PG_ARGISNULL(2) : PG_ARGISNULL(3);
+	after = after_null ? (Datum) 0 : table.pk_is_integer ? PG_GETARG_DATUM(2) : PG_GETARG_DATUM(3);
+	read_heartbeats(&table, max_rows, after_null, after,
+					emit_into_tuplestore, fcinfo->resultinfo);
+	return (Datum) 0;
+}
+
+typedef struct NewestFirst
+{
+	Datum		ts[RECENT_HEARTBEATS];
+	int			count;
+} NewestFirst;
+
+static void
+emit_newest_first(HeapTuple row, TupleDesc type, void *arg)
+{
+	NewestFirst *recent = (NewestFirst *) arg;
+	bool		isnull;
+	Datum		ts = SPI_getbinval(row, type, 2, &isnull);
+
+	/* Oldest first in: shift the others along, newest at the front. */
+	memmove(&recent->ts[1], &recent->ts[0], recent->count * sizeof(Datum));
+	recent->ts[0] = ts;			/* timestamptz is passed by value */
+	recent->count++;
+}
+
+/*
+ * alive_worker._configured_heartbeats(), of SQL versions 1.2 (1.3's lag()
+ * reads through heartbeats()): the configured table's name and its newest
+ * timestamps, newest first.
+ */
+Datum
+alive_worker_configured_heartbeats(PG_FUNCTION_ARGS)
+{
+	TupleDesc	result_type;
+	HeartbeatTable table;
+	NewestFirst recent = {.count = 0};
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &result_type) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	open_heartbeat_table(InvalidOid, &table);
+	read_heartbeats(&table, RECENT_HEARTBEATS, true, (Datum) 0, emit_newest_first, &recent);
+	values[0] = CStringGetTextDatum(table.name);
+	values[1] = PointerGetDatum(construct_array(recent.ts, recent.count, TIMESTAMPTZOID,
+												sizeof(TimestampTz), true, TYPALIGN_DOUBLE));
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(result_type), values, nulls)));
 }

@@ -170,9 +170,12 @@ release_slot(int code, Datum arg)
 	{
 		if (slot->state != WORKER_STOPPED && slot->state != WORKER_CANNOT_CONNECT)
 		{
+			/* A termination has said why already. */
+			bool		explained = fatal_recorded || slot->state == WORKER_RESTARTING;
+
 			enter_state(slot, WORKER_RESTARTING, now);
 			slot->next_retry_at = TimestampTzPlusMilliseconds(now, WORKER_RESTART_DELAY_SECONDS * 1000);
-			if (!fatal_recorded)
+			if (!explained)
 				strlcpy(slot->state_detail, "the worker exited and will be started again",
 						sizeof(slot->state_detail));
 		}
@@ -514,23 +517,49 @@ alive_worker_describe(BackgroundWorker *worker, int index)
 	snprintf(worker->bgw_type, BGW_MAXLEN, "alive worker");
 }
 
-/* The worker stops: who asked, where alive_worker.stop() said so; else any SIGTERM. */
-void
-worker_status_record_stop(int index)
+/*
+ * Records how a SIGTERM ends the worker; returns whether it stays stopped.
+ *
+ * stop() (which names itself in the slot before it signals), the
+ * postmaster's shutdown and a kill from the OS (the server's OS account,
+ * which may stop the worker anyway) stop it for good.  A SIGTERM from a
+ * session of the server is a termination: pg_terminate_backend() by a member
+ * of pg_signal_backend, a role below superuser.  It is counted and shown, and
+ * the worker is started again after the restart delay (the caller exits with
+ * code 1): ending the heartbeat for good is stop()'s, which only a superuser
+ * may call unless granted.
+ */
+bool
+worker_status_record_sigterm(int index, int sender, bool from_a_session)
 {
 	WorkerStatus *slot = worker_status_slot(index);
 	char		detail[ERROR_MESSAGE_SIZE];
+	int			stop_requested_by;
+	bool		stopped = true;
 
 	SpinLockAcquire(&slot->mutex);
-	if (slot->stop_requested_by != 0)
+	stop_requested_by = slot->stop_requested_by;
+	if (stop_requested_by != 0)
 		snprintf(detail, sizeof(detail),
 				 "stopped by alive_worker.stop() from PID %d (role \"%s\")",
-				 slot->stop_requested_by, slot->stop_requested_role);
+				 stop_requested_by, slot->stop_requested_role);
+	else if (sender == PostmasterPid)
+		strlcpy(detail, "stopped by the server's shutdown", sizeof(detail));
+	else if (!from_a_session)
+		snprintf(detail, sizeof(detail), "stopped by SIGTERM from PID %d, a process of the OS", sender);
 	else
-		strlcpy(detail, "stopped by SIGTERM (pg_terminate_backend, or a signal from the OS)",
-				sizeof(detail));
+	{
+		stopped = false;
+		slot->terminations++;
+		slot->last_terminated_at = GetCurrentTimestamp();
+		slot->last_terminated_by = sender;
+		snprintf(detail, sizeof(detail),
+				 "terminated by SIGTERM from PID %d (pg_terminate_backend); started again after %d s",
+				 sender, WORKER_RESTART_DELAY_SECONDS);
+	}
 	SpinLockRelease(&slot->mutex);
-	worker_status_set_state_detail(index, WORKER_STOPPED, detail);
+	worker_status_set_state_detail(index, stopped ? WORKER_STOPPED : WORKER_RESTARTING, detail);
+	return stopped;
 }
 
 /*

@@ -72,6 +72,10 @@ typedef struct WorkerStatus
 	int32		recent_hook_us[RECENT_TICKS];	/* ring of hook durations */
 	int			recent_hook_count;
 	int			recent_hook_next;
+	/* trust (issue 19): SIGTERMs from anyone but stop() and the postmaster */
+	int64		terminations;
+	TimestampTz last_terminated_at;
+	int			last_terminated_by; /* the sender's PID; 0: not known */
 } WorkerStatus;
 
 /* The configured databases, in order; a worker's index is its position. */
@@ -135,6 +139,6 @@ extern void alive_worker_describe(BackgroundWorker *worker, int index);
 extern void worker_status_exit_as_duplicate(const char *database);
 
 /* Records in the slot why the worker stops, for the view. */
-extern void worker_status_record_stop(int index);
+extern bool worker_status_record_sigterm(int index, int sender, bool from_a_session);
 
 #endif							/* ALIVE_WORKER_WORKER_STATUS_H */

@@ -55,12 +55,14 @@ def test_update_from_1_0_gives_what_a_fresh_install_gives(make_cluster: Callable
     assert cluster.sql(VERSION, dbname="updated") == [("1.0",)]
     assert "alive_worker.lag" not in str(objects(cluster, "updated")["members"])
 
-    # Step by step, as databases meet each release: 1.0, then 1.1, then 1.2.
+    # Step by step, as databases meet each release: 1.0, then 1.1, 1.2 and 1.3.
     cluster.sql("ALTER EXTENSION alive_worker UPDATE TO '1.1'", dbname="updated")
     assert cluster.sql(VERSION, dbname="updated") == [("1.1",)]
-    cluster.sql("ALTER EXTENSION alive_worker UPDATE", dbname="updated")
+    cluster.sql("ALTER EXTENSION alive_worker UPDATE TO '1.2'", dbname="updated")
     assert cluster.sql(VERSION, dbname="updated") == [("1.2",)]
-    assert cluster.sql(VERSION, dbname="fresh") == [("1.2",)]
+    cluster.sql("ALTER EXTENSION alive_worker UPDATE", dbname="updated")
+    assert cluster.sql(VERSION, dbname="updated") == [("1.3",)]
+    assert cluster.sql(VERSION, dbname="fresh") == [("1.3",)]
     fresh, updated = objects(cluster, "fresh"), objects(cluster, "updated")
     assert fresh == updated
     assert "function alive_worker.lag(regclass)" in [member for (member,) in fresh["members"]]
@@ -82,4 +84,4 @@ def test_update_from_1_0_gives_what_a_fresh_install_gives(make_cluster: Callable
 def test_update_to_the_current_version_is_a_no_op(make_cluster: Callable[..., Cluster]) -> None:
     cluster = make_cluster(extension=True)
     cluster.sql("ALTER EXTENSION alive_worker UPDATE")
-    assert cluster.sql(VERSION) == [("1.2",)]
+    assert cluster.sql(VERSION) == [("1.3",)]

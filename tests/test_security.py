@@ -206,7 +206,9 @@ def test_lag_on_a_view_of_the_callers_runs_with_the_callers_rights(
         conn.execute(
             f"CREATE TEMP VIEW trap AS SELECT 1 AS pk, now() AS ts WHERE {ATTACKER}.escalate('lag on a view')"
         )
-        conn.execute("SELECT * FROM alive_worker.lag('trap')")
+        # From 1.3 every read goes through the one reader, which refuses a view.
+        with pytest.raises(psycopg.errors.WrongObjectType, match="is a view, not a table"):
+            conn.execute("SELECT * FROM alive_worker.lag('trap')")
     assert_attack_failed(cluster)
 
 

@@ -21,6 +21,8 @@ COLUMNS = [
     "retention_error",
     # hooks (issue 12)
     "hook_failures", "last_hook_error", "last_hook_error_at", "hook_ms_p50", "hook_ms_p99",
+    # trust (issue 19)
+    "terminations", "last_terminated_at", "last_terminated_by",
     "replication_lag",
 ]  # fmt: skip
 

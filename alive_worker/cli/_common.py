@@ -15,17 +15,27 @@ import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar, TextIO, cast
 
 import psycopg
 import psycopg.conninfo
 import psycopg.errors
+import psycopg.types.datetime
 from psycopg import sql
+from psycopg.abc import Buffer
 from psycopg.rows import dict_row
 
 CONNECT_TIMEOUT_SECONDS = 10
+
+# The server-side search_path of every session the command opens, given as a
+# startup option: that outranks ALTER DATABASE / ALTER ROLE ... SET, which a
+# database owner controls, so no name in our SQL can resolve to an object of
+# theirs (docs/SECURITY.md).  pg_temp last: only this session can create
+# objects there, and functions and operators are never looked up in it.
+# Every catalog name is written with its schema too.
+PINNED_SEARCH_PATH = "-c search_path=pg_catalog,pg_temp"
 
 
 class Status(enum.IntEnum):
@@ -62,18 +72,26 @@ def describe_target(dsn: str) -> str:
 
 
 def connect(dsn: str, dbname: str | None = None) -> Connection:
-    """An autocommit connection from the usual libpq sources: dsn, PG* variables, service file."""
+    """An autocommit connection from the usual libpq sources: dsn, PG* variables, service file.
+
+    The one way the command and the exporter connect: the search_path is
+    pinned at connection start, after any options of the user's own.
+    """
     try:
         params = psycopg.conninfo.conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as error:
         raise CliError(f"invalid --dsn: {error}", "Give a libpq connection string or URI.") from error
-    extra: dict[str, Any] = {"fallback_application_name": "alive-worker"}
+    own_options = params.get("options") or os.environ.get("PGOPTIONS", "")
+    extra: dict[str, Any] = {
+        "fallback_application_name": "alive-worker",
+        "options": f"{own_options} {PINNED_SEARCH_PATH}".strip(),
+    }
     if dbname is not None:
         extra["dbname"] = dbname
     if "connect_timeout" not in params and "PGCONNECT_TIMEOUT" not in os.environ:
         extra["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
     try:
-        return psycopg.connect(dsn, autocommit=True, row_factory=dict_row, **extra)
+        conn = psycopg.connect(dsn, autocommit=True, row_factory=dict_row, **extra)
     except psycopg.Error as error:
         target = describe_target(psycopg.conninfo.make_conninfo(dsn, dbname=dbname) if dbname else dsn)
         raise CliError(
@@ -83,6 +101,31 @@ def connect(dsn: str, dbname: str | None = None) -> Connection:
         ) from error
     except ValueError as error:  # an unknown or malformed setting that libpq refuses
         raise CliError(f"invalid connection settings: {error}") from error
+    conn.adapters.register_loader("timestamptz", InfinityTimestamptzLoader)
+    conn.adapters.register_loader("timestamp", InfinityTimestampLoader)
+    return conn
+
+
+class InfinityTimestamptzLoader(psycopg.types.datetime.TimestamptzLoader):
+    """timestamptz, with +-infinity as the latest and earliest datetimes.
+
+    A heartbeat row anyone with INSERT can write may say 'infinity'
+    (lag() reports it as future_heartbeat_at): shown, never a failure to read.
+    """
+
+    def load(self, data: Buffer) -> datetime:
+        if bytes(data) in (b"infinity", b"-infinity"):
+            return (datetime.max if bytes(data) == b"infinity" else datetime.min).replace(tzinfo=UTC)
+        return super().load(data)
+
+
+class InfinityTimestampLoader(psycopg.types.datetime.TimestampLoader):
+    """timestamp, with +-infinity as the latest and earliest datetimes."""
+
+    def load(self, data: Buffer) -> datetime:
+        if bytes(data) in (b"infinity", b"-infinity"):
+            return datetime.max if bytes(data) == b"infinity" else datetime.min
+        return super().load(data)
 
 
 def one_paragraph(error: BaseException) -> str:
@@ -130,27 +173,87 @@ def shown_sql(conn: Connection | None, template: str, *parts: sql.Composable) ->
     return sql.SQL(template).format(*parts).as_string(conn)
 
 
+@dataclass(frozen=True)
+class Extension:
+    """The installed extension: its version, and the schema its objects are named in."""
+
+    version: str
+    schema: str
+
+    def name(self, obj: str) -> sql.Identifier:
+        """One of the extension's objects, with its schema."""
+        return sql.Identifier(self.schema, obj)
+
+
+# The extension, and why its schema could not be trusted: a schema that a
+# role below superuser owns, may create objects in, or has objects in could
+# hold look-alikes of our view and functions (the same check as
+# sql/alive_worker--1.2--1.3.sql's at installation; the schema may have been
+# given away since).
+INSTALLED_EXTENSION = """
+SELECT e.extversion, n.nspname, pg_catalog.quote_ident(n.nspname) AS quoted_schema, o.rolname AS schema_owner, o.rolsuper AS owner_is_superuser,
+       (SELECT pg_catalog.string_agg(CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0::pg_catalog.oid
+                                          THEN 'PUBLIC' ELSE r.rolname::pg_catalog.text END, ', ')
+        FROM pg_catalog.aclexplode(n.nspacl) a LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+        WHERE a.privilege_type = 'CREATE'::pg_catalog.text AND NOT coalesce(r.rolsuper, false)) AS creators,
+       (SELECT pg_catalog.string_agg(DISTINCT r.rolname::pg_catalog.text, ', ')
+        FROM (SELECT c.relowner AS owner FROM pg_catalog.pg_class c WHERE c.relnamespace = n.oid
+              UNION ALL SELECT p.proowner FROM pg_catalog.pg_proc p WHERE p.pronamespace = n.oid
+              UNION ALL SELECT t.typowner FROM pg_catalog.pg_type t WHERE t.typnamespace = n.oid
+              UNION ALL SELECT x.oprowner FROM pg_catalog.pg_operator x WHERE x.oprnamespace = n.oid) objects
+        JOIN pg_catalog.pg_roles r ON r.oid = objects.owner
+        WHERE NOT r.rolsuper) AS foreign_owners
+FROM pg_catalog.pg_extension e
+JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+JOIN pg_catalog.pg_roles o ON o.oid = n.nspowner
+WHERE e.extname = 'alive_worker'::pg_catalog.name
+"""
+
+
+def installed_extension(conn: Connection) -> Extension | None:
+    """The extension, if installed in this database; an error if its schema is not a superuser's alone."""
+    row = conn.execute(INSTALLED_EXTENSION).fetchone()
+    if row is None:
+        return None
+    schema = row["quoted_schema"]
+    untrusted = None
+    if not row["owner_is_superuser"]:
+        untrusted = f"its schema {schema} belongs to role {row['schema_owner']}, which is not a superuser"
+    elif row["creators"]:
+        untrusted = f"roles below superuser may create objects in its schema {schema}: {row['creators']}"
+    elif row["foreign_owners"]:
+        untrusted = f"its schema {schema} holds objects of roles below superuser: {row['foreign_owners']}"
+    if untrusted:
+        raise CliError(
+            f"the alive_worker extension in database {conn.info.dbname} is not to be trusted: {untrusted}",
+            "Nothing was read from it: a look-alike there would run as you. A superuser can check the "
+            "schema's contents, then drop it and the extension and CREATE EXTENSION alive_worker again.",
+            Status.CRITICAL,
+        )
+    return Extension(str(row["extversion"]), str(row["nspname"]))
+
+
 def extension_version(conn: Connection) -> str | None:
-    row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'alive_worker'").fetchone()
-    return None if row is None else str(row["extversion"])
+    extension = installed_extension(conn)
+    return None if extension is None else extension.version
 
 
-def require_extension(conn: Connection, at_least: str = "1.0") -> str:
-    """The installed version of the extension, or an error that says how to install it."""
-    version = extension_version(conn)
-    if version is None:
+def require_extension(conn: Connection, at_least: str = "1.0") -> Extension:
+    """The installed extension, or an error that says how to install it."""
+    extension = installed_extension(conn)
+    if extension is None:
         raise CliError(
             f"the alive_worker extension is not installed in database {conn.info.dbname}",
             "A superuser can install it in any database (the status view answers for every database): "
             "CREATE EXTENSION alive_worker;",
         )
-    if version_key(version) < version_key(at_least):
+    if version_key(extension.version) < version_key(at_least):
         raise CliError(
-            f"the alive_worker extension in database {conn.info.dbname} is version {version}; "
+            f"the alive_worker extension in database {conn.info.dbname} is version {extension.version}; "
             f"this needs {at_least}",
             "A superuser can update it: ALTER EXTENSION alive_worker UPDATE;",
         )
-    return version
+    return extension
 
 
 def version_key(version: str) -> tuple[int, ...]:
@@ -160,8 +263,9 @@ def version_key(version: str) -> tuple[int, ...]:
 def heartbeat_table(conn: Connection) -> str:
     """The configured heartbeat table, quoted, as the server's settings name it."""
     row = conn.execute(
-        "SELECT format('%I.%I', coalesce(nullif(current_setting('alive_worker.schema', true), ''), 'public'),"
-        " coalesce(nullif(current_setting('alive_worker.table', true), ''), 'log_table')) AS name"
+        "SELECT pg_catalog.format('%I.%I',"
+        " coalesce(nullif(pg_catalog.current_setting('alive_worker.schema', true), ''), 'public'),"
+        " coalesce(nullif(pg_catalog.current_setting('alive_worker.table', true), ''), 'log_table')) AS name"
     ).fetchone()
     assert row is not None
     return str(row["name"])

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 import psycopg
+from psycopg import sql
 
 from alive_worker.cli._common import (
     CliError,
@@ -81,15 +82,25 @@ def seconds_arg(text: str) -> float:
 
 def measure(conn: Connection, table: str | None) -> dict[str, Any]:
     """One reading of alive_worker.lag(), or an error that says why there is none."""
-    require_extension(conn, "1.1")
+    extension = require_extension(conn, "1.1")
     try:
         if table is None:
-            reading = conn.execute("SELECT * FROM alive_worker.lag()").fetchone()
+            reading = conn.execute(sql.SQL("SELECT * FROM {}()").format(extension.name("lag"))).fetchone()
         else:
-            reading = conn.execute("SELECT * FROM alive_worker.lag(%s::regclass)", [table]).fetchone()
+            reading = conn.execute(
+                sql.SQL("SELECT * FROM {}(%s::pg_catalog.regclass)").format(extension.name("lag")), [table]
+            ).fetchone()
     except psycopg.Error as error:
         raise translate(error, conn) from error
     assert reading is not None
+    if reading["lag"] is None and reading.get("future_heartbeat_at") is not None:
+        raise CliError(
+            f"no heartbeat in {reading['source_table']} to measure from: the newest is dated "
+            f"{reading['future_heartbeat_at']}, in the future (this server's clock says {reading['measured_at']})",
+            "A heartbeat from the future is no evidence that replication is current: a role that may insert "
+            "into the table, or a clock set wrong, wrote it. Delete the row, and check who holds INSERT.",
+            Status.CRITICAL,
+        )
     if reading["lag"] is None:
         if not reading["in_recovery"] and table is None:
             raise CliError(
@@ -122,6 +133,13 @@ def judge(reading: dict[str, Any], args: argparse.Namespace) -> tuple[Status, li
         doubts.append(
             f"this server's clock is {seconds_text(abs(skew.total_seconds()))} "
             f"{'ahead of' if skew.total_seconds() > 0 else 'behind'} the primary's (--max-skew {args.max_skew:g} s)"
+        )
+    future = reading.get("future_heartbeat_at")
+    if future is not None:
+        status = Status.CRITICAL
+        doubts.append(
+            f"a heartbeat is dated {future}, in the future: it was left out of the measurement; "
+            "a role that may insert into the table, or a clock set wrong, wrote it"
         )
     if reading["heartbeat_age"].total_seconds() < -NEGATIVE_AGE_TOLERANCE:
         # From the future: a clock is off and nothing corrected it (no WAL receiver).

@@ -27,9 +27,18 @@ import psycopg
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from psycopg import sql
 
 from alive_worker import __version__
-from alive_worker.cli._common import CliError, Connection, Status, Style, connect, require_extension
+from alive_worker.cli._common import (
+    CliError,
+    Connection,
+    Extension,
+    Status,
+    Style,
+    connect,
+    require_extension,
+)
 
 # The states in which a worker writes heartbeats; alive_worker_up is 1 only then.
 WRITING_STATES = {"sleeping", "ticking", "in the hook"}
@@ -189,15 +198,17 @@ class Families:
 
 
 def read_server(conn: Connection, families: Families, labels: list[str]) -> None:
-    version = require_extension(conn)
+    extension = require_extension(conn)
     server = conn.execute(
-        "SELECT split_part(current_setting('server_version'), ' ', 1) AS server_version,"
-        " pg_is_in_recovery() AS in_recovery, current_database() AS database"
+        "SELECT pg_catalog.split_part(pg_catalog.current_setting('server_version'), ' ', 1) AS server_version,"
+        " pg_catalog.pg_is_in_recovery() AS in_recovery, pg_catalog.current_database() AS database"
     ).fetchone()
     assert server is not None
-    families.build_info.add_metric([*labels, __version__, version, server["server_version"]], 1)
+    families.build_info.add_metric([*labels, __version__, extension.version, server["server_version"]], 1)
     families.in_recovery.add_metric(labels, 1 if server["in_recovery"] else 0)
-    rows = conn.execute("SELECT * FROM alive_worker.workers ORDER BY database").fetchall()
+    rows = conn.execute(
+        sql.SQL("SELECT * FROM {} ORDER BY database").format(extension.name("workers"))
+    ).fetchall()
     for row in rows:
         db = [*labels, row["database"]]
         failed_last = row["last_error_at"] is not None and (
@@ -219,13 +230,13 @@ def read_server(conn: Connection, families: Families, labels: list[str]) -> None
         if row.get("connect_failures") is not None:
             families.connect_failures.add_metric(db, row["connect_failures"])
     if server["in_recovery"]:
-        read_standby(conn, families, [*labels, server["database"]])
+        read_standby(conn, extension, families, [*labels, server["database"]])
 
 
-def read_standby(conn: Connection, families: Families, db: list[str]) -> None:
+def read_standby(conn: Connection, extension: Extension, families: Families, db: list[str]) -> None:
     """The lag (and the clock skew) of this standby, from its database's heartbeats."""
     try:
-        reading = conn.execute("SELECT * FROM alive_worker.lag()").fetchone()
+        reading = conn.execute(sql.SQL("SELECT * FROM {}()").format(extension.name("lag"))).fetchone()
     except psycopg.errors.UndefinedTable:
         return
     assert reading is not None

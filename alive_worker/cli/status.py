@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 import psycopg
+from psycopg import sql
 
 from alive_worker.cli._common import (
     Cell,
@@ -87,19 +88,21 @@ def positive_float(text: str) -> float:
 
 def read(conn: psycopg.Connection[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The server's description and the view's rows."""
-    version = require_extension(conn)
+    extension = require_extension(conn)
     try:
-        rows = conn.execute("SELECT * FROM alive_worker.workers ORDER BY database").fetchall()
+        rows = conn.execute(
+            sql.SQL("SELECT * FROM {} ORDER BY database").format(extension.name("workers"))
+        ).fetchall()
         # The clock is read after the rows: read before, an error the worker
         # records in between would show as "in 0.4 ms" rather than as past.
         server = conn.execute(
-            "SELECT split_part(current_setting('server_version'), ' ', 1) AS server_version, pg_is_in_recovery() AS in_recovery,"
-            " clock_timestamp() AS now"
+            "SELECT pg_catalog.split_part(pg_catalog.current_setting('server_version'), ' ', 1) AS server_version,"
+            " pg_catalog.pg_is_in_recovery() AS in_recovery, pg_catalog.clock_timestamp() AS now"
         ).fetchone()
     except psycopg.Error as error:
         raise translate(error, conn) from error
     assert server is not None
-    server["extension_version"] = version
+    server["extension_version"] = extension.version
     return server, rows
 
 

@@ -2,8 +2,8 @@
 
 A tick's lateness is how long after its deadline on the worker's grid it
 wrote its row.  On the primary the grid is the worker's own (next_tick_at and
-the interval from alive_worker.workers); elsewhere (a standby, a server
-without the extension) it is inferred from the rows: the interval as the
+the interval from alive_worker.workers); elsewhere (a standby) it is
+inferred from the rows: the interval as the
 median gap, the deadlines from the most punctual tick seen.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
@@ -22,12 +23,13 @@ from psycopg import sql
 from alive_worker.cli._common import (
     CliError,
     Connection,
+    Extension,
     Status,
     Style,
     connect,
-    extension_version,
     heartbeat_table,
     print_json,
+    require_extension,
     seconds_text,
     shown_sql,
     translate,
@@ -92,36 +94,33 @@ class Grid:
         return offset
 
 
-def resolve(conn: Connection, table: str | None) -> tuple[str, bool]:
-    """The table as the server names it, and whether it has the pk that orders its rows."""
-    name = table or heartbeat_table(conn)
+def resolve(conn: Connection, table: str | None) -> tuple[str, int | None]:
+    """The table as the server names it, and its OID (None: the configured table)."""
+    if table is None:
+        return heartbeat_table(conn), None
     try:
         row = conn.execute(
-            "SELECT c.oid::regclass::text AS name,"
-            " EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'pk'"
-            "         AND a.attnum > 0 AND NOT a.attisdropped) AS has_pk"
-            " FROM pg_class c WHERE c.oid = to_regclass(%s)",
-            [name],
+            "SELECT c.oid, c.oid::pg_catalog.regclass::pg_catalog.text AS name FROM pg_catalog.pg_class c"
+            " WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(%s::pg_catalog.text)",
+            [table],
         ).fetchone()
     except psycopg.Error as error:
         raise translate(error, conn) from error
     if row is None:
         raise CliError(
-            f"heartbeat table {name} does not exist in database {conn.info.dbname}",
+            f"heartbeat table {table} does not exist in database {conn.info.dbname}",
             "The alive worker creates it at its first tick, in the database it runs in: "
             "check with alive-worker status.",
         )
-    return row["name"], row["has_pk"]
+    return row["name"], row["oid"]
 
 
-def schedule_query(conn: Connection) -> str | None:
+def schedule_query(conn: Connection, extension: Extension) -> sql.Composed | None:
     """How to read this database's worker's schedule, if the status view can be read."""
-    if extension_version(conn) is None:
-        return None
-    query = (
-        "SELECT next_tick_at, tick_interval FROM alive_worker.workers"
-        " WHERE database = current_database() AND state IN ('sleeping', 'ticking')"
-    )
+    query = sql.SQL(
+        "SELECT next_tick_at, tick_interval FROM {} WHERE database OPERATOR(pg_catalog.=)"
+        " pg_catalog.current_database() AND state IN ('sleeping', 'ticking')"
+    ).format(extension.name("workers"))
     try:
         conn.execute(query)
     except psycopg.Error:
@@ -131,22 +130,25 @@ def schedule_query(conn: Connection) -> str | None:
 
 def run(args: argparse.Namespace, out: TextIO, style: Style) -> Status:
     with connect(args.dsn) as conn:
-        table, has_pk = resolve(conn, args.table)
-        status_query = schedule_query(conn)
+        # The rows are read through the extension's one reader, as the
+        # table's owner: a table (or a view in its place) of another role's
+        # never runs its code as the caller (docs/SECURITY.md).
+        extension = require_extension(conn, "1.3")
+        table, relid = resolve(conn, args.table)
+        status_query = schedule_query(conn, extension)
         grid = Grid()
-        # Without a pk, the rows are ordered by ts.
-        select = sql.SQL("SELECT {key} AS key, {pk} AS pk, ts, message FROM {table}").format(
-            key=sql.Identifier("pk" if has_pk else "ts"),
-            pk=sql.Identifier("pk") if has_pk else sql.SQL("NULL::int"),
-            table=sql.SQL(table),  # as the server printed it: quoted
-        )
+        read = sql.SQL(
+            "SELECT pk, ts, message FROM {}(%s::pg_catalog.oid::pg_catalog.regclass, %s::pg_catalog.int4,"
+            " %s::pg_catalog.int8, %s::pg_catalog.timestamptz)"
+        ).format(extension.name("heartbeats"))
         if not args.json:
             out.write(
                 style(f"following {table} in database {conn.info.dbname}; Ctrl-C to stop", "dim") + "\n"
             )
             out.flush()
         try:
-            follow(conn, select, status_query, grid, args, out, style)
+            follow(conn, lambda rows, after: conn.execute(read, [relid, rows, *after]).fetchall(),
+                   status_query, grid, args, out, style)  # fmt: skip
         except psycopg.errors.InsufficientPrivilege as error:
             raise CliError(
                 f"permission denied for table {table}",
@@ -160,23 +162,21 @@ def run(args: argparse.Namespace, out: TextIO, style: Style) -> Status:
     return Status.OK
 
 
+# Before the first row: any pk, any time.
+FROM_THE_START = (-(2**63), "-infinity")
+
+
 def follow(
     conn: Connection,
-    select: sql.Composable,
-    status_query: str | None,
+    read: Callable[[int, tuple[Any, Any] | tuple[None, None]], list[dict[str, Any]]],
+    status_query: sql.Composed | None,
     grid: Grid,
     args: argparse.Namespace,
     out: TextIO,
     style: Style,
 ) -> None:
+    """read(rows, after): the newest rows (after (None, None)), or the first rows after (pk, ts)."""
     lines = max(args.lines, 0)
-    newest = sql.SQL("SELECT * FROM ({select} ORDER BY key DESC LIMIT %s) newest ORDER BY key").format(
-        select=select
-    )
-    oldest = sql.SQL("{select} ORDER BY key LIMIT %s").format(select=select)
-    after = sql.SQL("SELECT * FROM ({select}) heartbeats WHERE key > %s ORDER BY key LIMIT %s").format(
-        select=select
-    )
 
     def refresh_schedule() -> None:
         if status_query is not None:
@@ -184,27 +184,24 @@ def follow(
             grid.follow_schedule(schedule.get("next_tick_at"), schedule.get("tick_interval"))
 
     # A few rows before those shown teach an inferred grid its interval.
-    rows = conn.execute(newest, [lines + 9]).fetchall()
+    rows = read(lines + 9, (None, None))
     refresh_schedule()
     for index, row in enumerate(rows):
         if index < len(rows) - lines:
             grid.lateness(utc(row["ts"]))
         else:
             write(row, grid, args, out, style)
-    last_key = rows[-1]["key"] if rows else None
+    last: tuple[Any, Any] = (rows[-1]["pk"], rows[-1]["ts"]) if rows else FROM_THE_START
     new = 0
     try:
         while args.count is None or new < args.count:
             interval = grid.interval.total_seconds() if grid.interval else 1.0
             time.sleep(min(MAX_POLL_SECONDS, max(MIN_POLL_SECONDS, interval / 4)))
             refresh_schedule()
-            if last_key is None:
-                batch = conn.execute(oldest, [BATCH_ROWS]).fetchall()
-            else:
-                batch = conn.execute(after, [last_key, BATCH_ROWS]).fetchall()
+            batch = read(BATCH_ROWS, last)
             for row in batch[: None if args.count is None else args.count - new]:
                 write(row, grid, args, out, style)
-                last_key = row["key"]
+                last = (row["pk"], row["ts"])
                 new += 1
     except KeyboardInterrupt:
         return

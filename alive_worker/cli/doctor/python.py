@@ -42,7 +42,7 @@ def check_environment(doctor: Doctor) -> None:
             "environment", Status.UNKNOWN, "where the server's Python environment is needs a superuser"
         )
         return
-    pkglibdir = doctor.one("SELECT setting FROM pg_config WHERE name = 'PKGLIBDIR'")["setting"]
+    pkglibdir = doctor.one("SELECT setting FROM pg_catalog.pg_config WHERE name = 'PKGLIBDIR'")["setting"]
     env = Path(pkglibdir) / "alive_worker"
     if not Path(pkglibdir).is_dir():
         doctor.add(

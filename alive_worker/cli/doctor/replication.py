@@ -8,11 +8,13 @@ from psycopg import sql
 from alive_worker.cli._common import Status, seconds_text, shown_sql, version_key
 from alive_worker.cli.doctor._doctor import Doctor
 
-STANDBYS = "SELECT application_name, state, replay_lag FROM pg_stat_replication ORDER BY application_name"
+STANDBYS = (
+    "SELECT application_name, state, replay_lag FROM pg_catalog.pg_stat_replication ORDER BY application_name"
+)
 # Inactive slots hold WAL back until their client returns.
 INACTIVE_SLOTS = """
-SELECT slot_name, slot_type, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn) AS retained
-FROM pg_replication_slots WHERE NOT active AND restart_lsn IS NOT NULL ORDER BY slot_name
+SELECT slot_name, slot_type, pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), restart_lsn) AS retained
+FROM pg_catalog.pg_replication_slots WHERE NOT active AND restart_lsn IS NOT NULL ORDER BY slot_name
 """
 
 
@@ -45,7 +47,7 @@ def check_standby(doctor: Doctor) -> None:
         doctor.add("replication", Status.UNKNOWN, "lag() needs the extension at version 1.1")
         return
     try:
-        reading = doctor.one("SELECT * FROM alive_worker.lag()")
+        reading = doctor.one(sql.SQL("SELECT * FROM {}()").format(doctor.name("lag")))
     except psycopg.Error as error:
         doctor.add("replication", Status.WARNING, f"cannot measure the lag: {error.diag.message_primary}")
         return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from alive_worker.cli._common import Status, shown_sql, version_key
+from alive_worker.cli._common import CliError, Status, installed_extension, shown_sql, version_key
 from alive_worker.cli.doctor._doctor import SERVER_FACTS, WORKER_ROLE, Check, Doctor
 
 # The set-up README's quick start and docs/SECURITY.md recommend.
@@ -18,21 +18,27 @@ LEAST_PRIVILEGE_FIX = (
 )
 
 # alive_worker.databases is defined only when the postmaster loaded the library.
-LIBRARY_LOADED = "SELECT count(*) AS n FROM pg_settings WHERE name = 'alive_worker.databases'"
+LIBRARY_LOADED = (
+    "SELECT pg_catalog.count(*) AS n FROM pg_catalog.pg_settings WHERE name = 'alive_worker.databases'"
+)
 # Visible to superusers and pg_read_all_settings; the value waiting for a
 # restart only in the files, to superusers.
-PRELOAD_SETTING = "SELECT setting, pending_restart FROM pg_settings WHERE name = 'shared_preload_libraries'"
+PRELOAD_SETTING = (
+    "SELECT setting, pending_restart FROM pg_catalog.pg_settings WHERE name = 'shared_preload_libraries'"
+)
 PRELOAD_IN_FILES = """
-SELECT setting FROM pg_file_settings WHERE name = 'shared_preload_libraries'
+SELECT setting FROM pg_catalog.pg_file_settings WHERE name = 'shared_preload_libraries'
 ORDER BY seqno DESC LIMIT 1
 """
-OUR_SETTINGS = "SELECT name, setting, unit, pending_restart FROM pg_settings WHERE name LIKE 'alive_worker.%'"
+OUR_SETTINGS = (
+    "SELECT name, setting, unit, pending_restart FROM pg_catalog.pg_settings WHERE name LIKE 'alive_worker.%'"
+)
 REFUSED_IN_FILES = """
-SELECT sourcefile, sourceline, name, setting, error FROM pg_file_settings
+SELECT sourcefile, sourceline, name, setting, error FROM pg_catalog.pg_file_settings
 WHERE name LIKE 'alive_worker.%' AND error IS NOT NULL
 """
 OUR_EXTENSION = """
-SELECT default_version, installed_version FROM pg_available_extensions WHERE name = 'alive_worker'
+SELECT default_version, installed_version FROM pg_catalog.pg_available_extensions WHERE name = 'alive_worker'
 """
 
 
@@ -126,7 +132,7 @@ def check_role(doctor: Doctor) -> None:
     """Warns when the worker runs as a superuser: docs/SECURITY.md's least-privilege set-up instead."""
     role = doctor.one(WORKER_ROLE)["role"]
     row = doctor.conn.execute(
-        "SELECT rolsuper AS superuser FROM pg_roles WHERE rolname = %s", [role]
+        "SELECT rolsuper AS superuser FROM pg_catalog.pg_roles WHERE rolname = %s", [role]
     ).fetchone()
     if row is None:
         doctor.add(
@@ -166,7 +172,15 @@ def check_extension(doctor: Doctor) -> None:
             f"the extension is not created in database {dbname}: no status view, no lag()",
             "CREATE EXTENSION alive_worker;  (as a superuser, in any one database)",
         )
-    elif version_key(doctor.extension) < version_key(row["default_version"]):
+        return
+    try:
+        trusted = installed_extension(doctor.conn)
+    except CliError as error:
+        doctor.extension = None
+        doctor.add("extension", Status.CRITICAL, error.message, error.hint)
+        return
+    doctor.schema = trusted.schema if trusted is not None else None
+    if version_key(doctor.extension) < version_key(row["default_version"]):
         doctor.add(
             "extension",
             Status.WARNING,

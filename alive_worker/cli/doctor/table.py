@@ -10,42 +10,73 @@ from alive_worker.cli.doctor._doctor import Doctor
 # The table and role this database's settings name, the table quoted by the
 # server (format %I) as the status view's target_table is.
 CONFIGURED_TABLE = """
-SELECT schema, "table", role, format('%I.%I', schema, "table") AS qualified
-FROM (SELECT coalesce(nullif(current_setting('alive_worker.schema', true), ''), 'public') AS schema,
-             coalesce(nullif(current_setting('alive_worker.table', true), ''), 'log_table') AS "table",
-             coalesce(nullif(current_setting('alive_worker.role', true), ''),
-                      (SELECT rolname FROM pg_roles WHERE oid = 10)) AS role) configured
+SELECT schema, "table", role, pg_catalog.format('%I.%I', schema, "table") AS qualified
+FROM (SELECT coalesce(nullif(pg_catalog.current_setting('alive_worker.schema', true), ''), 'public') AS schema,
+             coalesce(nullif(pg_catalog.current_setting('alive_worker.table', true), ''), 'log_table') AS "table",
+             coalesce(nullif(pg_catalog.current_setting('alive_worker.role', true), ''),
+                      (SELECT rolname FROM pg_catalog.pg_roles WHERE oid = 10)) AS role) configured
 """
 
 # Kind, owner, columns and the role's privileges on the table and its
 # sequences, in one catalog query; no row means no such table.
 TABLE_FACTS = """
-SELECT c.oid, c.relkind, pg_get_userbyid(c.relowner) AS owner,
-       (SELECT rolsuper FROM pg_roles WHERE oid = c.relowner) AS owner_is_superuser,
-       (SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+SELECT c.oid, c.relkind, pg_catalog.pg_get_userbyid(c.relowner) AS owner,
+       (SELECT rolsuper FROM pg_catalog.pg_roles WHERE oid = c.relowner) AS owner_is_superuser,
+       (SELECT pg_catalog.format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute
         WHERE attrelid = c.oid AND attname = 'message' AND attnum > 0 AND NOT attisdropped) AS message,
-       (SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+       (SELECT pg_catalog.format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute
         WHERE attrelid = c.oid AND attname = 'ts' AND attnum > 0 AND NOT attisdropped) AS ts,
-       (SELECT true FROM pg_attribute
+       (SELECT true FROM pg_catalog.pg_attribute
         WHERE attrelid = c.oid AND attname = 'pk' AND attnum > 0 AND NOT attisdropped) AS pk,
-       has_table_privilege(%(role)s, c.oid, 'INSERT') AS may_insert,
-       (SELECT string_agg(format('%%s.%%I', s.relnamespace::regnamespace, s.relname), ', ')
-        FROM pg_depend d
-        JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+       pg_catalog.has_table_privilege(%(role)s, c.oid, 'INSERT') AS may_insert,
+       (SELECT pg_catalog.string_agg(pg_catalog.format('%%s.%%I', s.relnamespace::regnamespace, s.relname), ', ')
+        FROM pg_catalog.pg_depend d
+        JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
         WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
           AND d.refobjid = c.oid AND d.deptype IN ('a', 'i')
           -- CASE: the planner may test rows of other kinds before relkind.
-          AND CASE WHEN s.relkind = 'S' THEN NOT has_sequence_privilege(%(role)s, s.oid, 'USAGE') END)
+          AND CASE WHEN s.relkind = 'S' THEN NOT pg_catalog.has_sequence_privilege(%(role)s, s.oid, 'USAGE') END)
        AS sequences_denied
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = %(schema)s AND c.relname = %(table)s
+"""
+
+# Who below superuser could have code run in the table's statements: roles
+# granted TRIGGER on it (PUBLIC too), and the owners of whatever its
+# triggers, column defaults and types, indexes, constraints, policies and
+# rules call or use (each recorded in pg_depend).  With a superuser table
+# and a superuser worker, that code runs as the superuser (the owner rule,
+# docs/SECURITY.md).
+FOREIGN_CODE = """
+SELECT (SELECT pg_catalog.string_agg(DISTINCT CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0::pg_catalog.oid
+                                                   THEN 'PUBLIC' ELSE r.rolname::pg_catalog.text END, ', ')
+        FROM pg_catalog.aclexplode(c.relacl) a LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+        WHERE a.privilege_type = 'TRIGGER'::pg_catalog.text AND NOT coalesce(r.rolsuper, false)) AS trigger_grantees,
+       (SELECT pg_catalog.string_agg(DISTINCT r.rolname::pg_catalog.text, ', ')
+        FROM pg_catalog.pg_depend d
+        LEFT JOIN pg_catalog.pg_proc p
+               ON d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND p.oid = d.refobjid
+        LEFT JOIN pg_catalog.pg_type t
+               ON d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass AND t.oid = d.refobjid
+        LEFT JOIN pg_catalog.pg_operator o
+               ON d.refclassid = 'pg_catalog.pg_operator'::pg_catalog.regclass AND o.oid = d.refobjid
+        JOIN pg_catalog.pg_roles r ON r.oid = coalesce(p.proowner, t.typowner, o.oprowner)
+        WHERE NOT r.rolsuper AND d.objid IN (
+              SELECT c.oid
+              UNION ALL SELECT x.oid FROM pg_catalog.pg_attrdef x WHERE x.adrelid = c.oid
+              UNION ALL SELECT x.indexrelid FROM pg_catalog.pg_index x WHERE x.indrelid = c.oid
+              UNION ALL SELECT x.oid FROM pg_catalog.pg_trigger x WHERE x.tgrelid = c.oid
+              UNION ALL SELECT x.oid FROM pg_catalog.pg_constraint x WHERE x.conrelid = c.oid
+              UNION ALL SELECT x.oid FROM pg_catalog.pg_policy x WHERE x.polrelid = c.oid
+              UNION ALL SELECT x.oid FROM pg_catalog.pg_rewrite x WHERE x.ev_class = c.oid)) AS code_owners
+FROM pg_catalog.pg_class c WHERE c.oid = %(oid)s::pg_catalog.oid
 """
 
 # Whether the worker's role may create the table (and its schema, if missing).
 MAY_CREATE = """
-SELECT CASE WHEN EXISTS (SELECT FROM pg_namespace WHERE nspname = %(schema)s)
-            THEN has_schema_privilege(%(role)s, %(schema)s, 'CREATE')
-            ELSE has_database_privilege(%(role)s, current_database(), 'CREATE') END AS ok
+SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = %(schema)s)
+            THEN pg_catalog.has_schema_privilege(%(role)s, %(schema)s, 'CREATE')
+            ELSE pg_catalog.has_database_privilege(%(role)s, pg_catalog.current_database(), 'CREATE') END AS ok
 """
 
 
@@ -111,6 +142,8 @@ def inspect_table(
             "its triggers and defaults run as that role, which can change or delete the heartbeats",
             shown_sql(conn, "ALTER TABLE {} OWNER TO {};  (as a superuser)", table_sql, role_sql),
         )
+    if row["owner_is_superuser"]:
+        check_foreign_code(doctor, conn, name, role, qualified, row["oid"])
     if row["message"] is None:
         doctor.add(
             name,
@@ -156,3 +189,30 @@ def inspect_table(
         )
     else:
         doctor.add(name, Status.OK, f"{shape}; role {role} may insert")
+
+
+def check_foreign_code(
+    doctor: Doctor, conn: Connection, name: str, role: str, qualified: str, oid: int
+) -> None:
+    """A superuser's table that a superuser worker writes: whose code runs there as a superuser."""
+    worker = conn.execute(
+        "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = %s::pg_catalog.name", [role]
+    )
+    worker_row = worker.fetchone()
+    if worker_row is None or not worker_row["rolsuper"]:
+        return  # the statement runs as the worker's role then, not as the owner
+    found = conn.execute(FOREIGN_CODE, {"oid": oid}).fetchone()
+    assert found is not None
+    who = [
+        *([f"TRIGGER is granted to {found['trigger_grantees']}"] if found["trigger_grantees"] else []),
+        *([f"code in it belongs to {found['code_owners']}"] if found["code_owners"] else []),
+    ]
+    if who:
+        doctor.add(
+            f"{name} code",
+            Status.WARNING,
+            f"{qualified} and the worker's role {role} are both superusers, and {'; '.join(who)}: "
+            "that code runs as a superuser at every heartbeat",
+            "Run the worker as a role below superuser (docs/SECURITY.md's least-privilege set-up): its "
+            "statements then run as that role. Or revoke TRIGGER and drop the code of other roles.",
+        )

@@ -15,13 +15,13 @@ from alive_worker.errors import InsufficientPrivilege, QueryCanceled
 
 STALE_INTERVALS = 3
 
-WORKERS = "SELECT * FROM alive_worker.workers ORDER BY database"
+WORKERS = "SELECT * FROM {} ORDER BY database"
 # Without the extension: the databases configured, and the workers running.
 CONFIGURED_DATABASES = """
-SELECT coalesce(nullif(current_setting('alive_worker.databases'), ''),
-                current_setting('alive_worker.database')) AS names
+SELECT coalesce(nullif(pg_catalog.current_setting('alive_worker.databases'), ''),
+                pg_catalog.current_setting('alive_worker.database')) AS names
 """
-RUNNING_WORKERS = "SELECT datname, pid FROM pg_stat_activity WHERE backend_type = 'alive worker'"
+RUNNING_WORKERS = "SELECT datname, pid FROM pg_catalog.pg_stat_activity WHERE backend_type = 'alive worker'"
 
 
 def check_workers(doctor: Doctor) -> None:
@@ -29,7 +29,7 @@ def check_workers(doctor: Doctor) -> None:
         check_workers_without_extension(doctor)
         return
     try:
-        doctor.workers = doctor.conn.execute(WORKERS).fetchall()
+        doctor.workers = doctor.conn.execute(sql.SQL(WORKERS).format(doctor.name("workers"))).fetchall()
     except psycopg.errors.InsufficientPrivilege:
         doctor.add(
             "workers",
@@ -148,7 +148,12 @@ def failing_fix(worker: dict[str, Any]) -> str:
 def cannot_start_fix(doctor: Doctor, worker: dict[str, Any]) -> str:
     database = worker["database"]
     conn = doctor.conn
-    if doctor.one("SELECT count(*) AS n FROM pg_database WHERE datname = %s", [database])["n"] == 0:
+    if (
+        doctor.one(
+            "SELECT pg_catalog.count(*) AS n FROM pg_catalog.pg_database WHERE datname = %s", [database]
+        )["n"]
+        == 0
+    ):
         return (
             f"Database {database} does not exist: "
             + shown_sql(conn, "CREATE DATABASE {};", sql.Identifier(database))
@@ -156,7 +161,9 @@ def cannot_start_fix(doctor: Doctor, worker: dict[str, Any]) -> str:
         )
     role = worker["role"]
     if role != "(bootstrap superuser)":
-        row = conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", [role]).fetchone()
+        row = conn.execute(
+            "SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = %s", [role]
+        ).fetchone()
         if row is None:
             return f"Role {role} does not exist: " + shown_sql(
                 conn, "CREATE ROLE {} LOGIN;", sql.Identifier(role)
