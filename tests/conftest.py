@@ -32,6 +32,13 @@ PKGLIB_DIR = subprocess.check_output([PG_CONFIG, "--pkglibdir"], text=True).stri
 # not collected (rather than reported as skipped in every run).
 collect_ignore = [] if os.environ.get("ALIVE_WORKER_PACKAGE") else ["test_debian_package.py"]
 
+# The extension's SQL version that CREATE EXTENSION installs (the control file's default_version).
+SQL_VERSION = re.search(
+    r"^default_version\s*=\s*'([^']+)'",
+    (Path(__file__).parent.parent / "alive_worker.control").read_text(),
+    re.M,
+).group(1)  # type: ignore[union-attr]
+
 # Short enough for quick tests, long enough that the log stays readable.
 TEST_INTERVAL = "100ms"
 MESSAGE = "STILL ALIVE and counting!"

@@ -18,6 +18,7 @@ from conftest import (
     LEAST_PRIVILEGE_SETUP,
     ORIGINAL_TABLE,
     PKGLIB_DIR,
+    SQL_VERSION,
     Cluster,
     streaming_standby,
     wait_for,
@@ -85,7 +86,10 @@ def test_status_shows_the_workers_as_a_table_and_as_json(make_cluster: Callable[
     result = cli("status", "--dsn", dsn(cluster))
     assert result.returncode == 0, result.stderr
     first, header, row, *_ = result.stdout.splitlines()
-    assert re.match(r"OK: 1 (sleeping|ticking) \(alive_worker 1\.2 on PostgreSQL \d+\.\d+, primary, ", first)
+    assert re.match(
+        rf"OK: 1 (sleeping|ticking) \(alive_worker {re.escape(SQL_VERSION)} on PostgreSQL \d+\.\d+, primary, ",
+        first,
+    )
     assert header.split()[:5] == ["DATABASE", "STATE", "PID", "TABLE", "INTERVAL"]
     assert row.split()[0] == "postgres" and "public.log_table" in row
     # Aligned: each cell starts under its header.
@@ -94,7 +98,7 @@ def test_status_shows_the_workers_as_a_table_and_as_json(make_cluster: Callable[
 
     report = as_json(cli("status", "--json", "--dsn", dsn(cluster)))
     assert report["status"] == "OK"
-    assert report["server"]["in_recovery"] is False and report["server"]["extension_version"] == "1.2"
+    assert report["server"]["in_recovery"] is False and report["server"]["extension_version"] == SQL_VERSION
     [worker] = report["workers"]
     assert worker["database"] == "postgres" and worker["tick_interval"] == 0.1
     assert worker["ticks_ok"] >= 3 and worker["pid"] == cluster.worker_pid()
@@ -225,7 +229,8 @@ def test_tail_follows_new_heartbeats_with_their_lateness(make_cluster: Callable[
     text = cli("tail", "-n", "1", "--count", "1", "--dsn", dsn(cluster))
     assert text.returncode == 0
     lines = text.stdout.splitlines()
-    assert lines[0].startswith("following log_table in database postgres")
+    # Named with its schema: the command's search_path is pg_catalog's alone.
+    assert lines[0].startswith("following public.log_table in database postgres")
     assert len(lines) == 3 and all(
         re.search(r"STILL ALIVE and counting! \d+  late [\d.]+ ms$", x) for x in lines[1:]
     )
@@ -234,7 +239,13 @@ def test_tail_follows_new_heartbeats_with_their_lateness(make_cluster: Callable[
 def test_tail_on_a_standby_infers_the_grid(
     make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
 ) -> None:
-    primary = make_cluster(setup_sql=["CREATE ROLE watcher LOGIN IN ROLE pg_monitor"], extension=True)
+    primary = make_cluster(
+        setup_sql=[
+            "CREATE ROLE watcher LOGIN IN ROLE pg_monitor",
+            f"{ORIGINAL_TABLE.replace('log_table', 'other')}",
+        ],
+        extension=True,
+    )
     standby = streaming_standby(primary, make_standby)
     result = cli("tail", "--json", "-n", "0", "--count", "4", "--dsn", dsn(standby))
     assert result.returncode == 0, result.stderr
@@ -242,8 +253,12 @@ def test_tail_on_a_standby_infers_the_grid(
     assert len(records) == 4 and all(r["grid"] == "inferred" for r in records)
     assert all(r["late_ms"] is not None and r["late_ms"] < 100 for r in records), records
 
-    denied = cli("tail", "--dsn", dsn(standby, user="watcher"))
-    assert denied.returncode == 3 and "permission denied for table log_table" in denied.stderr
+    # A monitoring role reads the configured table as lag() does, through the
+    # extension's reader (1.3); another table only with SELECT on it.
+    watched = cli("tail", "-n", "0", "--count", "1", "--dsn", dsn(standby, user="watcher"))
+    assert watched.returncode == 0 and "STILL ALIVE and counting!" in watched.stdout, watched.stderr
+    denied = cli("tail", "--table", "public.other", "--dsn", dsn(standby, user="watcher"))
+    assert denied.returncode == 3 and "permission denied for table public.other" in denied.stderr
 
 
 # ---- lag ----

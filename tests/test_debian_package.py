@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import BIN_DIR, MESSAGE, PKGLIB_DIR, Cluster
+from conftest import BIN_DIR, MESSAGE, PKGLIB_DIR, SQL_VERSION, Cluster
 
 PACKAGE = os.environ.get("ALIVE_WORKER_PACKAGE", "")
 pytestmark = pytest.mark.skipif(not PACKAGE, reason="ALIVE_WORKER_PACKAGE is not set (make installcheck-deb)")
@@ -78,7 +78,7 @@ def test_preloaded_worker_writes_heartbeats_and_the_extension_reports_it(
     rows = cluster.wait_for_heartbeats(3)
     assert all(message.startswith(f"{MESSAGE} ") for _, message in rows)
     [(version,)] = cluster.sql("SELECT extversion FROM pg_extension WHERE extname = 'alive_worker'")
-    assert version == "1.2"
+    assert version == SQL_VERSION
     [(state, ticks_ok, pid)] = cluster.sql(
         "SELECT state, ticks_ok, pid FROM alive_worker.workers WHERE database = 'postgres'"
     )

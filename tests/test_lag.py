@@ -13,6 +13,7 @@ from conftest import Cluster, streaming_standby, wait_for
 LAG_COLUMNS = [
     "in_recovery", "lag", "last_heartbeat_at", "heartbeat_age", "tick_interval", "replay_paused",
     "system_identifier", "upstream", "receiver_status", "source_table", "measured_at", "clock_skew",
+    "future_heartbeat_at",
 ]  # fmt: skip
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Cluster, free_port, streaming_standby, wait_for
+from conftest import SQL_VERSION, Cluster, free_port, streaming_standby, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 from test_cli import CLI, cli, dsn
 
@@ -88,7 +88,7 @@ def test_metrics_prints_the_workers_in_the_text_format(make_cluster: Callable[..
     }
     assert states["db_missing"] in ("cannot connect", "backing off", "connecting")
     [build] = [dict(labels) for (name, labels) in found if name == "alive_worker_build_info"]
-    assert build["extension_version"] == "1.2" and build["server_version"].startswith(
+    assert build["extension_version"] == SQL_VERSION and build["server_version"].startswith(
         str(cluster.server_version_num() // 10000)
     )
     # A database whose worker cannot write has no heartbeat timestamp at all.

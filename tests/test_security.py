@@ -209,7 +209,7 @@ def test_lag_on_a_view_of_the_callers_runs_with_the_callers_rights(
         # From 1.3 every read goes through the one reader, which refuses a view.
         with pytest.raises(psycopg.errors.WrongObjectType, match="is a view, not a table"):
             conn.execute("SELECT * FROM alive_worker.lag('trap')")
-    assert_attack_failed(cluster)
+    assert_attack_failed(cluster, payload_must_have_run=False)
 
 
 def test_lag_reads_the_configured_table_of_another_role_as_that_role(

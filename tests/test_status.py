@@ -183,10 +183,21 @@ def test_stop_and_start_from_sql(make_cluster: Callable[..., Cluster]) -> None:
     ):
         cluster.sql("SELECT alive_worker.start('other')")
 
-    # A SIGTERM from elsewhere stops it too, and the view says what it knows.
-    cluster.sql("SELECT pg_terminate_backend(%s)", [new_pid])
+    # A SIGTERM from a session (issue 19) does not stop it for good: it is
+    # counted, and the worker started again after the restart delay.
+    with cluster.connect() as conn:
+        [(terminator,)] = conn.execute("SELECT pg_backend_pid()").fetchall()
+        conn.execute("SELECT pg_terminate_backend(%s)", [new_pid])
+        row = wait_for_state(cluster, "restarting")
+    assert row["terminations"] == 1 and row["last_terminated_by"] == terminator
+    assert row["state_detail"].startswith(f"terminated by SIGTERM from PID {terminator}")
+    third_pid = wait_for(
+        lambda: (pid := cluster.worker_pid()) not in (None, new_pid) and pid, "a new worker", 20
+    )
+    # A SIGTERM from the OS (the original README's kill -TERM) stops it, and the view says so.
+    os.kill(third_pid, signal.SIGTERM)
     row = wait_for_state(cluster, "stopped")
-    assert row["state_detail"].startswith("stopped by SIGTERM")
+    assert row["state_detail"] == f"stopped by SIGTERM from PID {os.getpid()}, a process of the OS"
 
 
 def test_monitoring_roles_read_and_only_superusers_control(make_cluster: Callable[..., Cluster]) -> None:
