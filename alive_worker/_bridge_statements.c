@@ -100,10 +100,23 @@ forget_result_rows(void)
 typedef struct TableOwnerRun
 {
 	const RangeVar *table;
+	LOCKMODE	lockmode;		/* the statement's own: a read's, or a write's */
 	AclMode		privileges;
 	void		(*body) (void *);
 	void	   *arg;
 } TableOwnerRun;
+
+/*
+ * The lock the statement itself takes on its table, taken first by the
+ * owner's lookup: a read's for a plan that only reads (a hook's
+ * TableAccess.for_select), a write's for the heartbeat's INSERT and
+ * retention's DELETE.
+ */
+static LOCKMODE
+statement_lockmode(AclMode privileges)
+{
+	return (privileges & ~ACL_SELECT) != 0 ? RowExclusiveLock : AccessShareLock;
+}
 
 static void
 privilege_names(AclMode privileges, StringInfo names)
@@ -130,9 +143,9 @@ privilege_names(AclMode privileges, StringInfo names)
  * before a grant); returns its owner.
  */
 static Oid
-lock_table_for_owner_run(const RangeVar *table, AclMode privileges)
+lock_table_for_owner_run(const RangeVar *table, LOCKMODE lockmode, AclMode privileges)
 {
-	Oid			relid = RangeVarGetRelidExtended(table, RowExclusiveLock, 0, NULL, NULL);
+	Oid			relid = RangeVarGetRelidExtended(table, lockmode, 0, NULL, NULL);
 	Relation	relation = relation_open(relid, NoLock);
 	char		relkind = relation->rd_rel->relkind;
 	Oid			owner = relation->rd_rel->relowner;
@@ -169,7 +182,7 @@ lock_table_for_owner_run(const RangeVar *table, AclMode privileges)
 static void
 run_as_table_owner(TableOwnerRun *run)
 {
-	Oid			owner = lock_table_for_owner_run(run->table, run->privileges);
+	Oid			owner = lock_table_for_owner_run(run->table, run->lockmode, run->privileges);
 	Oid			worker_role = GetUserId();
 	Oid			run_as = superuser_arg(owner) && !superuser_arg(worker_role) ? worker_role : owner;
 	TableOwnerState state;
@@ -266,7 +279,8 @@ prepare_body(void *arg)
 		/* Parsing resolves the table's name: as its owner too. */
 		if (plan->owner_of != NULL)
 		{
-			TableOwnerRun run = {plan->owner_of, 0, spi_prepare_body, &prepare};
+			TableOwnerRun run = {plan->owner_of, statement_lockmode(plan->required_privileges), 0,
+			spi_prepare_body, &prepare};
 
 			run_as_table_owner(&run);
 		}
@@ -410,8 +424,8 @@ execute_body(void *arg)
 
 		if (plan->owner_of != NULL)
 		{
-			TableOwnerRun run = {plan->owner_of, plan->required_privileges,
-			spi_execute_body, &execute};
+			TableOwnerRun run = {plan->owner_of, statement_lockmode(plan->required_privileges),
+			plan->required_privileges, spi_execute_body, &execute};
 
 			run_as_table_owner(&run);
 		}

@@ -75,6 +75,11 @@ class TableAccess(NamedTuple):
         return cls(schema, table, int(lib.AW_PRIVILEGE_INSERT))
 
     @classmethod
+    def for_select(cls, schema: str, table: str) -> TableAccess:
+        """A read: a partial index's predicate or a policy of the owner's runs as the owner."""
+        return cls(schema, table, int(lib.AW_PRIVILEGE_SELECT))
+
+    @classmethod
     def for_delete(cls, schema: str, table: str) -> TableAccess:
         """DELETE ... WHERE reads the rows too."""
         return cls(schema, table, int(lib.AW_PRIVILEGE_DELETE) | int(lib.AW_PRIVILEGE_SELECT))

@@ -602,3 +602,48 @@ def test_a_heartbeat_from_the_future_is_no_evidence(
     cluster.sql("DELETE FROM public.log_table WHERE ts <= now()")
     result = cli("lag", "--table", "public.log_table", "--dsn", dsn(cluster))
     assert result.returncode == 2 and "in the future" in result.stdout, result.stdout + result.stderr
+
+
+# ---- what we ship as an example reads a table as its owner too ----
+
+
+def test_the_freshness_example_reads_another_role_s_table_as_that_role(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    # The worker runs as the bootstrap superuser; the application's table is
+    # mallory's, with a partial index whose predicate the planner runs at every read.
+    cluster = make_cluster(
+        settings={"hook": "alive_worker.examples.freshness:hook"},
+        setup_sql=[
+            f"CREATE ROLE {ATTACKER} LOGIN",
+            f"GRANT CREATE ON SCHEMA public TO {ATTACKER}",
+            "CREATE TABLE public.evidence (who text)",
+            "GRANT INSERT ON public.evidence TO PUBLIC",
+            f"""SET ROLE {ATTACKER};
+            CREATE TABLE public.orders (created_at timestamptz NOT NULL);
+            INSERT INTO public.orders VALUES (now());
+            CREATE FUNCTION public.escalate() RETURNS boolean LANGUAGE plpgsql AS $$
+            BEGIN
+                INSERT INTO public.evidence VALUES (current_user);
+                BEGIN
+                    EXECUTE 'ALTER ROLE {ATTACKER} SUPERUSER';
+                EXCEPTION WHEN OTHERS THEN NULL;
+                END;
+                RETURN true;
+            END $$;
+            CREATE FUNCTION public.planned() RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS
+                'BEGIN RETURN public.escalate(); END';
+            CREATE INDEX ON public.orders (created_at) WHERE public.planned();""",
+        ],
+        conf={
+            "hooks.fresh_table": "public.orders",
+            "hooks.fresh_column": "created_at",
+            "hooks.fresh_within": "1h",
+        },
+    )
+    count = len(cluster.wait_for_heartbeats(3))
+    cluster.wait_for_heartbeats(count + 3)
+    # The predicate ran at the reads (planned as mallory), never as the worker's superuser.
+    runs = {who for (who,) in cluster.sql("SELECT who FROM public.evidence")}
+    assert runs == {ATTACKER}, runs
+    assert not attacker_is_superuser(cluster)
