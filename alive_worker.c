@@ -442,6 +442,16 @@ alive_worker_main(Datum main_arg)
 	 */
 	SetConfigOption("TimeZone", "UTC", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("search_path", ALIVE_WORKER_SEARCH_PATH, PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
+	 * A database owner may ALTER DATABASE ... SET role = itself: the worker
+	 * would then run as that role (and fail, or write as it).  The worker is
+	 * its own role, whatever the database says; and the formats of what it
+	 * reads back are PostgreSQL's defaults.
+	 */
+	SetConfigOption("role", "none", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("DateStyle", "ISO, MDY", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("IntervalStyle", "postgres", PGC_SUSET, PGC_S_OVERRIDE);
 	schedule_init();
 	tick_timeout_init();
 

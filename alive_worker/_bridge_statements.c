@@ -148,11 +148,26 @@ lock_table_for_owner_run(const RangeVar *table, LOCKMODE lockmode, AclMode privi
 	Oid			relid = RangeVarGetRelidExtended(table, lockmode, 0, NULL, NULL);
 	Relation	relation = relation_open(relid, NoLock);
 	char		relkind = relation->rd_rel->relkind;
+	char		persistence = relation->rd_rel->relpersistence;
 	Oid			owner = relation->rd_rel->relowner;
 	Oid			worker_role = GetUserId();
 	AclMode		missing;
 
 	relation_close(relation, NoLock);
+	/*
+	 * A row of an unlogged or temporary table writes no WAL, so its commit
+	 * waits for neither the WAL flush nor synchronous standbys: a heartbeat
+	 * there would commit while every client's commit hangs.
+	 */
+	if ((privileges & ACL_INSERT) != 0 && persistence != RELPERSISTENCE_PERMANENT)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("alive_worker table %s is %s: its rows write no WAL",
+						quote_qualified_identifier(table->schemaname, table->relname),
+						persistence == RELPERSISTENCE_UNLOGGED ? "unlogged" : "temporary"),
+				 errdetail("A heartbeat commits as a client's commit does only in a permanent table."),
+				 errhint("ALTER TABLE %s SET LOGGED;",
+						 quote_qualified_identifier(table->schemaname, table->relname))));
 	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),

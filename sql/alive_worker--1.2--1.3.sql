@@ -136,6 +136,11 @@ DECLARE
     recent timestamptz[];
     -- Later than this, by the primary's clock, is no heartbeat yet written.
     latest_possible timestamptz;
+    -- The interval of this server's configuration: the rows' own gaps may
+    -- be shorter (a primary ticking faster), never longer, or rows a day
+    -- apart from whoever may insert would make a day's lag look like none.
+    configured_interval interval := coalesce(
+        nullif(pg_catalog.current_setting('alive_worker.interval', true), ''), '10s')::interval;
 BEGIN
     in_recovery := pg_catalog.pg_is_in_recovery();
     -- A physical standby is a copy of its primary: the same identifier.
@@ -174,9 +179,9 @@ BEGIN
             INTO tick_interval
             FROM pg_catalog.generate_subscripts(recent, 1) i
             WHERE i OPERATOR(pg_catalog.<) pg_catalog.cardinality(recent);
+        tick_interval := least(tick_interval, configured_interval);
     ELSE
-        tick_interval := coalesce(nullif(pg_catalog.current_setting('alive_worker.interval', true), ''),
-                                  '10s')::interval;
+        tick_interval := configured_interval;
     END IF;
     IF pg_catalog.cardinality(recent) OPERATOR(pg_catalog.>=) 1 THEN
         last_heartbeat_at := recent[1];

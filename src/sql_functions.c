@@ -429,6 +429,7 @@ inspect_heartbeat_table(HeartbeatTable *table)
 {
 	Relation	relation = relation_open(table->relid, NoLock);
 	char		relkind = relation->rd_rel->relkind;
+	bool		row_security = relation->rd_rel->relrowsecurity;
 
 	table->owner = relation->rd_rel->relowner;
 	table->ts_type = InvalidOid;
@@ -455,6 +456,12 @@ inspect_heartbeat_table(HeartbeatTable *table)
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("heartbeat table %s is %s, not a table", table->name, relkind_name(relkind)),
 				 errdetail("alive_worker reads heartbeats only from an ordinary or partitioned table.")));
+	/* The owner's code runs as the owner, but the owner's view of the rows is not the caller's. */
+	if (row_security)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("heartbeat table %s has row-level security", table->name),
+				 errdetail("alive_worker reads heartbeat tables as their owner, who would see rows the caller may not.")));
 	if (table->ts_type != TIMESTAMPOID && table->ts_type != TIMESTAMPTZOID)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_COLUMN),

@@ -647,3 +647,141 @@ def test_the_freshness_example_reads_another_role_s_table_as_that_role(
     runs = {who for (who,) in cluster.sql("SELECT who FROM public.evidence")}
     assert runs == {ATTACKER}, runs
     assert not attacker_is_superuser(cluster)
+
+
+# ---- found by the red team (issue 19's closing note) ----
+
+
+def test_a_database_s_settings_change_neither_who_we_run_as_nor_what_we_read(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    # What a database owner may set on their database, aimed at the worker and the command.
+    cluster = make_cluster(
+        settings={"databases": f"postgres, {HOSTILE_DB}"},
+        setup_sql=[
+            *BASE_SETUP,
+            f"ALTER DATABASE {HOSTILE_DB} SET role = {ATTACKER}",
+            f"ALTER DATABASE {HOSTILE_DB} SET IntervalStyle = 'iso_8601'",
+            f"ALTER DATABASE {HOSTILE_DB} SET DateStyle = 'SQL, DMY'",
+        ],
+    )
+    # The harness's own sessions there would run as mallory: role pinned, as the command pins it.
+    with psycopg.connect(
+        host=cluster.node.host, port=cluster.node.port, dbname=HOSTILE_DB, user=cluster.node.os_ops.username,
+        options="-c role=none", autocommit=True,
+    ) as conn:  # fmt: skip
+        conn.execute("CREATE EXTENSION alive_worker")
+    cluster.sql("CREATE EXTENSION alive_worker")
+    wait_for(
+        lambda: cluster.sql(
+            "SELECT ticks_ok >= 3 FROM alive_worker.workers WHERE database = %s", [HOSTILE_DB]
+        )[0][0],
+        "3 heartbeats in app",
+        timeout=30,
+    )
+    owner = cluster.sql("SELECT tableowner FROM pg_tables WHERE tablename = 'log_table'", dbname=HOSTILE_DB)
+    assert owner == [("postgres",)], owner  # made by the worker as its own role, not mallory
+    for command in (["status"], ["metrics"], ["lag", "--table", "public.log_table", "--warn", "3600"]):
+        result = cli(*command, "--dsn", dsn(cluster, dbname=HOSTILE_DB))
+        assert result.returncode in (0, 1), result.stdout + result.stderr
+        assert "unexpected" not in result.stdout + result.stderr
+
+
+def test_an_unlogged_heartbeat_table_is_refused(make_cluster: Callable[..., Cluster]) -> None:
+    # Its rows write no WAL: its commits would not wait for synchronous standbys that clients wait for.
+    cluster = make_cluster(
+        setup_sql=[ORIGINAL_TABLE.replace("CREATE TABLE", "CREATE UNLOGGED TABLE")], extension=True
+    )
+    cluster.wait_for_log(r"alive_worker table public\.log_table is unlogged: its rows write no WAL")
+    assert cluster.heartbeats() == []
+    result = cli("status", "--dsn", dsn(cluster))
+    assert result.returncode == 2 and "unlogged" in result.stdout, result.stdout
+
+
+def test_rows_a_day_apart_do_not_make_a_day_s_lag_look_like_none(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    cluster = make_cluster(extension=True)
+    cluster.wait_for_heartbeats(3)
+    # Whoever may insert: nine rows above every pk the worker will reach, a day apart, the newest now.
+    cluster.sql(
+        "INSERT INTO public.log_table (pk, message, ts) SELECT 2147483638 + i, 'STILL ALIVE and counting! 0',"
+        " (now() AT TIME ZONE 'UTC') - (9 - i) * interval '1 day' FROM generate_series(1, 9) i"
+    )
+    time.sleep(2)
+    [(lag, interval)] = cluster.sql("SELECT lag, tick_interval FROM alive_worker.lag('public.log_table')")
+    assert interval.total_seconds() <= 0.1 and lag.total_seconds() > 1, (lag, interval)
+
+
+def test_no_reader_shows_rows_that_row_level_security_hides(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(
+        setup_sql=[
+            f"CREATE ROLE {ATTACKER} LOGIN IN ROLE pg_monitor",
+            "CREATE TABLE public.messages (pk serial PRIMARY KEY, tenant name, message text, ts timestamptz)",
+            "INSERT INTO public.messages (tenant, message, ts) VALUES ('alice', 'secret', now())",
+            "ALTER TABLE public.messages ENABLE ROW LEVEL SECURITY",
+            "CREATE POLICY own ON public.messages USING (tenant = current_user)",
+            f"GRANT SELECT ON public.messages TO {ATTACKER}",
+        ],
+        extension=True,
+    )
+    with cluster.connect(user=ATTACKER) as conn:
+        assert conn.execute("SELECT count(*) FROM public.messages").fetchone() == (0,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="has row-level security"):
+            conn.execute("SELECT * FROM alive_worker.heartbeats('public.messages')")
+    result = cli("tail", "--table", "public.messages", "--count", "0", "--dsn", dsn(cluster, ATTACKER))
+    assert result.returncode == 3 and "secret" not in result.stdout, result.stdout + result.stderr
+
+
+def test_tail_shows_each_row_on_one_line(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(extension=True)
+    cluster.wait_for_heartbeats(2)
+    cluster.sql("SELECT alive_worker.stop('postgres')")
+    forged = "real\n 3000001  2026-12-04 19:30:00.000  forged row  late 0.1 ms"
+    cluster.sql("INSERT INTO public.log_table (message) VALUES (%s)", [forged])
+    result = cli("tail", "-n", "1", "--count", "0", "--dsn", dsn(cluster))
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2 and "real\\n 3000001" in lines[1], lines
+
+
+def test_a_table_replaced_under_a_kept_plan_runs_its_new_owner_s_code_as_them(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    # The replication_slots example keeps its INSERT's plan; the schema's owner
+    # drops the table it checked and makes one with a trigger in its place.
+    cluster = make_cluster(
+        settings={"hook": "alive_worker.examples.replication_slots:hook"},
+        setup_sql=[
+            f"CREATE ROLE {ATTACKER} LOGIN",
+            f"ALTER SCHEMA public OWNER TO {ATTACKER}",
+            "CREATE TABLE public.evidence (who text)",
+            "GRANT INSERT ON public.evidence TO PUBLIC",
+            "CREATE TABLE public.replication_slot_sizes (at timestamptz NOT NULL DEFAULT now(),"
+            " slot_name name NOT NULL, active boolean NOT NULL, retained_bytes numeric NOT NULL)",
+        ],
+    )
+    cluster.wait_for_heartbeats(3)
+    as_attacker(
+        cluster,
+        f"""DROP TABLE public.replication_slot_sizes;
+        CREATE TABLE public.replication_slot_sizes (at timestamptz NOT NULL DEFAULT now(),
+            slot_name name NOT NULL, active boolean NOT NULL, retained_bytes numeric NOT NULL);
+        GRANT INSERT ON public.replication_slot_sizes TO PUBLIC;
+        CREATE FUNCTION public.escalate() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            INSERT INTO public.evidence VALUES (current_user);
+            BEGIN
+                EXECUTE 'ALTER ROLE {ATTACKER} SUPERUSER';
+            EXCEPTION WHEN OTHERS THEN NULL;
+            END;
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER escalate BEFORE INSERT ON public.replication_slot_sizes
+            FOR EACH STATEMENT EXECUTE FUNCTION public.escalate();""",
+        dbname="postgres",
+    )
+    wait_for(
+        lambda: cluster.sql("SELECT count(*) FROM public.evidence")[0][0] >= 2, "the new table's trigger"
+    )
+    assert {who for (who,) in cluster.sql("SELECT who FROM public.evidence")} == {ATTACKER}
+    assert not attacker_is_superuser(cluster)

@@ -29,13 +29,17 @@ from psycopg.rows import dict_row
 
 CONNECT_TIMEOUT_SECONDS = 10
 
-# The server-side search_path of every session the command opens, given as a
-# startup option: that outranks ALTER DATABASE / ALTER ROLE ... SET, which a
-# database owner controls, so no name in our SQL can resolve to an object of
-# theirs (docs/SECURITY.md).  pg_temp last: only this session can create
-# objects there, and functions and operators are never looked up in it.
-# Every catalog name is written with its schema too.
-PINNED_SEARCH_PATH = "-c search_path=pg_catalog,pg_temp"
+# The server-side settings of every session the command opens, given as
+# startup options: they outrank ALTER DATABASE / ALTER ROLE ... SET, which a
+# database owner controls (docs/SECURITY.md).  search_path: no name in our
+# SQL can resolve to an object of theirs (pg_temp last: only this session can
+# create objects there, and functions and operators are never looked up in
+# it); every catalog name is written with its schema too.  role: the session
+# runs as the role that connected, not one the database names.  DateStyle and
+# IntervalStyle: the formats psycopg reads (iso_8601 intervals it cannot).
+PINNED_SETTINGS = (
+    "-c search_path=pg_catalog,pg_temp -c role=none -c DateStyle=ISO,MDY -c IntervalStyle=postgres"
+)
 
 
 class Status(enum.IntEnum):
@@ -74,8 +78,8 @@ def describe_target(dsn: str) -> str:
 def connect(dsn: str, dbname: str | None = None) -> Connection:
     """An autocommit connection from the usual libpq sources: dsn, PG* variables, service file.
 
-    The one way the command and the exporter connect: the search_path is
-    pinned at connection start, after any options of the user's own.
+    The one way the command and the exporter connect: PINNED_SETTINGS at
+    connection start, after any options of the user's own.
     """
     try:
         params = psycopg.conninfo.conninfo_to_dict(dsn)
@@ -84,7 +88,7 @@ def connect(dsn: str, dbname: str | None = None) -> Connection:
     own_options = params.get("options") or os.environ.get("PGOPTIONS", "")
     extra: dict[str, Any] = {
         "fallback_application_name": "alive-worker",
-        "options": f"{own_options} {PINNED_SEARCH_PATH}".strip(),
+        "options": f"{own_options} {PINNED_SETTINGS}".strip(),
     }
     if dbname is not None:
         extra["dbname"] = dbname

@@ -104,9 +104,15 @@ class WorkersCollector(Collector):
             try:
                 with connect(dsn) as conn:
                     read_server(conn, families, labels)
-            except (CliError, psycopg.Error) as error:
+            except Exception as error:
+                # Whatever one server sends, the others are still scraped.
                 self.failures += 1
-                message = error.message if isinstance(error, CliError) else str(error).strip()
+                if isinstance(error, CliError):
+                    message = error.message
+                elif isinstance(error, psycopg.Error):
+                    message = str(error).strip()
+                else:
+                    message = f"unexpected {type(error).__name__}: {error}"
                 families.scrape_success.add_metric(labels, 0)
                 families.scrape_error.add_metric([*labels, message.splitlines()[0] if message else "?"], 1)
             else:

@@ -230,5 +230,8 @@ def write(row: dict[str, Any], grid: Grid, args: argparse.Namespace, out: TextIO
     late_text = "late -" if late is None else f"late {seconds_text(late)}"
     interval = grid.interval.total_seconds() if grid.interval else None
     late_style = "warning" if late is not None and interval and late > interval / 2 else "dim"
-    out.write(f"{pk:>8}  {stamp}  {row['message']}  {style(late_text, late_style)}\n")
+    # One row, one line: whoever may insert into the table could otherwise
+    # forge rows on the operator's screen with a newline in a message.
+    message = (row["message"] or "").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    out.write(f"{pk:>8}  {stamp}  {message}  {style(late_text, late_style)}\n")
     out.flush()

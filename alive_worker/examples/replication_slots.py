@@ -10,7 +10,11 @@
 
 A slot whose consumer is gone keeps WAL until the disk fills: the table shows
 the growth long before that, on the server's own clock.  The table must be
-owned by the worker's role or a superuser (see _trust.py).
+owned by the worker's role or a superuser (see _trust.py).  The kept plan
+follows the table's name: a table dropped and made again by another role
+after the check would be written by it.  So the INSERT runs as the table's
+owner, looked up at every execution (spi.TableAccess), and its triggers run
+with their owner's rights, never the worker's.
 """
 
 from __future__ import annotations
@@ -34,5 +38,7 @@ def hook(tick: Tick) -> None:
     global _record
     if _record is None:
         table_owned_by_the_worker("public.replication_slot_sizes")
-        _record = spi.prepare(_RECORD, keep=True)
+        _record = spi.prepare(
+            _RECORD, keep=True, as_owner_of=spi.TableAccess.for_insert("public", "replication_slot_sizes")
+        )
     _record.execute()
