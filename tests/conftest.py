@@ -21,7 +21,7 @@ import psycopg
 import psycopg.sql
 import pytest
 import testgres
-from parallel import PORTS, make_lock_dir, postgres_node, run_lock
+from parallel import PORTS, make_lock_dir, postgres_node, run_lock, slowest_first
 
 PG_CONFIG = os.environ.get("PG_CONFIG", "pg_config")
 BIN_DIR = subprocess.check_output([PG_CONFIG, "--bindir"], text=True).strip()
@@ -34,6 +34,11 @@ collect_ignore = [] if os.environ.get("ALIVE_WORKER_PACKAGE") else ["test_debian
 
 # Short enough for quick tests, long enough that the log stays readable.
 TEST_INTERVAL = "100ms"
+# For a test of what a tick does, not of how long it may take: the tick
+# timeout is by default the interval, and on a busy machine (the suite's own
+# workers, other users) a tick can outlast 100 ms, the first above all, which
+# loads the hook.  A timed-out tick fails and is rolled back.
+UNHURRIED = {"tick_timeout": "1min"}
 MESSAGE = "STILL ALIVE and counting!"
 
 T = TypeVar("T")
@@ -80,8 +85,8 @@ def write_hook(directory: Path, body: str) -> str:
     return f"{path}:hook"
 
 
-def wait_for(probe: Callable[[], T | None], what: str, timeout: float = 10.0) -> T:
-    """Polls probe until it returns something truthy; fails naming what was awaited."""
+def wait_for(probe: Callable[[], T | None], what: str, timeout: float = 10.0, every: float = 0.05) -> T:
+    """Polls probe every so many seconds until it returns something truthy; fails naming what was awaited."""
     deadline = time.monotonic() + timeout
     while True:
         result = probe()
@@ -89,7 +94,7 @@ def wait_for(probe: Callable[[], T | None], what: str, timeout: float = 10.0) ->
             return result
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(every)
 
 
 class Cluster:
@@ -265,6 +270,10 @@ def pytest_configure(config: pytest.Config) -> None:
     made = make_lock_dir()
     if made is not None:
         config.add_cleanup(lambda: shutil.rmtree(made, ignore_errors=True))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    slowest_first(items)
 
 
 @pytest.hookimpl(wrapper=True)
