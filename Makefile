@@ -6,6 +6,7 @@
 #   make PG_CONFIG=/path/to/pg_config    pick the server
 #   make install PYTHON_ENV=/some/dir    pick where the Python side lives
 #   make demo / make test                set everything up, then demo / test
+#   make unit                            the unit tests alone: no server, seconds
 #   make test-all                        the suite on PostgreSQL 15, 16, 17 and 18
 #   make bench                           alive_worker against its baselines (docs/BENCHMARKS.md)
 #   make deb / make installcheck-deb     the Debian package; install, test and remove it (as root)
@@ -42,7 +43,7 @@ PG_CPPFLAGS = -Ibuild -Isrc
 
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifeq ($(wildcard $(PGXS)),)
-ifeq ($(filter demo test test-all bench deb installcheck-deb dist,$(MAKECMDGOALS)),)
+ifeq ($(filter demo test unit test-all bench deb installcheck-deb dist,$(MAKECMDGOALS)),)
 $(error no PGXS from "$(PG_CONFIG)": install postgresql-server-dev-15, or run make test / make demo, which do)
 endif
 else
@@ -105,11 +106,16 @@ clean-python:
 demo:
 	PG_CONFIG="$(PG_CONFIG)" scripts/demo
 
-# Set-up (packages, servers, build and install), lint, then the suite.
+# Set-up (packages, servers, build and install), lint, the unit tests, then
+# the suite on clusters.
 test:
 	PG_CONFIG="$(PG_CONFIG)" scripts/test-setup
 	scripts/lint
-	PG_CONFIG="$(PG_CONFIG)" scripts/test-run $(PYTEST_ARGS)
+	scripts/test-unit
+	PG_CONFIG="$(PG_CONFIG)" scripts/test-run --ignore=tests/unit $(PYTEST_ARGS)
+
+unit: $(BUILD_ENV)/.ready
+	scripts/test-unit
 
 test-all:
 	scripts/test-all $(PYTEST_ARGS)
@@ -128,4 +134,4 @@ installcheck-deb:
 dist:
 	scripts/dist
 
-.PHONY: FORCE install-python clean-python demo test test-all bench deb installcheck-deb dist
+.PHONY: FORCE install-python clean-python demo test unit test-all bench deb installcheck-deb dist

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -22,6 +21,7 @@ import psycopg
 import psycopg.sql
 import pytest
 import testgres
+from parallel import PORTS, make_lock_dir, postgres_node, run_lock, slowest_first
 
 PG_CONFIG = os.environ.get("PG_CONFIG", "pg_config")
 BIN_DIR = subprocess.check_output([PG_CONFIG, "--bindir"], text=True).strip()
@@ -41,6 +41,11 @@ SQL_VERSION = re.search(
 
 # Short enough for quick tests, long enough that the log stays readable.
 TEST_INTERVAL = "100ms"
+# For a test of what a tick does, not of how long it may take: the tick
+# timeout is by default the interval, and on a busy machine (the suite's own
+# workers, other users) a tick can outlast 100 ms, the first above all, which
+# loads the hook.  A timed-out tick fails and is rolled back.
+UNHURRIED = {"tick_timeout": "1min"}
 MESSAGE = "STILL ALIVE and counting!"
 
 T = TypeVar("T")
@@ -74,10 +79,8 @@ CUT_BY_RESTART = (
 
 
 def free_port() -> int:
-    """A port nothing listens on now (the kernel's pick for a socket bound to port 0)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A port nothing listens on now, that no other test is given until this process exits (parallel.py)."""
+    return int(PORTS.reserve_port())
 
 
 def write_hook(directory: Path, body: str) -> str:
@@ -89,8 +92,8 @@ def write_hook(directory: Path, body: str) -> str:
     return f"{path}:hook"
 
 
-def wait_for(probe: Callable[[], T | None], what: str, timeout: float = 10.0) -> T:
-    """Polls probe until it returns something truthy; fails naming what was awaited."""
+def wait_for(probe: Callable[[], T | None], what: str, timeout: float = 10.0, every: float = 0.05) -> T:
+    """Polls probe every so many seconds until it returns something truthy; fails naming what was awaited."""
     deadline = time.monotonic() + timeout
     while True:
         result = probe()
@@ -98,7 +101,7 @@ def wait_for(probe: Callable[[], T | None], what: str, timeout: float = 10.0) ->
             return result
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(every)
 
 
 class Cluster:
@@ -239,7 +242,7 @@ def start_cluster(
     """
     setup_sql = [*(setup_sql or []), *([CREATE_EXTENSION] if extension else [])]
     base_dir = tmp_path_factory.mktemp("cluster")
-    node = testgres.PostgresNode(base_dir=str(base_dir), bin_dir=BIN_DIR)
+    node = postgres_node(base_dir, BIN_DIR)
     node.init()
     node.append_conf(log_statement="none", log_min_messages="debug1", max_worker_processes="16")
     if setup_sql:
@@ -263,9 +266,30 @@ def stop_cluster(cluster: Cluster) -> None:
     if cluster.node.status() == testgres.NodeStatus.Running:
         cluster.node.stop(["-m", "immediate"])
     shutil.rmtree(cluster.node.base_dir, ignore_errors=True)
+    cluster.node.free_port()
 
 
 LOG_LINES_ON_FAILURE = 80
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The run's lock directory (parallel.py), made once, by the process that starts the run."""
+    made = make_lock_dir()
+    if made is not None:
+        config.add_cleanup(lambda: shutil.rmtree(made, ignore_errors=True))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    slowest_first(items)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, object, object]:
+    """Set-up, call and teardown under the run's lock: exclusive for a test marked alone."""
+    with run_lock(alone=item.get_closest_marker("alone") is not None):
+        return (yield)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MESSAGE, Cluster, wait_for, write_hook
+from conftest import MESSAGE, UNHURRIED, Cluster, wait_for, write_hook
 
 # Generous: the machine is shared.  The figures themselves are in make bench.
 GONE_WITHIN = 3.0
@@ -416,7 +416,7 @@ def hook(tick):
     raise ValueError(f"broken hook at tick {tick.number}")
 """,
     )
-    cluster = make_cluster(settings={"hook": hook})
+    cluster = make_cluster(settings={"hook": hook, **UNHURRIED})
     rows = cluster.wait_for_heartbeats(10)
     assert [m for _, m in rows[:10]] == [f"{MESSAGE} {n}" for n in range(1, 11)]
     log = cluster.log()
@@ -486,7 +486,7 @@ def hook(tick):
         spi.execute("SELECT 1 / 0")
 """,
     )
-    cluster = make_cluster(settings={"hook": hook})
+    cluster = make_cluster(settings={"hook": hook, **UNHURRIED})
     cluster.wait_for_heartbeats(3)
     log = cluster.log()
     assert re.search(

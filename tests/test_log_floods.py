@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from conftest import Cluster
+from conftest import UNHURRIED, Cluster
 
 
 def test_repeating_failure_is_reported_once_then_its_end(make_cluster: Callable[..., Cluster]) -> None:
     cluster = make_cluster(
-        settings={"role": "luca", "interval": "20ms"}, setup_sql=["CREATE ROLE luca LOGIN"]
+        settings={"role": "luca", "interval": "20ms", **UNHURRIED}, setup_sql=["CREATE ROLE luca LOGIN"]
     )
     cluster.wait_for_log(r"ERROR:  alive_worker cannot create log table")
     time.sleep(2)  # about a hundred failed ticks
@@ -24,7 +24,7 @@ def test_repeating_failure_is_reported_once_then_its_end(make_cluster: Callable[
 
 def test_a_different_failure_is_reported_in_full(make_cluster: Callable[..., Cluster]) -> None:
     cluster = make_cluster(
-        settings={"role": "luca", "interval": "20ms"}, setup_sql=["CREATE ROLE luca LOGIN"]
+        settings={"role": "luca", "interval": "20ms", **UNHURRIED}, setup_sql=["CREATE ROLE luca LOGIN"]
     )
     cluster.wait_for_log(r"ERROR:  alive_worker cannot create log table")
     cluster.sql("CREATE TABLE log_table (pk serial PRIMARY KEY, message text)")

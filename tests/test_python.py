@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import MESSAGE, Cluster, wait_for, write_hook
+from conftest import MESSAGE, UNHURRIED, Cluster, wait_for, write_hook
 
 
 def test_exception_in_a_failing_tick_is_logged_with_traceback_and_next_tick_succeeds(
@@ -70,7 +70,7 @@ def hook(tick):
         spi.execute("INSERT INTO public.notes VALUES ($1)", f"{tick.number} caught {error.sqlstate}")
 """,
     )
-    cluster = make_cluster(settings={"hook": hook}, setup_sql=["CREATE TABLE notes (note text)"])
+    cluster = make_cluster(settings={"hook": hook, **UNHURRIED}, setup_sql=["CREATE TABLE notes (note text)"])
     cluster.wait_for_heartbeats(3)
     notes = [note for (note,) in cluster.sql("SELECT note FROM notes")]
     assert notes[:3] == ["1 caught 22012", "2 caught 22012", "3 caught 22012"]
@@ -116,7 +116,7 @@ def hook(tick):
 """,
     )
     cluster = make_cluster(
-        settings={"hook": hook},
+        settings={"hook": hook, **UNHURRIED},
         setup_sql=["CREATE TABLE notes (n serial, note text)", "CREATE TABLE held ()"],
     )
     cluster.wait_for_heartbeats(1)

@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import MESSAGE, Cluster, wait_for
+from conftest import MESSAGE, ORIGINAL_TABLE, Cluster, wait_for
 
 COLUMNS = [
     "database", "role", "target_table", "tick_interval", "state", "pid", "started_at",
@@ -128,8 +128,11 @@ def test_long_messages_are_cut_on_a_character_boundary(
     hook.write_text("def hook(tick):\n    raise ValueError('\u00e4' * 300)\n")
     os.chmod(tmp_path, 0o755)
     os.chmod(hook, 0o644)
+    # The table made beforehand: one the worker made in a tick that fails
+    # goes with the tick, and the next tick's error would be its absence.
     cluster = make_cluster(
         settings={"hook": f"{hook}:hook", "hook_failure": hook_failure},
+        setup_sql=[ORIGINAL_TABLE],
         extension=True,
     )
     if hook_failure == "fail_tick":

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import testgres
 from conftest import MESSAGE, TEST_INTERVAL, Cluster, stop_cluster, wait_for
+from parallel import postgres_node
 
 UPGRADE_FROM = os.environ.get("ALIVE_WORKER_UPGRADE_FROM", "")
 UPGRADE_TO = os.environ.get("ALIVE_WORKER_UPGRADE_TO", "")
@@ -49,7 +49,7 @@ def preloaded_settings() -> dict[str, str]:
 
 
 def new_node(base_dir: Path, config: str, initdb_params: list[str] | None = None) -> Cluster:
-    node = testgres.PostgresNode(base_dir=str(base_dir), bin_dir=pg_config(config, "--bindir"))
+    node = postgres_node(base_dir, pg_config(config, "--bindir"))
     node.init(initdb_params=initdb_params)
     node.append_conf(**preloaded_settings())
     return Cluster(node)
