@@ -136,9 +136,10 @@ DECLARE
     recent timestamptz[];
     -- Later than this, by the primary's clock, is no heartbeat yet written.
     latest_possible timestamptz;
-    -- The interval of this server's configuration: the rows' own gaps may
-    -- be shorter (a primary ticking faster), never longer, or rows a day
-    -- apart from whoever may insert would make a day's lag look like none.
+    -- The interval of this server's configuration.  The rows' own gaps
+    -- teach the writer's interval (a publisher's may differ from this
+    -- server's), but count at most ten of this one: rows a day apart from
+    -- whoever may insert would otherwise make a day's lag look like none.
     configured_interval interval := coalesce(
         nullif(pg_catalog.current_setting('alive_worker.interval', true), ''), '10s')::interval;
 BEGIN
@@ -179,7 +180,7 @@ BEGIN
             INTO tick_interval
             FROM pg_catalog.generate_subscripts(recent, 1) i
             WHERE i OPERATOR(pg_catalog.<) pg_catalog.cardinality(recent);
-        tick_interval := least(tick_interval, configured_interval);
+        tick_interval := least(tick_interval, 10 OPERATOR(pg_catalog.*) configured_interval);
     ELSE
         tick_interval := configured_interval;
     END IF;
