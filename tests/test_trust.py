@@ -491,22 +491,28 @@ def test_another_table_is_read_only_with_the_caller_s_select(make_cluster: Calla
 
 # ---- case 4: TRIGGER on the README's own set-up ----
 
-TRIGGER_OF_ATTACKER = f"""
-CREATE TABLE public.evidence (who text);
-GRANT INSERT ON public.evidence TO PUBLIC;
-GRANT TRIGGER ON public.log_table TO {ATTACKER};
-GRANT CREATE ON SCHEMA public TO {ATTACKER};
-SET ROLE {ATTACKER};
-CREATE FUNCTION public.escalate() RETURNS trigger LANGUAGE plpgsql AS $$
+
+def escalating_function(returns: str, result: str) -> str:
+    """mallory's public.escalate(): records who runs it in public.evidence, then tries ALTER ROLE SUPERUSER."""
+    return f"""CREATE FUNCTION public.escalate() RETURNS {returns} LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO public.evidence VALUES (current_user);
     BEGIN
         EXECUTE 'ALTER ROLE {ATTACKER} SUPERUSER';
     EXCEPTION WHEN OTHERS THEN NULL;
     END;
-    RETURN NEW;
+    RETURN {result};
 END $$;
-CREATE TRIGGER escalate BEFORE INSERT ON public.log_table FOR EACH ROW EXECUTE FUNCTION public.escalate();
+"""
+
+
+TRIGGER_OF_ATTACKER = f"""
+CREATE TABLE public.evidence (who text);
+GRANT INSERT ON public.evidence TO PUBLIC;
+GRANT TRIGGER ON public.log_table TO {ATTACKER};
+GRANT CREATE ON SCHEMA public TO {ATTACKER};
+SET ROLE {ATTACKER};
+{escalating_function("trigger", "NEW")}CREATE TRIGGER escalate BEFORE INSERT ON public.log_table FOR EACH ROW EXECUTE FUNCTION public.escalate();
 """
 
 
@@ -622,15 +628,7 @@ def test_the_freshness_example_reads_another_role_s_table_as_that_role(
             f"""SET ROLE {ATTACKER};
             CREATE TABLE public.orders (created_at timestamptz NOT NULL);
             INSERT INTO public.orders VALUES (now());
-            CREATE FUNCTION public.escalate() RETURNS boolean LANGUAGE plpgsql AS $$
-            BEGIN
-                INSERT INTO public.evidence VALUES (current_user);
-                BEGIN
-                    EXECUTE 'ALTER ROLE {ATTACKER} SUPERUSER';
-                EXCEPTION WHEN OTHERS THEN NULL;
-                END;
-                RETURN true;
-            END $$;
+            {escalating_function("boolean", "true")}
             CREATE FUNCTION public.planned() RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS
                 'BEGIN RETURN public.escalate(); END';
             CREATE INDEX ON public.orders (created_at) WHERE public.planned();""",
@@ -768,15 +766,7 @@ def test_a_table_replaced_under_a_kept_plan_runs_its_new_owner_s_code_as_them(
         CREATE TABLE public.replication_slot_sizes (at timestamptz NOT NULL DEFAULT now(),
             slot_name name NOT NULL, active boolean NOT NULL, retained_bytes numeric NOT NULL);
         GRANT INSERT ON public.replication_slot_sizes TO PUBLIC;
-        CREATE FUNCTION public.escalate() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-            INSERT INTO public.evidence VALUES (current_user);
-            BEGIN
-                EXECUTE 'ALTER ROLE {ATTACKER} SUPERUSER';
-            EXCEPTION WHEN OTHERS THEN NULL;
-            END;
-            RETURN NULL;
-        END $$;
+        {escalating_function("trigger", "NULL")}
         CREATE TRIGGER escalate BEFORE INSERT ON public.replication_slot_sizes
             FOR EACH STATEMENT EXECUTE FUNCTION public.escalate();""",
         dbname="postgres",
