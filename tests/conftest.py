@@ -270,6 +270,7 @@ def stop_cluster(cluster: Cluster) -> None:
 
 
 LOG_LINES_ON_FAILURE = 80
+DEBUG_LINE = re.compile(r"\] DEBUG\d?:  ")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -305,8 +306,10 @@ def pytest_runtest_makereport(
 def show_log_if_failed(request: pytest.FixtureRequest, cluster: Cluster) -> None:
     report = getattr(request.node, "report_call", None)
     if report is not None and report.failed:
-        tail = cluster.log().splitlines()[-LOG_LINES_ON_FAILURE:]
-        print(f"\n---- last {len(tail)} lines of {cluster.node.pg_log_file} ----")
+        # DEBUG lines (a tick's three at a short interval) would push the cause out of the tail.
+        lines = [line for line in cluster.log().splitlines() if not DEBUG_LINE.search(line)]
+        tail = lines[-LOG_LINES_ON_FAILURE:]
+        print(f"\n---- last {len(tail)} lines but DEBUG of {cluster.node.pg_log_file} ----")
         print("\n".join(tail))
 
 
