@@ -1,4 +1,4 @@
-"""The alive-worker command: status, tail, lag, doctor, metrics and exporter, from any client machine.
+"""The alive-worker command: status, tail, lag, doctor, report, metrics, rules and exporter, from any client machine.
 
 Installed as a console script of the package (into the server's virtual
 environment by make install).  It connects as any libpq client does: --dsn,
@@ -19,7 +19,7 @@ from typing import NoReturn, TextIO
 import psycopg
 
 from alive_worker import __version__
-from alive_worker.cli import doctor, lag, metrics, status, tail
+from alive_worker.cli import doctor, lag, metrics, report, rules, status, tail
 from alive_worker.cli._common import CliError, Status, Style, print_json, safe_output, translate
 
 Runner = Callable[[argparse.Namespace, TextIO, Style], Status]
@@ -33,6 +33,16 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Run
         "the workers' status in Prometheus' text format (stdout or --output FILE)",
         metrics.add_arguments,
         metrics.run,
+    ),
+    "report": (
+        "write outages, availability per day, week and month, and the SLO's error budget",
+        report.add_arguments,
+        report.run,
+    ),
+    "rules": (
+        "Prometheus recording rules and burn-rate alerts for a write-availability SLO",
+        rules.add_arguments,
+        rules.run,
     ),
     "exporter": (
         "serve the workers' status on /metrics for Prometheus",
@@ -88,11 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(run(args, out, style))
     except CliError as error:
-        report(error, args, out, style)
+        report_failure(error, args, out, style)
         return int(error.status)
     except psycopg.Error as error:
         failure = translate(error)
-        report(failure, args, out, style)
+        report_failure(failure, args, out, style)
         return int(failure.status)
     except KeyboardInterrupt:
         return int(Status.UNKNOWN)
@@ -104,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         # A monitoring plugin must answer UNKNOWN, in one line, never a traceback.
         failure = CliError(f"unexpected {type(error).__name__}: {one_line(str(error))}")
-        report(failure, args, out, style)
+        report_failure(failure, args, out, style)
         return int(Status.UNKNOWN)
 
 
@@ -112,7 +122,7 @@ def one_line(text: str) -> str:
     return " ".join(text.split()) or "(no message)"
 
 
-def report(error: CliError, args: argparse.Namespace, out: TextIO, style: Style) -> None:
+def report_failure(error: CliError, args: argparse.Namespace, out: TextIO, style: Style) -> None:
     """On stdout as JSON with --json; as the plugin line for lag; else on stderr."""
     if args.json:
         print_json({"status": error.status, "error": error.message, "hint": error.hint}, out)
