@@ -10,7 +10,7 @@ from alive_worker import _wire
 
 
 def test_messages_come_out_whole_however_the_bytes_arrive() -> None:
-    messages = [
+    messages: list[_wire.Message] = [
         {"op": "call", "args": ["SELECT $1", ["é", None]]},
         {"op": "done"},
         {"op": "log", "message": ""},
