@@ -25,7 +25,6 @@ NEVER_IN_THE_LOG = (
     "PANIC",
     "terminated by signal",
     "was terminated",
-    "exited with exit code",
     "reinitializing",
     "invalid page",
     "could not create file",
