@@ -47,7 +47,8 @@ EXIT_MEMORY_LIMIT = 75
 _NONE = int(lib.AW_CAUSE_NONE)
 CAUSES = {
     int(lib.AW_CAUSE_CANCEL): "canceling alive_worker.hook due to user request",
-    int(lib.AW_CAUSE_TIMEOUT): "canceling alive_worker.hook due to statement timeout",
+    # PostgreSQL's words, which tick_timeout.c keeps when it explains the timeout.
+    int(lib.AW_CAUSE_TIMEOUT): "canceling statement due to statement timeout",
     int(lib.AW_CAUSE_STOP): "canceling alive_worker.hook: the worker received SIGTERM",
     int(lib.AW_CAUSE_POSTMASTER_DEATH): "canceling alive_worker.hook: the postmaster died",
 }
