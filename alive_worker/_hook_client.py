@@ -239,16 +239,19 @@ class HookHost:
         trace = message.get("traceback")
         if "sqlstate" in message:
             context = "\n".join(part for part in (message.get("context"), trace) if part)
-            raise errors.from_sqlstate(
+            error = errors.from_sqlstate(
                 message["sqlstate"],
                 message.get("message") or "",
                 detail=message.get("detail"),
                 hint=message.get("hint"),
                 context=context or None,
             )
-        raise errors.ExternalRoutineException(
-            f"alive_worker hook failed: {message.get('type')}: {message.get('message')}", context=trace
-        )
+        else:
+            error = errors.ExternalRoutineException(
+                f"alive_worker hook failed: {message.get('type')}: {message.get('message')}", context=trace
+            )
+        error.from_hook_host = True  # type: ignore[attr-defined]
+        raise error
 
     def _handle_aside(self, message: _wire.Message) -> None:
         op = message.get("op")
@@ -335,6 +338,9 @@ class HookHost:
             message = CAUSES.get(cause, "canceling alive_worker.hook")
             pid = self.pid()
             how = self.stop()
+            if cause == int(lib.AW_CAUSE_STOP):
+                # The shim reports the tick that SIGTERM ends in words of its own.
+                lib.aw_log(int(lib.AW_LOG_LOG), f"{message}; the hook host (PID {pid}) {how}".encode())
             raise errors.QueryCanceled(
                 f"{message}; the hook host {how}", detail=f"The hook host had PID {pid}."
             )
