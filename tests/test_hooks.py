@@ -169,10 +169,7 @@ def test_a_hook_that_swallows_sigterm_cannot_hold_up_the_worker(
     log = cluster.log()
     assert "alive_worker tick in flight cancelled by SIGTERM and rolled back" in log
     if what != "statement":
-        assert (
-            "canceling alive_worker.hook: the worker received SIGTERM; the hook host (PID "
-            in log
-        )
+        assert "canceling alive_worker.hook: the worker received SIGTERM; the hook host (PID " in log
 
 
 def test_a_hook_that_swallows_the_timeout_is_ended_with_its_host(
