@@ -299,7 +299,7 @@ class HookHost:
         if function in ("plan_execute", "plan_execute_text", "plan_free"):
             found = self.plans.get(int(args[0]))
             if found is None:
-                raise errors.InvalidSqlStatementName("alive_worker plan was freed")
+                raise errors.InvalidSqlStatementName("alive_worker plan was freed and cannot be executed")
             plan = found
             if function == "plan_execute":
                 return plan.execute(*args[1])

@@ -44,9 +44,8 @@ channel = _Channel()
 
 def _call(function: str, *args: Any) -> Any:
     if threading.get_ident() != channel.hook_thread:
-        raise errors.FeatureNotSupported(
-            "alive_worker.spi may be called only on the hook's own thread, not on threads it starts"
-        )
+        # The bridge's words in the worker before 1.3: the hook's thread is the one the worker answers.
+        raise errors.FeatureNotSupported("alive_worker.spi was called from a thread other than the worker's")
     return channel.call(function, list(args))
 
 
@@ -86,6 +85,9 @@ class TableAccess(NamedTuple):
         return cls(schema, table, _PRIVILEGE_DELETE | _PRIVILEGE_SELECT)
 
 
+FREED = "alive_worker plan was freed and cannot be executed"
+
+
 class Plan:
     """A prepared statement held by the worker: the tick's, or with keep=True until freed or dropped."""
 
@@ -112,11 +114,16 @@ class Plan:
         """Runs the plan with text values (None is SQL NULL); returns its rows."""
         if len(values) != self.nargs:
             raise TypeError(f"{self.query!r} takes {self.nargs} values, got {len(values)}")
-        return [tuple(row) for row in _call("plan_execute", self._id, list(values))]
+        return [tuple(row) for row in _call("plan_execute", self._live_id(), list(values))]
 
     def execute_text(self, value: str) -> None:
         """Runs a plan of one text parameter, leaving any rows unread."""
-        _call("plan_execute_text", self._id, value)
+        _call("plan_execute_text", self._live_id(), value)
+
+    def _live_id(self) -> int:
+        if self._id is None:
+            raise errors.InvalidSqlStatementName(FREED)
+        return self._id
 
     def free(self) -> None:
         """Releases the plan; it cannot be executed afterwards."""
