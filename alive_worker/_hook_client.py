@@ -117,6 +117,7 @@ class HookHost:
         limit = spi.setting("alive_worker.hook_memory_limit")
         # GetConfigOption gives the value in its base unit, kB.
         self.memory_limit = int(limit) * 1024 if limit else 0
+        started = time.monotonic()
         worker_end, host_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self.process = subprocess.Popen(
@@ -147,6 +148,11 @@ class HookHost:
         while True:
             message = self._receive()
             if message.get("op") == "ready":
+                log.debug(
+                    "alive_worker hook host (PID %d) started in %.1f ms",
+                    self.process.pid,
+                    (time.monotonic() - started) * 1000,
+                )
                 return
             self._handle_aside(message)
 
