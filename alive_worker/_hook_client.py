@@ -110,6 +110,10 @@ class HookHost:
         self.backoff_s = 0.0
         self.not_before = 0.0
         self.memory_limit = 0
+        # Between Popen and the host's first message: its start is not the hook's
+        # fault, so the tick timeout or a cancel then leave it starting.
+        self.starting = False
+        self.started_at = 0.0
 
     # ---- the host's life ----
 
@@ -145,16 +149,23 @@ class HookHost:
                 "debug": logging.getLogger().isEnabledFor(logging.DEBUG),
             }
         )
-        while True:
+        self.started_at = started
+        self.starting = True
+
+    def _wait_until_ready(self) -> None:
+        """Waits for the host's first message; a timeout or cancel meanwhile leaves it starting."""
+        while self.starting:
             message = self._receive()
             if message.get("op") == "ready":
+                self.starting = False
+                assert self.process is not None
                 log.debug(
                     "alive_worker hook host (PID %d) started in %.1f ms",
                     self.process.pid,
-                    (time.monotonic() - started) * 1000,
+                    (time.monotonic() - self.started_at) * 1000,
                 )
-                return
-            self._handle_aside(message)
+            else:
+                self._handle_aside(message)
 
     def pid(self) -> int | None:
         return None if self.process is None else self.process.pid
@@ -166,6 +177,7 @@ class HookHost:
             self.sock.close()
             self.sock = None
         self.process = None
+        self.starting = False
         # Not freed here, in a tick that may be failing: dropped, spi frees
         # them at the next tick.
         self.plans.clear()
@@ -223,6 +235,7 @@ class HookHost:
             if time.monotonic() < self.not_before:
                 return
             self.start()
+        self._wait_until_ready()
         self._send(
             {"op": "tick", "number": tick.number, "message": tick.message, "settings": list(tick.settings)}
         )
@@ -342,6 +355,12 @@ class HookHost:
         cause = int(lib.aw_hook_wait_cause())
         if cause != _NONE:
             message = CAUSES.get(cause, "canceling alive_worker.hook")
+            if self.starting and cause in (int(lib.AW_CAUSE_TIMEOUT), int(lib.AW_CAUSE_CANCEL)):
+                # A short tick timeout must not end every host before it is up.
+                raise errors.QueryCanceled(
+                    f"{message}; the hook host is still starting",
+                    hint="The hook runs from the next tick on; the host takes about 0.1 s to start.",
+                )
             pid = self.pid()
             how = self.stop()
             if cause == int(lib.AW_CAUSE_STOP):
