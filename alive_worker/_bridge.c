@@ -37,6 +37,7 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "storage/lwlock.h"
+#include "storage/pmsignal.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -80,6 +81,8 @@ static int	postgres_depth = 0;
 
 /* From the shim: why a hook should stop, and how to end the worker. */
 static int	(*interrupt_cause) (void) = NULL;
+/* The cause aw_hook_wait_cause last returned in this hook call. */
+static int	host_cause = AW_CAUSE_NONE;
 static void (*end_worker) (int cause) = NULL;
 
 
@@ -476,6 +479,27 @@ aw_hook_begin(void)
 		aw_interrupts_arm();
 }
 
+/*
+ * Asked by the worker between its short waits for the hook host
+ * (alive_worker/_hook_client.py): why the hook must end now, if it must.  A
+ * cause returned is kept for aw_hook_end, which clears the cancel flag.
+ */
+int
+aw_hook_wait_cause(void)
+{
+	int			cause = AW_CAUSE_NONE;
+
+	if (!on_worker_thread())
+		return AW_CAUSE_NONE;
+	if (!PostmasterIsAlive())
+		cause = AW_CAUSE_POSTMASTER_DEATH;
+	else if (interrupt_cause != NULL)
+		cause = interrupt_cause();
+	if (cause != AW_CAUSE_NONE)
+		host_cause = cause;
+	return cause;
+}
+
 int
 aw_hook_end(void)
 {
@@ -484,6 +508,9 @@ aw_hook_end(void)
 	if (!on_worker_thread())
 		return AW_CAUSE_NONE;
 	cause = aw_interrupts_disarm();
+	if (cause == AW_CAUSE_NONE)
+		cause = host_cause;
+	host_cause = AW_CAUSE_NONE;
 
 	/*
 	 * The hook was the statement that a cancel request or the tick timeout

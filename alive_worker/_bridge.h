@@ -127,6 +127,8 @@ int			aw_hook_interrupts_start(void);
 void		aw_hook_begin(void);
 int			aw_hook_end(void);
 int			aw_interrupt_check(void);
+/* Why a hook running in the hook host must end now (AW_CAUSE_*). */
+int			aw_hook_wait_cause(void);
 /* CDEF END */
 
 /*

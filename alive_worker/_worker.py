@@ -31,7 +31,10 @@ def _record(exc: BaseException, doing: str) -> int:
             trace.encode(errors="replace"),
         )
     elif isinstance(exc, SPIError):
-        context = "\n".join(part for part in (exc.context, trace) if part)
+        # The hook host's failures carry the hook's own traceback: the
+        # worker's frames that relayed it say nothing more.
+        relayed = getattr(exc, "from_hook_host", False)
+        context = "\n".join(part for part in (exc.context, None if relayed else trace) if part)
         lib.aw_record_error(
             exc.sqlstate.encode(),
             exc.message.encode(errors="replace"),

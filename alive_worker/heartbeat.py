@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from alive_worker import _interrupts, hooks, pglog, spi
+from alive_worker import hooks, pglog, spi
 from alive_worker.logtable import LogTable
 from alive_worker.settings import Settings
 
 if TYPE_CHECKING:
+    from alive_worker._hook_client import HookHost
     from alive_worker.retention import Retention
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,7 @@ class Heartbeat:
         self._insert: spi.Plan | None = None
         self._retention: Retention | None = None
         self._stale: list[spi.Plan | Retention] = []
-        self._hook: hooks.Hook | None = None
-        self._hook_loaded = False
+        self._host: HookHost | None = None  # runs the hook, once there is one
         self._tick: hooks.Tick | None = None  # what the hook is told
         # The settings generation that the plans and the hook are ready for;
         # None when anything must be done again before the next INSERT.
@@ -104,21 +104,27 @@ class Heartbeat:
     def run_hook(self) -> None:
         """Runs alive_worker.hook after tick(): the shim calls it in a subtransaction of its own.
 
-        Loaded here, not in tick(), so that a hook that cannot be imported
-        fails as the hook, never the heartbeat or the creation of its table.
+        The hook runs in the hook host, a process of its own started here the
+        first time (alive_worker/_hook_client.py); a hook that cannot be
+        imported fails as the hook, never the heartbeat.
         """
-        _interrupts.install()
-        if not self._hook_loaded:
+        if self._host is None:
+            # Imported only then: the tick without a hook starts no process.
+            from alive_worker._hook_client import HookHost
+
             pglog.hook_context = f' of alive_worker.hook = "{self.settings.hook}"'
-            self._hook = hooks.load(self.settings.hook)
-            self._hook_loaded = True
-        if self._hook is not None and self._tick is not None:
+            self._host = HookHost(self.settings.hook)
+        if self._tick is not None:
             # alive_worker.workers says "in the hook" meanwhile.
             spi.report_in_hook(True)
             try:
-                self._hook(self._tick)
+                self._host.run(self._tick)
             finally:
                 spi.report_in_hook(False)
+
+    def hook_host_pid(self) -> int | None:
+        """The hook host's process, if one runs."""
+        return None if self._host is None else self._host.pid()
 
     def _reload(self, settings_generation: int) -> None:
         previous = self.settings
@@ -130,8 +136,9 @@ class Heartbeat:
         table_settings = (self.settings.schema, self.settings.table, self.settings.retention_s)
         if table_settings != (previous.schema, previous.table, previous.retention_s):
             self._discard_insert()
-        if self.settings.hook != previous.hook:
-            self._hook_loaded = False
+        if self.settings.hook != previous.hook and self._host is not None:
+            self._host.stop()
+            self._host = None
 
     def _discard_insert(self) -> None:
         # Freed at the next tick: this transaction may be failing right now.

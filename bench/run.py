@@ -35,6 +35,7 @@ import ha
 from clients import measure_client_cost, measure_pgbench
 from cluster import Cluster, running
 from common import ALIVE, REF, TABLE_SHAPE, TABLES, Figures, bench_arguments, log, worker_settings
+from hook_host import measure_hook_host
 from lifecycle import measure_start_and_stop, measure_stop_with_hook
 from report import machine, report
 from schedule import measure_schedule
@@ -52,6 +53,11 @@ def main() -> None:
         "--stop-only",
         action="store_true",
         help="only the stop figures, with and without a blocking hook, printed",
+    )
+    parser.add_argument(
+        "--hook-host-only",
+        action="store_true",
+        help="only the hook host's figures (bench/hook_host.py), printed",
     )
     parser.add_argument(
         "--ha-only",
@@ -80,6 +86,11 @@ def main() -> None:
         for table_name in TABLES.values():
             cluster.sql(f"CREATE TABLE {table_name} {TABLE_SHAPE}")
 
+    if args.hook_host_only:
+        measure_hook_host(cluster, figures)
+        (args.out / "hook_host.json").write_text(json.dumps(figures.values, indent=1) + "\n")
+        return
+
     if args.stop_only:
         measure_start_and_stop(cluster, ALIVE, figures, "alive_worker")
         measure_stop_with_hook(cluster, figures)
@@ -103,6 +114,8 @@ def main() -> None:
         measure_start_and_stop(cluster, worker, figures, preload)
     log(f"== {ALIVE}, a hook that blocks")
     measure_stop_with_hook(cluster, figures)
+    log(f"== {ALIVE}, the hook host")
+    measure_hook_host(cluster, figures)
 
     log("== no preload: pgbench")
     with running(cluster, shared_preload_libraries=""):

@@ -27,6 +27,7 @@ char	   *heartbeat_message = NULL;
 char	   *tick_hook = NULL;
 int			tick_interval_ms = 10000;
 int			tick_timeout_ms = 0;
+int			hook_memory_limit_kb = 256 * 1024;
 int			retention_s = 0;
 int			crash_limit = 3;
 int			crash_window_s = 600;
@@ -191,6 +192,17 @@ settings_define_reloadable(void)
 							 PGC_SIGHUP,
 							 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("alive_worker.hook_memory_limit",
+							"Most memory the hook host may allocate (RLIMIT_DATA); 0 sets no limit.",
+							"A hook that reaches it gets MemoryError; its host then ends, is logged, and is started again.",
+							&hook_memory_limit_kb,
+							256 * 1024,
+							0,
+							INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("alive_worker.tick_timeout",
 							"Longest a tick's statement may run or wait for a lock; 0 means the interval.",

@@ -27,6 +27,7 @@ extern char *heartbeat_message;
 extern char *tick_hook;
 extern int	tick_interval_ms;
 extern int	tick_timeout_ms;
+extern int	hook_memory_limit_kb;
 extern int	retention_s;
 extern int	crash_limit;
 extern int	crash_window_s;

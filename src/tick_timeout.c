@@ -33,6 +33,9 @@
 #include "alive_worker.h"
 #include "tick_timeout.h"
 
+/* PostgreSQL's own words for statement_timeout. */
+#define TIMEOUT_MESSAGE "canceling statement due to statement timeout"
+
 static timer_t timeout_timer;
 
 /* When the timer expires, on the monotonic clock (microseconds). */
@@ -113,10 +116,20 @@ void
 tick_timeout_explain_current_error(int timeout_ms)
 {
 	MemoryContext context = CurrentMemoryContext;
+	ErrorData  *original;
+	bool		keep_message;
 
 	if (!fired || geterrcode() != ERRCODE_QUERY_CANCELED)
 		return;
 	fired = false;
+
+	/*
+	 * A message that says this already and more (what became of the hook
+	 * host, alive_worker/_hook_client.py) is kept.
+	 */
+	original = CopyErrorData();
+	keep_message = original->message != NULL &&
+		strncmp(original->message, TIMEOUT_MESSAGE, strlen(TIMEOUT_MESSAGE)) == 0;
 
 	/*
 	 * ereport is the only way to make an error current: raise the new one
@@ -127,7 +140,7 @@ tick_timeout_explain_current_error(int timeout_ms)
 	{
 		ereport(ERROR,
 				(errcode(ERRCODE_QUERY_CANCELED),
-				 errmsg("canceling statement due to statement timeout"),
+				 keep_message ? errmsg_internal("%s", original->message) : errmsg(TIMEOUT_MESSAGE),
 				 errdetail("A tick may run until alive_worker.tick_timeout (%d ms) after it was due.",
 						   timeout_ms)));
 	}
@@ -136,4 +149,5 @@ tick_timeout_explain_current_error(int timeout_ms)
 		MemoryContextSwitchTo(context);
 	}
 	PG_END_TRY();
+	FreeErrorData(original);
 }

@@ -148,8 +148,12 @@ def test_postmaster_death_ends_a_sleeping_hook(make_cluster: Callable[..., Clust
     wait_for(lambda: gone(pid), "the orphaned worker to exit", timeout=GONE_WITHIN)
 
 
+# A hook runs in the hook host (alive_worker/_host.py): swallowing an
+# exception no longer holds anything up, since the worker ends the host.
+
+
 @pytest.mark.parametrize("what", ["busy loop", "time.sleep", "statement"])
-def test_a_hook_that_swallows_sigterm_is_ended_after_the_grace(
+def test_a_hook_that_swallows_sigterm_cannot_hold_up_the_worker(
     make_cluster: Callable[..., Cluster], tmp_path: Path, what: str
 ) -> None:
     cluster = make_cluster(
@@ -157,19 +161,18 @@ def test_a_hook_that_swallows_sigterm_is_ended_after_the_grace(
     )
     pid = cluster.wait_for_worker()
     wait_until_blocking(tmp_path)
+    started = time.monotonic()
     os.kill(pid, signal.SIGTERM)
     wait_for(lambda: gone(pid), "the worker to exit", timeout=GONE_WITHIN)
+    assert time.monotonic() - started < GONE_WITHIN
     cluster.wait_for_log(rf'background worker "alive worker" \(PID {pid}\) exited with exit code 0')
-    ended = "kept running 500 ms after SIGTERM"
-    if what == "statement":
-        # Between two statements Python may raise outside the hook's try:
-        # then the exception ends the hook, before the grace does.
-        assert ended in cluster.log() or "tick in flight cancelled by SIGTERM" in cluster.log()
-    else:
-        assert ended in cluster.log()
+    log = cluster.log()
+    assert "alive_worker tick in flight cancelled by SIGTERM and rolled back" in log
+    if what != "statement":
+        assert "canceling alive_worker.hook: the worker received SIGTERM; the hook host (PID " in log
 
 
-def test_a_hook_that_swallows_the_timeout_ends_the_worker_without_a_crash(
+def test_a_hook_that_swallows_the_timeout_is_ended_with_its_host(
     make_cluster: Callable[..., Cluster], tmp_path: Path
 ) -> None:
     cluster = make_cluster(
@@ -181,18 +184,14 @@ def test_a_hook_that_swallows_the_timeout_ends_the_worker_without_a_crash(
     )
     pid = cluster.wait_for_worker()
     wait_until_blocking(tmp_path)
-    wait_for(lambda: gone(pid), "the worker to exit", timeout=GONE_WITHIN)
-    cluster.wait_for_log(rf'background worker "alive worker" \(PID {pid}\) exited with exit code 1')
+    cluster.wait_for_log(r"canceling statement due to statement timeout; the hook host was killed by signal")
+    count = len(cluster.heartbeats())
+    cluster.wait_for_heartbeats(count + 2)
+    assert cluster.worker_pid() == pid
     log = cluster.log()
-    assert "FATAL:  alive_worker.hook = " in log
-    assert "kept running 500 ms after it was interrupted by alive_worker.tick_timeout" in log
-    # A FATAL exit, not a crash: no reset, and the crash guard counts nothing.
+    # No FATAL, no crash: the worker goes on; only the host was ended.
+    assert "FATAL:  alive_worker.hook = " not in log
     assert "terminating any other active server processes" not in log
-    assert "crashed" not in log
-    # Started again after the restart delay, and its crash guard counted nothing.
-    assert cluster.wait_for_worker(timeout=15) != pid
-    record = Path(cluster.node.data_dir, "alive_worker.0.state").read_text()
-    assert "running 1" in record and "crash " not in record, record
 
 
 # ---- threads ----
@@ -251,7 +250,9 @@ def hook(tick):
     logging.getLogger("hook").info("tick %d", tick.number)
 """,
     )
-    cluster = make_cluster(settings={"hook": hook, "interval": "20ms"})
+    # Every statement is a round trip to the hook host now: more than the 20 ms
+    # tick timeout that the interval gives on a busy machine.
+    cluster = make_cluster(settings={"hook": hook, "interval": "20ms", "tick_timeout": "1min"})
     pid = cluster.wait_for_worker()
     wait_for(
         lambda: all((tmp_path / f"refusals.{i}").exists() for i in range(3)),
@@ -266,52 +267,6 @@ def hook(tick):
     for index in range(3):
         assert int((tmp_path / f"refusals.{index}").read_text()) > 100
     assert len(cluster.heartbeats()) > 300
-
-
-def test_signals_are_never_handled_on_a_hooks_thread(
-    make_cluster: Callable[..., Cluster], tmp_path: Path
-) -> None:
-    os.chmod(tmp_path, 0o777)
-    hook = write_hook(
-        tmp_path,
-        """
-import _thread
-import signal
-import threading
-from pathlib import Path
-
-OUT = Path(__file__).with_name("masks")
-
-def mask():
-    return sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, []))
-
-def hook(tick):
-    masks = []
-    thread = threading.Thread(target=lambda: masks.append(mask()))
-    thread.start()
-    thread.join()
-    done = threading.Event()
-    _thread.start_new_thread(lambda: (masks.append(mask()), done.set()), ())
-    done.wait()
-    masks.append(mask())  # the worker's own thread, after both
-    OUT.write_text(repr(masks))
-""",
-    )
-    cluster = make_cluster(settings={"hook": hook})
-    cluster.wait_for_worker()
-    wait_for(lambda: (tmp_path / "masks").exists(), "the hook's threads to report")
-    threading_mask, thread_mask, worker_mask = eval((tmp_path / "masks").read_text())
-    for handled in (
-        signal.SIGTERM,
-        signal.SIGINT,
-        signal.SIGHUP,
-        signal.SIGUSR1,
-        signal.SIGRTMIN,
-        signal.SIGPWR,
-    ):
-        assert int(handled) in threading_mask
-        assert int(handled) in thread_mask
-        assert int(handled) not in worker_mask
 
 
 # ---- plans ----

@@ -20,6 +20,7 @@ EXPECTED = {
     "alive_worker.interval": ("10000", "sighup", "ms"),
     "alive_worker.hook": ("", "sighup", None),
     "alive_worker.hook_failure": ("log", "sighup", None),
+    "alive_worker.hook_memory_limit": ("262144", "sighup", "kB"),
     "alive_worker.tick_timeout": ("0", "sighup", "ms"),
     "alive_worker.retention": ("0", "sighup", "s"),
     "alive_worker.crash_limit": ("3", "sighup", None),

@@ -1,0 +1,428 @@
+"""The worker's side of the hook host (alive_worker/_host.py explains the host).
+
+:class:`HookHost` starts the host the first time a tick runs the hook, sends
+it each tick, answers its statements through the worker's own
+:mod:`alive_worker.spi` (the guarded bridge, in the tick's subtransaction,
+as the worker's role) and writes what it logs to the server log.  The
+worker never blocks on the host: it waits in poll() for at most
+:data:`WAIT_MS` at a time and between waits asks the bridge whether SIGTERM,
+the tick timeout, a cancel request or the postmaster's death says stop
+(aw_hook_wait_cause).  Then it ends the host's process group, SIGTERM then
+SIGKILL after :data:`GRACE_S`, and raises QueryCanceled in the tick.
+
+Any end of the host (a signal, an exit, its memory limit, a closed
+connection) is described, logged and raised as the hook's failure; the next
+host starts after a backoff that doubles from :data:`FIRST_BACKOFF_S` to
+:data:`MAX_BACKOFF_S` while hosts keep ending, and the heartbeats go on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from alive_worker import _wire, errors, pglog, spi
+from alive_worker._native import lib
+from alive_worker.hooks import Tick
+
+log = logging.getLogger(__name__)
+
+WAIT_MS = 10
+GRACE_S = 0.05
+FIRST_BACKOFF_S = 0.2
+MAX_BACKOFF_S = 30.0
+HOST_SCRIPT = Path(__file__).with_name("_host.py")
+# _host.EXIT_MEMORY_LIMIT: the host ends itself after a MemoryError.
+EXIT_MEMORY_LIMIT = 75
+
+_NONE = int(lib.AW_CAUSE_NONE)
+CAUSES = {
+    int(lib.AW_CAUSE_CANCEL): "canceling alive_worker.hook due to user request",
+    # PostgreSQL's words, which tick_timeout.c keeps when it explains the timeout.
+    int(lib.AW_CAUSE_TIMEOUT): "canceling statement due to statement timeout",
+    int(lib.AW_CAUSE_STOP): "canceling alive_worker.hook: the worker received SIGTERM",
+    int(lib.AW_CAUSE_POSTMASTER_DEATH): "canceling alive_worker.hook: the postmaster died",
+}
+
+
+class HostEnded(errors.SPIError):
+    """The hook host ended in the middle of a tick: the hook's failure, named with the cause."""
+
+    sqlstate = errors.ExternalRoutineException.sqlstate
+
+
+def python_executable() -> str:
+    """The interpreter the worker embeds, as a program.
+
+    The environment's python3 if it has one, else the base installation's of
+    the same version: the host is then given the worker's whole sys.path.
+    """
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    candidates = (
+        Path(sys.executable) if sys.executable else None,
+        Path(getattr(sys, "_base_executable", "") or "/nonexistent"),
+        Path(sys.base_exec_prefix, "bin", version),
+        Path(sys.base_exec_prefix, "bin", "python3"),
+    )
+    for candidate in candidates:
+        if candidate is not None and candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    raise errors.ExternalRoutineException(
+        f"alive_worker cannot start the hook host: no {version} in {sys.base_exec_prefix}/bin"
+    )
+
+
+def describe_status(status: int, memory_limit: int) -> str:
+    """What ended the host, from waitpid's status."""
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = "unknown"
+        return f"was killed by signal {number} ({name})"
+    code = os.WEXITSTATUS(status)
+    if code == EXIT_MEMORY_LIMIT:
+        return f"reached alive_worker.hook_memory_limit ({memory_limit // (1024 * 1024)} MB) and exited"
+    return f"exited with code {code}"
+
+
+class HookHost:
+    """One hook host process at a time, for one alive_worker.hook."""
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+        self.process: subprocess.Popen[bytes] | None = None
+        self.sock: socket.socket | None = None
+        self.reader = _wire.Reader()
+        self.plans: dict[int, spi.Plan] = {}
+        self.next_plan = 1
+        self.ends = 0
+        self.backoff_s = 0.0
+        self.not_before = 0.0
+        self.memory_limit = 0
+        # Between Popen and the host's first message: its start is not the hook's
+        # fault, so the tick timeout or a cancel then leave it starting.
+        self.starting = False
+        self.started_at = 0.0
+
+    # ---- the host's life ----
+
+    def start(self) -> None:
+        limit = spi.setting("alive_worker.hook_memory_limit")
+        # GetConfigOption gives the value in its base unit, kB.
+        self.memory_limit = int(limit) * 1024 if limit else 0
+        started = time.monotonic()
+        worker_end, host_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.process = subprocess.Popen(
+                [python_executable(), "-I", str(HOST_SCRIPT), str(host_end.fileno()), str(os.getpid())],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                pass_fds=(host_end.fileno(),),
+                close_fds=True,
+                cwd="/",
+                start_new_session=True,
+                restore_signals=True,
+            )
+        finally:
+            host_end.close()
+        worker_end.setblocking(False)
+        self.sock = worker_end
+        self.reader = _wire.Reader()
+        self._send(
+            {
+                "op": "init",
+                "path": list(sys.path),
+                "hook": self.spec,
+                "memory_limit": self.memory_limit,
+                "debug": logging.getLogger().isEnabledFor(logging.DEBUG),
+            }
+        )
+        self.started_at = started
+        self.starting = True
+
+    def _wait_until_ready(self) -> None:
+        """Waits for the host's first message; a timeout or cancel meanwhile leaves it starting."""
+        while self.starting:
+            message = self._receive()
+            if message.get("op") == "ready":
+                self.starting = False
+                assert self.process is not None
+                log.debug(
+                    "alive_worker hook host (PID %d) started in %.1f ms",
+                    self.process.pid,
+                    (time.monotonic() - self.started_at) * 1000,
+                )
+            else:
+                self._handle_aside(message)
+
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
+
+    def stop(self, why: str | None = None) -> str:
+        """Ends the host's process group (SIGTERM, then SIGKILL after the grace); what ended it."""
+        process = self.process
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        self.process = None
+        self.starting = False
+        # Not freed here, in a tick that may be failing: dropped, spi frees
+        # them at the next tick.
+        self.plans.clear()
+        if process is None:
+            return "was not running"
+        status = self._reap(process, 0)
+        if status is None:
+            self._signal_group(process.pid, signal.SIGTERM)
+            status = self._reap(process, GRACE_S)
+        if status is None:
+            self._signal_group(process.pid, signal.SIGKILL)
+            status = self._reap(process, None)
+        # Children the hook forked, still in the group.
+        self._signal_group(process.pid, signal.SIGKILL)
+        if status is None:
+            return "ended"
+        return describe_status(status, self.memory_limit)
+
+    @staticmethod
+    def _signal_group(pid: int, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signum)
+
+    @staticmethod
+    def _reap(process: subprocess.Popen[bytes], timeout: float | None) -> int | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                pid, status = os.waitpid(process.pid, os.WNOHANG if timeout is not None else 0)
+            except ChildProcessError:
+                return None
+            if pid != 0:
+                process.returncode = 0  # reaped here: Popen must not wait again
+                return status
+            if deadline is None or time.monotonic() >= deadline:
+                return None
+            time.sleep(0.002)
+
+    def _ended(self, what: str, traceback: str | None = None) -> HostEnded:
+        """Stops what is left of the host, logs and counts its end; the error for the tick."""
+        pid = self.pid()
+        how = self.stop()
+        self.ends += 1
+        self.backoff_s = FIRST_BACKOFF_S if self.backoff_s == 0 else min(self.backoff_s * 2, MAX_BACKOFF_S)
+        self.not_before = time.monotonic() + self.backoff_s
+        message = f"alive_worker: the hook host {what}; the hook host {how}"
+        detail = f"The hook host had PID {pid}; it is started again in {self.backoff_s:.1f} s; the heartbeats go on."
+        return HostEnded(message, detail=detail, context=traceback)
+
+    # ---- a tick ----
+
+    def run(self, tick: Tick) -> None:
+        """Runs the hook for ``tick`` in the host, answering its statements until it is done."""
+        if self.process is None:
+            if time.monotonic() < self.not_before:
+                return
+            self.start()
+        self._wait_until_ready()
+        self._send(
+            {"op": "tick", "number": tick.number, "message": tick.message, "settings": list(tick.settings)}
+        )
+        while True:
+            message = self._receive()
+            op = message.get("op")
+            if op == "call":
+                self._answer(message)
+            elif op == "done":
+                self.backoff_s = 0.0
+                return
+            elif op == "failed":
+                self._raise_failure(message)
+            else:
+                self._handle_aside(message)
+
+    def _raise_failure(self, message: _wire.Message) -> None:
+        if message.get("memory_limit"):
+            raise self._ended("ran out of memory in the hook", message.get("traceback"))
+        trace = message.get("traceback")
+        if "sqlstate" in message:
+            context = "\n".join(part for part in (message.get("context"), trace) if part)
+            error = errors.from_sqlstate(
+                message["sqlstate"],
+                message.get("message") or "",
+                detail=message.get("detail"),
+                hint=message.get("hint"),
+                context=context or None,
+            )
+        else:
+            error = errors.ExternalRoutineException(
+                f"alive_worker hook failed: {message.get('type')}: {message.get('message')}", context=trace
+            )
+        error.from_hook_host = True  # type: ignore[attr-defined]
+        raise error
+
+    def _handle_aside(self, message: _wire.Message) -> None:
+        op = message.get("op")
+        if op == "log":
+            thread = message.get("thread")
+            text = str(message.get("message"))
+            if thread:
+                text = f"alive_worker, thread {thread}{pglog.hook_context}: {text}"
+            level = int(message.get("level", logging.INFO))
+            lib.aw_log(pglog.server_level(level), text.encode(errors="replace"))
+        elif op == "drop":
+            # Dropping the worker's Plan frees it at the next tick (spi.begin_tick).
+            self.plans.pop(int(message.get("plan", 0)), None)
+
+    def _answer(self, message: _wire.Message) -> None:
+        try:
+            result = self._dispatch(str(message.get("function")), list(message.get("args") or []))
+            reply: _wire.Message = {"op": "reply", "result": result}
+            frame = _wire.encode(reply)
+        except errors.SPIError as error:
+            frame = _wire.encode({"op": "reply", "error": error_message(error)})
+        except _wire.MessageTooLarge as error:
+            too_large = errors.ProgramLimitExceeded(
+                f"alive_worker: the result of the hook's statement is too large to send to the hook host ({error})",
+                hint="Fetch fewer rows at a time (LIMIT, a cursor of your own, or an aggregate).",
+            )
+            frame = _wire.encode({"op": "reply", "error": error_message(too_large)})
+        except Exception as error:
+            frame = _wire.encode(
+                {"op": "reply", "error": {"type": type(error).__name__, "message": str(error)}}
+            )
+        self._send_frame(frame)
+
+    def _dispatch(self, function: str, args: list[Any]) -> Any:
+        if function == "execute":
+            query, values = args
+            return spi.execute(query, *values)
+        if function == "prepare":
+            query, argtypes, keep, owner = args
+            access = None if owner is None else spi.TableAccess(*owner)
+            number = self.next_plan
+            self.next_plan += 1
+            self.plans[number] = spi.prepare(query, argtypes, keep=bool(keep), as_owner_of=access)
+            return number
+        if function in ("plan_execute", "plan_execute_text", "plan_free"):
+            found = self.plans.get(int(args[0]))
+            if found is None:
+                raise errors.InvalidSqlStatementName("alive_worker plan was freed and cannot be executed")
+            plan = found
+            if function == "plan_execute":
+                return plan.execute(*args[1])
+            if function == "plan_execute_text":
+                plan.execute_text(args[1])
+                return None
+            del self.plans[int(args[0])]
+            plan.free()
+            return None
+        if function == "last_rowcount":
+            return spi.last_rowcount()
+        if function == "quote_ident":
+            return spi.quote_ident(args[0])
+        if function == "current_role":
+            return spi.current_role()
+        if function == "setting":
+            return spi.setting(args[0])
+        if function == "live_plans":
+            return spi.live_plans()
+        if function == "subtransaction_begin":
+            spi._check(lib.aw_subtransaction_begin())
+            return None
+        if function == "subtransaction_end":
+            if args[0]:
+                spi._check(lib.aw_subtransaction_end(1))
+            else:
+                lib.aw_subtransaction_end(0)
+            return None
+        raise errors.FeatureNotSupported(f"alive_worker hook host asked for unknown function {function!r}")
+
+    # ---- waiting, never blocked ----
+
+    def _check_cause(self) -> None:
+        cause = int(lib.aw_hook_wait_cause())
+        if cause != _NONE:
+            message = CAUSES.get(cause, "canceling alive_worker.hook")
+            if self.starting and cause in (int(lib.AW_CAUSE_TIMEOUT), int(lib.AW_CAUSE_CANCEL)):
+                # A short tick timeout must not end every host before it is up.
+                raise errors.QueryCanceled(
+                    f"{message}; the hook host is still starting",
+                    hint="The hook runs from the next tick on; the host takes about 0.1 s to start.",
+                )
+            pid = self.pid()
+            how = self.stop()
+            if cause == int(lib.AW_CAUSE_STOP):
+                # The shim reports the tick that SIGTERM ends in words of its own.
+                lib.aw_log(int(lib.AW_LOG_LOG), f"{message}; the hook host (PID {pid}) {how}".encode())
+            raise errors.QueryCanceled(
+                f"{message}; the hook host {how}", detail=f"The hook host had PID {pid}."
+            )
+
+    def _wait(self, events: int) -> None:
+        assert self.sock is not None
+        poller = select.poll()
+        poller.register(self.sock.fileno(), events)
+        while True:
+            self._check_cause()
+            if poller.poll(WAIT_MS):
+                return
+
+    def _receive(self) -> _wire.Message:
+        while True:
+            if self.sock is None:
+                raise self._ended("is gone")
+            try:
+                message = self.reader.next()
+            except (_wire.MessageTooLarge, ValueError) as error:
+                raise self._ended(f"sent a message the worker refuses ({error})") from None
+            if message is not None:
+                return message
+            self._wait(select.POLLIN)
+            try:
+                data = self.sock.recv(1 << 16)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                raise self._ended("closed its connection")
+            self.reader.feed(data)
+
+    def _send(self, message: _wire.Message) -> None:
+        self._send_frame(_wire.encode(message))
+
+    def _send_frame(self, frame: bytes) -> None:
+        view = memoryview(frame)
+        while view:
+            if self.sock is None:
+                raise self._ended("is gone")
+            self._wait(select.POLLOUT)
+            try:
+                sent = self.sock.send(view)
+            except BlockingIOError:
+                continue
+            except OSError:
+                raise self._ended("closed its connection") from None
+            view = view[sent:]
+
+
+def error_message(error: errors.SPIError) -> _wire.Message:
+    return {
+        "sqlstate": error.sqlstate,
+        "message": error.message,
+        "detail": error.detail,
+        "hint": error.hint,
+        "context": error.context,
+    }

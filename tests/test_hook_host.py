@@ -1,0 +1,207 @@
+"""Hooks run in a process of their own: nothing a hook does to its process reaches the server.
+
+Each case is one row of issue 20's table: a few lines of careless hook code
+that, run inside the worker, reset, corrupted or hung the cluster.  Run in the
+hook host, each must leave the server alone: no reset or PANIC, the other
+tables readable, fast shutdown within 5 s, the heartbeats on, and the log and
+alive_worker.workers naming what the hook did when it ended its host.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Cluster, wait_for, write_hook
+
+INTERVAL_S = 0.2
+# What the server says when a backend's death resets the cluster, and worse.
+NEVER_IN_THE_LOG = (
+    "PANIC",
+    "terminated by signal",
+    "was terminated",
+    "reinitializing",
+    "invalid page",
+    "could not create file",
+)
+
+
+class Row:
+    """A hook body run once from the third tick on (every tick if ``every_tick``), what it names."""
+
+    def __init__(self, act: str, names: str | None, every_tick: bool = False, imports: str = "") -> None:
+        self.act = act
+        self.names = names  # a regular expression the log and the view must show, or None
+        self.every_tick = every_tick
+        self.imports = imports
+
+
+ROWS: dict[str, Row] = {
+    "chdir": Row("os.chdir('/tmp')", None),
+    "umask": Row("os.umask(0o777)", None),
+    "fork, the child returns": Row("os.fork()", None),
+    "fork, the child exits": Row("if os.fork() == 0:\n        sys.exit(0)", None),
+    "closes fd 2": Row('with open(2, "w") as f:\n        f.write("x" * 10000)', None),
+    "closerange": Row("os.closerange(3, 4096)", r"hook host closed its connection"),
+    "_exit(0)": Row("os._exit(0)", r"hook host exited with code 0"),
+    "_exit(3)": Row("os._exit(3)", r"hook host exited with code 3"),
+    "string_at(0)": Row("ctypes.string_at(0)", r"hook host was killed by signal 11 \(SIGSEGV\)"),
+    "recursion through __getattr__": Row(
+        "sys.setrecursionlimit(10**6)\n"
+        "    class Deep:\n"
+        "        def __getattr__(self, name):\n"
+        "            return getattr(self, name)\n"
+        "    Deep().x",
+        r"hook host was killed by signal 11 \(SIGSEGV\)|RecursionError",
+    ),
+    "ITIMER_PROF": Row(
+        "signal.setitimer(signal.ITIMER_PROF, .01, .01)\n    while True:\n        pass",
+        r"hook host was killed by signal 27 \(SIGPROF\)",
+    ),
+    "SIGTERM handler": Row(
+        "signal.signal(signal.SIGTERM, lambda *_: None)\n    time.sleep(60)",
+        r"statement timeout; the hook host was killed by signal 9 \(SIGKILL\)",
+    ),
+    "regex holding the GIL": Row(
+        'threading.Thread(target=re.match, args=(r"(a+)+$", "a" * 40 + "b")).start()\n    time.sleep(60)',
+        r"statement timeout; the hook host was killed by signal (9 \(SIGKILL\)|15 \(SIGTERM\))",
+    ),
+    "infinite recursion": Row(
+        "sys.setrecursionlimit(10**6)\n    def down(n):\n        return down(n + 1)\n    down(0)",
+        # Python 3.11's own calls use no C stack: a million frames take longer than the tick timeout.
+        r"hook host was killed by signal 11 \(SIGSEGV\)|RecursionError|MemoryError"
+        r"|statement timeout; the hook host was killed by signal (9 \(SIGKILL\)|15 \(SIGTERM\))",
+    ),
+    "50 MB more at every tick": Row(
+        "KEPT.append(bytearray(50 * 1024 * 1024))", r"alive_worker.hook_memory_limit", every_tick=True
+    ),
+}
+
+HOOK = """
+import ctypes, os, re, signal, sys, threading, time
+from pathlib import Path
+
+ACTED = Path(__file__).with_name("acted")
+KEPT = []
+
+def hook(tick):
+    if tick.number < 3 or (ACTED.exists() and not {every_tick}):
+        return
+    ACTED.write_text(str(tick.number))
+    {act}
+"""
+
+
+def hook_status(cluster: Cluster) -> dict[str, Any]:
+    cluster.sql("CREATE EXTENSION IF NOT EXISTS alive_worker")
+    names, rows = cluster.query("SELECT * FROM alive_worker.workers")
+    return dict(zip(names, rows[0], strict=True))
+
+
+def newest_heartbeat_age(cluster: Cluster) -> float:
+    rows = cluster.sql("SELECT extract(epoch FROM now()::timestamp - max(ts)) FROM public.log_table")
+    return float(rows[0][0])
+
+
+@pytest.mark.parametrize("name", list(ROWS))
+def test_a_careless_hook_cannot_reach_the_server(
+    make_cluster: Callable[..., Cluster], tmp_path: Path, name: str
+) -> None:
+    row = ROWS[name]
+    os.chmod(tmp_path, 0o777)
+    hook = write_hook(tmp_path, HOOK.format(every_tick=row.every_tick, act=row.act))
+    cluster = make_cluster(
+        settings={"hook": hook, "interval": "200ms", "tick_timeout": "1s"},
+        setup_sql=["CREATE TABLE other (n int)", "INSERT INTO other VALUES (1)"],
+    )
+    pid = cluster.wait_for_worker()
+    wait_for(lambda: (tmp_path / "acted").exists(), "the hook to act", timeout=20)
+    if row.names is not None:
+        cluster.wait_for_log(row.names, timeout=20)
+    else:
+        time.sleep(5 * INTERVAL_S)
+    # WAL segments, commits, new connections, checkpoints: what the rows broke.
+    for _ in range(2):
+        cluster.sql("SELECT pg_switch_wal()")
+        cluster.sql("INSERT INTO other VALUES (2)")
+    cluster.sql("CHECKPOINT")
+    assert cluster.sql("SELECT count(*) FROM other") == [(3,)]
+    # Heartbeats on schedule again: the newest within two intervals, several times.
+    for _ in range(5):
+        wait_for(lambda: newest_heartbeat_age(cluster) < 2 * INTERVAL_S + 0.3, "a fresh heartbeat", timeout=5)
+        time.sleep(INTERVAL_S)
+    assert cluster.worker_pid() == pid
+    if row.names is not None:
+        error = hook_status(cluster)["last_hook_error"]
+        assert error is not None and __import__("re").search(row.names, error), error
+    log = cluster.log()
+    for bad in NEVER_IN_THE_LOG:
+        assert bad not in log, bad
+    started = time.monotonic()
+    stopper = threading.Thread(target=lambda: cluster.node.stop(["-m", "fast"]))
+    stopper.start()
+    stopper.join(timeout=10)
+    assert not stopper.is_alive()
+    assert time.monotonic() - started < 5
+
+
+WHOLE_API = """
+import logging
+import threading
+from alive_worker import spi
+from alive_worker.hooks import Tick
+
+log = logging.getLogger("whole_api")
+KEPT = {}
+
+def hook(tick: Tick) -> None:
+    if "insert" not in KEPT:
+        KEPT["insert"] = spi.prepare("INSERT INTO public.seen VALUES ($1, $2)", ["int", "text"], keep=True)
+    KEPT["insert"].execute(str(tick.number), tick.message)
+    rows = spi.execute("SELECT count(*), $1 FROM public.seen", tick.settings.table)
+    try:
+        with spi.subtransaction():
+            spi.execute("SELECT 1 / 0")
+    except spi.errors.DivisionByZero as error:
+        caught = error.sqlstate
+    try:
+        with spi.subtransaction():
+            spi.execute("INSERT INTO public.seen VALUES (NULL, 'x')")
+    except spi.SPIError as error:
+        assert error.sqlstate == "23502", error
+    name = spi.qualified_name("public", "log_table")
+    role = spi.current_role()
+    log.info("whole api tick %d rows %s caught %s %s as %s", tick.number, rows[0][0], caught, name, role)
+    thread = threading.Thread(target=lambda: log.warning("whole api thread says hello"), name="greeter")
+    thread.start()
+    thread.join()
+    if tick.number == 3:
+        raise ValueError("the third tick's own failure")
+"""
+
+
+def test_a_hook_using_the_whole_api_runs_in_the_host(
+    make_cluster: Callable[..., Cluster], tmp_path: Path
+) -> None:
+    hook = write_hook(tmp_path, WHOLE_API)
+    cluster = make_cluster(
+        settings={"hook": hook, "interval": "200ms"},
+        setup_sql=["CREATE TABLE public.seen (number int NOT NULL, message text)"],
+    )
+    cluster.wait_for_heartbeats(6)
+    cluster.wait_for_log(r"whole api tick \d+ rows \d+ caught 22012 public\.log_table as postgres")
+    cluster.wait_for_log(r"alive_worker, thread greeter.*whole api thread says hello")
+    log = cluster.log()
+    assert "alive_worker hook failed: ValueError: the third tick's own failure" in log
+    assert 'alive_worker.hook = "' in log
+    numbers = [n for (n,) in cluster.sql("SELECT number FROM public.seen ORDER BY number")]
+    assert 3 not in numbers and {1, 2, 4, 5} <= set(numbers)
+    status = hook_status(cluster)
+    assert status["hook_failures"] >= 1
+    # The hook ran in another process, not the worker's.
+    assert "hook_host_pid" not in status or status["hook_host_pid"] != cluster.worker_pid()
