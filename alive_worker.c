@@ -46,6 +46,7 @@
 #include "log_watch.h"
 #include "python_loader.h"
 #include "schedule.h"
+#include "session_settings.h"
 #include "settings.h"
 #include "tick_timeout.h"
 #include "worker_status.h"
@@ -194,6 +195,8 @@ worker_run_tick(int64 tick_deadline, int settings_generation, bool previous_comm
 		/* SPI does not arm statement_timeout: bound the whole tick here. */
 		tick_timeout_begin(tick_must_end_at(tick_deadline));
 		StartTransactionCommand();
+		/* What a client's new session would get, read again every tick. */
+		session_settings_apply();
 		pin_search_path();
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
@@ -368,6 +371,7 @@ worker_handle_signals(void)
 		return false;
 	ConfigReloadPending = false;
 	ProcessConfigFile(PGC_SIGHUP);
+	session_settings_reread_server_level();
 	return true;
 }
 
@@ -430,6 +434,8 @@ alive_worker_main(Datum main_arg)
 		wait_before_connecting(verdict.connect_failures);
 		claim_slot_to_connect(verdict.connect_failures);
 	}
+	/* Before the database's and role's settings overlay the server's. */
+	session_settings_capture_server_level();
 	connect_to_database();
 	elog(DEBUG1, "alive_worker starting worker_main");
 	worker_role_name = current_role_name();

@@ -321,11 +321,11 @@ alive_worker_start(PG_FUNCTION_ARGS)
 	 */
 	SpinLockAcquire(&slot->mutex);
 	state = slot->state;
-	if (state == WORKER_STOPPED)
+	if (state == WORKER_STOPPED || state == WORKER_NOT_REGISTERED)
 		slot->state = WORKER_STARTING;
 	SpinLockRelease(&slot->mutex);
-	/* Only a stopped worker is gone for good; any other will run again. */
-	if (state != WORKER_STOPPED)
+	/* Only a stopped or unregistered worker is gone for good; any other will run again. */
+	if (state != WORKER_STOPPED && state != WORKER_NOT_REGISTERED)
 	{
 		ereport(NOTICE,
 				(errmsg("the alive worker for database \"%s\" is not stopped (%s)",
@@ -337,10 +337,12 @@ alive_worker_start(PG_FUNCTION_ARGS)
 	worker.bgw_notify_pid = MyProcPid;
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
 	{
-		worker_status_set_state(index, WORKER_STOPPED);
+		/* Every slot is taken: one more is needed. */
+		worker_status_not_registered(index, max_worker_processes + 1);
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("could not start the alive worker for database \"%s\"", database),
+				 errmsg("could not start the alive worker for database \"%s\": no free background worker slot", database),
+				 errdetail("All max_worker_processes = %d slots are in use.", max_worker_processes),
 				 errhint("Raise max_worker_processes.")));
 	}
 	if (WaitForBackgroundWorkerStartup(handle, &pid) != BGWH_STARTED)

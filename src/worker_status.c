@@ -13,7 +13,10 @@
  */
 #include "postgres.h"
 
+#include "alive_worker/_compat.h"	/* what differs between majors */
+
 #include "mb/pg_wchar.h"
+#include "postmaster/postmaster.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "postmaster/bgworker.h"
@@ -69,6 +72,35 @@ request_shared_memory(void)
 	RequestAddinShmemSpace(status_area_size(list_length(worker_status_databases())));
 }
 
+/*
+ * In the postmaster, once every preloaded library has registered its
+ * workers: those of ours that RegisterBackgroundWorker refused (it only logs
+ * "too many background workers") would otherwise stay "starting" forever.
+ */
+static void
+report_refused_registrations(void)
+{
+	int			refused = 0;
+	int			registered = 0;
+
+	for (int i = 0; i < status_area->count; i++)
+	{
+		bool		found = false;
+
+		registered = alive_worker_registered_workers(i, &found);
+		if (!found)
+			refused++;
+	}
+	for (int i = 0; refused > 0 && i < status_area->count; i++)
+	{
+		bool		found = false;
+
+		(void) alive_worker_registered_workers(i, &found);
+		if (!found)
+			worker_status_not_registered(i, registered + refused);
+	}
+}
+
 static void
 start_shared_memory(void)
 {
@@ -100,6 +132,8 @@ start_shared_memory(void)
 			(void) parse_int(GetConfigOption("alive_worker.interval", false, false),
 							 &slot->interval_ms, GUC_UNIT_MS, NULL);
 		}
+		if (!IsUnderPostmaster)
+			report_refused_registrations();
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -185,6 +219,18 @@ release_slot(int code, Datum arg)
 	SpinLockRelease(&slot->mutex);
 }
 
+/*
+ * Under the slot's lock, as a new process takes it: the tick counters count
+ * "since this process started" (README), not since the server did.
+ */
+static void
+reset_counters(WorkerStatus *slot)
+{
+	slot->ticks_ok = 0;
+	slot->ticks_failed = 0;
+	slot->ticks_skipped = 0;
+}
+
 static void
 claim_slot(int index)
 {
@@ -208,6 +254,8 @@ worker_status_connecting(int index, int earlier_failures, TimestampTz next_retry
 		SpinLockRelease(&slot->mutex);
 		return false;
 	}
+	if (slot->pid != MyProcPid)
+		reset_counters(slot);
 	slot->pid = MyProcPid;
 	slot->started_at = now;
 	slot->connect_failures = earlier_failures;
@@ -276,6 +324,21 @@ worker_status_record_fatal(const ErrorData *edata)
 }
 
 void
+worker_status_not_registered(int index, int needed)
+{
+	WorkerStatus *slot = worker_status_slot(index);
+	char		detail[ERROR_MESSAGE_SIZE];
+
+	snprintf(detail, sizeof(detail),
+			 "no free background worker slot: max_worker_processes = %d, at least %d needed",
+			 max_worker_processes, needed);
+	SpinLockAcquire(&slot->mutex);
+	enter_state(slot, WORKER_NOT_REGISTERED, GetCurrentTimestamp());
+	strlcpy(slot->state_detail, detail, sizeof(slot->state_detail));
+	SpinLockRelease(&slot->mutex);
+}
+
+void
 worker_status_stop_requested(int index, int pid, const char *role)
 {
 	WorkerStatus *slot = worker_status_slot(index);
@@ -297,6 +360,7 @@ worker_status_started(int index, const char *role, const char *target_table,
 	other_pid = slot->pid;
 	if (other_pid == 0)
 	{
+		reset_counters(slot);
 		slot->pid = MyProcPid;
 		slot->started_at = GetCurrentTimestamp();
 		enter_state(slot, WORKER_STARTING, slot->started_at);
@@ -490,6 +554,8 @@ worker_state_name(WorkerState state)
 			return "restarting";
 		case WORKER_IN_HOOK:
 			return "in the hook";
+		case WORKER_NOT_REGISTERED:
+			return "cannot register";
 	}
 	return "unknown";
 }

@@ -29,7 +29,8 @@ typedef enum WorkerState
 	WORKER_BACKING_OFF,			/* waiting before it connects again */
 	WORKER_CONNECTING,			/* connecting again after a failure */
 	WORKER_RESTARTING,			/* exited other than by SIGTERM */
-	WORKER_IN_HOOK				/* ticking, in alive_worker.hook */
+	WORKER_IN_HOOK,				/* ticking, in alive_worker.hook */
+	WORKER_NOT_REGISTERED		/* no background worker slot for it */
 } WorkerState;
 
 typedef struct WorkerStatus
@@ -118,6 +119,13 @@ extern bool worker_status_connecting(int index, int earlier_failures,
 extern void worker_status_record_fatal(const ErrorData *edata);
 extern void worker_status_backing_off(int index, TimestampTz until);
 extern void worker_status_connected(int index);
+
+/*
+ * No background worker slot for the worker of configured database index
+ * (RegisterDynamicBackgroundWorker refused, or the postmaster's registry
+ * full): its row says so, with what max_worker_processes would need to be.
+ */
+extern void worker_status_not_registered(int index, int needed);
 
 /* stop() from a client backend: who asked, shown once the worker stopped. */
 extern void worker_status_stop_requested(int index, int pid, const char *role);

@@ -169,7 +169,9 @@ class Families:
             "alive_worker_tick_interval_seconds", "The worker's interval between heartbeats", labels=db
         )
         self.ticks = CounterMetricFamily(
-            "alive_worker_ticks", "Ticks since the server started, by result", labels=[*db, "result"]
+            "alive_worker_ticks",
+            "Ticks since the worker process started (a new process starts at 0), by result",
+            labels=[*db, "result"],
         )
         self.tick_duration = GaugeMetricFamily(
             "alive_worker_tick_duration_seconds",

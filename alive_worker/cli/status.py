@@ -41,6 +41,7 @@ STATE_STATUS = {
     "failing": Status.CRITICAL,
     "disabled by crash guard": Status.CRITICAL,
     "cannot connect": Status.CRITICAL,
+    "cannot register": Status.CRITICAL,
     "backing off": Status.CRITICAL,
     "connecting": Status.CRITICAL,
 }

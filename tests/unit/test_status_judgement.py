@@ -53,6 +53,7 @@ def judged(*rows: dict[str, Any], warn: float = 3.0, crit: float = 10.0) -> list
         ("stopped", Status.WARNING),
         ("failing", Status.CRITICAL),
         ("cannot connect", Status.CRITICAL),
+        ("cannot register", Status.CRITICAL),
         ("disabled by crash guard", Status.CRITICAL),
     ],
 )
