@@ -51,6 +51,15 @@ def wait_for_ok_ticks(cluster: Cluster, more_than: int) -> dict[str, Any]:
     )
 
 
+def restart_worker(cluster: Cluster) -> None:
+    """A new worker process, which takes its role's and database's settings when it connects."""
+    old_pid = cluster.wait_for_worker()
+    cluster.sql("SELECT alive_worker.stop('postgres')")
+    cluster.sql("SELECT alive_worker.start('postgres')")
+    wait_for(lambda: (pid := cluster.worker_pid()) not in (None, old_pid) and pid, "the new worker")
+    wait_for_ok_ticks(cluster, 1)
+
+
 @pytest.fixture
 def clients_cluster(make_cluster: Callable[..., Cluster]) -> Cluster:
     cluster = make_cluster(settings={"role": "alive", **UNHURRIED}, setup_sql=SETUP, extension=True)
@@ -77,6 +86,7 @@ def test_database_read_only_is_seen_at_the_next_tick_and_its_reset_too(clients_c
 def test_fenced_server_fails_the_worker_whatever_its_own_role_sets(clients_cluster: Cluster) -> None:
     cluster = clients_cluster
     cluster.sql("ALTER ROLE alive SET default_transaction_read_only = off")
+    restart_worker(cluster)
     cluster.sql("ALTER SYSTEM SET default_transaction_read_only = on")
     cluster.sql("SELECT pg_reload_conf()")
     wait_for(lambda: not client_can_write(cluster), "clients fenced")
@@ -94,12 +104,7 @@ def test_worker_commits_no_less_durably_than_the_server(clients_cluster: Cluster
     cluster = clients_cluster
     cluster.sql("ALTER ROLE alive SET synchronous_commit = local")
     cluster.sql("ALTER DATABASE postgres SET synchronous_commit = local")
-    # A new worker process, which takes its role's and database's settings when it connects.
-    old_pid = cluster.wait_for_worker()
-    cluster.sql("SELECT alive_worker.stop('postgres')")
-    cluster.sql("SELECT alive_worker.start('postgres')")
-    wait_for(lambda: (pid := cluster.worker_pid()) not in (None, old_pid) and pid, "the new worker")
-    wait_for_ok_ticks(cluster, 1)
+    restart_worker(cluster)
 
     cluster.sql("ALTER SYSTEM SET synchronous_standby_names = 'nobody'")
     cluster.sql("SELECT pg_reload_conf()")
