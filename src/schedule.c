@@ -277,6 +277,10 @@ run_schedule(void)
 			ticks_written++;
 		if (got_sigterm)
 			worker_stop();
+		/* Between ticks, with its own deadline within alive_worker.probe_timeout. */
+		worker_probe_if_due();
+		if (got_sigterm)
+			worker_stop();
 
 		/* Next deadline on the grid; ticks more than an interval late are skipped. */
 		deadline = next_deadline(tick_deadline);

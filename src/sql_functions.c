@@ -54,9 +54,9 @@ PG_FUNCTION_INFO_V1(alive_worker_heartbeats);
 
 /*
  * 18 in 1.0 and 1.1; 1.2 appends the status (issue 13) and hooks' (issue 12);
- * 1.3 the terminations (issue 19)
+ * 1.3 the terminations (issue 19) and the client-path probe (issue 21)
  */
-#define STATUS_COLUMNS 33
+#define STATUS_COLUMNS 41
 #define STOP_WAIT_MS 5000
 
 static void
@@ -267,6 +267,21 @@ alive_worker_status(PG_FUNCTION_ARGS)
 		c++;
 		nulls[c] = copy.last_terminated_by == 0;
 		values[c++] = Int32GetDatum(copy.last_terminated_by);
+		/* clients (issue 21), 1.3 */
+		nulls[c] = copy.probe_role[0] == '\0';
+		values[c++] = CStringGetTextDatum(copy.probe_role);
+		values[c++] = Int64GetDatum(copy.probes_ok);
+		values[c++] = Int64GetDatum(copy.probes_failed);
+		values[c] = timestamp_or_null(copy.last_probe_at, &nulls[c]);
+		c++;
+		values[c] = timestamp_or_null(copy.last_probe_ok_at, &nulls[c]);
+		c++;
+		nulls[c] = copy.last_probe_at == 0;
+		values[c++] = Float8GetDatum(copy.last_probe_us / 1000.0);
+		nulls[c] = !copy.probe_failing;
+		values[c++] = CStringGetTextDatum(copy.probe_error_sqlstate);
+		nulls[c] = !copy.probe_failing;
+		values[c++] = CStringGetTextDatum(copy.probe_error_message);
 		Assert(c == STATUS_COLUMNS);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}

@@ -40,6 +40,8 @@ static StatusArea *status_area = NULL;
 static int	owned_index = -1;	/* the slot this process's worker owns */
 static bool fatal_recorded = false; /* this run is ending in a FATAL */
 
+static void describe_probe_failure(WorkerStatus *slot);
+
 static shmem_request_hook_type previous_shmem_request_hook = NULL;
 static shmem_startup_hook_type previous_shmem_startup_hook = NULL;
 
@@ -229,6 +231,8 @@ reset_counters(WorkerStatus *slot)
 	slot->ticks_ok = 0;
 	slot->ticks_failed = 0;
 	slot->ticks_skipped = 0;
+	slot->probes_ok = 0;
+	slot->probes_failed = 0;
 }
 
 static void
@@ -473,7 +477,15 @@ worker_status_tick_end(int index, bool ok, int64 duration_us, int sqlerrcode,
 	TimestampTz now = GetCurrentTimestamp();
 
 	SpinLockAcquire(&slot->mutex);
-	if (ok)
+	if (ok && slot->probe_failing)
+	{
+		/* The heartbeat commits, but a client's new session cannot write. */
+		enter_state(slot, WORKER_PROBE_FAILING, now);
+		slot->ticks_ok++;
+		slot->last_ok_at = now;
+		describe_probe_failure(slot);
+	}
+	else if (ok)
 	{
 		enter_state(slot, WORKER_SLEEPING, now);
 		slot->ticks_ok++;
@@ -494,6 +506,71 @@ worker_status_tick_end(int index, bool ok, int64 duration_us, int sqlerrcode,
 	slot->recent_tick_us[slot->recent_next] = (int32) Min(duration_us, PG_INT32_MAX);
 	slot->recent_next = (slot->recent_next + 1) % RECENT_TICKS;
 	slot->recent_count = Min(slot->recent_count + 1, RECENT_TICKS);
+	SpinLockRelease(&slot->mutex);
+}
+
+/* Under the slot's lock: the state's detail, from the last failed probe. */
+static void
+describe_probe_failure(WorkerStatus *slot)
+{
+	snprintf(slot->state_detail, sizeof(slot->state_detail),
+			 "a client's new session as role \"%s\" cannot write: %s (SQLSTATE %s)",
+			 slot->probe_role, slot->probe_error_message, slot->probe_error_sqlstate);
+}
+
+void
+worker_status_probe_role(int index, const char *role)
+{
+	WorkerStatus *slot = worker_status_slot(index);
+
+	SpinLockAcquire(&slot->mutex);
+	strlcpy(slot->probe_role, role, sizeof(slot->probe_role));
+	if (role[0] == '\0' && slot->probe_failing)
+	{
+		/* The probe is off: no verdict of it stands. */
+		slot->probe_failing = false;
+		if (slot->state == WORKER_PROBE_FAILING)
+		{
+			enter_state(slot, WORKER_SLEEPING, GetCurrentTimestamp());
+			slot->state_detail[0] = '\0';
+		}
+	}
+	SpinLockRelease(&slot->mutex);
+}
+
+void
+worker_status_probe_end(int index, bool ok, int64 duration_us, const char *sqlstate,
+						const char *message)
+{
+	WorkerStatus *slot = worker_status_slot(index);
+	TimestampTz now = GetCurrentTimestamp();
+
+	SpinLockAcquire(&slot->mutex);
+	slot->last_probe_at = now;
+	slot->last_probe_us = duration_us;
+	slot->probe_failing = !ok;
+	if (ok)
+	{
+		slot->probes_ok++;
+		slot->last_probe_ok_at = now;
+		if (slot->state == WORKER_PROBE_FAILING)
+		{
+			enter_state(slot, WORKER_SLEEPING, now);
+			slot->state_detail[0] = '\0';
+		}
+	}
+	else
+	{
+		slot->probes_failed++;
+		strlcpy(slot->probe_error_sqlstate, sqlstate, sizeof(slot->probe_error_sqlstate));
+		worker_status_clip(slot->probe_error_message, message, sizeof(slot->probe_error_message));
+		/* A failing tick says its own error; a sleeping worker says the probe's. */
+		if (slot->state == WORKER_SLEEPING || slot->state == WORKER_PROBE_FAILING)
+		{
+			enter_state(slot, WORKER_PROBE_FAILING, now);
+			describe_probe_failure(slot);
+		}
+	}
 	SpinLockRelease(&slot->mutex);
 }
 
@@ -556,6 +633,8 @@ worker_state_name(WorkerState state)
 			return "in the hook";
 		case WORKER_NOT_REGISTERED:
 			return "cannot register";
+		case WORKER_PROBE_FAILING:
+			return "clients cannot write";
 	}
 	return "unknown";
 }

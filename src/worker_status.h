@@ -30,7 +30,8 @@ typedef enum WorkerState
 	WORKER_CONNECTING,			/* connecting again after a failure */
 	WORKER_RESTARTING,			/* exited other than by SIGTERM */
 	WORKER_IN_HOOK,				/* ticking, in alive_worker.hook */
-	WORKER_NOT_REGISTERED		/* no background worker slot for it */
+	WORKER_NOT_REGISTERED,		/* no background worker slot for it */
+	WORKER_PROBE_FAILING		/* ticks commit, the client-path probe fails */
 } WorkerState;
 
 typedef struct WorkerStatus
@@ -77,6 +78,16 @@ typedef struct WorkerStatus
 	int64		terminations;
 	TimestampTz last_terminated_at;
 	int			last_terminated_by; /* the sender's PID; 0: not known */
+	/* clients (issue 21): the client-path probe */
+	char		probe_role[NAMEDATALEN];	/* empty: off */
+	int64		probes_ok;
+	int64		probes_failed;
+	TimestampTz last_probe_at;
+	TimestampTz last_probe_ok_at;
+	int64		last_probe_us;
+	bool		probe_failing;	/* the last probe failed */
+	char		probe_error_sqlstate[6];
+	char		probe_error_message[ERROR_MESSAGE_SIZE];
 } WorkerStatus;
 
 /* The configured databases, in order; a worker's index is its position. */
@@ -126,6 +137,12 @@ extern void worker_status_connected(int index);
  * full): its row says so, with what max_worker_processes would need to be.
  */
 extern void worker_status_not_registered(int index, int needed);
+
+/* The client-path probe's role (empty: off), after a reload too. */
+extern void worker_status_probe_role(int index, const char *role);
+/* One probe's outcome; sqlstate and message are its error when it failed. */
+extern void worker_status_probe_end(int index, bool ok, int64 duration_us,
+									const char *sqlstate, const char *message);
 
 /* stop() from a client backend: who asked, shown once the worker stopped. */
 extern void worker_status_stop_requested(int index, int pid, const char *role);

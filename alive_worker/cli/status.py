@@ -42,6 +42,7 @@ STATE_STATUS = {
     "disabled by crash guard": Status.CRITICAL,
     "cannot connect": Status.CRITICAL,
     "cannot register": Status.CRITICAL,
+    "clients cannot write": Status.CRITICAL,
     "backing off": Status.CRITICAL,
     "connecting": Status.CRITICAL,
 }

@@ -54,6 +54,7 @@ def judged(*rows: dict[str, Any], warn: float = 3.0, crit: float = 10.0) -> list
         ("failing", Status.CRITICAL),
         ("cannot connect", Status.CRITICAL),
         ("cannot register", Status.CRITICAL),
+        ("clients cannot write", Status.CRITICAL),
         ("disabled by crash guard", Status.CRITICAL),
     ],
 )

@@ -1,0 +1,115 @@
+"""The client-path probe: a new session as a client's, whose failure the worker's state says.
+
+The judge of "can clients write" is a fresh session of the probe's own
+ordinary role, app; the worker runs as its own role, alive, and its
+heartbeats go on committing meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+from conftest import UNHURRIED, Cluster, wait_for
+from test_clients_see import SETUP, client_can_write, the_worker
+from test_status import wait_for_state
+
+PROBE = {"role": "alive", "probe_role": "app", "probe_interval": "100ms", "probe_timeout": "5s", **UNHURRIED}
+
+
+@pytest.fixture
+def probed(make_cluster: Callable[..., Cluster]) -> Cluster:
+    cluster = make_cluster(settings=PROBE, setup_sql=SETUP, conf={"max_connections": "12"}, extension=True)
+    wait_for(lambda: the_worker(cluster)["probes_ok"] >= 2, "two OK probes")
+    return cluster
+
+
+def wait_for_probe_failure(cluster: Cluster, sqlstate: str) -> dict[str, Any]:
+    row = wait_for_state(cluster, "clients cannot write")
+    assert row["probe_error_sqlstate"] == sqlstate, row
+    assert row["probe_role"] == "app"
+    assert row["state_detail"].startswith('a client\'s new session as role "app" cannot write: ')
+    assert row["probe_error_message"] in row["state_detail"]
+    return row
+
+
+def wait_for_probes_ok_again(cluster: Cluster) -> None:
+    ok = the_worker(cluster)["probes_ok"]
+    wait_for(
+        lambda: (row := the_worker(cluster))["probes_ok"] > ok and row["state"] in ("sleeping", "ticking"),
+        "the probe to succeed again",
+    )
+
+
+def test_probe_writes_as_a_client_and_is_counted(probed: Cluster) -> None:
+    row = the_worker(probed)
+    assert row["probe_role"] == "app"
+    assert row["probes_failed"] == 0 and row["probe_error_message"] is None
+    assert row["last_probe_ok_at"] is not None and row["last_probe_ms"] > 0
+    rows = probed.sql("SELECT count(*) FROM public.log_table WHERE message = 'alive_worker probe'")
+    assert rows[0][0] >= 2
+    sessions = probed.sql(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'alive_worker probe'"
+    )
+    assert sessions == [(0,)]  # each probe disconnects
+
+
+def test_revoked_connect_is_said_with_the_servers_message(probed: Cluster) -> None:
+    probed.sql("REVOKE CONNECT ON DATABASE postgres FROM PUBLIC")
+    row = wait_for_probe_failure(probed, "42501")
+    assert 'permission denied for database "postgres"' in row["probe_error_message"]
+    # The heartbeat itself goes on: the worker's session is connected already.
+    ticks = row["ticks_ok"]
+    wait_for(lambda: the_worker(probed)["ticks_ok"] > ticks + 2, "heartbeats meanwhile")
+    probed.sql("GRANT CONNECT ON DATABASE postgres TO PUBLIC")
+    wait_for_probes_ok_again(probed)
+
+
+def test_connection_limit_zero_is_said(probed: Cluster) -> None:
+    probed.sql("ALTER DATABASE postgres CONNECTION LIMIT 0")
+    row = wait_for_probe_failure(probed, "53300")
+    assert 'too many connections for database "postgres"' in row["probe_error_message"]
+    probed.sql("ALTER DATABASE postgres CONNECTION LIMIT -1")
+    wait_for_probes_ok_again(probed)
+
+
+def test_max_connections_used_up_is_said(probed: Cluster) -> None:
+    idle: list[psycopg.Connection[Any]] = []
+    try:
+        while True:
+            try:
+                idle.append(probed.connect(user="app"))
+            except psycopg.OperationalError:
+                break
+        assert not client_can_write_quietly(probed)
+        wait_for_probe_failure(probed, "53300")
+    finally:
+        for conn in idle:
+            conn.close()
+    wait_for_probes_ok_again(probed)
+
+
+def client_can_write_quietly(cluster: Cluster) -> bool:
+    try:
+        return client_can_write(cluster)
+    except psycopg.OperationalError:
+        return False
+
+
+def test_role_read_only_seen_by_the_probe_not_the_heartbeat(probed: Cluster) -> None:
+    """The probe takes its role's settings, as a client's new session does."""
+    probed.sql("ALTER ROLE app SET default_transaction_read_only = on")
+    assert not client_can_write(probed)
+    row = wait_for_probe_failure(probed, "25006")
+    assert "read-only transaction" in row["probe_error_message"]
+    probed.sql("ALTER ROLE app RESET default_transaction_read_only")
+    wait_for_probes_ok_again(probed)
+
+
+def test_probe_off_by_default(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(settings=UNHURRIED, extension=True)
+    cluster.wait_for_heartbeats(3)
+    row = the_worker(cluster)
+    assert row["probe_role"] is None and row["probes_ok"] == 0 and row["last_probe_at"] is None
