@@ -254,7 +254,11 @@ CREATE FUNCTION status(
     OUT last_probe_ok_at timestamptz,
     OUT last_probe_ms double precision,
     OUT probe_error_sqlstate text,
-    OUT probe_error_message text)
+    OUT probe_error_message text,
+    -- the fullest file system of the data directory, pg_wal and the tablespaces
+    OUT disk_free_bytes bigint,
+    OUT disk_size_bytes bigint,
+    OUT disk_free_where text)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'alive_worker_status'
 LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;

@@ -25,6 +25,7 @@
 
 #include "alive_worker.h"
 #include "crash_guard.h"
+#include "disk_space.h"
 #include "schedule.h"
 #include "settings.h"
 #include "tick_timeout.h"
@@ -281,6 +282,12 @@ run_schedule(void)
 		worker_probe_if_due();
 		if (got_sigterm)
 			worker_stop();
+		{
+			DiskSpace	space;
+
+			disk_space_measure(&space);
+			worker_status_disk(worker_index, space.free_bytes, space.size_bytes, space.where);
+		}
 
 		/* Next deadline on the grid; ticks more than an interval late are skipped. */
 		deadline = next_deadline(tick_deadline);

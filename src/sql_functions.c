@@ -56,7 +56,7 @@ PG_FUNCTION_INFO_V1(alive_worker_heartbeats);
  * 18 in 1.0 and 1.1; 1.2 appends the status (issue 13) and hooks' (issue 12);
  * 1.3 the terminations (issue 19) and the client-path probe (issue 21)
  */
-#define STATUS_COLUMNS 41
+#define STATUS_COLUMNS 44
 #define STOP_WAIT_MS 5000
 
 static void
@@ -282,6 +282,12 @@ alive_worker_status(PG_FUNCTION_ARGS)
 		values[c++] = CStringGetTextDatum(copy.probe_error_sqlstate);
 		nulls[c] = !copy.probe_failing;
 		values[c++] = CStringGetTextDatum(copy.probe_error_message);
+		nulls[c] = copy.disk_free_bytes < 0;
+		values[c++] = Int64GetDatum(copy.disk_free_bytes);
+		nulls[c] = copy.disk_size_bytes < 0;
+		values[c++] = Int64GetDatum(copy.disk_size_bytes);
+		nulls[c] = copy.disk_free_where[0] == '\0';
+		values[c++] = CStringGetTextDatum(copy.disk_free_where);
 		Assert(c == STATUS_COLUMNS);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}

@@ -124,6 +124,8 @@ start_shared_memory(void)
 			const char *role = GetConfigOption("alive_worker.role", false, false);
 
 			memset(slot, 0, sizeof(WorkerStatus));
+			slot->disk_free_bytes = -1;
+			slot->disk_size_bytes = -1;
 			SpinLockInit(&slot->mutex);
 			slot->state = WORKER_STARTING;
 			strlcpy(slot->database, list_nth(databases, i), NAMEDATALEN);
@@ -571,6 +573,18 @@ worker_status_probe_end(int index, bool ok, int64 duration_us, const char *sqlst
 			describe_probe_failure(slot);
 		}
 	}
+	SpinLockRelease(&slot->mutex);
+}
+
+void
+worker_status_disk(int index, int64 free_bytes, int64 size_bytes, const char *where)
+{
+	WorkerStatus *slot = worker_status_slot(index);
+
+	SpinLockAcquire(&slot->mutex);
+	slot->disk_free_bytes = free_bytes;
+	slot->disk_size_bytes = size_bytes;
+	worker_status_clip(slot->disk_free_where, where, sizeof(slot->disk_free_where));
 	SpinLockRelease(&slot->mutex);
 }
 

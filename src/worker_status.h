@@ -88,6 +88,10 @@ typedef struct WorkerStatus
 	bool		probe_failing;	/* the last probe failed */
 	char		probe_error_sqlstate[6];
 	char		probe_error_message[ERROR_MESSAGE_SIZE];
+	/* the fullest file system the server writes to (disk_space.c) */
+	int64		disk_free_bytes;	/* -1: not read yet */
+	int64		disk_size_bytes;
+	char		disk_free_where[ERROR_MESSAGE_SIZE];
 } WorkerStatus;
 
 /* The configured databases, in order; a worker's index is its position. */
@@ -143,6 +147,10 @@ extern void worker_status_probe_role(int index, const char *role);
 /* One probe's outcome; sqlstate and message are its error when it failed. */
 extern void worker_status_probe_end(int index, bool ok, int64 duration_us,
 									const char *sqlstate, const char *message);
+
+/* The disk space read at a tick: free and size in bytes, and where. */
+extern void worker_status_disk(int index, int64 free_bytes, int64 size_bytes,
+							   const char *where);
 
 /* stop() from a client backend: who asked, shown once the worker stopped. */
 extern void worker_status_stop_requested(int index, int pid, const char *role);

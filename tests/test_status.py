@@ -26,6 +26,7 @@ COLUMNS = [
     # clients (issue 21)
     "probe_role", "probes_ok", "probes_failed", "last_probe_at", "last_probe_ok_at", "last_probe_ms",
     "probe_error_sqlstate", "probe_error_message",
+    "disk_free_bytes", "disk_size_bytes", "disk_free_where",
     "replication_lag",
 ]  # fmt: skip
 
