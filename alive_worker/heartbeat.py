@@ -66,7 +66,11 @@ class Heartbeat:
         # INSERT into nothing without an error: no row, no heartbeat.
         if spi.last_rowcount() == 0:
             assert self._table is not None
-            raise self._table.wrote_nothing()
+            error = self._table.wrote_nothing()
+            # Prepared again next tick: a plan rewritten into nothing names no
+            # table, so dropping the rule would not invalidate it.
+            self._discard_insert()
+            raise error
         if self._debug:
             log.debug("alive_worker query OK")
         if self.settings.hook:

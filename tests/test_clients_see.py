@@ -112,7 +112,7 @@ def test_worker_commits_no_less_durably_than_the_server(clients_cluster: Cluster
 
 
 @pytest.mark.parametrize(
-    ("discarder", "named"),
+    ("discarder", "named", "undo"),
     [
         (
             [
@@ -121,16 +121,18 @@ def test_worker_commits_no_less_durably_than_the_server(clients_cluster: Cluster
                 "FOR EACH ROW EXECUTE FUNCTION public.swallow()",
             ],
             "BEFORE INSERT trigger swallow_rows",
+            "DROP TRIGGER swallow_rows ON public.log_table",
         ),
         (
             ["CREATE RULE nothing_here AS ON INSERT TO public.log_table DO INSTEAD NOTHING"],
             "DO INSTEAD rule nothing_here",
+            "DROP RULE nothing_here ON public.log_table",
         ),
     ],
     ids=["trigger", "rule"],
 )
 def test_tick_that_wrote_no_row_failed_and_names_why(
-    clients_cluster: Cluster, discarder: list[str], named: str
+    clients_cluster: Cluster, discarder: list[str], named: str, undo: str
 ) -> None:
     cluster = clients_cluster
     for statement in discarder:
@@ -141,6 +143,9 @@ def test_tick_that_wrote_no_row_failed_and_names_why(
     ok = the_worker(cluster)["ticks_ok"]
     wait_for(lambda: the_worker(cluster)["ticks_failed"] > row["ticks_failed"] + 2, "more failed ticks")
     assert the_worker(cluster)["ticks_ok"] == ok
+    # Without it, heartbeats again.
+    cluster.sql(undo)
+    wait_for_ok_ticks(cluster, ok + 2)
 
 
 def test_workers_without_a_slot_say_so(make_cluster: Callable[..., Cluster]) -> None:
