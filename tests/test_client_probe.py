@@ -7,6 +7,7 @@ heartbeats go on committing meanwhile.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -113,3 +114,44 @@ def test_probe_off_by_default(make_cluster: Callable[..., Cluster]) -> None:
     cluster.wait_for_heartbeats(3)
     row = the_worker(cluster)
     assert row["probe_role"] is None and row["probes_ok"] == 0 and row["last_probe_at"] is None
+
+
+SLOW_FOR_APP = [
+    "CREATE FUNCTION public.slow_for_app() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$BEGIN IF current_user = 'app' THEN PERFORM pg_sleep(60); END IF; RETURN NEW; END$$",
+    "CREATE TRIGGER slow_for_app BEFORE INSERT ON public.log_table FOR EACH ROW EXECUTE FUNCTION public.slow_for_app()",
+]
+
+
+def test_probe_that_does_not_commit_in_time_is_said(probed: Cluster) -> None:
+    probed.set(probe_timeout="500ms")
+    for statement in SLOW_FOR_APP:
+        probed.sql(statement)
+    row = wait_for_probe_failure(probed, "57014")
+    assert "timed out" in row["probe_error_message"]
+    # The probe's statement was cancelled, not left running in the server.
+    wait_for(
+        lambda: (
+            probed.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'alive_worker probe'")
+            == [(0,)]
+        ),
+        "no probe session left",
+    )
+
+
+def test_sigterm_ends_a_probe_at_once(probed: Cluster) -> None:
+    probed.set(probe_timeout="1min")
+    for statement in SLOW_FOR_APP:
+        probed.sql(statement)
+    pid = probed.wait_for_worker()
+    wait_for(
+        lambda: (
+            probed.sql("SELECT query FROM pg_stat_activity WHERE pid = %s", [pid])
+            == [("alive_worker client-path probe",)]
+        ),
+        "the worker in its probe",
+    )
+    started = time.monotonic()
+    assert probed.sql("SELECT alive_worker.stop('postgres')") == [(True,)]
+    assert time.monotonic() - started < 1.5
+    wait_for_state(probed, "stopped")
