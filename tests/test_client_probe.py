@@ -143,13 +143,15 @@ def test_sigterm_ends_a_probe_at_once(probed: Cluster) -> None:
     probed.set(probe_timeout="1min")
     for statement in SLOW_FOR_APP:
         probed.sql(statement)
-    pid = probed.wait_for_worker()
     wait_for(
         lambda: (
-            probed.sql("SELECT query FROM pg_stat_activity WHERE pid = %s", [pid])
-            == [("alive_worker client-path probe",)]
+            probed.sql(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE application_name = 'alive_worker probe' AND wait_event = 'PgSleep'"
+            )
+            == [(1,)]
         ),
-        "the worker in its probe",
+        "the probe's INSERT waiting",
     )
     started = time.monotonic()
     assert probed.sql("SELECT alive_worker.stop('postgres')") == [(True,)]
