@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import UNHURRIED, Cluster, wait_for
+from test_cli import as_json, cli, dsn
 from test_clients_see import SETUP, client_can_write, the_worker
 from test_status import wait_for_state
 
@@ -64,8 +65,13 @@ def test_revoked_connect_is_said_with_the_servers_message(probed: Cluster) -> No
     # The heartbeat itself goes on: the worker's session is connected already.
     ticks = row["ticks_ok"]
     wait_for(lambda: the_worker(probed)["ticks_ok"] > ticks + 2, "heartbeats meanwhile")
+    # What alive-worker status says of it.
+    report = as_json(cli("status", "--json", "--dsn", dsn(probed)))
+    assert report["status"] == "CRITICAL"
+    assert report["workers"][0]["state"] == "clients cannot write"
     probed.sql("GRANT CONNECT ON DATABASE postgres TO PUBLIC")
     wait_for_probes_ok_again(probed)
+    assert as_json(cli("status", "--json", "--dsn", dsn(probed)))["status"] == "OK"
 
 
 def test_connection_limit_zero_is_said(probed: Cluster) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import ORIGINAL_TABLE, UNHURRIED, Cluster, wait_for
+from test_cli import as_json, cli, dsn
 from test_status import wait_for_state, workers
 
 SETUP = [
@@ -167,6 +168,8 @@ def test_workers_without_a_slot_say_so(make_cluster: Callable[..., Cluster]) -> 
         ), row["state_detail"]
         needed = int(row["state_detail"].split()[-2])
         assert needed >= 4
+    report = as_json(cli("status", "--json", "--dsn", dsn(cluster)))
+    assert report["status"] == "CRITICAL"
 
 
 def test_counters_count_since_this_process_started(clients_cluster: Cluster) -> None:

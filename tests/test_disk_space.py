@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 
 from conftest import Cluster, wait_for
+from prometheus_client.parser import text_string_to_metric_families
 from test_cli import as_json, cli, dsn
 from test_clients_see import the_worker
 
@@ -45,3 +46,21 @@ def test_view_and_status_show_the_fullest_file_system(make_cluster: Callable[...
         )
     )
     assert warned["status"] == "WARNING", warned
+
+
+def test_metrics_show_the_disk_space(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(extension=True)
+    row = wait_for(
+        lambda: r if (r := the_worker(cluster))["disk_free_bytes"] is not None else None, "disk read"
+    )
+    text = cli("metrics", "--dsn", dsn(cluster)).stdout
+    samples = {
+        sample.name: sample
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name.startswith("alive_worker_disk_")
+    }
+    size = samples["alive_worker_disk_size_bytes"]
+    assert size.value == row["disk_size_bytes"]
+    assert size.labels["database"] == "postgres" and size.labels["where"] == row["disk_free_where"]
+    assert abs(samples["alive_worker_disk_free_bytes"].value - row["disk_free_bytes"]) < 256 * 1024 * 1024
