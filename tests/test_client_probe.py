@@ -163,3 +163,28 @@ def test_sigterm_ends_a_probe_at_once(probed: Cluster) -> None:
     assert probed.sql("SELECT alive_worker.stop('postgres')") == [(True,)]
     assert time.monotonic() - started < 1.5
     wait_for_state(probed, "stopped")
+
+
+def test_database_not_accepting_connections_is_said(make_cluster: Callable[..., Cluster]) -> None:
+    # The view is read from another database: nobody may connect to postgres meanwhile.
+    cluster = make_cluster(
+        settings=PROBE,
+        setup_sql=[*SETUP, "CREATE DATABASE watch"],
+        extension=True,
+    )
+    with cluster.connect(dbname="watch") as conn:
+        conn.execute("CREATE EXTENSION alive_worker")
+
+    def row() -> dict[str, Any]:
+        columns, rows = cluster.query("SELECT * FROM alive_worker.workers", dbname="watch")
+        return dict(zip(columns, rows[0], strict=True))
+
+    wait_for(lambda: row()["probes_ok"] >= 1, "an OK probe")
+    cluster.sql("ALTER DATABASE postgres ALLOW_CONNECTIONS false", dbname="watch")
+    failed = wait_for(
+        lambda: r if (r := row())["state"] == "clients cannot write" else None, "the probe to fail"
+    )
+    assert failed["probe_error_sqlstate"] == "55000"
+    assert 'database "postgres" is not currently accepting connections' in failed["probe_error_message"]
+    cluster.sql("ALTER DATABASE postgres ALLOW_CONNECTIONS true", dbname="watch")
+    wait_for(lambda: row()["state"] in ("sleeping", "ticking"), "the probe to succeed again")
