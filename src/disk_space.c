@@ -7,9 +7,10 @@
  *
  * A full disk stops every client's writes while a heartbeat may still fit
  * (a WAL segment has room left): the view shows the space before it runs
- * out.  Read after a tick, at most once a second (schedule.c): one statvfs per location and a look at pg_tblspc, some 4 us, which back-to-back ticks would feel.  The
- * space is what an unprivileged process may use (f_bavail), as the server's
- * own files are not written by root.
+ * out.  Read after a tick, at most once a second (schedule.c): one statvfs
+ * per location and a look at pg_tblspc, some 4 us, which back-to-back ticks
+ * would feel.  The space is what an unprivileged process may use (f_bavail),
+ * as the server's own files are not written by root.
  *
  *-------------------------------------------------------------------------
  */
