@@ -39,7 +39,11 @@ PYTHON_DEPS ?= pinned
 
 # Where the shim finds the Python side, fixed at build time.
 CONFIG_HEADER = build/alive_worker_config.h
-PG_CPPFLAGS = -Ibuild -Isrc
+PG_CPPFLAGS = -Ibuild -Isrc -I$(libpq_srcdir)
+# The client-path probe (src/client_probe.c) connects with libpq, as
+# contrib/dblink and postgres_fdw do; libpq is no libpython, and the
+# postmaster may map it.
+SHLIB_LINK_INTERNAL = $(libpq)
 
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifeq ($(wildcard $(PGXS)),)

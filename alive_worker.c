@@ -39,6 +39,7 @@
 #include "alive_worker/_table_owner.h"
 #include "alive_worker_config.h"	/* written by make: the version, for the magic */
 #include "alive_worker.h"
+#include "client_probe.h"
 #include "connect_backoff.h"
 #include "crash_guard.h"
 #include "error_throttle.h"
@@ -46,6 +47,7 @@
 #include "log_watch.h"
 #include "python_loader.h"
 #include "schedule.h"
+#include "session_settings.h"
 #include "settings.h"
 #include "tick_timeout.h"
 #include "worker_status.h"
@@ -194,6 +196,8 @@ worker_run_tick(int64 tick_deadline, int settings_generation, bool previous_comm
 		/* SPI does not arm statement_timeout: bound the whole tick here. */
 		tick_timeout_begin(tick_must_end_at(tick_deadline));
 		StartTransactionCommand();
+		/* What a client's new session would get, read again every tick. */
+		session_settings_apply();
 		pin_search_path();
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
@@ -268,6 +272,43 @@ worker_run_tick(int64 tick_deadline, int settings_generation, bool previous_comm
 	return committed;
 }
 
+/*
+ * The client-path probe (client_probe.c), every alive_worker.probe_interval
+ * between ticks when alive_worker.probe_role names a role: a new session as
+ * a client's, whose failure the status says even while heartbeats commit.
+ */
+static int	errcode_for_probe(const char *sqlstate);
+
+void
+worker_probe_if_due(void)
+{
+	static int64 next_probe_us = 0;
+	ClientProbeTarget target;
+	ProbeResult result;
+
+	if (probe_role[0] == '\0' || monotonic_us() < next_probe_us)
+		return;
+	target.database = worker_database_name;
+	target.role = probe_role;
+	target.schema = table_schema;
+	target.table = table_name;
+	target.timeout_ms = probe_timeout_ms;
+	pgstat_report_activity(STATE_RUNNING, "alive_worker client-path probe");
+	client_probe_run(&target, &result);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	next_probe_us = monotonic_us() + (int64) probe_interval_ms * 1000;
+	/* Abandoned for SIGTERM: no verdict on the clients. */
+	if (got_sigterm)
+		return;
+	if (!result.ok)
+		ereport(WARNING,
+				(errcode_for_probe(result.sqlstate),
+				 errmsg("alive_worker client-path probe as role \"%s\" failed: %s",
+						probe_role, result.message)));
+	worker_status_probe_end(worker_index, result.ok, result.duration_us,
+							result.sqlstate, result.message);
+}
+
 /* The role's name, for the log; the catalogs need a transaction. */
 static char *
 current_role_name(void)
@@ -291,6 +332,7 @@ worker_publish_settings(void)
 			 quote_identifier(table_schema), quote_identifier(table_name));
 	if (!worker_status_started(worker_index, worker_role_name, target_table, tick_interval_ms))
 		worker_status_exit_as_duplicate(worker_database_name);
+	worker_status_probe_role(worker_index, probe_role);
 }
 
 /*
@@ -326,6 +368,15 @@ sigterm_from_a_session(pid_t sender, uid_t sender_uid)
 	if (after_name == NULL || sscanf(after_name + 1, " %*c %d", &parent) != 1)
 		return sender_uid == geteuid();
 	return parent == PostmasterPid;
+}
+
+/* The probe's SQLSTATE as an error code; a refusal without one is class 08's. */
+static int
+errcode_for_probe(const char *sqlstate)
+{
+	if (strlen(sqlstate) != 5)
+		return errcode(ERRCODE_CONNECTION_FAILURE);
+	return errcode(MAKE_SQLSTATE(sqlstate[0], sqlstate[1], sqlstate[2], sqlstate[3], sqlstate[4]));
 }
 
 void
@@ -368,6 +419,7 @@ worker_handle_signals(void)
 		return false;
 	ConfigReloadPending = false;
 	ProcessConfigFile(PGC_SIGHUP);
+	session_settings_reread_server_level();
 	return true;
 }
 
@@ -430,6 +482,8 @@ alive_worker_main(Datum main_arg)
 		wait_before_connecting(verdict.connect_failures);
 		claim_slot_to_connect(verdict.connect_failures);
 	}
+	/* Before the database's and role's settings overlay the server's. */
+	session_settings_capture_server_level();
 	connect_to_database();
 	elog(DEBUG1, "alive_worker starting worker_main");
 	worker_role_name = current_role_name();

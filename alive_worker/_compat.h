@@ -72,4 +72,40 @@ alive_worker_create_wait_event_set(int nevents)
 #endif
 }
 
+
+/*
+ * The background workers the postmaster has registered, counted, and whether
+ * one of alive_worker's for configured database index is among them: a
+ * registration refused for want of a slot (max_worker_processes) is only
+ * logged.  PostgreSQL 18 keeps the list doubly linked.  Postmaster only.
+ */
+#include "postmaster/bgworker_internals.h"
+
+static inline int
+alive_worker_registered_workers(int index, bool *found)
+{
+	int			count = 0;
+#if PG_VERSION_NUM >= 180000
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &BackgroundWorkerList)
+	{
+		RegisteredBgWorker *rw = dlist_container(RegisteredBgWorker, rw_lnode, iter.cur);
+#else
+	slist_iter	iter;
+
+	slist_foreach(iter, &BackgroundWorkerList)
+	{
+		RegisteredBgWorker *rw = slist_container(RegisteredBgWorker, rw_lnode, iter.cur);
+#endif
+
+		count++;
+		if (strcmp(rw->rw_worker.bgw_library_name, "alive_worker") == 0 &&
+			strcmp(rw->rw_worker.bgw_function_name, "alive_worker_main") == 0 &&
+			DatumGetInt32(rw->rw_worker.bgw_main_arg) == index)
+			*found = true;
+	}
+	return count;
+}
+
 #endif							/* ALIVE_WORKER_COMPAT_H */

@@ -25,6 +25,7 @@ class Heartbeat:
         self.written = 0  # heartbeats committed since the worker started
         self._generation: int | None = None
         self._insert: spi.Plan | None = None
+        self._table: LogTable | None = None
         self._retention: Retention | None = None
         self._stale: list[spi.Plan | Retention] = []
         self._host: HookHost | None = None  # runs the hook, once there is one
@@ -61,6 +62,15 @@ class Heartbeat:
             # The table may be gone or changed: look again next tick.
             self._discard_insert()
             raise
+        # A BEFORE trigger that returns NULL, or a DO INSTEAD rule, turns the
+        # INSERT into nothing without an error: no row, no heartbeat.
+        if spi.last_rowcount() == 0:
+            assert self._table is not None
+            error = self._table.wrote_nothing()
+            # Prepared again next tick: a plan rewritten into nothing names no
+            # table, so dropping the rule would not invalidate it.
+            self._discard_insert()
+            raise error
         if self._debug:
             log.debug("alive_worker query OK")
         if self.settings.hook:
@@ -79,6 +89,7 @@ class Heartbeat:
         if self._insert is None:
             table = LogTable(self.settings.schema, self.settings.table, self.role)
             self._insert = table.prepare_insert()
+            self._table = table
             if self.settings.retention_s > 0:
                 self._retention = self._set_up_retention(table)
             else:

@@ -32,6 +32,23 @@ JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND c.relname = $2
 """
 
+# What can turn an INSERT into the table into nothing without an error:
+# enabled BEFORE INSERT row triggers (tgtype bits: row 1, before 2, insert 4),
+# which may return NULL, and DO INSTEAD rules on INSERT.  Read only once a
+# tick wrote no row.
+_DISCARDERS = """
+SELECT (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(t.tgname), ', ' ORDER BY t.tgname)
+        FROM pg_catalog.pg_trigger t
+        WHERE t.tgrelid = c.oid AND NOT t.tgisinternal AND t.tgenabled <> 'D'
+          AND (t.tgtype::pg_catalog.int4 & 7) = 7),
+       (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(r.rulename), ', ' ORDER BY r.rulename)
+        FROM pg_catalog.pg_rewrite r
+        WHERE r.ev_class = c.oid AND r.ev_type = '3' AND r.is_instead AND r.ev_enabled <> 'D')
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relname = $2
+"""
+
 _SCHEMA_EXISTS = "SELECT FROM pg_catalog.pg_namespace WHERE nspname = $1"
 
 # The original project's table; ts is filled by the server, like pk.  Types
@@ -71,6 +88,24 @@ class LogTable:
             ["text"],
             keep=True,
             as_owner_of=spi.TableAccess.for_insert(self.schema, self.table),
+        )
+
+    def wrote_nothing(self) -> spi.SPIError:
+        """The error of a tick whose INSERT a trigger or a rule turned into no row."""
+        rows = spi.execute(_DISCARDERS, self.schema, self.table)
+        triggers, rules = rows[0] if rows else (None, None)
+        causes = []
+        if triggers:
+            causes.append(f"BEFORE INSERT trigger {triggers}")
+        if rules:
+            causes.append(f"DO INSTEAD rule {rules}")
+        cause = " or ".join(causes) if causes else "a trigger or rule"
+        return errors.from_sqlstate(
+            "55000",
+            f"alive_worker heartbeat INSERT into {self.qualified} wrote no row: {cause} discarded it",
+            detail="A BEFORE INSERT row trigger that returns NULL, or a DO INSTEAD rule, turns the INSERT "
+            "into nothing without an error, so the tick wrote no heartbeat and counts as failed.",
+            hint=f"Drop or change what discards the row on table {self.qualified}.",
         )
 
     def _create(self) -> None:

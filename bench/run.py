@@ -139,6 +139,12 @@ def main() -> None:
     values["sync_rep"] = {
         k: v for k, v in stall.items() if k not in ("samples", "commit_ms_async", "commit_ms_sync")
     }
+    log("== clients: the client-path probe's cost, and how fast each of issue 21's situations shows")
+    from detection import run as run_detection
+    from probe import run as run_probe
+
+    values["probe"] = run_probe(args.bindir, args.run_dir / "probe", args.out, args.port + 20)
+    values["detection"] = run_detection(args.bindir, args.run_dir / "detection", args.out, args.port + 21)
     values["machine"] = machine(args.bindir)
     values["seconds"] = round(time.monotonic() - began)
     (args.out / "bench.json").write_text(json.dumps(values, indent=1) + "\n")

@@ -245,7 +245,20 @@ CREATE FUNCTION status(
     -- trust (issue 19)
     OUT terminations bigint,
     OUT last_terminated_at timestamptz,
-    OUT last_terminated_by integer)
+    OUT last_terminated_by integer,
+    -- clients (issue 21): the client-path probe
+    OUT probe_role text,
+    OUT probes_ok bigint,
+    OUT probes_failed bigint,
+    OUT last_probe_at timestamptz,
+    OUT last_probe_ok_at timestamptz,
+    OUT last_probe_ms double precision,
+    OUT probe_error_sqlstate text,
+    OUT probe_error_message text,
+    -- the fullest file system of the data directory, pg_wal and the tablespaces
+    OUT disk_free_bytes bigint,
+    OUT disk_size_bytes bigint,
+    OUT disk_free_where text)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'alive_worker_status'
 LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;

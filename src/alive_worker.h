@@ -41,6 +41,9 @@ extern volatile sig_atomic_t got_sigterm;
 extern bool worker_run_tick(int64 tick_deadline, int settings_generation,
 							bool previous_committed);
 
+/* Runs the client-path probe when it is due (alive_worker.probe_role, probe_interval). */
+extern void worker_probe_if_due(void);
+
 /* Shows this worker's settings in the status slot, after a reload too. */
 extern void worker_publish_settings(void);
 

@@ -25,10 +25,14 @@
 
 #include "alive_worker.h"
 #include "crash_guard.h"
+#include "disk_space.h"
 #include "schedule.h"
 #include "settings.h"
 #include "tick_timeout.h"
 #include "worker_status.h"
+
+/* How often the worker reads the disk space, at most */
+#define DISK_READ_PERIOD_US 1000000
 
 /* How often a worker on a hot standby looks whether recovery has ended. */
 #define RECOVERY_POLL_MS 10
@@ -241,6 +245,7 @@ run_schedule(void)
 	int64		skipped;
 	int			settings_generation = 0;
 	bool		previous_committed = false;
+	int64		next_disk_read = 0;
 
 	/*
 	 * Tick once at start, then on a grid of absolute deadlines on the
@@ -277,6 +282,19 @@ run_schedule(void)
 			ticks_written++;
 		if (got_sigterm)
 			worker_stop();
+		/* Between ticks, with its own deadline within alive_worker.probe_timeout. */
+		worker_probe_if_due();
+		if (got_sigterm)
+			worker_stop();
+		/* At most once a second: at short intervals it would be most of a tick's cost. */
+		if (monotonic_us() >= next_disk_read)
+		{
+			DiskSpace	space;
+
+			disk_space_measure(&space);
+			worker_status_disk(worker_index, space.free_bytes, space.size_bytes, space.where);
+			next_disk_read = monotonic_us() + DISK_READ_PERIOD_US;
+		}
 
 		/* Next deadline on the grid; ticks more than an interval late are skipped. */
 		deadline = next_deadline(tick_deadline);

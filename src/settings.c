@@ -28,6 +28,9 @@ char	   *tick_hook = NULL;
 int			tick_interval_ms = 10000;
 int			tick_timeout_ms = 0;
 int			hook_memory_limit_kb = 256 * 1024;
+char	   *probe_role = NULL;
+int			probe_interval_ms = 30000;
+int			probe_timeout_ms = 5000;
 int			retention_s = 0;
 int			crash_limit = 3;
 int			crash_window_s = 600;
@@ -210,6 +213,37 @@ settings_define_reloadable(void)
 							&tick_timeout_ms,
 							0,
 							0,
+							MAX_INTERVAL_MS,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("alive_worker.probe_role",
+							   "Role of the client-path probe, which connects as a client does and writes a row; empty turns the probe off.",
+							   "The role needs LOGIN, a pg_hba.conf line for local connections, and INSERT on the heartbeat table and USAGE on its sequence.",
+							   &probe_role,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   check_role, NULL, NULL);
+
+	DefineCustomIntVariable("alive_worker.probe_interval",
+							"How often the client-path probe connects and writes.",
+							NULL,
+							&probe_interval_ms,
+							30000,
+							100,
+							MAX_INTERVAL_MS,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("alive_worker.probe_timeout",
+							"Longest the client-path probe may take to connect, write and commit.",
+							NULL,
+							&probe_timeout_ms,
+							5000,
+							10,
 							MAX_INTERVAL_MS,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,

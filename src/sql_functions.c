@@ -54,9 +54,9 @@ PG_FUNCTION_INFO_V1(alive_worker_heartbeats);
 
 /*
  * 18 in 1.0 and 1.1; 1.2 appends the status (issue 13) and hooks' (issue 12);
- * 1.3 the terminations (issue 19)
+ * 1.3 the terminations (issue 19) and the client-path probe (issue 21)
  */
-#define STATUS_COLUMNS 33
+#define STATUS_COLUMNS 44
 #define STOP_WAIT_MS 5000
 
 static void
@@ -267,6 +267,27 @@ alive_worker_status(PG_FUNCTION_ARGS)
 		c++;
 		nulls[c] = copy.last_terminated_by == 0;
 		values[c++] = Int32GetDatum(copy.last_terminated_by);
+		/* clients (issue 21), 1.3 */
+		nulls[c] = copy.probe_role[0] == '\0';
+		values[c++] = CStringGetTextDatum(copy.probe_role);
+		values[c++] = Int64GetDatum(copy.probes_ok);
+		values[c++] = Int64GetDatum(copy.probes_failed);
+		values[c] = timestamp_or_null(copy.last_probe_at, &nulls[c]);
+		c++;
+		values[c] = timestamp_or_null(copy.last_probe_ok_at, &nulls[c]);
+		c++;
+		nulls[c] = copy.last_probe_at == 0;
+		values[c++] = Float8GetDatum(copy.last_probe_us / 1000.0);
+		nulls[c] = !copy.probe_failing;
+		values[c++] = CStringGetTextDatum(copy.probe_error_sqlstate);
+		nulls[c] = !copy.probe_failing;
+		values[c++] = CStringGetTextDatum(copy.probe_error_message);
+		nulls[c] = copy.disk_free_bytes < 0;
+		values[c++] = Int64GetDatum(copy.disk_free_bytes);
+		nulls[c] = copy.disk_size_bytes < 0;
+		values[c++] = Int64GetDatum(copy.disk_size_bytes);
+		nulls[c] = copy.disk_free_where[0] == '\0';
+		values[c++] = CStringGetTextDatum(copy.disk_free_where);
 		Assert(c == STATUS_COLUMNS);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
@@ -321,11 +342,11 @@ alive_worker_start(PG_FUNCTION_ARGS)
 	 */
 	SpinLockAcquire(&slot->mutex);
 	state = slot->state;
-	if (state == WORKER_STOPPED)
+	if (state == WORKER_STOPPED || state == WORKER_NOT_REGISTERED)
 		slot->state = WORKER_STARTING;
 	SpinLockRelease(&slot->mutex);
-	/* Only a stopped worker is gone for good; any other will run again. */
-	if (state != WORKER_STOPPED)
+	/* Only a stopped or unregistered worker is gone for good; any other will run again. */
+	if (state != WORKER_STOPPED && state != WORKER_NOT_REGISTERED)
 	{
 		ereport(NOTICE,
 				(errmsg("the alive worker for database \"%s\" is not stopped (%s)",
@@ -337,10 +358,12 @@ alive_worker_start(PG_FUNCTION_ARGS)
 	worker.bgw_notify_pid = MyProcPid;
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
 	{
-		worker_status_set_state(index, WORKER_STOPPED);
+		/* Every slot is taken: one more is needed. */
+		worker_status_not_registered(index, max_worker_processes + 1);
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("could not start the alive worker for database \"%s\"", database),
+				 errmsg("could not start the alive worker for database \"%s\": no free background worker slot", database),
+				 errdetail("All max_worker_processes = %d slots are in use.", max_worker_processes),
 				 errhint("Raise max_worker_processes.")));
 	}
 	if (WaitForBackgroundWorkerStartup(handle, &pid) != BGWH_STARTED)

@@ -13,7 +13,10 @@
  */
 #include "postgres.h"
 
+#include "alive_worker/_compat.h"	/* what differs between majors */
+
 #include "mb/pg_wchar.h"
+#include "postmaster/postmaster.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "postmaster/bgworker.h"
@@ -36,6 +39,8 @@ typedef struct StatusArea
 static StatusArea *status_area = NULL;
 static int	owned_index = -1;	/* the slot this process's worker owns */
 static bool fatal_recorded = false; /* this run is ending in a FATAL */
+
+static void describe_probe_failure(WorkerStatus *slot);
 
 static shmem_request_hook_type previous_shmem_request_hook = NULL;
 static shmem_startup_hook_type previous_shmem_startup_hook = NULL;
@@ -69,6 +74,35 @@ request_shared_memory(void)
 	RequestAddinShmemSpace(status_area_size(list_length(worker_status_databases())));
 }
 
+/*
+ * In the postmaster, once every preloaded library has registered its
+ * workers: those of ours that RegisterBackgroundWorker refused (it only logs
+ * "too many background workers") would otherwise stay "starting" forever.
+ */
+static void
+report_refused_registrations(void)
+{
+	int			refused = 0;
+	int			registered = 0;
+
+	for (int i = 0; i < status_area->count; i++)
+	{
+		bool		found = false;
+
+		registered = alive_worker_registered_workers(i, &found);
+		if (!found)
+			refused++;
+	}
+	for (int i = 0; refused > 0 && i < status_area->count; i++)
+	{
+		bool		found = false;
+
+		(void) alive_worker_registered_workers(i, &found);
+		if (!found)
+			worker_status_not_registered(i, registered + refused);
+	}
+}
+
 static void
 start_shared_memory(void)
 {
@@ -90,6 +124,8 @@ start_shared_memory(void)
 			const char *role = GetConfigOption("alive_worker.role", false, false);
 
 			memset(slot, 0, sizeof(WorkerStatus));
+			slot->disk_free_bytes = -1;
+			slot->disk_size_bytes = -1;
 			SpinLockInit(&slot->mutex);
 			slot->state = WORKER_STARTING;
 			strlcpy(slot->database, list_nth(databases, i), NAMEDATALEN);
@@ -100,6 +136,8 @@ start_shared_memory(void)
 			(void) parse_int(GetConfigOption("alive_worker.interval", false, false),
 							 &slot->interval_ms, GUC_UNIT_MS, NULL);
 		}
+		if (!IsUnderPostmaster)
+			report_refused_registrations();
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -185,6 +223,20 @@ release_slot(int code, Datum arg)
 	SpinLockRelease(&slot->mutex);
 }
 
+/*
+ * Under the slot's lock, as a new process takes it: the tick counters count
+ * "since this process started" (README), not since the server did.
+ */
+static void
+reset_counters(WorkerStatus *slot)
+{
+	slot->ticks_ok = 0;
+	slot->ticks_failed = 0;
+	slot->ticks_skipped = 0;
+	slot->probes_ok = 0;
+	slot->probes_failed = 0;
+}
+
 static void
 claim_slot(int index)
 {
@@ -208,6 +260,8 @@ worker_status_connecting(int index, int earlier_failures, TimestampTz next_retry
 		SpinLockRelease(&slot->mutex);
 		return false;
 	}
+	if (slot->pid != MyProcPid)
+		reset_counters(slot);
 	slot->pid = MyProcPid;
 	slot->started_at = now;
 	slot->connect_failures = earlier_failures;
@@ -276,6 +330,21 @@ worker_status_record_fatal(const ErrorData *edata)
 }
 
 void
+worker_status_not_registered(int index, int needed)
+{
+	WorkerStatus *slot = worker_status_slot(index);
+	char		detail[ERROR_MESSAGE_SIZE];
+
+	snprintf(detail, sizeof(detail),
+			 "no free background worker slot: max_worker_processes = %d, at least %d needed",
+			 max_worker_processes, needed);
+	SpinLockAcquire(&slot->mutex);
+	enter_state(slot, WORKER_NOT_REGISTERED, GetCurrentTimestamp());
+	strlcpy(slot->state_detail, detail, sizeof(slot->state_detail));
+	SpinLockRelease(&slot->mutex);
+}
+
+void
 worker_status_stop_requested(int index, int pid, const char *role)
 {
 	WorkerStatus *slot = worker_status_slot(index);
@@ -297,6 +366,7 @@ worker_status_started(int index, const char *role, const char *target_table,
 	other_pid = slot->pid;
 	if (other_pid == 0)
 	{
+		reset_counters(slot);
 		slot->pid = MyProcPid;
 		slot->started_at = GetCurrentTimestamp();
 		enter_state(slot, WORKER_STARTING, slot->started_at);
@@ -409,7 +479,15 @@ worker_status_tick_end(int index, bool ok, int64 duration_us, int sqlerrcode,
 	TimestampTz now = GetCurrentTimestamp();
 
 	SpinLockAcquire(&slot->mutex);
-	if (ok)
+	if (ok && slot->probe_failing)
+	{
+		/* The heartbeat commits, but a client's new session cannot write. */
+		enter_state(slot, WORKER_PROBE_FAILING, now);
+		slot->ticks_ok++;
+		slot->last_ok_at = now;
+		describe_probe_failure(slot);
+	}
+	else if (ok)
 	{
 		enter_state(slot, WORKER_SLEEPING, now);
 		slot->ticks_ok++;
@@ -430,6 +508,83 @@ worker_status_tick_end(int index, bool ok, int64 duration_us, int sqlerrcode,
 	slot->recent_tick_us[slot->recent_next] = (int32) Min(duration_us, PG_INT32_MAX);
 	slot->recent_next = (slot->recent_next + 1) % RECENT_TICKS;
 	slot->recent_count = Min(slot->recent_count + 1, RECENT_TICKS);
+	SpinLockRelease(&slot->mutex);
+}
+
+/* Under the slot's lock: the state's detail, from the last failed probe. */
+static void
+describe_probe_failure(WorkerStatus *slot)
+{
+	snprintf(slot->state_detail, sizeof(slot->state_detail),
+			 "a client's new session as role \"%s\" cannot write: %s (SQLSTATE %s)",
+			 slot->probe_role, slot->probe_error_message, slot->probe_error_sqlstate);
+}
+
+void
+worker_status_probe_role(int index, const char *role)
+{
+	WorkerStatus *slot = worker_status_slot(index);
+
+	SpinLockAcquire(&slot->mutex);
+	strlcpy(slot->probe_role, role, sizeof(slot->probe_role));
+	if (role[0] == '\0' && slot->probe_failing)
+	{
+		/* The probe is off: no verdict of it stands. */
+		slot->probe_failing = false;
+		if (slot->state == WORKER_PROBE_FAILING)
+		{
+			enter_state(slot, WORKER_SLEEPING, GetCurrentTimestamp());
+			slot->state_detail[0] = '\0';
+		}
+	}
+	SpinLockRelease(&slot->mutex);
+}
+
+void
+worker_status_probe_end(int index, bool ok, int64 duration_us, const char *sqlstate,
+						const char *message)
+{
+	WorkerStatus *slot = worker_status_slot(index);
+	TimestampTz now = GetCurrentTimestamp();
+
+	SpinLockAcquire(&slot->mutex);
+	slot->last_probe_at = now;
+	slot->last_probe_us = duration_us;
+	slot->probe_failing = !ok;
+	if (ok)
+	{
+		slot->probes_ok++;
+		slot->last_probe_ok_at = now;
+		if (slot->state == WORKER_PROBE_FAILING)
+		{
+			enter_state(slot, WORKER_SLEEPING, now);
+			slot->state_detail[0] = '\0';
+		}
+	}
+	else
+	{
+		slot->probes_failed++;
+		strlcpy(slot->probe_error_sqlstate, sqlstate, sizeof(slot->probe_error_sqlstate));
+		worker_status_clip(slot->probe_error_message, message, sizeof(slot->probe_error_message));
+		/* A failing tick says its own error; a sleeping worker says the probe's. */
+		if (slot->state == WORKER_SLEEPING || slot->state == WORKER_PROBE_FAILING)
+		{
+			enter_state(slot, WORKER_PROBE_FAILING, now);
+			describe_probe_failure(slot);
+		}
+	}
+	SpinLockRelease(&slot->mutex);
+}
+
+void
+worker_status_disk(int index, int64 free_bytes, int64 size_bytes, const char *where)
+{
+	WorkerStatus *slot = worker_status_slot(index);
+
+	SpinLockAcquire(&slot->mutex);
+	slot->disk_free_bytes = free_bytes;
+	slot->disk_size_bytes = size_bytes;
+	worker_status_clip(slot->disk_free_where, where, sizeof(slot->disk_free_where));
 	SpinLockRelease(&slot->mutex);
 }
 
@@ -490,6 +645,10 @@ worker_state_name(WorkerState state)
 			return "restarting";
 		case WORKER_IN_HOOK:
 			return "in the hook";
+		case WORKER_NOT_REGISTERED:
+			return "cannot register";
+		case WORKER_PROBE_FAILING:
+			return "clients cannot write";
 	}
 	return "unknown";
 }

@@ -29,7 +29,9 @@ typedef enum WorkerState
 	WORKER_BACKING_OFF,			/* waiting before it connects again */
 	WORKER_CONNECTING,			/* connecting again after a failure */
 	WORKER_RESTARTING,			/* exited other than by SIGTERM */
-	WORKER_IN_HOOK				/* ticking, in alive_worker.hook */
+	WORKER_IN_HOOK,				/* ticking, in alive_worker.hook */
+	WORKER_NOT_REGISTERED,		/* no background worker slot for it */
+	WORKER_PROBE_FAILING		/* ticks commit, the client-path probe fails */
 } WorkerState;
 
 typedef struct WorkerStatus
@@ -76,6 +78,20 @@ typedef struct WorkerStatus
 	int64		terminations;
 	TimestampTz last_terminated_at;
 	int			last_terminated_by; /* the sender's PID; 0: not known */
+	/* clients (issue 21): the client-path probe */
+	char		probe_role[NAMEDATALEN];	/* empty: off */
+	int64		probes_ok;
+	int64		probes_failed;
+	TimestampTz last_probe_at;
+	TimestampTz last_probe_ok_at;
+	int64		last_probe_us;
+	bool		probe_failing;	/* the last probe failed */
+	char		probe_error_sqlstate[6];
+	char		probe_error_message[ERROR_MESSAGE_SIZE];
+	/* the fullest file system the server writes to (disk_space.c) */
+	int64		disk_free_bytes;	/* -1: not read yet */
+	int64		disk_size_bytes;
+	char		disk_free_where[ERROR_MESSAGE_SIZE];
 } WorkerStatus;
 
 /* The configured databases, in order; a worker's index is its position. */
@@ -118,6 +134,23 @@ extern bool worker_status_connecting(int index, int earlier_failures,
 extern void worker_status_record_fatal(const ErrorData *edata);
 extern void worker_status_backing_off(int index, TimestampTz until);
 extern void worker_status_connected(int index);
+
+/*
+ * No background worker slot for the worker of configured database index
+ * (RegisterDynamicBackgroundWorker refused, or the postmaster's registry
+ * full): its row says so, with what max_worker_processes would need to be.
+ */
+extern void worker_status_not_registered(int index, int needed);
+
+/* The client-path probe's role (empty: off), after a reload too. */
+extern void worker_status_probe_role(int index, const char *role);
+/* One probe's outcome; sqlstate and message are its error when it failed. */
+extern void worker_status_probe_end(int index, bool ok, int64 duration_us,
+									const char *sqlstate, const char *message);
+
+/* The disk space read at a tick: free and size in bytes, and where. */
+extern void worker_status_disk(int index, int64 free_bytes, int64 size_bytes,
+							   const char *where);
 
 /* stop() from a client backend: who asked, shown once the worker stopped. */
 extern void worker_status_stop_requested(int index, int pid, const char *role);

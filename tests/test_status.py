@@ -23,6 +23,10 @@ COLUMNS = [
     "hook_failures", "last_hook_error", "last_hook_error_at", "hook_ms_p50", "hook_ms_p99",
     # trust (issue 19)
     "terminations", "last_terminated_at", "last_terminated_by",
+    # clients (issue 21)
+    "probe_role", "probes_ok", "probes_failed", "last_probe_at", "last_probe_ok_at", "last_probe_ms",
+    "probe_error_sqlstate", "probe_error_message",
+    "disk_free_bytes", "disk_size_bytes", "disk_free_where",
     "replication_lag",
 ]  # fmt: skip
 

@@ -169,7 +169,9 @@ class Families:
             "alive_worker_tick_interval_seconds", "The worker's interval between heartbeats", labels=db
         )
         self.ticks = CounterMetricFamily(
-            "alive_worker_ticks", "Ticks since the server started, by result", labels=[*db, "result"]
+            "alive_worker_ticks",
+            "Ticks since the worker process started (a new process starts at 0), by result",
+            labels=[*db, "result"],
         )
         self.tick_duration = GaugeMetricFamily(
             "alive_worker_tick_duration_seconds",
@@ -189,6 +191,16 @@ class Families:
             "A standby's replication lag, from the heartbeats",
             labels=db,
         )
+        self.disk_free = GaugeMetricFamily(
+            "alive_worker_disk_free_bytes",
+            "Free space of the fullest file system of the data directory, pg_wal and the tablespaces",
+            labels=[*db, "where"],
+        )
+        self.disk_size = GaugeMetricFamily(
+            "alive_worker_disk_size_bytes",
+            "Size of that file system",
+            labels=[*db, "where"],
+        )
         self.skew = GaugeMetricFamily(
             "alive_worker_clock_skew_seconds",
             "How far a standby's clock is ahead of its primary's (negative: behind)",
@@ -199,7 +211,7 @@ class Families:
         return [
             self.scrape_success, self.scrape_error, self.build_info, self.in_recovery, self.up, self.state,
             self.last_heartbeat, self.interval, self.ticks, self.tick_duration, self.commit_wait,
-            self.connect_failures, self.lag, self.skew,
+            self.connect_failures, self.lag, self.skew, self.disk_free, self.disk_size,
         ]  # fmt: skip
 
 
@@ -226,6 +238,11 @@ def read_server(conn: Connection, families: Families, labels: list[str]) -> None
         if row["last_ok_at"] is not None:
             families.last_heartbeat.add_metric(db, row["last_ok_at"].timestamp())
         families.interval.add_metric(db, row["tick_interval"].total_seconds())
+        # Extension 1.2 and older have no disk columns.
+        if row.get("disk_free_bytes") is not None and row.get("disk_size_bytes") is not None:
+            where = [*db, row["disk_free_where"] or ""]
+            families.disk_free.add_metric(where, row["disk_free_bytes"])
+            families.disk_size.add_metric(where, row["disk_size_bytes"])
         for result in ("ok", "failed", "skipped"):
             families.ticks.add_metric([*db, result], row[f"ticks_{result}"])
         for quantile, column in (("0.5", "tick_ms_p50"), ("0.99", "tick_ms_p99")):

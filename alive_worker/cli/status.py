@@ -41,6 +41,8 @@ STATE_STATUS = {
     "failing": Status.CRITICAL,
     "disabled by crash guard": Status.CRITICAL,
     "cannot connect": Status.CRITICAL,
+    "cannot register": Status.CRITICAL,
+    "clients cannot write": Status.CRITICAL,
     "backing off": Status.CRITICAL,
     "connecting": Status.CRITICAL,
 }
@@ -74,6 +76,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="INTERVALS",
         help=f"CRITICAL when the last OK heartbeat is older than this many intervals (default {DEFAULT_CRIT_INTERVALS:g})",
     )
+    parser.add_argument(
+        "--disk-warn",
+        type=positive_float,
+        default=DEFAULT_DISK_WARN_PERCENT,
+        metavar="PERCENT",
+        help="WARNING when the fullest file system of the data directory, pg_wal and the tablespaces has "
+        f"less than this percentage free (default {DEFAULT_DISK_WARN_PERCENT:g})",
+    )
+    parser.add_argument(
+        "--disk-crit",
+        type=positive_float,
+        default=DEFAULT_DISK_CRIT_PERCENT,
+        metavar="PERCENT",
+        help=f"CRITICAL when it has less than this percentage free (default {DEFAULT_DISK_CRIT_PERCENT:g})",
+    )
+
+
+# Free space, in percent of the file system, below which status warns and is critical.
+DEFAULT_DISK_WARN_PERCENT = 10.0
+DEFAULT_DISK_CRIT_PERCENT = 5.0
 
 
 def positive_float(text: str) -> float:
@@ -103,6 +125,15 @@ def read(conn: psycopg.Connection[dict[str, Any]]) -> tuple[dict[str, Any], list
         raise translate(error, conn) from error
     assert server is not None
     server["extension_version"] = extension.version
+    if server["in_recovery"]:
+        try:
+            receiver = conn.execute(
+                "SELECT EXISTS (SELECT FROM pg_catalog.pg_stat_wal_receiver) AS wal_receiver"
+            ).fetchone()
+        except psycopg.Error as error:
+            raise translate(error, conn) from error
+        assert receiver is not None
+        server["wal_receiver"] = receiver["wal_receiver"]
     return server, rows
 
 
@@ -154,6 +185,64 @@ def judge(rows: list[dict[str, Any]], now: datetime, warn: float, crit: float) -
                 break
 
 
+def judge_standby(rows: list[dict[str, Any]], server: dict[str, Any], warn: float, crit: float) -> None:
+    """On a standby, judges what a standby is for: receiving WAL, and replaying it in time.
+
+    A standby whose primary is down writes nothing and replays nothing: with
+    no WAL receiver it is WARNING at once, and its lag (the view's
+    replication_lag, in the current database's row) past --warn or --crit
+    intervals is WARNING or CRITICAL, as the heartbeat's age is on a primary.
+    """
+    if not server.get("in_recovery"):
+        return
+    for row in rows:
+        if row["state"] != "waiting for recovery to end":
+            continue
+        interval = row["tick_interval"].total_seconds()
+        lag = row.get("replication_lag")
+        if lag is not None and interval > 0:
+            seconds = lag.total_seconds()
+            for limit, status in ((crit, Status.CRITICAL), (warn, Status.WARNING)):
+                if seconds > limit * interval:
+                    if status > row["judged_status"]:
+                        row["judged_status"] = status
+                        row["judged_reason"] = (
+                            f"replication lag {seconds_text(seconds)}, more than {limit:g} intervals "
+                            f"({seconds_text(limit * interval)})"
+                        )
+                    break
+        if not server.get("wal_receiver", True) and row["judged_status"] < Status.WARNING:
+            row["judged_status"] = Status.WARNING
+            row["judged_reason"] = "no WAL receiver: this standby receives nothing from a primary"
+
+
+def judge_disk(rows: list[dict[str, Any]], warn_percent: float, crit_percent: float) -> None:
+    """WARNING or CRITICAL when the fullest file system the server writes to is nearly full."""
+    for row in rows:
+        free, size = row.get("disk_free_bytes"), row.get("disk_size_bytes")
+        if free is None or not size:
+            continue
+        percent = 100.0 * free / size
+        for limit, status in ((crit_percent, Status.CRITICAL), (warn_percent, Status.WARNING)):
+            if percent < limit:
+                if status > row["judged_status"]:
+                    row["judged_status"] = status
+                    row["judged_reason"] = (
+                        f"disk {row['disk_free_where']}: {bytes_text(free)} free of {bytes_text(size)} "
+                        f"({percent:.1f} %), less than {limit:g} %"
+                    )
+                break
+
+
+def bytes_text(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
 def summary(rows: list[dict[str, Any]]) -> tuple[Status, str]:
     if not rows:
         return Status.UNKNOWN, "no alive worker is configured"
@@ -168,6 +257,8 @@ def run(args: argparse.Namespace, out: TextIO, style: Style) -> Status:
         server, rows = read(conn)
         place = where(conn)
     judge(rows, server["now"], args.warn, args.crit)
+    judge_standby(rows, server, args.warn, args.crit)
+    judge_disk(rows, args.disk_warn, args.disk_crit)
     status, states = summary(rows)
     if args.json:
         for row in rows:

@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 
 from alive_worker.cli._common import Status, Style
-from alive_worker.cli.status import judge, positive_float, summary, table, worker_status
+from alive_worker.cli.status import (
+    judge,
+    judge_disk,
+    judge_standby,
+    positive_float,
+    summary,
+    table,
+    worker_status,
+)
 
 NOW = datetime(2026, 12, 4, 12, 0, 0, tzinfo=UTC)
 SECOND = timedelta(seconds=1)
@@ -53,6 +61,8 @@ def judged(*rows: dict[str, Any], warn: float = 3.0, crit: float = 10.0) -> list
         ("stopped", Status.WARNING),
         ("failing", Status.CRITICAL),
         ("cannot connect", Status.CRITICAL),
+        ("cannot register", Status.CRITICAL),
+        ("clients cannot write", Status.CRITICAL),
         ("disabled by crash guard", Status.CRITICAL),
     ],
 )
@@ -152,3 +162,72 @@ def test_warn_and_crit_must_be_numbers_above_zero(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError):
         positive_float(text)
     assert positive_float("0.5") == 0.5
+
+
+STANDBY = {"in_recovery": True, "wal_receiver": True}
+
+
+def judged_on_standby(lag: timedelta | None, server: dict[str, Any]) -> dict[str, Any]:
+    [worker] = judged(row("waiting for recovery to end", last_ok_at=None, replication_lag=lag))
+    judge_standby([worker], server, 3.0, 10.0)
+    return worker
+
+
+@pytest.mark.parametrize(
+    ("lag", "expected", "reason"),
+    [
+        (2.9 * SECOND, Status.OK, None),
+        (3.1 * SECOND, Status.WARNING, "replication lag 3.10 s, more than 3 intervals (3.00 s)"),
+        (44 * SECOND, Status.CRITICAL, "replication lag 44.00 s, more than 10 intervals (10.00 s)"),
+        (None, Status.OK, None),
+    ],
+)
+def test_a_standby_is_judged_by_its_lag_in_intervals(
+    lag: timedelta | None, expected: Status, reason: str | None
+) -> None:
+    worker = judged_on_standby(lag, STANDBY)
+    assert worker_status(worker) == expected
+    assert worker["judged_reason"] == reason
+
+
+def test_a_standby_without_a_wal_receiver_is_a_warning_at_once() -> None:
+    worker = judged_on_standby(0.1 * SECOND, {"in_recovery": True, "wal_receiver": False})
+    assert worker_status(worker) == Status.WARNING
+    assert worker["judged_reason"] == "no WAL receiver: this standby receives nothing from a primary"
+
+
+def test_a_lagging_standby_without_a_wal_receiver_says_the_worse() -> None:
+    worker = judged_on_standby(44 * SECOND, {"in_recovery": True, "wal_receiver": False})
+    assert worker_status(worker) == Status.CRITICAL
+    assert worker["judged_reason"].startswith("replication lag 44.00 s")
+
+
+def test_a_primary_is_not_judged_as_a_standby() -> None:
+    worker = judged_on_standby(44 * SECOND, {"in_recovery": False})
+    assert worker_status(worker) == Status.OK
+
+
+GIB = 1024**3
+
+
+@pytest.mark.parametrize(
+    ("free", "expected", "reason"),
+    [
+        (20 * GIB, Status.OK, None),
+        (9 * GIB, Status.WARNING, "disk /data: 9.0 GB free of 100.0 GB (9.0 %), less than 10 %"),
+        (4 * GIB, Status.CRITICAL, "disk /data: 4.0 GB free of 100.0 GB (4.0 %), less than 5 %"),
+    ],
+)
+def test_a_nearly_full_disk_is_a_warning_then_critical(
+    free: int, expected: Status, reason: str | None
+) -> None:
+    [worker] = judged(row(disk_free_bytes=free, disk_size_bytes=100 * GIB, disk_free_where="/data"))
+    judge_disk([worker], 10.0, 5.0)
+    assert worker_status(worker) == expected
+    assert worker["judged_reason"] == reason
+
+
+def test_disk_not_read_yet_is_not_judged() -> None:
+    [worker] = judged(row(disk_free_bytes=None, disk_size_bytes=None))
+    judge_disk([worker], 10.0, 5.0)
+    assert worker_status(worker) == Status.OK

@@ -19,7 +19,7 @@ def check_python(doctor: Doctor) -> None:
         doctor.add(
             "python",
             Status.OK,
-            f"the workers ran their Python ticks {ticked} times since the server started",
+            f"the workers ran their Python ticks {ticked} times since they started",
         )
     elif doctor.server["in_recovery"]:
         doctor.add("python", Status.UNKNOWN, "standby: no worker runs here, so Python is not started")

@@ -1,0 +1,32 @@
+/*
+ * client_probe.h
+ *		The client-path probe (client_probe.c): a new session, as a client's,
+ *		that writes and commits.
+ */
+#ifndef ALIVE_WORKER_CLIENT_PROBE_H
+#define ALIVE_WORKER_CLIENT_PROBE_H
+
+#define PROBE_MESSAGE_SIZE 256
+
+typedef struct ClientProbeTarget
+{
+	const char *database;
+	const char *role;			/* alive_worker.probe_role */
+	const char *schema;			/* the heartbeat table */
+	const char *table;
+	int			timeout_ms;		/* alive_worker.probe_timeout, connection included */
+} ClientProbeTarget;
+
+typedef struct ProbeResult
+{
+	bool		ok;				/* connected, INSERTed one row, committed */
+	bool		timed_out;
+	int64		duration_us;
+	char		sqlstate[6];	/* the server's, or libpq's class 08 */
+	char		message[PROBE_MESSAGE_SIZE];	/* the server's own message */
+} ProbeResult;
+
+/* Runs one probe; waits end on SIGTERM, postmaster death or the timeout. */
+extern void client_probe_run(const ClientProbeTarget *target, ProbeResult *result);
+
+#endif							/* ALIVE_WORKER_CLIENT_PROBE_H */
