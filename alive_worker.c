@@ -47,6 +47,7 @@
 #include "log_watch.h"
 #include "python_loader.h"
 #include "schedule.h"
+#include "server_start.h"
 #include "session_settings.h"
 #include "settings.h"
 #include "tick_timeout.h"
@@ -115,7 +116,11 @@ void
 _PG_init(void)
 {
 	if (process_shared_preload_libraries_in_progress)
+	{
 		settings_define_server_start();
+		/* Before the startup process changes it: how the server last stopped. */
+		server_start_read_control_file();
+	}
 	settings_define_reloadable();
 
 	/*
@@ -466,6 +471,9 @@ alive_worker_main(Datum main_arg)
 
 	worker_index = DatumGetInt32(main_arg);
 	worker_database_name = list_nth(worker_status_databases(), worker_index);
+
+	/* Before this run changes its slot: how the last one ended, for the ledger. */
+	worker_status_note_previous_run(worker_index);
 
 	/* Before unblocking signals: how the last run ended decides this one. */
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);

@@ -442,6 +442,15 @@ aw_report_in_hook(int in_hook)
 	worker_status_in_hook(in_hook != 0);
 }
 
+/* The shim's src/server_start.c. */
+extern void server_start_describe(aw_start_facts *facts);
+
+void
+aw_start_facts_read(aw_start_facts *facts)
+{
+	server_start_describe(facts);
+}
+
 void
 aw_report_retention_error(const char *message)
 {

@@ -129,6 +129,28 @@ int			aw_hook_end(void);
 int			aw_interrupt_check(void);
 /* Why a hook running in the hook host must end now (AW_CAUSE_*). */
 int			aw_hook_wait_cause(void);
+/*
+ * What this worker's start says about the gap before its first heartbeat
+ * (src/server_start.c): times are Unix seconds, 0 when there is none.
+ */
+typedef struct aw_start_facts
+{
+	double		server_started_at;	/* pg_postmaster_start_time() */
+	int			control_file_read;	/* 0: the next two are not known */
+	int			crash_recovery; /* pg_control did not say "shut down" */
+	double		control_file_time;	/* pg_control's last update before the start */
+	int			cluster_resets; /* after a backend's crash, since the start */
+	double		last_reset_at;
+	const char *previous_state; /* the previous worker's; "" when none */
+	double		previous_state_since;
+	double		previous_last_ok_at;	/* its last committed tick */
+	int			stop_requested_by;	/* stop()'s caller: pid, 0 when none */
+	const char *stop_requested_role;
+	double		promoted_at;	/* this worker waited for recovery to end */
+	int			timeline;		/* of WAL insertion; 0 in recovery */
+} aw_start_facts;
+
+void		aw_start_facts_read(aw_start_facts *facts);
 /* CDEF END */
 
 /*

@@ -11,6 +11,7 @@ from alive_worker.settings import Settings
 
 if TYPE_CHECKING:
     from alive_worker._hook_client import HookHost
+    from alive_worker.events import EventLog
     from alive_worker.retention import Retention
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ class Heartbeat:
         self._retention: Retention | None = None
         self._stale: list[spi.Plan | Retention] = []
         self._host: HookHost | None = None  # runs the hook, once there is one
+        self._events: EventLog | None = None  # the ledger's, once the table is known
         self._tick: hooks.Tick | None = None  # what the hook is told
         # The settings generation that the plans and the hook are ready for;
         # None when anything must be done again before the next INSERT.
@@ -41,6 +43,25 @@ class Heartbeat:
         if self._pending and previous_committed:
             self.written += 1
         self._pending = False
+        events = self._events
+        if events is not None:
+            events.tick_begins(previous_committed)
+        try:
+            self._write(settings_generation)
+        except spi.SPIError as error:
+            if self._events is not None:
+                self._events.tick_failed(error.sqlstate, error.message)
+            raise
+        if self.settings.hook:
+            self._tick = hooks.Tick(
+                self.written + 1, f"{self.settings.message} {self.written + 1}", self.settings
+            )
+        if self._retention is not None:
+            self._retention.run_if_due()
+        self._pending = True
+
+    def _write(self, settings_generation: int) -> None:
+        """The heartbeat's INSERT, and the ledger's events of a gap it ends."""
         # One test on the path of an ordinary tick; the rest only after a change.
         if settings_generation != self._ready_for:
             self._prepare(settings_generation)
@@ -73,11 +94,8 @@ class Heartbeat:
             raise error
         if self._debug:
             log.debug("alive_worker query OK")
-        if self.settings.hook:
-            self._tick = hooks.Tick(number, message, self.settings)
-        if self._retention is not None:
-            self._retention.run_if_due()
-        self._pending = True
+        assert self._events is not None
+        self._events.heartbeat_written()
 
     def _prepare(self, settings_generation: int) -> None:
         """Frees stale plans, follows a reload, loads the hook, prepares the INSERT."""
@@ -90,6 +108,12 @@ class Heartbeat:
             table = LogTable(self.settings.schema, self.settings.table, self.role)
             self._insert = table.prepare_insert()
             self._table = table
+            if self._events is None:
+                # Imported only then: a worker that never writes keeps no ledger.
+                from alive_worker.events import EventLog
+
+                self._events = EventLog(table)
+            self._events.attach(table, self.settings.interval_ms, self.settings.retention_s)
             if self.settings.retention_s > 0:
                 self._retention = self._set_up_retention(table)
             else:

@@ -61,11 +61,77 @@ def find_outages(times: Iterable[datetime], gap: timedelta, until: datetime) -> 
     return outages
 
 
-def explain(outages: Sequence[Outage], starts: Sequence[ServerStart]) -> list[Outage]:
-    """Each window with the cause the server's starts give it: a start inside a window is a restart
-    (after a crash: a crash and its recovery); otherwise unknown."""
+# What the worker writes in alive_worker.events.cause, and the report's cause for each.
+EVENT_CAUSES = {
+    "stop": PLANNED,  # stop() ended the worker
+    "shutdown": PLANNED,  # the server shut down cleanly, and started again
+    "restart": RESTART,  # the server started again; how it stopped is not known
+    "crash": CRASH,  # recovered from a crash at the server's start, or a cluster reset
+    "promotion": FAILOVER,  # a standby became the primary: a switchover or a failover
+    "failing ticks": BLOCKED,  # ticks failed (a lock, read-only, a full disk...) and then committed
+    "slow tick": BLOCKED,  # a tick waited (a lock, a synchronous standby) without failing
+    "worker exit": UNKNOWN,  # the worker exited other than by SIGTERM; the postmaster started it again
+    "crash guard": UNKNOWN,  # the worker was disabled by its crash guard, then started again
+    "first start": UNKNOWN,
+    "unknown": UNKNOWN,
+}
+# The events written with the heartbeat that ends a gap: they carry its cause.
+CLOSING_KINDS = ("started", "promoted", "resumed")
+
+
+@dataclass(frozen=True)
+class Event:
+    """A row of alive_worker.events: what explains the gap [outage_from, at] (outage_from None: none)."""
+
+    at: datetime
+    kind: str
+    cause: str
+    outage_from: datetime | None = None
+    detail: str = ""
+    sqlstate: str | None = None
+    timeline: int | None = None
+
+
+def closing_event(outage: Outage, events: Sequence[Event], slack: timedelta) -> Event | None:
+    """The event written with the heartbeat that ended the window: stamped at its end (the same
+    transaction), or up to slack after it; the nearest such if several."""
+    if outage.end is None:
+        return None
+    end = outage.end
+    closing = [e for e in events if e.kind in CLOSING_KINDS and outage.start < e.at <= end + slack]
+    return min(closing, key=lambda e: abs(e.at - end), default=None)
+
+
+def windows_from_events(events: Sequence[Event], gap: timedelta, before: datetime | None) -> list[Outage]:
+    """The outage windows the events keep, for time before ``before`` (the oldest heartbeat left
+    by retention; None: all): each event that ends a gap longer than ``gap``."""
+    windows = []
+    for event in sorted(events, key=lambda e: e.at):
+        if event.outage_from is None or event.at - event.outage_from <= gap:
+            continue
+        if before is not None and event.at > before:
+            continue
+        windows.append(
+            Outage(event.outage_from, event.at, EVENT_CAUSES.get(event.cause, UNKNOWN), event.detail)
+        )
+    return windows
+
+
+def explain(
+    outages: Sequence[Outage],
+    starts: Sequence[ServerStart],
+    events: Sequence[Event] = (),
+    slack: timedelta = timedelta(0),
+) -> list[Outage]:
+    """Each window with its cause: what the event written with the heartbeat that ended it says;
+    failing that, a server start inside it is a restart (after a crash: a crash and its recovery);
+    otherwise unknown.  slack: how long after the window's end its closing event may be stamped."""
     explained = []
     for outage in outages:
+        closing = closing_event(outage, events, slack)
+        if closing is not None and closing.cause in EVENT_CAUSES and EVENT_CAUSES[closing.cause] != UNKNOWN:
+            explained.append(Outage(outage.start, outage.end, EVENT_CAUSES[closing.cause], closing.detail))
+            continue
         inside = [s for s in starts if outage.start <= s.at and (outage.end is None or s.at <= outage.end)]
         if not inside:
             explained.append(outage)
@@ -181,13 +247,21 @@ def build_ledger(
     gap: timedelta,
     starts: Sequence[ServerStart] = (),
     first_ever: datetime | None = None,
+    events: Sequence[Event] = (),
+    slack: timedelta = timedelta(0),
 ) -> Ledger:
     """The ledger of [since, until] from the heartbeat times around it (ascending; the last one
-    before since and the first after until included, where they exist) and the server's starts.
-    first_ever: the table's first heartbeat (default: the first of times)."""
+    before since and the first after until included, where they exist), the server's starts and
+    the ledger's events.  first_ever: the table's first heartbeat (default: the first of times).
+    Before first_ever (heartbeats deleted by retention), the windows are the events'; the ledger
+    is then measured from the first event."""
+    first_event = min((e.outage_from or e.at for e in events), default=None)
     watched_from = first_ever if first_ever is not None else (times[0] if times else None)
+    kept = windows_from_events(events, gap, watched_from)
+    if first_event is not None and (watched_from is None or first_event < watched_from):
+        watched_from = first_event
     cut = []
-    for outage in explain(find_outages(times, gap, until), starts):
+    for outage in kept + explain(find_outages(times, gap, until), starts, events, slack):
         if (outage.end is not None and outage.end <= since) or outage.start >= until:
             continue
         end = None if outage.end is None or outage.end > until else outage.end
@@ -223,3 +297,142 @@ def period_label(start: datetime, unit: str) -> str:
         year, week, _ = start.isocalendar()
         return f"{year}-W{week:02d}"
     return start.strftime("%Y-%m")
+
+
+# ---- the worker's side: which events a heartbeat that ends a gap writes
+
+
+@dataclass(frozen=True)
+class StartFacts:
+    """What the worker's start says about the gap before its first heartbeat (src/server_start.c);
+    times are datetimes, None when there is none."""
+
+    server_started_at: datetime
+    control_file_read: bool = False
+    crash_recovery: bool = False  # pg_control did not say "shut down" when the server started
+    control_file_time: datetime | None = None  # its last update before the start
+    cluster_resets: int = 0  # after a backend's crash, since the server started
+    last_reset_at: datetime | None = None
+    previous_state: str = ""  # the previous worker's state in its slot; "" when none
+    previous_state_since: datetime | None = None
+    previous_last_ok_at: datetime | None = None
+    stop_requested_by: int = 0  # stop()'s caller, 0 when none
+    stop_requested_role: str = ""
+    promoted_at: datetime | None = None  # this worker waited on a standby until then
+    timeline: int = 0
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """A row the worker adds to alive_worker.events; at None: the heartbeat's own time."""
+
+    kind: str
+    cause: str
+    detail: str
+    at: datetime | None = None
+    outage_from: datetime | None = None
+    sqlstate: str | None = None
+    timeline: int | None = None
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def start_events(
+    facts: StartFacts, last_heartbeat: datetime | None, now: datetime, gap: timedelta
+) -> list[NewEvent]:
+    """The events of a worker's first heartbeat: how the gap since last_heartbeat came about
+    (a "stopped" event at the stop's time, where it is known) and the start or the promotion
+    that ended it.  The gap is a window (outage_from) only if longer than ``gap``."""
+    outage_from = last_heartbeat if last_heartbeat is not None and now - last_heartbeat > gap else None
+
+    def in_gap(moment: datetime | None) -> bool:
+        # Without a heartbeat before (a new table, or one the worker cannot read), no start or
+        # reset can be placed in a gap.
+        return moment is not None and last_heartbeat is not None and last_heartbeat <= moment <= now
+
+    if facts.promoted_at is not None:
+        detail = f"promoted at {_utc(facts.promoted_at)}"
+        if facts.timeline:
+            detail += f" to timeline {facts.timeline}"
+        return [
+            NewEvent(
+                "promoted", "promotion", detail, outage_from=outage_from, timeline=facts.timeline or None
+            )
+        ]
+
+    stopped: NewEvent | None = None
+    started_detail = f"worker started; server started at {_utc(facts.server_started_at)}"
+    if facts.stop_requested_by:
+        stopped = NewEvent(
+            "stopped",
+            "stop",
+            f"stop() called by pid {facts.stop_requested_by} (role {facts.stop_requested_role})",
+            at=facts.previous_state_since,
+        )
+    elif facts.cluster_resets and in_gap(facts.last_reset_at):
+        assert facts.last_reset_at is not None
+        stopped = NewEvent(
+            "stopped",
+            "crash",
+            f"a process crashed: the server reset every session and recovered at {_utc(facts.last_reset_at)}",
+            at=last_heartbeat or facts.last_reset_at,
+        )
+    elif in_gap(facts.server_started_at):
+        if not facts.control_file_read:
+            stopped = NewEvent("stopped", "restart", "the server started again", at=last_heartbeat)
+        elif facts.crash_recovery:
+            stopped = NewEvent(
+                "stopped",
+                "crash",
+                "the server stopped without a shutdown checkpoint and recovered from a crash at its start",
+                at=last_heartbeat,
+            )
+            started_detail += " after crash recovery"
+        else:
+            stopped = NewEvent(
+                "stopped",
+                "shutdown",
+                "the server shut down cleanly",
+                at=facts.control_file_time if in_gap(facts.control_file_time) else last_heartbeat,
+            )
+    elif facts.previous_state == "restarting":
+        stopped = NewEvent(
+            "stopped",
+            "worker exit",
+            "the worker exited; the postmaster started it again",
+            at=facts.previous_state_since,
+        )
+    elif facts.previous_state == "disabled by crash guard":
+        stopped = NewEvent(
+            "stopped", "crash guard", "the worker's crash guard held", at=facts.previous_state_since
+        )
+    first = "first start" if last_heartbeat is None else "unknown"
+    cause = stopped.cause if stopped is not None else first
+    if stopped is not None:
+        started_detail = f"{stopped.detail}; {started_detail}"
+    started = NewEvent(
+        "started", cause, started_detail, outage_from=outage_from, timeline=facts.timeline or None
+    )
+    return [stopped, started] if stopped is not None else [started]
+
+
+def resumed_event(
+    last_heartbeat: datetime,
+    failures: int,
+    first_failure: tuple[str, str] | None,
+    first_failed_at: datetime | None,
+) -> NewEvent:
+    """The event of a heartbeat that ends a gap in a running worker: ticks failed, or one waited."""
+    if failures and first_failure is not None:
+        sqlstate, message = first_failure
+        when = f" from {_utc(first_failed_at)}" if first_failed_at is not None else ""
+        code = f" (SQLSTATE {sqlstate})" if sqlstate else ""
+        detail = f"{failures} tick{'s' if failures != 1 else ''} failed{when}, the first: {message}{code}"
+        return NewEvent(
+            "resumed", "failing ticks", detail, outage_from=last_heartbeat, sqlstate=sqlstate or None
+        )
+    return NewEvent(
+        "resumed", "slow tick", "a tick waited (a lock, or a synchronous standby)", outage_from=last_heartbeat
+    )

@@ -280,3 +280,57 @@ REVOKE ALL ON FUNCTION status() FROM PUBLIC;
 REVOKE ALL ON workers FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION status() TO pg_monitor;
 GRANT SELECT ON workers TO pg_monitor;
+
+-- ---- the availability ledger (issue 23): what explains a gap in the heartbeats
+
+-- Written by the worker in the transaction of the heartbeat that ends a gap
+-- (a heartbeat cannot be written while there is none), so an event commits
+-- exactly when the window it explains closes, and is replicated with it.
+-- Kept longer than the heartbeats (the worker deletes events older than
+-- alive_worker.retention or 400 days, whichever is longer), so that a year's
+-- ledger outlives a week's retention: outage_from and at are the window.
+-- A superuser's table, written by the worker's role itself (never as the
+-- owner), and read by alive-worker report.
+CREATE TABLE events (
+    pk pg_catalog.int8 GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    kind pg_catalog.text NOT NULL,
+    cause pg_catalog.text NOT NULL,
+    outage_from pg_catalog.timestamptz,
+    heartbeat_table pg_catalog.text NOT NULL,
+    pid pg_catalog.int4 NOT NULL DEFAULT pg_catalog.pg_backend_pid(),
+    timeline pg_catalog.int4,
+    sqlstate pg_catalog.text,
+    detail pg_catalog.text NOT NULL DEFAULT '',
+    CONSTRAINT events_kind CHECK (kind OPERATOR(pg_catalog.=) ANY
+        (ARRAY['started', 'stopped', 'promoted', 'resumed']::pg_catalog.text[]))
+);
+CREATE INDEX events_at ON events (at);
+
+COMMENT ON TABLE events IS
+    'The availability ledger: starts, stops, promotions and resumed heartbeats, each with what explains the gap before it';
+COMMENT ON COLUMN events.outage_from IS
+    'The last heartbeat before the gap this event ends (at is the first after it); NULL: no gap';
+
+-- pg_dump keeps the ledger's rows with the database.
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.events', '');
+
+REVOKE ALL ON events FROM PUBLIC;
+GRANT SELECT ON events TO pg_monitor;
+
+-- The worker's role writes and prunes its events (an identity column needs no
+-- grant on its sequence).  Named by alive_worker.role when the library is
+-- preloaded; after changing that setting, grant the same to the new role.
+DO $grant_events$
+DECLARE
+    worker_role name := pg_catalog.current_setting('alive_worker.role', true);
+BEGIN
+    IF worker_role IS NOT NULL
+       AND EXISTS (SELECT FROM pg_catalog.pg_roles r
+                   WHERE r.rolname OPERATOR(pg_catalog.=) worker_role AND NOT r.rolsuper) THEN
+        EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %I TO %I', '@extschema@', worker_role);
+        EXECUTE pg_catalog.format('GRANT SELECT, INSERT, DELETE ON %I.events TO %I',
+                                  '@extschema@', worker_role);
+    END IF;
+END
+$grant_events$;

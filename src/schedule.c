@@ -27,6 +27,7 @@
 #include "crash_guard.h"
 #include "disk_space.h"
 #include "schedule.h"
+#include "server_start.h"
 #include "settings.h"
 #include "tick_timeout.h"
 #include "worker_status.h"
@@ -232,6 +233,7 @@ wait_for_recovery_to_end(void)
 	pgstat_report_activity(STATE_IDLE, "waiting for recovery to end");
 	while (RecoveryInProgress())
 		(void) sleep_and_handle_signals(RECOVERY_POLL_MS);
+	server_start_promoted();
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return true;
 }

@@ -28,6 +28,7 @@
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
+#include "server_start.h"
 #include "worker_status.h"
 
 typedef struct StatusArea
@@ -137,7 +138,10 @@ start_shared_memory(void)
 							 &slot->interval_ms, GUC_UNIT_MS, NULL);
 		}
 		if (!IsUnderPostmaster)
+		{
+			server_start_shared_memory_made();
 			report_refused_registrations();
+		}
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -342,6 +346,25 @@ worker_status_not_registered(int index, int needed)
 	enter_state(slot, WORKER_NOT_REGISTERED, GetCurrentTimestamp());
 	strlcpy(slot->state_detail, detail, sizeof(slot->state_detail));
 	SpinLockRelease(&slot->mutex);
+}
+
+/*
+ * At the worker's start, before anything changes the slot: how the previous
+ * worker of this database ended, for the ledger (server_start.c).  start()
+ * leaves the state_since of a stop, and the stop's caller, in place.
+ */
+void
+worker_status_note_previous_run(int index)
+{
+	WorkerStatus *slot = worker_status_slot(index);
+	WorkerStatus copy;
+
+	SpinLockAcquire(&slot->mutex);
+	memcpy(&copy, slot, sizeof(copy));
+	SpinLockRelease(&slot->mutex);
+	server_start_previous_run(copy.started_at == 0 ? "" : worker_state_name(copy.state),
+							  copy.state_since, copy.last_ok_at, copy.stop_requested_by,
+							  copy.stop_requested_role);
 }
 
 void

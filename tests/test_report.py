@@ -181,7 +181,7 @@ def test_the_page_in_a_real_browser_draws_the_reports_windows(
     assert "https://" not in page.read_text()
 
 
-def test_a_restart_is_an_outage_named_by_the_servers_start_on_the_primary_and_the_same_window_on_a_standby(
+def test_a_restart_is_an_outage_named_by_the_ledgers_events_on_the_primary_and_the_same_window_on_a_standby(
     make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
 ) -> None:
     primary = make_cluster(settings={"interval": "200ms"}, extension=True)
@@ -198,8 +198,9 @@ def test_a_restart_is_an_outage_named_by_the_servers_start_on_the_primary_and_th
     # Over a minute or so of a new cluster, 2 s down is a budget of 99.9% spent: a lax objective here.
     code, found = report(primary, "--since", "5min", "--until", until, "--slo", "50")
     [outage] = found["outages"]
-    assert outage["cause"] == "restart", outage
-    assert "server started at" in outage["detail"]
+    # The ledger's events say how the server stopped: a clean shutdown is planned.
+    assert outage["cause"] == "planned", outage
+    assert "the server shut down cleanly" in outage["detail"] and "server started at" in outage["detail"]
     # The window holds the stop and the start, and is no longer than the stop plus a few intervals.
     assert utc(outage["start"]) <= stopped_at and utc(outage["end"]) >= started_at - timedelta(seconds=1)
     assert 2 <= outage["length"] <= (started_at - stopped_at).total_seconds() + 2, outage

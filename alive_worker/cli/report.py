@@ -35,7 +35,7 @@ from alive_worker.cli._common import (
     translate,
 )
 from alive_worker.cli.tail import resolve
-from alive_worker.ledger import Ledger, ServerStart, build_ledger
+from alive_worker.ledger import Event, Ledger, ServerStart, build_ledger
 
 DEFAULT_GAP_INTERVALS = 3.0
 DEFAULT_SLO = 99.9
@@ -185,6 +185,27 @@ class HeartbeatReader:
             after_pk, after_ts = rows[-1]["pk"], rows[-1]["ts"] if rows[-1]["pk"] is None else None
 
 
+# Events older than the period by this much may still explain a window that reaches into it.
+EVENTS_BEFORE = timedelta(days=7)
+
+
+def read_events(
+    conn: Connection, extension: Extension, table: str, since: datetime, until: datetime
+) -> list[Event]:
+    """The ledger's events of this heartbeat table around [since, until] (alive_worker.events, a
+    superuser's table of the extension: reading it runs no one else's code)."""
+    query = sql.SQL(
+        "SELECT at, kind, cause, outage_from, detail, sqlstate, timeline FROM {}"
+        " WHERE pg_catalog.to_regclass(heartbeat_table) OPERATOR(pg_catalog.=) pg_catalog.to_regclass(%s::pg_catalog.text)"
+        " AND at >= %s AND at <= %s ORDER BY at, pk"
+    ).format(extension.name("events"))
+    rows = conn.execute(query, [table, since - EVENTS_BEFORE, until]).fetchall()
+    return [
+        Event(r["at"], r["kind"], r["cause"], r["outage_from"], r["detail"], r["sqlstate"], r["timeline"])
+        for r in rows
+    ]
+
+
 def server_interval(conn: Connection) -> timedelta:
     row = conn.execute(
         "SELECT pg_catalog.current_setting('alive_worker.interval', true)::pg_catalog.interval AS interval"
@@ -216,7 +237,17 @@ def ledger_of(conn: Connection, args: argparse.Namespace) -> tuple[Ledger, str, 
     if first is not None and first["ts"] < not_before and (not times or times[0] > not_before):
         times.insert(0, not_before)
     starts = [ServerStart(row["started"])]
-    ledger = build_ledger(times, since, until, gap, starts, first_ever=first["ts"] if first else None)
+    events = read_events(conn, extension, table, since, until)
+    ledger = build_ledger(
+        times,
+        since,
+        until,
+        gap,
+        starts,
+        first_ever=first["ts"] if first else None,
+        events=events,
+        slack=interval,
+    )
     return ledger, table, interval
 
 

@@ -1,0 +1,248 @@
+"""The ledger's events (issue 23): what explains a gap, written beside the heartbeat that ends it.
+
+A heartbeat cannot be written while the server is down or a tick fails, so
+the worker records a gap when heartbeats resume: at its first heartbeat, how
+the previous run ended and how this one began (alive_worker.ledger.start_events,
+from what src/server_start.c kept), and later, a heartbeat that comes more
+than GAP_INTERVALS intervals after the previous one, with the failures in
+between.  The events go into the extension's table alive_worker.events in the
+tick's own transaction: they commit exactly when the heartbeat that closes
+the window does, and are replicated with it.  In a database without the
+extension (1.3 or later) there is no ledger, and the heartbeat goes on; a
+failing write of events is logged once and never fails the heartbeat.
+
+Events are kept longer than heartbeats (EVENTS_KEPT_SECONDS, or the
+heartbeats' retention if longer), so that the windows they record outlive
+the heartbeats: alive-worker report reads both.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+
+from alive_worker import ledger, spi
+from alive_worker._native import ffi, lib
+from alive_worker.logtable import LogTable
+
+log = logging.getLogger(__name__)
+
+# A heartbeat later than this many intervals after the previous one ends a gap the ledger keeps.
+GAP_INTERVALS = 2
+EVENTS_KEPT_SECONDS = 400 * 86400
+PRUNE_EVERY_SECONDS = 3600.0
+
+# The extension's own table, found through pg_depend: a look-alike in a
+# schema of the same name that is not the extension's is never written.
+_EVENTS_TABLE = """
+SELECT n.nspname
+FROM pg_catalog.pg_extension e
+JOIN pg_catalog.pg_depend d
+  ON d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass AND d.refobjid = e.oid
+ AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype = 'e'
+JOIN pg_catalog.pg_class c ON c.oid = d.objid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace AND n.oid = e.extnamespace
+WHERE e.extname = 'alive_worker' AND c.relname = 'events' AND c.relkind = 'r'
+"""
+
+
+def _moment(seconds: float) -> datetime | None:
+    return datetime.fromtimestamp(seconds, UTC) if seconds else None
+
+
+def _text(pointer: object) -> str:
+    return "" if pointer == ffi.NULL else str(ffi.string(pointer).decode(errors="replace"))
+
+
+def start_facts() -> ledger.StartFacts:
+    """What the shim kept about this start (src/server_start.c)."""
+    facts = ffi.new("aw_start_facts *")
+    lib.aw_start_facts_read(facts)
+    started = _moment(facts.server_started_at)
+    assert started is not None
+    return ledger.StartFacts(
+        server_started_at=started,
+        control_file_read=bool(facts.control_file_read),
+        crash_recovery=bool(facts.crash_recovery),
+        control_file_time=_moment(facts.control_file_time),
+        cluster_resets=int(facts.cluster_resets),
+        last_reset_at=_moment(facts.last_reset_at),
+        previous_state=_text(facts.previous_state),
+        previous_state_since=_moment(facts.previous_state_since),
+        previous_last_ok_at=_moment(facts.previous_last_ok_at),
+        stop_requested_by=int(facts.stop_requested_by),
+        stop_requested_role=_text(facts.stop_requested_role),
+        promoted_at=_moment(facts.promoted_at),
+        timeline=int(facts.timeline),
+    )
+
+
+class EventLog:
+    """The events of one worker's heartbeats; state lives across ticks."""
+
+    def __init__(self, table: LogTable) -> None:
+        self.table = table
+        self.gap = timedelta(0)
+        self.kept_seconds = 0
+        self._insert: spi.Plan | None = None
+        self._prune: spi.Plan | None = None
+        self._next_prune = 0.0
+        self._failing: str | None = None  # the last write error logged
+        self.started = False  # the start's events are committed
+        self.last_heartbeat: datetime | None = None  # the last committed one, as this worker saw it
+        self.failures = 0  # failed ticks since it
+        self.first_failure: tuple[str, str] | None = None
+        self.first_failed_at: datetime | None = None
+        # This tick's, until its commit is known.
+        self._pending_at: datetime | None = None
+        self._pending_start = False
+        self.qualified = ""
+
+    def attach(self, table: LogTable, interval_ms: int, retention_s: int) -> None:
+        """Follows the heartbeat table and the settings; finds the events table if not found yet
+        (the extension may have been created or updated since)."""
+        self.table = table
+        self.gap = timedelta(milliseconds=interval_ms * GAP_INTERVALS)
+        self.kept_seconds = 0 if retention_s == 0 else max(retention_s, EVENTS_KEPT_SECONDS)
+        if self._insert is not None:
+            return
+        try:
+            with spi.subtransaction():
+                self._prepare()
+        except spi.SPIError as error:
+            # The heartbeat goes on without a ledger.
+            log.warning("alive_worker keeps no ledger: %s (SQLSTATE %s)", error.message, error.sqlstate)
+            self._insert = self._prune = None
+
+    def _prepare(self) -> None:
+        rows = spi.execute(_EVENTS_TABLE)
+        if not rows:
+            log.debug("alive_worker keeps no ledger: no table events of extension alive_worker 1.3 here")
+            return
+        schema = rows[0][0]
+        assert schema is not None
+        self.qualified = spi.qualified_name(schema, "events")
+        self._insert = spi.prepare(
+            f"""INSERT INTO {self.qualified}
+                    (kind, cause, detail, at, outage_from, sqlstate, timeline, heartbeat_table)
+                VALUES ($1, $2, $3, COALESCE($4::pg_catalog.timestamptz, pg_catalog.now()),
+                        $5::pg_catalog.timestamptz, $6, $7::pg_catalog.int4, $8)""",
+            ["text"] * 8,
+            keep=True,
+            as_owner_of=spi.TableAccess.for_insert(schema, "events"),
+        )
+        self._prune = spi.prepare(
+            f"""DELETE FROM {self.qualified}
+                WHERE at < pg_catalog.now() - pg_catalog.make_interval(secs => $1::pg_catalog.float8)""",
+            ["text"],
+            keep=True,
+            as_owner_of=spi.TableAccess.for_delete(schema, "events"),
+        )
+
+    def tick_begins(self, previous_committed: bool) -> None:
+        """The outcome of the previous tick's commit: what it wrote now counts."""
+        if self._pending_at is not None:
+            if previous_committed:
+                self.last_heartbeat = self._pending_at
+                self.started = self.started or self._pending_start
+                self.failures = 0
+                self.first_failure = None
+                self.first_failed_at = None
+            else:
+                self.tick_failed("", "the tick's commit failed")
+        self._pending_at = None
+        self._pending_start = False
+
+    def tick_failed(self, sqlstate: str, message: str) -> None:
+        if self.failures == 0:
+            self.first_failure = (sqlstate, message)
+            self.first_failed_at = datetime.now(UTC)
+        self.failures += 1
+
+    def heartbeat_written(self) -> None:
+        """In the tick's transaction, after its heartbeat: the events of a gap this heartbeat ends."""
+        now = datetime.now(UTC)
+        self._pending_at = now
+        if self._insert is None:
+            return
+        if not self.started:
+            self._pending_start = True
+            last = self._last_heartbeat_before_start()
+            self._write(ledger.start_events(start_facts(), last, now, self.gap))
+        elif self.last_heartbeat is not None and now - self.last_heartbeat > self.gap:
+            self._write(
+                [
+                    ledger.resumed_event(
+                        self.last_heartbeat, self.failures, self.first_failure, self.first_failed_at
+                    )
+                ]
+            )
+        self._prune_if_due()
+
+    def _last_heartbeat_before_start(self) -> datetime | None:
+        """The table's newest heartbeat but this tick's, read as its owner; else the previous worker's."""
+        try:
+            with spi.subtransaction():
+                plan = spi.prepare(
+                    f"""SELECT pg_catalog.date_part('epoch', ts::pg_catalog.timestamptz)
+                        FROM {self.table.qualified} ORDER BY pk DESC LIMIT 1 OFFSET 1""",
+                    as_owner_of=spi.TableAccess.for_select(self.table.schema, self.table.table),
+                )
+                rows = plan.execute()
+        except spi.SPIError as error:
+            log.debug(
+                "alive_worker cannot read the last heartbeat of %s: %s", self.table.qualified, error.message
+            )
+            return start_facts().previous_last_ok_at
+        if rows and rows[0][0] is not None:
+            return datetime.fromtimestamp(float(rows[0][0]), UTC)
+        return None
+
+    def _write(self, events: list[ledger.NewEvent]) -> None:
+        assert self._insert is not None
+        try:
+            with spi.subtransaction():
+                for event in events:
+                    self._insert.execute(
+                        event.kind,
+                        event.cause,
+                        event.detail,
+                        None if event.at is None else event.at.isoformat(),
+                        None if event.outage_from is None else event.outage_from.isoformat(),
+                        event.sqlstate,
+                        None if event.timeline is None else str(event.timeline),
+                        self.table.qualified,
+                    )
+        except spi.SPIError as error:
+            if error.message != self._failing:
+                log.warning(
+                    "alive_worker cannot record the ledger's events in %s: %s (SQLSTATE %s)%s",
+                    self.qualified,
+                    error.message,
+                    error.sqlstate,
+                    f"; {error.hint}" if error.hint else "",
+                )
+            self._failing = error.message
+            return
+        if self._failing is not None:
+            log.info("alive_worker records the ledger's events in %s again", self.qualified)
+            self._failing = None
+        for event in events:
+            log.info("alive_worker ledger: %s (%s): %s", event.kind, event.cause, event.detail)
+
+    def _prune_if_due(self) -> None:
+        now = time.monotonic()
+        if self._prune is None or self.kept_seconds == 0 or now < self._next_prune:
+            return
+        self._next_prune = now + PRUNE_EVERY_SECONDS
+        try:
+            with spi.subtransaction():
+                self._prune.execute(str(self.kept_seconds))
+        except spi.SPIError as error:
+            log.warning("alive_worker cannot delete old events from %s: %s", self.qualified, error.message)
+
+    def free(self) -> None:
+        for plan in (self._insert, self._prune):
+            if plan is not None:
+                plan.free()

@@ -1,0 +1,205 @@
+"""The ledger's events on real clusters: each way a gap comes about is written with its cause,
+on the primary and, replicated, on a standby; the report names it; retention keeps the ledger."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from conftest import Cluster, streaming_standby, wait_for
+from test_report import report, utc
+
+EVENT_COLUMNS = "kind, cause, at, outage_from, detail, sqlstate, timeline"
+
+
+def events(cluster: Cluster, kind: str | None = None) -> list[dict[str, Any]]:
+    rows = cluster.sql(f"SELECT {EVENT_COLUMNS} FROM alive_worker.events ORDER BY pk")
+    found = [dict(zip(EVENT_COLUMNS.split(", "), row, strict=True)) for row in rows]
+    return [e for e in found if kind is None or e["kind"] == kind]
+
+
+def wait_for_event(
+    cluster: Cluster, kind: str, cause: str, after: int = 0, timeout: float = 20.0
+) -> dict[str, Any]:
+    """The first event of this kind and cause after the first `after` events."""
+
+    def found() -> dict[str, Any] | None:
+        matching = [e for e in events(cluster)[after:] if (e["kind"], e["cause"]) == (kind, cause)]
+        return matching[0] if matching else None
+
+    return wait_for(found, f"a {kind} event with cause {cause}", timeout)
+
+
+def the_window(cluster: Cluster, *args: str) -> dict[str, Any]:
+    """The report's one outage over the last ten minutes."""
+    _, found = report(cluster, "--since", "10min", "--slo", "50", *args)
+    assert len(found["outages"]) == 1, found["outages"]
+    outage: dict[str, Any] = found["outages"][0]
+    return outage
+
+
+def test_stop_and_start_is_a_planned_window_naming_the_caller(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(settings={"interval": "200ms"}, extension=True)
+    wait_for_event(cluster, "started", "first start")
+    cluster.wait_for_heartbeats(5)
+    with cluster.connect() as conn:
+        caller = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+        conn.execute("SELECT alive_worker.stop('postgres')")
+        stopped_at = datetime.now(UTC)
+        time.sleep(1.5)
+        conn.execute("SELECT alive_worker.start('postgres')")
+    started = wait_for_event(cluster, "started", "stop")
+    [stopped] = events(cluster, "stopped")
+    assert stopped["cause"] == "stop" and f"stop() called by pid {caller}" in stopped["detail"]
+    assert abs(stopped["at"] - stopped_at) < timedelta(seconds=1)
+    assert started["outage_from"] <= stopped["at"] < started["at"]
+    outage = the_window(cluster)
+    assert outage["cause"] == "planned" and f"pid {caller}" in outage["detail"], outage
+    assert (utc(outage["start"]), utc(outage["end"])) == (started["outage_from"], started["at"])
+
+
+def test_a_clean_restart_is_planned_and_an_immediate_stop_a_crash_on_the_primary_and_a_standby(
+    make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
+) -> None:
+    primary = make_cluster(settings={"interval": "200ms"}, extension=True)
+    standby = streaming_standby(primary, make_standby)
+    seen = len(events(primary))
+    primary.node.stop()  # fast: a shutdown checkpoint
+    time.sleep(1)
+    primary.node.start()
+    planned = wait_for_event(primary, "started", "shutdown", after=seen)
+    assert "the server shut down cleanly" in events(primary, "stopped")[-1]["detail"]
+    seen = len(events(primary))
+    primary.node.stop(["-m", "immediate"])
+    time.sleep(1)
+    primary.node.start()
+    crashed = wait_for_event(primary, "started", "crash", after=seen)
+    assert "after crash recovery" in crashed["detail"]
+    # The standby replays both, and its report tells the same windows and causes.
+    wait_for(
+        lambda: len(events(standby)) == len(events(primary)) or None, "the events replayed on the standby"
+    )
+    for cluster in (primary, standby):
+        _, found = report(cluster, "--since", "10min", "--slo", "50")
+        causes = [(utc(o["start"]), utc(o["end"]), o["cause"]) for o in found["outages"]]
+        assert causes == [
+            (planned["outage_from"], planned["at"], "planned"),
+            (crashed["outage_from"], crashed["at"], "crash"),
+        ], (cluster, found["outages"])
+
+
+def test_a_backend_killed_resets_the_cluster_and_the_window_says_crash(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    cluster = make_cluster(settings={"interval": "200ms"}, extension=True)
+    wait_for_event(cluster, "started", "first start")
+    cluster.wait_for_heartbeats(5)
+    # A reset takes less than two intervals here: the worker is held for a second first, so that
+    # the gap is a window (and the postmaster's SIGQUIT ends it as soon as it runs again).
+    worker = cluster.wait_for_worker()
+    cluster.mark_log()
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        time.sleep(1)
+        with cluster.connect() as victim:
+            pid = victim.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+            os.kill(pid, signal.SIGKILL)
+        # Continued before the postmaster's SIGQUIT, the worker would write one more heartbeat.
+        cluster.wait_for_log("terminating any other active server processes")
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    crashed = wait_for_event(cluster, "started", "crash")
+    [stopped] = events(cluster, "stopped")
+    assert "a process crashed" in stopped["detail"], stopped
+    assert crashed["outage_from"] is not None
+    assert the_window(cluster)["cause"] == "crash"
+
+
+def test_a_promotion_is_an_event_with_its_timeline_and_a_failover_window(
+    make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
+) -> None:
+    primary = make_cluster(settings={"interval": "200ms"}, extension=True)
+    standby = streaming_standby(primary, make_standby)
+    primary.node.stop()
+    time.sleep(1)
+    standby.node.promote()
+    promoted = wait_for_event(standby, "promoted", "promotion")
+    assert promoted["timeline"] == 2 and "timeline 2" in promoted["detail"]
+    outage = the_window(standby)
+    assert outage["cause"] == "failover", outage
+    assert (utc(outage["start"]), utc(outage["end"])) == (promoted["outage_from"], promoted["at"])
+
+
+def test_failing_ticks_then_a_heartbeat_are_a_blocked_window_with_their_sqlstate(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    cluster = make_cluster(settings={"interval": "200ms"}, extension=True)
+    wait_for_event(cluster, "started", "first start")
+    with cluster.connect() as conn:
+        conn.execute("ALTER SYSTEM SET default_transaction_read_only = on")
+        conn.execute("SELECT pg_reload_conf()")
+        wait_for(
+            lambda: cluster.sql("SELECT ticks_failed FROM alive_worker.workers")[0][0] >= 5 or None,
+            "five failed ticks",
+        )
+        conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
+        conn.execute("SELECT pg_reload_conf()")
+    resumed = wait_for_event(cluster, "resumed", "failing ticks")
+    assert resumed["sqlstate"] == "25006" and "read-only transaction" in resumed["detail"], resumed
+    outage = the_window(cluster)
+    assert outage["cause"] == "blocked" and "SQLSTATE 25006" in outage["detail"], outage
+
+
+def test_retention_deletes_the_heartbeats_but_not_the_ledger(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(settings={"interval": "200ms"}, extension=True)
+    wait_for_event(cluster, "started", "first start")
+    cluster.wait_for_heartbeats(5)
+    cluster.sql("SELECT alive_worker.stop('postgres')")
+    time.sleep(1.5)
+    cluster.sql("SELECT alive_worker.start('postgres')")
+    started = wait_for_event(cluster, "started", "stop")
+    window = the_window(cluster)
+    cluster.set(retention="2s")
+    wait_for(
+        lambda: cluster.sql("SELECT min(ts) > %s FROM public.log_table", [started["at"]])[0][0] or None,
+        "retention to delete every heartbeat around the window",
+    )
+    # The window is the events' now, and the ledger is measured from its start.
+    kept = the_window(cluster)
+    assert (kept["start"], kept["end"], kept["cause"]) == (window["start"], window["end"], "planned")
+    _, found = report(cluster, "--since", "10min")
+    assert utc(found["measured_from"]) <= started["outage_from"]
+    assert events(cluster, "started")[0]["cause"] == "first start"
+
+
+def test_a_worker_role_without_the_grant_keeps_writing_heartbeats_and_says_what_to_grant(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    cluster = make_cluster(
+        settings={"interval": "200ms", "role": "alive"},
+        setup_sql=[
+            "CREATE ROLE alive LOGIN",
+            "CREATE TABLE public.log_table (pk serial PRIMARY KEY, message text, ts timestamp DEFAULT now())",
+            "GRANT INSERT, SELECT ON public.log_table TO alive",
+            "GRANT USAGE ON SEQUENCE public.log_table_pk_seq TO alive",
+        ],
+    )
+    cluster.wait_for_heartbeats(3)
+    # Made with the library loaded: the script grants the ledger to alive_worker.role.
+    cluster.sql("CREATE EXTENSION alive_worker")
+    cluster.sql("SELECT alive_worker.stop('postgres')")
+    cluster.sql("SELECT alive_worker.start('postgres')")
+    wait_for_event(cluster, "started", "stop")
+    cluster.mark_log()
+    cluster.sql("REVOKE INSERT ON alive_worker.events FROM alive")
+    cluster.sql("SELECT alive_worker.stop('postgres')")
+    cluster.sql("SELECT alive_worker.start('postgres')")
+    cluster.wait_for_log(
+        r"cannot record the ledger's events in alive_worker\.events: .*GRANT INSERT ON alive_worker\.events TO alive"
+    )
+    before = len(cluster.heartbeats())
+    cluster.wait_for_heartbeats(before + 5)
