@@ -18,6 +18,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -492,9 +493,25 @@ inspect_heartbeat_table(HeartbeatTable *table)
 				 errdetail("The lag is measured from the time each heartbeat was written, in column ts.")));
 }
 
+/* Whether alive_worker.databases names this database. */
+static bool
+database_has_a_worker(void)
+{
+	const char *here = get_database_name(MyDatabaseId);
+	ListCell   *cell;
+
+	foreach(cell, worker_status_databases())
+	{
+		if (strcmp((const char *) lfirst(cell), here) == 0)
+			return true;
+	}
+	return false;
+}
+
 /*
  * The table to read: the configured one (relid InvalidOid), which whoever may
- * call the function may read (monitoring roles need no SELECT on it), or
+ * call the function may read in a database a worker writes in (monitoring
+ * roles need no SELECT on it there), or
  * another, which the caller must be allowed to read.  Locked and checked.
  */
 static void
@@ -507,6 +524,19 @@ open_heartbeat_table(Oid relid, HeartbeatTable *table)
 	{
 		table->relid = configured;
 		table->name = configured_name;
+
+		/*
+		 * Without SELECT only where a worker writes it: elsewhere a table of
+		 * that name is anyone's, and reading it as its owner would show a
+		 * monitoring role what it may not read (a database owner's table).
+		 */
+		if (OidIsValid(configured) && !database_has_a_worker() &&
+			pg_class_aclcheck(configured, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied for table %s", table->name),
+					 errdetail("No alive worker writes in database \"%s\" (alive_worker.databases): the configured table is read without SELECT on it only where one does.",
+							   get_database_name(MyDatabaseId))));
 	}
 	else
 	{

@@ -776,3 +776,30 @@ def test_a_table_replaced_under_a_kept_plan_runs_its_new_owner_s_code_as_them(
     )
     assert {who for (who,) in cluster.sql("SELECT who FROM public.evidence")} == {ATTACKER}
     assert not attacker_is_superuser(cluster)
+
+
+def test_a_monitoring_role_reads_the_configured_table_without_select_only_where_a_worker_writes(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    # The worker writes in database postgres only; mallory's database has the extension and a table of that name.
+    cluster = make_cluster(setup_sql=BASE_SETUP, extension=True)
+    cluster.wait_for_heartbeats(2)
+    cluster.sql("CREATE EXTENSION alive_worker", dbname=HOSTILE_DB)
+    as_attacker(
+        cluster,
+        "CREATE TABLE public.log_table (pk serial PRIMARY KEY, message text, ts timestamp DEFAULT now());"
+        "INSERT INTO public.log_table (message) VALUES ('a secret of mallory''s')",
+    )
+    with cluster.connect(HOSTILE_DB, user=MONITOR) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied") as raised:
+            conn.execute("SELECT * FROM alive_worker.heartbeats()").fetchall()
+        assert 'No alive worker writes in database "app"' in (raised.value.diag.message_detail or "")
+    # Given SELECT, as for any other table, it may.
+    as_attacker(cluster, f"GRANT SELECT ON public.log_table TO {MONITOR}")
+    with cluster.connect(HOSTILE_DB, user=MONITOR) as conn:
+        assert [r[2] for r in conn.execute("SELECT * FROM alive_worker.heartbeats()")] == [
+            "a secret of mallory's"
+        ]
+    # Where the worker writes, without SELECT.
+    with cluster.connect("postgres", user=MONITOR) as conn:
+        assert conn.execute("SELECT count(*) FROM alive_worker.heartbeats()").fetchone()[0] > 0  # type: ignore[index]
