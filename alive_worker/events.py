@@ -174,7 +174,7 @@ class EventLog:
             self._write(
                 [
                     ledger.resumed_event(
-                        self.last_heartbeat, self.failures, self.first_failure, self.first_failed_at
+                        self.last_heartbeat, self.failures, self.first_failure, self.first_failed_at, at=now
                     )
                 ]
             )

@@ -423,16 +423,23 @@ def resumed_event(
     failures: int,
     first_failure: tuple[str, str] | None,
     first_failed_at: datetime | None,
+    at: datetime | None = None,
 ) -> NewEvent:
-    """The event of a heartbeat that ends a gap in a running worker: ticks failed, or one waited."""
+    """The event of a heartbeat that ends a gap in a running worker: ticks failed, or one waited.
+    at: when its INSERT returned (a tick that waited on a lock started its transaction, and so
+    stamped its row, before the wait: that window ends at the next heartbeat, after the wait)."""
     if failures and first_failure is not None:
         sqlstate, message = first_failure
         when = f" from {_utc(first_failed_at)}" if first_failed_at is not None else ""
         code = f" (SQLSTATE {sqlstate})" if sqlstate else ""
         detail = f"{failures} tick{'s' if failures != 1 else ''} failed{when}, the first: {message}{code}"
         return NewEvent(
-            "resumed", "failing ticks", detail, outage_from=last_heartbeat, sqlstate=sqlstate or None
+            "resumed", "failing ticks", detail, at=at, outage_from=last_heartbeat, sqlstate=sqlstate or None
         )
     return NewEvent(
-        "resumed", "slow tick", "a tick waited (a lock, or a synchronous standby)", outage_from=last_heartbeat
+        "resumed",
+        "slow tick",
+        "a tick waited (a lock, or a synchronous standby)",
+        at=at,
+        outage_from=last_heartbeat,
     )

@@ -29,9 +29,12 @@ names and phase lengths they share.
 from __future__ import annotations
 
 import json
+import sys
 import time
+from pathlib import Path
 
 import ha
+import ledger_agreement
 from clients import measure_client_cost, measure_pgbench
 from cluster import Cluster, running
 from common import ALIVE, REF, TABLE_SHAPE, TABLES, Figures, bench_arguments, log, worker_settings
@@ -64,7 +67,19 @@ def main() -> None:
         action="store_true",
         help="only promotion, switchover and failover (bench/ha.py), printed",
     )
+    parser.add_argument(
+        "--ledger-only",
+        action="store_true",
+        help="only the ledger's agreement with a client (bench/ledger_agreement.py), printed",
+    )
     args = parser.parse_args()
+    if args.ledger_only:
+        rows = ledger_agreement.measure(args.bindir, args.run_dir, str(Path(sys.executable).parent))
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "ledger.json").write_text(json.dumps(rows, indent=1) + "\n")
+        print()
+        print(ledger_agreement.table(rows))
+        return
     if args.report_only:
         report(json.loads((args.out / "bench.json").read_text()), args.out)
         return
@@ -130,6 +145,9 @@ def main() -> None:
 
     for key, value in ha.measure(args.bindir, args.run_dir).items():
         figures.put(key, value)
+    figures.put(
+        "ledger", ledger_agreement.measure(args.bindir, args.run_dir, str(Path(sys.executable).parent))
+    )
 
     values = figures.values
     log("== sync rep: the heartbeat's commit, and a synchronous standby's stall (bench/stall.py)")
