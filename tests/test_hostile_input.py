@@ -21,7 +21,9 @@ HOSTILE = st.lists(st.one_of(SQLISH, TEXT), min_size=1, max_size=8).map("".join)
 EXAMPLES = settings(
     max_examples=15,
     deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    # data_too_large: the long messages (5,000 to 20,000 characters) are the point; hypothesis
+    # refused a run when most of one run's draws were that long (seen once on a busy machine).
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
     database=None,
     # Reproducible in CI; exploring on developers' machines.
     derandomize=bool(os.environ.get("CI")),
