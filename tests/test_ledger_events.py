@@ -42,10 +42,12 @@ def the_window(cluster: Cluster, *args: str) -> dict[str, Any]:
     return outage
 
 
-def test_stop_and_start_is_a_planned_window_naming_the_caller(make_cluster: Callable[..., Cluster]) -> None:
+def test_stop_and_start_is_a_planned_window_naming_the_caller_on_the_primary_and_a_standby(
+    make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
+) -> None:
     cluster = make_cluster(settings={"interval": "200ms"}, extension=True)
     wait_for_event(cluster, "started", "first start")
-    cluster.wait_for_heartbeats(5)
+    standby = streaming_standby(cluster, make_standby)
     with cluster.connect() as conn:
         caller = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
         conn.execute("SELECT alive_worker.stop('postgres')")
@@ -60,6 +62,10 @@ def test_stop_and_start_is_a_planned_window_naming_the_caller(make_cluster: Call
     outage = the_window(cluster)
     assert outage["cause"] == "planned" and f"pid {caller}" in outage["detail"], outage
     assert (utc(outage["start"]), utc(outage["end"])) == (started["outage_from"], started["at"])
+    wait_for(
+        lambda: len(events(standby)) == len(events(cluster)) or None, "the events replayed on the standby"
+    )
+    assert the_window(standby) == outage
 
 
 def test_a_clean_restart_is_planned_and_an_immediate_stop_a_crash_on_the_primary_and_a_standby(
