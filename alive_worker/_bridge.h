@@ -129,6 +129,13 @@ int			aw_hook_end(void);
 int			aw_interrupt_check(void);
 /* Why a hook running in the hook host must end now (AW_CAUSE_*). */
 int			aw_hook_wait_cause(void);
+/*
+ * The hook host's descendants (_hook_host.c): the worker adopts every
+ * process the hook starts, before it starts a host (0, or -1 and errno),
+ * and SIGKILLs and reaps them all (how many, or -1).
+ */
+int			aw_hook_host_adopt(void);
+int			aw_hook_host_end_descendants(void);
 /* CDEF END */
 
 /*

@@ -8,7 +8,9 @@ worker never blocks on the host: it waits in poll() for at most
 :data:`WAIT_MS` at a time and between waits asks the bridge whether SIGTERM,
 the tick timeout, a cancel request or the postmaster's death says stop
 (aw_hook_wait_cause).  Then it ends the host's process group, SIGTERM then
-SIGKILL after :data:`GRACE_S`, and raises QueryCanceled in the tick.
+SIGKILL after :data:`GRACE_S`, and every other process the hook started
+(the worker adopts them: alive_worker/_hook_host.c), and raises
+QueryCanceled in the tick.
 
 Any end of the host (a signal, an exit, its memory limit, a closed
 connection) is described, logged and raised as the hook's failure; the next
@@ -122,6 +124,13 @@ class HookHost:
         # GetConfigOption gives the value in its base unit, kB.
         self.memory_limit = int(limit) * 1024 if limit else 0
         started = time.monotonic()
+        # Before the host exists: every process it starts, in whatever session,
+        # stays the worker's descendant (alive_worker/_hook_host.c).
+        if lib.aw_hook_host_adopt() != 0:
+            log.warning(
+                "alive_worker cannot adopt the hook host's orphans (PR_SET_CHILD_SUBREAPER): a daemon the hook "
+                "starts in a session of its own may outlive the hook host"
+            )
         worker_end, host_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self.process = subprocess.Popen(
@@ -171,7 +180,8 @@ class HookHost:
         return None if self.process is None else self.process.pid
 
     def stop(self, why: str | None = None) -> str:
-        """Ends the host's process group (SIGTERM, then SIGKILL after the grace); what ended it."""
+        """Ends the host's process group (SIGTERM, then SIGKILL after the grace) and every process the
+        hook started; what ended the host."""
         process = self.process
         if self.sock is not None:
             self.sock.close()
@@ -190,8 +200,10 @@ class HookHost:
         if status is None:
             self._signal_group(process.pid, signal.SIGKILL)
             status = self._reap(process, None)
-        # Children the hook forked, still in the group.
+        # Children the hook forked, still in the group, and every other
+        # descendant: daemons in sessions of their own included.
         self._signal_group(process.pid, signal.SIGKILL)
+        lib.aw_hook_host_end_descendants()
         if status is None:
             return "ended"
         return describe_status(status, self.memory_limit)
@@ -231,6 +243,7 @@ class HookHost:
 
     def run(self, tick: Tick) -> None:
         """Runs the hook for ``tick`` in the host, answering its statements until it is done."""
+        self._reap_orphans()
         if self.process is None:
             if time.monotonic() < self.not_before:
                 return
@@ -251,6 +264,19 @@ class HookHost:
                 self._raise_failure(message)
             else:
                 self._handle_aside(message)
+
+    def _reap_orphans(self) -> None:
+        """Reaps the hook's processes that ended after the worker adopted them; the host is left to stop()."""
+        host = self.pid()
+        while True:
+            try:
+                ended = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if ended is None or ended.si_pid == host:
+                return
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(ended.si_pid, os.WNOHANG)
 
     def _raise_failure(self, message: _wire.Message) -> None:
         if message.get("memory_limit"):
