@@ -179,7 +179,7 @@ class HookHost:
     def pid(self) -> int | None:
         return None if self.process is None else self.process.pid
 
-    def stop(self, why: str | None = None) -> str:
+    def stop(self, exiting: bool = False) -> str:
         """Ends the host's process group (SIGTERM, then SIGKILL after the grace) and every process the
         hook started; what ended the host."""
         process = self.process
@@ -193,7 +193,7 @@ class HookHost:
         self.plans.clear()
         if process is None:
             return "was not running"
-        status = self._reap(process, 0)
+        status = self._reap(process, GRACE_S if exiting else 0)
         if status is None:
             self._signal_group(process.pid, signal.SIGTERM)
             status = self._reap(process, GRACE_S)
@@ -228,10 +228,11 @@ class HookHost:
                 return None
             time.sleep(0.002)
 
-    def _ended(self, what: str, traceback: str | None = None) -> HostEnded:
-        """Stops what is left of the host, logs and counts its end; the error for the tick."""
+    def _ended(self, what: str, traceback: str | None = None, exiting: bool = False) -> HostEnded:
+        """Stops what is left of the host (given the grace to exit first if it said it would), logs and
+        counts its end; the error for the tick."""
         pid = self.pid()
-        how = self.stop()
+        how = self.stop(exiting=exiting)
         self.ends += 1
         self.backoff_s = FIRST_BACKOFF_S if self.backoff_s == 0 else min(self.backoff_s * 2, MAX_BACKOFF_S)
         self.not_before = time.monotonic() + self.backoff_s
@@ -280,7 +281,13 @@ class HookHost:
 
     def _raise_failure(self, message: _wire.Message) -> None:
         if message.get("memory_limit"):
-            raise self._ended("ran out of memory in the hook", message.get("traceback"))
+            # Named whatever its exit says: it is on its way out, but may not be there yet.
+            limit_mb = self.memory_limit // (1024 * 1024)
+            raise self._ended(
+                f"reached alive_worker.hook_memory_limit ({limit_mb} MB): MemoryError in the hook",
+                message.get("traceback"),
+                exiting=True,
+            )
         trace = message.get("traceback")
         if "sqlstate" in message:
             context = "\n".join(part for part in (message.get("context"), trace) if part)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Cluster, wait_for, write_hook
+from conftest import UNHURRIED, Cluster, wait_for, write_hook
 
 INTERVAL_S = 0.2
 # What the server says when a backend's death resets the cluster, and worse.
@@ -191,7 +191,9 @@ def test_a_hook_using_the_whole_api_runs_in_the_host(
 ) -> None:
     hook = write_hook(tmp_path, WHOLE_API)
     cluster = make_cluster(
-        settings={"hook": hook, "interval": "200ms"},
+        # Unhurried: tick 1's hook waits for the host's start, which may outlast
+        # a 200 ms tick timeout on a busy machine.
+        settings={"hook": hook, "interval": "200ms", **UNHURRIED},
         setup_sql=["CREATE TABLE public.seen (number int NOT NULL, message text)"],
     )
     cluster.wait_for_heartbeats(6)
