@@ -26,8 +26,8 @@ BRIDGE_SOURCES = [
     PACKAGE_DIR / "_bridge_statements.c",
     PACKAGE_DIR / "_hook_host.c",
 ]
-# The watchdog that interrupts hooks, and the GIL: the one C file with Python.h.
-INTERRUPTS_SOURCE = PACKAGE_DIR / "_interrupts.c"
+# The GIL for the bridge: the one C file with Python.h.
+GIL_SOURCE = PACKAGE_DIR / "_gil.c"
 
 
 def bridge_section(name: str) -> str:
@@ -88,7 +88,7 @@ ffibuilder.cdef(bridge_section("CDEF"))
 ffibuilder.set_source(
     "alive_worker._native",
     '#include "_bridge.h"',
-    sources=[*map(relative, BRIDGE_SOURCES), relative(INTERRUPTS_SOURCE)],
+    sources=[*map(relative, BRIDGE_SOURCES), relative(GIL_SOURCE)],
     include_dirs=[str(PACKAGE_DIR), pg_config("--includedir-server")],
     libraries=[library_name],
     library_dirs=[library_dir],
