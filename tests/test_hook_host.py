@@ -297,3 +297,42 @@ def test_no_host_process_without_a_hook(make_cluster: Callable[..., Cluster], tm
         lambda: not Path(f"/proc/{worker}/task/{worker}/children").read_text().split(),
         "the hook host to end when the hook is unset",
     )
+
+
+TOO_LARGE = """
+from pathlib import Path
+from alive_worker import spi
+
+OUT = Path(__file__).parent
+
+def hook(tick):
+    if tick.number == 2:
+        try:
+            spi.execute("SELECT repeat('x', 65 * 1024 * 1024)")
+        except spi.SPIError as error:
+            (OUT / "rows").write_text(f"{error.sqlstate}|{error.message}|{error.hint}")
+        try:
+            spi.execute("SELECT length($1)", "y" * (65 * 1024 * 1024))
+        except Exception as error:
+            (OUT / "statement").write_text(f"{type(error).__name__}|{error}")
+    if tick.number == 3:
+        (OUT / "after").write_text(str(spi.execute("SELECT 1")))
+"""
+
+
+def test_a_message_over_the_limit_is_a_clear_error_and_the_host_goes_on(
+    make_cluster: Callable[..., Cluster], tmp_path: Path
+) -> None:
+    hook = write_hook(tmp_path, TOO_LARGE)
+    cluster = make_cluster(settings={"hook": hook, "interval": "200ms", **UNHURRIED})
+    worker = cluster.wait_for_worker()
+    wait_for(lambda: (tmp_path / "after").exists(), "the tick after the large results", timeout=30)
+    sqlstate, message, hint = (tmp_path / "rows").read_text().split("|")
+    assert sqlstate == "54000"
+    assert "the result of the hook's statement is too large to send to the hook host" in message
+    assert "over the limit" in message and "LIMIT" in hint
+    kind, text = (tmp_path / "statement").read_text().split("|")
+    assert kind == "MessageTooLarge" and "over the limit" in text, text
+    assert (tmp_path / "after").read_text() == "[('1',)]"  # rows as text, as ever
+    assert cluster.worker_pid() == worker
+    assert "the hook host" not in cluster.log()  # never ended
