@@ -2,6 +2,7 @@
 
 - SIGTERM to the worker's exit while the hook's thread runs a regular
   expression that holds the GIL (and the hook sleeps), from outside by pidfd;
+  a cancel request and the postmaster's death to the host's exit, the same way;
 - one ``spi.execute("SELECT 1")`` through the host, timed in the hook itself
   with perf_counter, 2000 in a row: median and p99;
 - the CPU of a tick at 10 ms with a hook that does nothing, the worker's and
@@ -106,6 +107,56 @@ def measure_stop_with_regex(cluster: Cluster, figures: Figures) -> None:
     )
 
 
+def measure_end_by_cause(cluster: Cluster, figures: Figures) -> None:
+    """A cancel and the postmaster's death to the host's exit, the hook stuck in the regex.
+
+    The tick timeout takes the cancel's path in the worker (another flag, the
+    same poll): not measured apart, since its moment is not seen from outside.
+    """
+    marker = cluster.run_dir / "regex.running"
+    hook = write(cluster, "hook_regex.py", REGEX_HOOK.format(marker=str(marker)))
+    for cause in ("cancel", "postmaster death"):
+        ends = []
+        for _ in range(STARTS):
+            marker.unlink(missing_ok=True)
+            cluster.start(
+                shared_preload_libraries="alive_worker",
+                **worker_settings(ALIVE, interval="10s"),
+                **{"alive_worker.hook": hook, "alive_worker.tick_timeout": "1h"},
+            )
+            pid = cluster.worker_pid(ALIVE)
+            wait(marker.exists, "regex hook")
+            time.sleep(0.5)  # the thread holds the GIL by now
+            host = host_pid(pid)
+            if host is None:
+                raise RuntimeError("no hook host")
+            if cause == "cancel":
+                with cluster.connect() as conn:
+                    started = time.perf_counter()
+                    conn.execute("SELECT pg_cancel_backend(%s)", [pid])
+                    wait_for_exit(host, timeout=10)
+                    ends.append((time.perf_counter() - started) * 1000)
+                cluster.stop()
+            else:
+                postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+                started = time.perf_counter()
+                os.kill(postmaster, signal.SIGKILL)
+                wait_for_exit(host, timeout=10)
+                ends.append((time.perf_counter() - started) * 1000)
+                wait_for_exit(pid, timeout=10)
+                time.sleep(1.0)  # the other children notice too, and let go of shared memory
+                # The killed postmaster may linger as a zombie of whoever adopted it:
+                # its lock files would stop the next start.
+                (cluster.data / "postmaster.pid").unlink(missing_ok=True)
+                for socket_lock in cluster.run_dir.glob(".s.PGSQL.*.lock"):
+                    socket_lock.unlink()
+        key = "cancel" if cause == "cancel" else "postmaster_death"
+        figures.put(f"alive.end_host_{key}_ms", ends)
+        log(
+            f"{ALIVE}: {cause} to the host's exit: {statistics.median(ends):.1f} ms (median), worst {max(ends):.1f} ms"
+        )
+
+
 def measure_round_trip(cluster: Cluster, figures: Figures) -> None:
     out = cluster.run_dir / "round_trip.json"
     out.unlink(missing_ok=True)
@@ -165,5 +216,6 @@ def measure_hook_host(cluster: Cluster, figures: Figures) -> None:
     # The hooks leave files there; sticky, so that a hook file in it is accepted.
     os.chmod(cluster.run_dir, 0o1777)
     measure_stop_with_regex(cluster, figures)
+    measure_end_by_cause(cluster, figures)
     measure_round_trip(cluster, figures)
     measure_tick_cpu(cluster, figures)
