@@ -13,15 +13,17 @@
  *    ends is re-parented to the worker, not to init;
  *  - so every process the hook started is a descendant of the worker, and
  *    the worker has no other children: aw_hook_host_end_descendants()
- *    SIGKILLs every descendant, found by their parent PIDs in /proc, in
- *    rounds until none is left (one forked meanwhile is re-parented to the
- *    worker and found in the next round), and reaps its own children;
+ *    SIGKILLs every descendant, found through the kernel's lists of each
+ *    task's children (or, without them, every process's parent in /proc),
+ *    in rounds until none is left (one forked meanwhile is re-parented to
+ *    the worker and found in the next round), and reaps its own children;
  *  - the worker does that after it ends a host, and when it exits
  *    (on_proc_exit, on SIGTERM between ticks, a FATAL, postmaster death):
  *    the host's parent-death signal kills the host alone.
  *
- * A crash of the worker itself (a signal) leaves daemons to init, as any
- * crashed process does; the postmaster resets the cluster then anyway.
+ * An exit without exit callbacks (SIGQUIT: an immediate shutdown or a crash
+ * reset; a crash of the worker itself) leaves such daemons to init, as any
+ * process that dies so does; the host itself still dies with the worker.
  *
  * Compiled into the cffi embedding library with the bridge: postgres.h
  * first, no Python header.
@@ -45,31 +47,94 @@
 #define ROUND_PAUSE_US 1000
 
 static bool adopted = false;
+/* Whether the kernel lists each task's children (/proc/PID/task/TID/children). */
+static bool children_files = false;
 
-typedef struct Process
+/* A growing list of PIDs, malloc'd: used in proc_exit too, and in a failing tick. */
+typedef struct PidList
 {
-	pid_t		pid;
-	pid_t		parent;
-	bool		zombie;
-	bool		descendant;
-} Process;
+	pid_t	   *pids;
+	int			count;
+	int			size;
+} PidList;
+
+static bool
+append_pid(PidList *list, pid_t pid)
+{
+	if (list->count == list->size)
+	{
+		int			size = list->size == 0 ? 64 : list->size * 2;
+		pid_t	   *grown = realloc(list->pids, size * sizeof(pid_t));
+
+		if (grown == NULL)
+			return false;
+		list->pids = grown;
+		list->size = size;
+	}
+	list->pids[list->count++] = pid;
+	return true;
+}
+
+/* Appends the children of every thread of pid: the kernel's own list. */
+static void
+append_children(PidList *list, pid_t pid)
+{
+	char		path[64];
+	DIR		   *tasks;
+	struct dirent *task;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int) pid);
+	tasks = opendir(path);
+	if (tasks == NULL)
+		return;					/* gone meanwhile */
+	while ((task = readdir(tasks)) != NULL)
+	{
+		char		file[128];
+		FILE	   *children;
+		long		child;
+
+		if (task->d_name[0] == '.')
+			continue;
+		snprintf(file, sizeof(file), "/proc/%d/task/%s/children", (int) pid, task->d_name);
+		children = fopen(file, "r");
+		if (children == NULL)
+			continue;
+		while (fscanf(children, "%ld", &child) == 1)
+			if (!append_pid(list, (pid_t) child))
+				break;
+		fclose(children);
+	}
+	closedir(tasks);
+}
 
 /*
- * Every process in /proc with its parent, in a malloc'd array (*count of
- * them); NULL if /proc cannot be read.  malloc, not palloc: called in
- * proc_exit too, and from Python in a tick that may be failing.
+ * Every descendant of this process, walking down from it through the
+ * kernel's children lists: a few files however many processes the machine
+ * runs (a server with thousands of backends).
  */
-static Process *
-list_processes(int *count)
+static void
+walk_descendants(PidList *list)
+{
+	append_children(list, getpid());
+	for (int i = 0; i < list->count; i++)
+		append_children(list, list->pids[i]);
+}
+
+/*
+ * The same from every process's parent in /proc, for a kernel without
+ * children lists (CONFIG_PROC_CHILDREN unset).
+ */
+static void
+scan_descendants(PidList *list)
 {
 	DIR		   *proc = opendir("/proc");
 	struct dirent *entry;
-	Process    *processes = NULL;
-	int			size = 0;
+	PidList		all = {0};
+	PidList		parents = {0};
+	bool		changed = true;
 
-	*count = 0;
 	if (proc == NULL)
-		return NULL;
+		return;
 	while ((entry = readdir(proc)) != NULL)
 	{
 		char		path[64];
@@ -97,63 +162,33 @@ list_processes(int *count)
 		after_name = strrchr(line, ')');
 		if (after_name == NULL || sscanf(after_name + 1, " %c %d", &state, &parent) != 2)
 			continue;
-		if (*count == size)
-		{
-			Process    *grown;
-
-			size = size == 0 ? 256 : size * 2;
-			grown = realloc(processes, size * sizeof(Process));
-			if (grown == NULL)
-				break;
-			processes = grown;
-		}
-		processes[*count].pid = (pid_t) pid;
-		processes[*count].parent = (pid_t) parent;
-		processes[*count].zombie = state == 'Z';
-		processes[*count].descendant = false;
-		(*count)++;
+		if (!append_pid(&all, (pid_t) pid) || !append_pid(&parents, (pid_t) parent))
+			break;
 	}
 	closedir(proc);
-	return processes;
-}
-
-/* Marks the descendants of this process; returns how many are not zombies. */
-static int
-mark_descendants(Process *processes, int count)
-{
-	pid_t		me = getpid();
-	bool		changed = true;
-	int			living = 0;
-
+	/* Breadth first: each round adds the children of what is listed. */
 	while (changed)
 	{
 		changed = false;
-		for (int i = 0; i < count; i++)
+		for (int i = 0; i < all.count; i++)
 		{
-			if (processes[i].descendant)
-				continue;
-			if (processes[i].parent == me)
-				processes[i].descendant = true;
-			else
+			bool		listed = false;
+			bool		below = parents.pids[i] == getpid();
+
+			for (int j = 0; j < list->count && !listed; j++)
 			{
-				for (int j = 0; j < count; j++)
-				{
-					if (processes[j].descendant && processes[j].pid == processes[i].parent)
-					{
-						processes[i].descendant = true;
-						break;
-					}
-				}
+				listed = list->pids[j] == all.pids[i];
+				below = below || list->pids[j] == parents.pids[i];
 			}
-			if (processes[i].descendant)
+			if (!listed && below)
 			{
+				append_pid(list, all.pids[i]);
 				changed = true;
-				if (!processes[i].zombie)
-					living++;
 			}
 		}
 	}
-	return living;
+	free(all.pids);
+	free(parents.pids);
 }
 
 static void
@@ -163,6 +198,11 @@ reap_children(void)
 		;
 }
 
+/*
+ * SIGKILLs every descendant, reaps its own children, and again until none is
+ * left: one forked meanwhile, or whose parent died meanwhile, is the
+ * worker's by then (a subreaper's), and is found in the next round.
+ */
 int
 aw_hook_host_end_descendants(void)
 {
@@ -170,24 +210,23 @@ aw_hook_host_end_descendants(void)
 
 	for (int round = 0; round < END_ROUNDS; round++)
 	{
-		int			count;
-		Process    *processes = list_processes(&count);
-		int			living;
+		PidList		descendants = {0};
 
-		if (processes == NULL)
-			return -1;
-		living = mark_descendants(processes, count);
-		for (int i = 0; i < count; i++)
+		if (children_files)
+			walk_descendants(&descendants);
+		else
+			scan_descendants(&descendants);
+		for (int i = 0; i < descendants.count; i++)
 		{
-			if (processes[i].descendant && !processes[i].zombie &&
-				kill(processes[i].pid, SIGKILL) == 0)
+			if (kill(descendants.pids[i], SIGKILL) == 0 && round == 0)
 				killed++;
 		}
-		free(processes);
+		free(descendants.pids);
 		reap_children();
-		if (living == 0)
+		if (descendants.count == 0)
 			return killed;
-		pg_usleep(round == 0 ? 0 : ROUND_PAUSE_US);
+		/* Dying takes the kernel a moment: zombies are reaped next round. */
+		pg_usleep(ROUND_PAUSE_US);
 	}
 	return -1;
 }
@@ -201,10 +240,15 @@ end_descendants_at_exit(int code, Datum arg)
 int
 aw_hook_host_adopt(void)
 {
+	char		own_children[64];
+
 	if (adopted)
 		return 0;
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0)
 		return -1;
+	snprintf(own_children, sizeof(own_children), "/proc/%d/task/%d/children",
+			 (int) getpid(), (int) getpid());
+	children_files = access(own_children, R_OK) == 0;
 	on_proc_exit(end_descendants_at_exit, (Datum) 0);
 	adopted = true;
 	return 0;
