@@ -113,6 +113,22 @@ def die_with_the_worker(worker_pid: int) -> None:
         os._exit(1)
 
 
+def default_signal_dispositions() -> None:
+    """Undoes the backend's ignored signals, which exec keeps (SIGUSR2, SIGTTIN, SIGTTOU).
+
+    What Python itself ignores at start (SIGPIPE, SIGXFSZ) stays so, as in any
+    Python program; the hook and its children see no disposition of the server's.
+    """
+    for number in signal.valid_signals():
+        if number in (signal.SIGKILL, signal.SIGSTOP, signal.SIGPIPE, signal.SIGXFSZ):
+            continue
+        try:
+            if signal.getsignal(number) == signal.SIG_IGN:
+                signal.signal(number, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+
+
 def failure(exc: BaseException) -> _wire.Message:
     from alive_worker.errors import SPIError
 
@@ -134,6 +150,7 @@ def main() -> None:
     die_with_the_worker(worker_pid)
     os.umask(0o077)
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    default_signal_dispositions()
     connection = Connection(socket.socket(fileno=fd))
     init = connection.receive()
     sys.path[:] = list(init["path"])

@@ -20,6 +20,7 @@ test per entry checks the same things, so that a new property is one line:
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import threading
 import time
@@ -281,9 +282,14 @@ def descriptors():
     os.close(directory)
     return found
 
+def signals():
+    status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line)
+    return {name: int(status[name], 16) for name in ("SigIgn", "SigBlk")}
+
 def hook(tick):
     if (OUT / "host").exists():
         return
+    (OUT / "signals").write_text(repr(signals()))
     pid = os.fork()
     if pid == 0:
         (OUT / "child").write_text(repr(descriptors()))
@@ -293,10 +299,11 @@ def hook(tick):
 """
 
 
-def test_the_host_inherits_no_descriptor_of_the_server(
+def test_the_host_inherits_no_descriptor_or_signal_disposition_of_the_server(
     make_cluster: Callable[..., Cluster], tmp_path: Path
 ) -> None:
-    """Only /dev/null on 0-2 and its socket to the worker: no data file, WAL, pipe or socket of the server."""
+    """Only /dev/null on 0-2 and its socket to the worker: no data file, WAL, pipe or socket of the server;
+    no signal blocked, none ignored but what Python itself ignores (SIGPIPE, SIGXFSZ)."""
     hook = write_hook(tmp_path, DESCRIPTORS_HOOK)
     os.chmod(tmp_path, 0o700)
     cluster = make_cluster(settings={"hook": hook})
@@ -318,3 +325,10 @@ def test_the_host_inherits_no_descriptor_of_the_server(
             found,
         )
         assert not servers & set(found.values()), (who, found)
+    ignored = {
+        number
+        for number in range(1, 65)
+        if eval((tmp_path / "signals").read_text())["SigIgn"] >> (number - 1) & 1
+    }
+    assert ignored == {signal.SIGPIPE, signal.SIGXFSZ}, ignored
+    assert eval((tmp_path / "signals").read_text())["SigBlk"] == 0
