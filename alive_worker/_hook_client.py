@@ -42,6 +42,9 @@ WAIT_MS = 10
 GRACE_S = 0.05
 FIRST_BACKOFF_S = 0.2
 MAX_BACKOFF_S = 30.0
+# How long the tick timeout and a cancel leave a starting host (the hook's
+# import included) alone: past that, a start that hangs is ended like a hook.
+STARTING_LIMIT_S = 10.0
 HOST_SCRIPT = Path(__file__).with_name("_host.py")
 # _host.EXIT_MEMORY_LIMIT: the host ends itself after a MemoryError.
 EXIT_MEMORY_LIMIT = 75
@@ -165,7 +168,10 @@ class HookHost:
         """Waits for the host's first message; a timeout or cancel meanwhile leaves it starting."""
         while self.starting:
             message = self._receive()
-            if message.get("op") == "ready":
+            if message.get("op") == "call":
+                # The hook's module runs statements as it is imported.
+                self._answer(message)
+            elif message.get("op") == "ready":
                 self.starting = False
                 assert self.process is not None
                 log.debug(
@@ -233,12 +239,15 @@ class HookHost:
         counts its end; the error for the tick."""
         pid = self.pid()
         how = self.stop(exiting=exiting)
-        self.ends += 1
-        self.backoff_s = FIRST_BACKOFF_S if self.backoff_s == 0 else min(self.backoff_s * 2, MAX_BACKOFF_S)
-        self.not_before = time.monotonic() + self.backoff_s
+        self._count_end()
         message = f"alive_worker: the hook host {what}; the hook host {how}"
         detail = f"The hook host had PID {pid}; it is started again in {self.backoff_s:.1f} s; the heartbeats go on."
         return HostEnded(message, detail=detail, context=traceback)
+
+    def _count_end(self) -> None:
+        self.ends += 1
+        self.backoff_s = FIRST_BACKOFF_S if self.backoff_s == 0 else min(self.backoff_s * 2, MAX_BACKOFF_S)
+        self.not_before = time.monotonic() + self.backoff_s
 
     # ---- a tick ----
 
@@ -388,14 +397,21 @@ class HookHost:
         cause = int(lib.aw_hook_wait_cause())
         if cause != _NONE:
             message = CAUSES.get(cause, "canceling alive_worker.hook")
-            if self.starting and cause in (int(lib.AW_CAUSE_TIMEOUT), int(lib.AW_CAUSE_CANCEL)):
+            if (
+                self.starting
+                and cause in (int(lib.AW_CAUSE_TIMEOUT), int(lib.AW_CAUSE_CANCEL))
+                and time.monotonic() - self.started_at < STARTING_LIMIT_S
+            ):
                 # A short tick timeout must not end every host before it is up.
                 raise errors.QueryCanceled(
                     f"{message}; the hook host is still starting",
-                    hint="The hook runs from the next tick on; the host takes about 0.1 s to start.",
+                    hint="The hook runs from the next tick on; the host takes about 0.1 s to start and import it.",
                 )
             pid = self.pid()
             how = self.stop()
+            # Started again after the backoff, as after any end: a hook that
+            # keeps outlasting the tick timeout must not restart a host every tick.
+            self._count_end()
             if cause == int(lib.AW_CAUSE_STOP):
                 # The shim reports the tick that SIGTERM ends in words of its own.
                 lib.aw_log(int(lib.AW_LOG_LOG), f"{message}; the hook host (PID {pid}) {how}".encode())

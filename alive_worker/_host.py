@@ -178,13 +178,25 @@ def main() -> None:
     root.setLevel(logging.DEBUG if init.get("debug") else logging.INFO)
     logging.captureWarnings(True)
 
+    # Imported before "ready": the import is part of the host's start, which
+    # the tick timeout leaves alone; a hook whose import outlasts the timeout
+    # would otherwise be ended at every first call, and never run.  Its
+    # failure is the first tick's, and the next tick imports it again.
     hook: hooks.Hook | None = None
+    import_failure: BaseException | None = None
+    try:
+        hook = hooks.load(str(init["hook"]))
+    except BaseException as exc:
+        import_failure = exc
     connection.send({"op": "ready"})
     while True:
         request = connection.receive()
         if request.get("op") != "tick":
             continue
         try:
+            if import_failure is not None:
+                failed, import_failure = import_failure, None
+                raise failed
             if hook is None:
                 hook = hooks.load(str(init["hook"]))
             if hook is not None:

@@ -10,6 +10,7 @@ alive_worker.workers naming what the hook did when it ended its host.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -336,3 +337,45 @@ def test_a_message_over_the_limit_is_a_clear_error_and_the_host_goes_on(
     assert (tmp_path / "after").read_text() == "[('1',)]"  # rows as text, as ever
     assert cluster.worker_pid() == worker
     assert "the hook host" not in cluster.log()  # never ended
+
+
+SLOW_IMPORT = """
+import time
+from pathlib import Path
+from alive_worker import spi
+
+OUT = Path(__file__).parent
+time.sleep(0.5)  # longer than the tick timeout
+[(ONE,)] = spi.execute("SELECT 1")  # statements as the module is imported
+
+def hook(tick):
+    (OUT / "ran").write_text(f"{tick.number} {ONE}")
+"""
+
+
+def test_a_hook_whose_import_outlasts_the_tick_timeout_runs(
+    make_cluster: Callable[..., Cluster], tmp_path: Path
+) -> None:
+    """The import is the host's start: a 100 ms tick timeout does not end it at every first call."""
+    hook = write_hook(tmp_path, SLOW_IMPORT)
+    cluster = make_cluster(settings={"hook": hook, "interval": "100ms"})
+    cluster.wait_for_worker()
+    wait_for(lambda: (tmp_path / "ran").exists(), "the hook to run", timeout=20)
+    assert (tmp_path / "ran").read_text().endswith(" 1")
+
+
+def test_a_hook_that_keeps_outlasting_the_tick_timeout_is_restarted_with_a_backoff(
+    make_cluster: Callable[..., Cluster], tmp_path: Path
+) -> None:
+    hook = write_hook(tmp_path, "import time\n\ndef hook(tick):\n    time.sleep(1)\n")
+    cluster = make_cluster(settings={"hook": hook, "interval": "100ms"})
+    cluster.wait_for_worker()
+    cluster.wait_for_log(
+        r"canceling statement due to statement timeout; the hook host was killed", timeout=20
+    )
+    time.sleep(3)
+    starts = re.findall(r"alive_worker hook host \(PID \d+\) started in", cluster.log())
+    # About 30 ticks: a host started at each would be 15 or more; 0.2 s doubling gives 4 or 5.
+    assert 1 <= len(starts) <= 8, len(starts)
+    count = len(cluster.heartbeats())
+    cluster.wait_for_heartbeats(count + 5)
