@@ -184,6 +184,9 @@ def measure_tick_cpu(cluster: Cluster, figures: Figures) -> None:
                 cluster,
                 shared_preload_libraries="alive_worker",
                 **worker_settings(ALIVE, interval="10ms"),
+                # The cost of a tick, not its timeout: at 10 ms a busy machine's
+                # preemption would end a host now and then, and the figure with it.
+                **{"alive_worker.tick_timeout": "1s"},
                 **settings,
             ):
                 pid = cluster.worker_pid(ALIVE)
@@ -194,6 +197,10 @@ def measure_tick_cpu(cluster: Cluster, figures: Figures) -> None:
                 first = cluster.last_pk(ALIVE)
                 before = sum(cpu_ns(p) for p in pids)
                 time.sleep(CPU_SECONDS)
+                if host and host_pid(pid) != host:
+                    raise RuntimeError(
+                        f"the hook host {host} ended during the measurement; see {cluster.log_file}"
+                    )
                 after = sum(cpu_ns(p) for p in pids)
                 ticks = cluster.last_pk(ALIVE) - first
                 samples[name].append((after - before) / max(ticks, 1) / 1000)
