@@ -114,6 +114,7 @@ class HookHost:
         self.ends = 0
         self.backoff_s = 0.0
         self.not_before = 0.0
+        self.last_end = ""  # what the last end of a host was logged as
         self.memory_limit = 0
         # Between Popen and the host's first message: its start is not the hook's
         # fault, so the tick timeout or a cancel then leave it starting.
@@ -241,6 +242,7 @@ class HookHost:
         how = self.stop(exiting=exiting)
         self._count_end()
         message = f"alive_worker: the hook host {what}; the hook host {how}"
+        self.last_end = message.removeprefix("alive_worker: ")
         detail = f"The hook host had PID {pid}; it is started again in {self.backoff_s:.1f} s; the heartbeats go on."
         return HostEnded(message, detail=detail, context=traceback)
 
@@ -255,8 +257,14 @@ class HookHost:
         """Runs the hook for ``tick`` in the host, answering its statements until it is done."""
         self._reap_orphans()
         if self.process is None:
-            if time.monotonic() < self.not_before:
-                return
+            remaining = self.not_before - time.monotonic()
+            if remaining > 0:
+                # The hook did not run: a failure of the hook, never a tick that
+                # passes for its check (hook_failure = fail_tick), never silence.
+                raise HostEnded(
+                    f"alive_worker: the hook did not run: the hook host is started again in {remaining:.1f} s"
+                    f" after its last end ({self.last_end})"
+                )
             self.start()
         self._wait_until_ready()
         self._send(
@@ -415,9 +423,8 @@ class HookHost:
             if cause == int(lib.AW_CAUSE_STOP):
                 # The shim reports the tick that SIGTERM ends in words of its own.
                 lib.aw_log(int(lib.AW_LOG_LOG), f"{message}; the hook host (PID {pid}) {how}".encode())
-            raise errors.QueryCanceled(
-                f"{message}; the hook host {how}", detail=f"The hook host had PID {pid}."
-            )
+            self.last_end = f"{message}; the hook host {how}"
+            raise errors.QueryCanceled(self.last_end, detail=f"The hook host had PID {pid}.")
 
     def _wait(self, events: int) -> None:
         assert self.sock is not None

@@ -379,3 +379,22 @@ def test_a_hook_that_keeps_outlasting_the_tick_timeout_is_restarted_with_a_backo
     assert 1 <= len(starts) <= 8, len(starts)
     count = len(cluster.heartbeats())
     cluster.wait_for_heartbeats(count + 5)
+
+
+def test_a_tick_whose_hook_cannot_run_while_the_host_is_backed_off_is_no_passed_check(
+    make_cluster: Callable[..., Cluster], tmp_path: Path
+) -> None:
+    """hook_failure = fail_tick: a heartbeat means the check passed, so no tick commits while no host runs it."""
+    hook = write_hook(tmp_path, "import os\n\ndef hook(tick):\n    os._exit(3)\n")
+    cluster = make_cluster(
+        settings={"hook": hook, "interval": "100ms", "hook_failure": "fail_tick", **UNHURRIED}
+    )
+    cluster.wait_for_worker()
+    cluster.wait_for_log(r"the hook host exited with code 3", timeout=20)
+    time.sleep(1)
+    assert cluster.heartbeats() == []
+    cluster.wait_for_log(
+        r"the hook did not run: the hook host is started again in [\d.]+ s after its last end "
+        r"\(the hook host closed its connection; the hook host exited with code 3\)"
+    )
+    assert hook_status(cluster)["ticks_ok"] == 0
