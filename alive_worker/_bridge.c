@@ -44,11 +44,10 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
-#include "postmaster/postmaster.h"
 
 #include "_bridge.h"
 #include "_bridge_guard.h"
-#include "_interrupts.h"
+#include "_gil.h"
 
 
 
@@ -76,14 +75,10 @@ static __thread aw_error last_error;
 static __thread bool error_recorded = false;
 
 
-/* Bridge calls in progress: more than one when PL/Python code calls spi. */
-static int	postgres_depth = 0;
-
-/* From the shim: why a hook should stop, and how to end the worker. */
+/* From the shim: why a hook should stop. */
 static int	(*interrupt_cause) (void) = NULL;
 /* The cause aw_hook_wait_cause last returned in this hook call. */
 static int	host_cause = AW_CAUSE_NONE;
-static void (*end_worker) (int cause) = NULL;
 
 
 static char *
@@ -197,25 +192,7 @@ run_guarded(GuardMode mode, void (*body) (void *), void *arg)
 		return AW_ERROR;
 	}
 
-	/*
-	 * An interrupted hook runs no more statements: one that caught the
-	 * cancel of its statement would otherwise start the next, and hold up
-	 * SIGTERM for as long as that one runs.  Past the grace, this is where
-	 * the worker ends it.
-	 */
-	if (postgres_depth == 0 && aw_interrupts_latched(NULL) != AW_CAUSE_NONE &&
-		aw_interrupt_check() != AW_CAUSE_NONE && mode != GUARD_ANY_STATE)
-	{
-		aw_record_error(SQLSTATE_QUERY_CANCELED,
-						"alive_worker.hook was interrupted: statements are refused until it returns",
-						NULL, "Let alive_worker.hooks.Interrupted propagate out of the hook.",
-						NULL);
-		return AW_ERROR;
-	}
-
-	/* See _interrupts.c: the GIL for PL/Python, no kick in PostgreSQL code. */
-	if (postgres_depth++ == 0)
-		aw_interrupts_enter_postgres();
+	/* See _gil.c: the GIL for PL/Python. */
 	gil = aw_gil_take();
 	PG_TRY();
 	{
@@ -268,8 +245,6 @@ run_guarded(GuardMode mode, void (*body) (void *), void *arg)
 	}
 	PG_END_TRY();
 	aw_gil_give(gil);
-	if (--postgres_depth == 0)
-		aw_interrupts_leave_postgres();
 
 	return result;
 }
@@ -457,35 +432,19 @@ aw_report_retention_error(const char *message)
 	worker_status_retention_error(message);
 }
 
-/* ---- interrupting hooks (see _interrupts.c) ---- */
+/* ---- ending a hook (the worker ends the hook host: _hook_client.py) ---- */
 
 void
-aw_set_interrupt_sources(int (*cause) (void), void (*end) (int cause))
+aw_set_hook_cause(int (*cause) (void))
 {
 	interrupt_cause = cause;
-	end_worker = end;
-}
-
-int
-aw_hook_interrupts_start(void)
-{
-	if (!on_worker_thread())
-		return AW_ERROR;
-	if (aw_interrupts_start(postmaster_alive_fds[POSTMASTER_FD_WATCH],
-							interrupt_cause) != 0)
-	{
-		aw_record_error(SQLSTATE_SYSTEM_ERROR, "alive_worker could not start the watchdog that interrupts hooks",
-						NULL, NULL, NULL);
-		return AW_ERROR;
-	}
-	return AW_OK;
 }
 
 void
 aw_hook_begin(void)
 {
 	if (on_worker_thread())
-		aw_interrupts_arm();
+		host_cause = AW_CAUSE_NONE;
 }
 
 /*
@@ -516,9 +475,7 @@ aw_hook_end(void)
 
 	if (!on_worker_thread())
 		return AW_CAUSE_NONE;
-	cause = aw_interrupts_disarm();
-	if (cause == AW_CAUSE_NONE)
-		cause = host_cause;
+	cause = host_cause;
 	host_cause = AW_CAUSE_NONE;
 
 	/*
@@ -529,32 +486,6 @@ aw_hook_end(void)
 	 */
 	if (cause != AW_CAUSE_NONE)
 		QueryCancelPending = false;
-	return cause;
-}
-
-/*
- * Called by Python's handler entry on the worker's thread, between two
- * bytecodes of whatever Python runs there: the hook, or PL/Python code that
- * a hook's statement reached.  Past the grace, it ends the worker through
- * the shim (FATAL or proc_exit: PostgreSQL's exit callbacks abort the
- * transaction and release everything, as for a backend terminated in the
- * middle of a query); Python's frames are never unwound.  Not where
- * PostgreSQL holds interrupts off or is in a critical section: there the
- * exception alone is raised, and the next check ends it.
- */
-int
-aw_interrupt_check(void)
-{
-	int64_t		since_us = 0;
-	int			cause;
-
-	if (!on_worker_thread())
-		return AW_CAUSE_NONE;
-	cause = aw_interrupts_latched(&since_us);
-	if (cause != AW_CAUSE_NONE && end_worker != NULL &&
-		since_us >= (int64_t) AW_INTERRUPT_GRACE_MS * 1000 &&
-		InterruptHoldoffCount == 0 && CritSectionCount == 0)
-		end_worker(cause);
 	return cause;
 }
 

@@ -34,16 +34,12 @@ int			aw_python_hook(void);
 #define AW_LOG_LOG 2
 #define AW_LOG_WARNING 3
 
-/*
- * Why a running hook is interrupted (alive_worker.hooks.Interrupted), and how
- * long it may go on after that before the worker ends it.
- */
+/* Why a running hook is ended (the worker ends the hook host). */
 #define AW_CAUSE_NONE 0
 #define AW_CAUSE_CANCEL 1
 #define AW_CAUSE_TIMEOUT 2
 #define AW_CAUSE_STOP 3
 #define AW_CAUSE_POSTMASTER_DEATH 4
-#define AW_INTERRUPT_GRACE_MS 500
 
 /* The last PostgreSQL ERROR caught on the calling thread, as plain strings. */
 typedef struct aw_error
@@ -116,17 +112,11 @@ void		aw_forget_tick_plans(void);
 long		aw_live_plans(void);
 
 /*
- * Interrupting hooks (_interrupts.c): the signal number whose entry in
- * Python's table of handlers the watchdog trips; starting the watchdog once
- * that entry is set; arming it around a hook (aw_hook_end returns the cause
- * seen, if any); and, for that entry's Python function, the cause, ending
- * the worker instead once the grace is over.
+ * Around a hook (called by the shim): aw_hook_end returns the cause that
+ * ended the hook host in this call, if any (aw_hook_wait_cause saw it).
  */
-int			aw_interrupt_signal(void);
-int			aw_hook_interrupts_start(void);
 void		aw_hook_begin(void);
 int			aw_hook_end(void);
-int			aw_interrupt_check(void);
 /* Why a hook running in the hook host must end now (AW_CAUSE_*). */
 int			aw_hook_wait_cause(void);
 /*
@@ -151,17 +141,22 @@ typedef struct aw_start_facts
 } aw_start_facts;
 
 void		aw_start_facts_read(aw_start_facts *facts);
+
+/*
+ * The hook host's descendants (_hook_host.c): the worker adopts every
+ * process the hook starts, before it starts a host (0, or -1 and errno),
+ * and SIGKILLs and reaps them all (how many, or -1).
+ */
+int			aw_hook_host_adopt(void);
+int			aw_hook_host_end_descendants(void);
 /* CDEF END */
 
 /*
  * Given by the shim once Python has started: cause() says why a hook should
- * stop now (AW_CAUSE_*, from flags its signal handlers set; called from the
- * watchdog's thread, so it only reads them); end_worker(cause) ends the
- * worker without returning, on the worker's thread, when a hook goes on
- * past the grace.
+ * stop now (AW_CAUSE_*, from flags its signal handlers set), asked between
+ * the worker's short waits for the hook host.
  */
-extern void aw_set_interrupt_sources(int (*cause) (void),
-									 void (*end_worker) (int cause));
+extern void aw_set_hook_cause(int (*cause) (void));
 
 /*
  * Called by the C shim after every call into Python, with what the call

@@ -20,17 +20,21 @@ import cffi
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 BRIDGE_HEADER = PACKAGE_DIR / "_bridge.h"
-# The bridge: its guard (_bridge.c) and its statements.
-BRIDGE_SOURCES = [PACKAGE_DIR / "_bridge.c", PACKAGE_DIR / "_bridge_statements.c"]
-# The watchdog that interrupts hooks, and the GIL: the one C file with Python.h.
-INTERRUPTS_SOURCE = PACKAGE_DIR / "_interrupts.c"
+# The bridge: its guard (_bridge.c), its statements, and the hook host's descendants.
+BRIDGE_SOURCES = [
+    PACKAGE_DIR / "_bridge.c",
+    PACKAGE_DIR / "_bridge_statements.c",
+    PACKAGE_DIR / "_hook_host.c",
+]
+# The GIL for the bridge: the one C file with Python.h.
+GIL_SOURCE = PACKAGE_DIR / "_gil.c"
 
 
 def bridge_section(name: str) -> str:
     """The declarations between the NAME BEGIN and NAME END markers of _bridge.h.
 
     EMBEDDING: implemented in Python (alive_worker/_worker.py), called by the
-    C shim.  CDEF: implemented in C (_bridge.c, _bridge_statements.c), called by Python.
+    C shim.  CDEF: implemented in C (_bridge.c, _bridge_statements.c, _hook_host.c), called by Python.
     """
     header = BRIDGE_HEADER.read_text()
     match = re.search(rf"/\* {name} BEGIN \*/(.*)/\* {name} END \*/", header, re.S)
@@ -84,7 +88,7 @@ ffibuilder.cdef(bridge_section("CDEF"))
 ffibuilder.set_source(
     "alive_worker._native",
     '#include "_bridge.h"',
-    sources=[*map(relative, BRIDGE_SOURCES), relative(INTERRUPTS_SOURCE)],
+    sources=[*map(relative, BRIDGE_SOURCES), relative(GIL_SOURCE)],
     include_dirs=[str(PACKAGE_DIR), pg_config("--includedir-server")],
     libraries=[library_name],
     library_dirs=[library_dir],

@@ -8,7 +8,9 @@ worker never blocks on the host: it waits in poll() for at most
 :data:`WAIT_MS` at a time and between waits asks the bridge whether SIGTERM,
 the tick timeout, a cancel request or the postmaster's death says stop
 (aw_hook_wait_cause).  Then it ends the host's process group, SIGTERM then
-SIGKILL after :data:`GRACE_S`, and raises QueryCanceled in the tick.
+SIGKILL after :data:`GRACE_S`, and every other process the hook started
+(the worker adopts them: alive_worker/_hook_host.c), and raises
+QueryCanceled in the tick.
 
 Any end of the host (a signal, an exit, its memory limit, a closed
 connection) is described, logged and raised as the hook's failure; the next
@@ -40,6 +42,9 @@ WAIT_MS = 10
 GRACE_S = 0.05
 FIRST_BACKOFF_S = 0.2
 MAX_BACKOFF_S = 30.0
+# How long the tick timeout and a cancel leave a starting host (the hook's
+# import included) alone: past that, a start that hangs is ended like a hook.
+STARTING_LIMIT_S = 10.0
 HOST_SCRIPT = Path(__file__).with_name("_host.py")
 # _host.EXIT_MEMORY_LIMIT: the host ends itself after a MemoryError.
 EXIT_MEMORY_LIMIT = 75
@@ -109,6 +114,7 @@ class HookHost:
         self.ends = 0
         self.backoff_s = 0.0
         self.not_before = 0.0
+        self.last_end = ""  # what the last end of a host was logged as
         self.memory_limit = 0
         # Between Popen and the host's first message: its start is not the hook's
         # fault, so the tick timeout or a cancel then leave it starting.
@@ -122,6 +128,13 @@ class HookHost:
         # GetConfigOption gives the value in its base unit, kB.
         self.memory_limit = int(limit) * 1024 if limit else 0
         started = time.monotonic()
+        # Before the host exists: every process it starts, in whatever session,
+        # stays the worker's descendant (alive_worker/_hook_host.c).
+        if lib.aw_hook_host_adopt() != 0:
+            log.warning(
+                "alive_worker cannot adopt the hook host's orphans (PR_SET_CHILD_SUBREAPER): a daemon the hook "
+                "starts in a session of its own may outlive the hook host"
+            )
         worker_end, host_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self.process = subprocess.Popen(
@@ -156,7 +169,10 @@ class HookHost:
         """Waits for the host's first message; a timeout or cancel meanwhile leaves it starting."""
         while self.starting:
             message = self._receive()
-            if message.get("op") == "ready":
+            if message.get("op") == "call":
+                # The hook's module runs statements as it is imported.
+                self._answer(message)
+            elif message.get("op") == "ready":
                 self.starting = False
                 assert self.process is not None
                 log.debug(
@@ -170,8 +186,9 @@ class HookHost:
     def pid(self) -> int | None:
         return None if self.process is None else self.process.pid
 
-    def stop(self, why: str | None = None) -> str:
-        """Ends the host's process group (SIGTERM, then SIGKILL after the grace); what ended it."""
+    def stop(self, exiting: bool = False) -> str:
+        """Ends the host's process group (SIGTERM, then SIGKILL after the grace) and every process the
+        hook started; what ended the host."""
         process = self.process
         if self.sock is not None:
             self.sock.close()
@@ -183,15 +200,17 @@ class HookHost:
         self.plans.clear()
         if process is None:
             return "was not running"
-        status = self._reap(process, 0)
+        status = self._reap(process, GRACE_S if exiting else 0)
         if status is None:
             self._signal_group(process.pid, signal.SIGTERM)
             status = self._reap(process, GRACE_S)
         if status is None:
             self._signal_group(process.pid, signal.SIGKILL)
             status = self._reap(process, None)
-        # Children the hook forked, still in the group.
+        # Children the hook forked, still in the group, and every other
+        # descendant: daemons in sessions of their own included.
         self._signal_group(process.pid, signal.SIGKILL)
+        lib.aw_hook_host_end_descendants()
         if status is None:
             return "ended"
         return describe_status(status, self.memory_limit)
@@ -216,24 +235,36 @@ class HookHost:
                 return None
             time.sleep(0.002)
 
-    def _ended(self, what: str, traceback: str | None = None) -> HostEnded:
-        """Stops what is left of the host, logs and counts its end; the error for the tick."""
+    def _ended(self, what: str, traceback: str | None = None, exiting: bool = False) -> HostEnded:
+        """Stops what is left of the host (given the grace to exit first if it said it would), logs and
+        counts its end; the error for the tick."""
         pid = self.pid()
-        how = self.stop()
+        how = self.stop(exiting=exiting)
+        self._count_end()
+        message = f"alive_worker: the hook host {what}; the hook host {how}"
+        self.last_end = message.removeprefix("alive_worker: ")
+        detail = f"The hook host had PID {pid}; it is started again in {self.backoff_s:.1f} s; the heartbeats go on."
+        return HostEnded(message, detail=detail, context=traceback)
+
+    def _count_end(self) -> None:
         self.ends += 1
         self.backoff_s = FIRST_BACKOFF_S if self.backoff_s == 0 else min(self.backoff_s * 2, MAX_BACKOFF_S)
         self.not_before = time.monotonic() + self.backoff_s
-        message = f"alive_worker: the hook host {what}; the hook host {how}"
-        detail = f"The hook host had PID {pid}; it is started again in {self.backoff_s:.1f} s; the heartbeats go on."
-        return HostEnded(message, detail=detail, context=traceback)
 
     # ---- a tick ----
 
     def run(self, tick: Tick) -> None:
         """Runs the hook for ``tick`` in the host, answering its statements until it is done."""
+        self._reap_orphans()
         if self.process is None:
-            if time.monotonic() < self.not_before:
-                return
+            remaining = self.not_before - time.monotonic()
+            if remaining > 0:
+                # The hook did not run: a failure of the hook, never a tick that
+                # passes for its check (hook_failure = fail_tick), never silence.
+                raise HostEnded(
+                    f"alive_worker: the hook did not run: the hook host is started again in {remaining:.1f} s"
+                    f" after its last end ({self.last_end})"
+                )
             self.start()
         self._wait_until_ready()
         self._send(
@@ -252,9 +283,28 @@ class HookHost:
             else:
                 self._handle_aside(message)
 
+    def _reap_orphans(self) -> None:
+        """Reaps the hook's processes that ended after the worker adopted them; the host is left to stop()."""
+        host = self.pid()
+        while True:
+            try:
+                ended = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if ended is None or ended.si_pid == host:
+                return
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(ended.si_pid, os.WNOHANG)
+
     def _raise_failure(self, message: _wire.Message) -> None:
         if message.get("memory_limit"):
-            raise self._ended("ran out of memory in the hook", message.get("traceback"))
+            # Named whatever its exit says: it is on its way out, but may not be there yet.
+            limit_mb = self.memory_limit // (1024 * 1024)
+            raise self._ended(
+                f"reached alive_worker.hook_memory_limit ({limit_mb} MB): MemoryError in the hook",
+                message.get("traceback"),
+                exiting=True,
+            )
         trace = message.get("traceback")
         if "sqlstate" in message:
             context = "\n".join(part for part in (message.get("context"), trace) if part)
@@ -355,20 +405,26 @@ class HookHost:
         cause = int(lib.aw_hook_wait_cause())
         if cause != _NONE:
             message = CAUSES.get(cause, "canceling alive_worker.hook")
-            if self.starting and cause in (int(lib.AW_CAUSE_TIMEOUT), int(lib.AW_CAUSE_CANCEL)):
+            if (
+                self.starting
+                and cause in (int(lib.AW_CAUSE_TIMEOUT), int(lib.AW_CAUSE_CANCEL))
+                and time.monotonic() - self.started_at < STARTING_LIMIT_S
+            ):
                 # A short tick timeout must not end every host before it is up.
                 raise errors.QueryCanceled(
                     f"{message}; the hook host is still starting",
-                    hint="The hook runs from the next tick on; the host takes about 0.1 s to start.",
+                    hint="The hook runs from the next tick on; the host takes about 0.1 s to start and import it.",
                 )
             pid = self.pid()
             how = self.stop()
+            # Started again after the backoff, as after any end: a hook that
+            # keeps outlasting the tick timeout must not restart a host every tick.
+            self._count_end()
             if cause == int(lib.AW_CAUSE_STOP):
                 # The shim reports the tick that SIGTERM ends in words of its own.
                 lib.aw_log(int(lib.AW_LOG_LOG), f"{message}; the hook host (PID {pid}) {how}".encode())
-            raise errors.QueryCanceled(
-                f"{message}; the hook host {how}", detail=f"The hook host had PID {pid}."
-            )
+            self.last_end = f"{message}; the hook host {how}"
+            raise errors.QueryCanceled(self.last_end, detail=f"The hook host had PID {pid}.")
 
     def _wait(self, events: int) -> None:
         assert self.sock is not None

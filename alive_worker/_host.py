@@ -113,6 +113,22 @@ def die_with_the_worker(worker_pid: int) -> None:
         os._exit(1)
 
 
+def default_signal_dispositions() -> None:
+    """Undoes the backend's ignored signals, which exec keeps (SIGUSR2, SIGTTIN, SIGTTOU).
+
+    What Python itself ignores at start (SIGPIPE, SIGXFSZ) stays so, as in any
+    Python program; the hook and its children see no disposition of the server's.
+    """
+    for number in signal.valid_signals():
+        if number in (signal.SIGKILL, signal.SIGSTOP, signal.SIGPIPE, signal.SIGXFSZ):
+            continue
+        try:
+            if signal.getsignal(number) == signal.SIG_IGN:
+                signal.signal(number, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+
+
 def failure(exc: BaseException) -> _wire.Message:
     from alive_worker.errors import SPIError
 
@@ -134,6 +150,7 @@ def main() -> None:
     die_with_the_worker(worker_pid)
     os.umask(0o077)
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    default_signal_dispositions()
     connection = Connection(socket.socket(fileno=fd))
     init = connection.receive()
     sys.path[:] = list(init["path"])
@@ -161,13 +178,25 @@ def main() -> None:
     root.setLevel(logging.DEBUG if init.get("debug") else logging.INFO)
     logging.captureWarnings(True)
 
+    # Imported before "ready": the import is part of the host's start, which
+    # the tick timeout leaves alone; a hook whose import outlasts the timeout
+    # would otherwise be ended at every first call, and never run.  Its
+    # failure is the first tick's, and the next tick imports it again.
     hook: hooks.Hook | None = None
+    import_failure: BaseException | None = None
+    try:
+        hook = hooks.load(str(init["hook"]))
+    except BaseException as exc:
+        import_failure = exc
     connection.send({"op": "ready"})
     while True:
         request = connection.receive()
         if request.get("op") != "tick":
             continue
         try:
+            if import_failure is not None:
+                failed, import_failure = import_failure, None
+                raise failed
             if hook is None:
                 hook = hooks.load(str(init["hook"]))
             if hook is not None:

@@ -12,7 +12,6 @@ import traceback
 from alive_worker import errors, spi
 from alive_worker._native import ffi, lib
 from alive_worker.heartbeat import Heartbeat
-from alive_worker.hooks import Interrupted
 from alive_worker.spi import SPIError
 
 _OK = int(lib.AW_OK)
@@ -22,15 +21,7 @@ _heartbeat: Heartbeat | None = None
 
 def _record(exc: BaseException, doing: str) -> int:
     trace = "".join(traceback.format_exception(exc)).rstrip()
-    if isinstance(exc, Interrupted):
-        lib.aw_record_error(
-            Interrupted.sqlstate.encode(),
-            str(exc).encode(errors="replace"),
-            ffi.NULL,
-            ffi.NULL,
-            trace.encode(errors="replace"),
-        )
-    elif isinstance(exc, SPIError):
+    if isinstance(exc, SPIError):
         # The hook host's failures carry the hook's own traceback: the
         # worker's frames that relayed it say nothing more.
         relayed = getattr(exc, "from_hook_host", False)

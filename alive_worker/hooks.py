@@ -29,13 +29,12 @@ class HookError(Exception):
 
 
 class Interrupted(BaseException):
-    """Raised in a running hook when the worker must stop it.
+    """No longer raised: kept so that hooks that name it still import.
 
-    The cause is SIGTERM, the tick timeout, a cancel request
-    (pg_cancel_backend) or the postmaster's death.  A BaseException, as
-    KeyboardInterrupt is, so that ``except Exception`` does not catch it; a hook
-    that catches it anyway is interrupted again, and after
-    alive_worker._native.lib.AW_INTERRUPT_GRACE_MS (0.5 s) the worker exits.
+    Until 1.3 it was raised in a running hook when the worker had to stop
+    it.  Hooks now run in the hook host, which the worker ends instead
+    (SIGTERM, the tick timeout, a cancel request, the postmaster's death):
+    nothing in the hook is told, and nothing it catches holds the worker up.
     """
 
     # What PostgreSQL raises for the same causes.

@@ -1,14 +1,14 @@
 /*
  * hook_runner.c
- *		Running alive_worker.hook in its own subtransaction, and carrying
- *		interrupts into it.
+ *		Running alive_worker.hook in its own subtransaction, and saying why it
+ *		must end.
  *
- * A hook is code the operator chose, run by the worker after the heartbeat's
- * INSERT.  It must not be able to hang shutdown, outlive the tick timeout, or
- * turn one failure into a crash: the bridge's watchdog raises an exception in
- * it when the worker must stop (alive_worker/_interrupts.c), and an ERROR
- * rolls back the hook's subtransaction alone unless hook_failure says the
- * whole tick fails.
+ * A hook is code the operator chose, run after the heartbeat's INSERT in the
+ * hook host, a process of its own (alive_worker/_hook_client.py).  It must
+ * not be able to hang shutdown, outlive the tick timeout, or turn one
+ * failure into a crash: the worker ends the host when the worker must stop
+ * (hook_interrupt_cause below), and an ERROR rolls back the hook's
+ * subtransaction alone unless hook_failure says the whole tick fails.
  */
 #include "postgres.h"
 
@@ -29,10 +29,10 @@
 #include "worker_status.h"
 
 /*
- * Why a running hook must stop, for the bridge's watchdog (see
- * alive_worker/_interrupts.c).  Called on the watchdog's thread while a hook
- * runs: it only reads flags that signal handlers set.  SIGTERM's handler and
- * the tick timeout's set QueryCancelPending too, so the order matters.
+ * Why a running hook must stop, asked by the worker between its short waits
+ * for the hook host: it only reads flags that signal handlers set.  SIGTERM's
+ * handler and the tick timeout's set QueryCancelPending too, so the order
+ * matters.
  */
 static int
 hook_interrupt_cause(void)
@@ -63,40 +63,10 @@ hook_interrupt_cause_name(int cause)
 	return "an interrupt";
 }
 
-/*
- * A hook went on for AW_INTERRUPT_GRACE_MS after it was interrupted
- * (it caught alive_worker.hooks.Interrupted).  Called by the bridge on the
- * worker's thread, between two bytecodes, never inside PostgreSQL code that
- * holds interrupts: exits as a backend terminated mid-query does, through
- * proc_exit, whose callbacks abort the transaction.  Not a crash: the crash
- * guard does not count it, and the cluster is not reset.
- */
-static void
-end_worker_for_hook(int cause)
-{
-	if (cause == AW_CAUSE_POSTMASTER_DEATH)
-		proc_exit(1);
-	if (cause == AW_CAUSE_STOP)
-	{
-		ereport(WARNING,
-				(errmsg("alive_worker.hook = \"%s\" kept running %d ms after SIGTERM",
-						tick_hook, AW_INTERRUPT_GRACE_MS),
-				 errdetail("The hook caught alive_worker.hooks.Interrupted instead of returning; the worker exits now and its tick is rolled back.")));
-		worker_stop();
-	}
-	ereport(FATAL,
-			(errcode(ERRCODE_QUERY_CANCELED),
-			 errmsg("alive_worker.hook = \"%s\" kept running %d ms after it was interrupted by %s",
-					tick_hook, AW_INTERRUPT_GRACE_MS, hook_interrupt_cause_name(cause)),
-			 errdetail("The hook caught alive_worker.hooks.Interrupted instead of returning, so the worker exits; it is started again in %d s.",
-					   WORKER_RESTART_DELAY_SECONDS),
-			 errhint("Let alive_worker.hooks.Interrupted propagate out of the hook.")));
-}
-
 void
 hook_runner_init(void)
 {
-	embedded_python.set_interrupt_sources(hook_interrupt_cause, end_worker_for_hook);
+	embedded_python.set_hook_cause(hook_interrupt_cause);
 }
 
 /* Names the hook and the tick in every message the hook causes. */
@@ -116,9 +86,9 @@ describe_hook(void *arg)
  * server look dead.  With alive_worker.hook_failure = fail_tick, and on
  * SIGTERM, the hook's error fails the whole tick instead.
  *
- * While Python runs the hook, the bridge's watchdog carries SIGTERM, the
- * tick timeout, cancel requests and postmaster death into it as an
- * exception (alive_worker/_interrupts.c).
+ * While the hook host runs the hook, the worker waits for it in short polls
+ * and ends the host on SIGTERM, the tick timeout, a cancel request or
+ * postmaster death; the tick then fails with QueryCanceled.
  */
 void
 run_hook(void)
@@ -154,9 +124,9 @@ run_hook(void)
 		if (cause != AW_CAUSE_NONE)
 			ereport(ERROR,
 					(errcode(ERRCODE_QUERY_CANCELED),
-					 errmsg("alive_worker.hook returned normally after it was interrupted by %s",
+					 errmsg("alive_worker.hook returned normally after %s ended it",
 							hook_interrupt_cause_name(cause)),
-					 errdetail("The hook caught alive_worker.hooks.Interrupted; what it did in this tick is rolled back.")));
+					 errdetail("What it did in this tick is rolled back.")));
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(tick_context);
 		CurrentResourceOwner = tick_owner;

@@ -5,7 +5,7 @@
 #ifndef ALIVE_WORKER_HOOK_RUNNER_H
 #define ALIVE_WORKER_HOOK_RUNNER_H
 
-/* Once Python runs: gives the bridge's watchdog the worker's interrupts. */
+/* Once Python runs: tells the bridge why a hook must end (SIGTERM, timeout, cancel). */
 extern void hook_runner_init(void);
 
 /*

@@ -88,7 +88,7 @@ start_python(void)
 	embedded_python.hook = find_entry_point(library, "aw_python_hook");
 	embedded_python.hook_begin = find_entry_point(library, "aw_hook_begin");
 	embedded_python.hook_end = find_entry_point(library, "aw_hook_end");
-	embedded_python.set_interrupt_sources = find_entry_point(library, "aw_set_interrupt_sources");
+	embedded_python.set_hook_cause = find_entry_point(library, "aw_set_hook_cause");
 
 	/*
 	 * cffi answers 0 from every entry point when the interpreter or the

@@ -15,7 +15,7 @@ typedef struct EmbeddedPython
 	int			(*hook) (void);
 	void		(*hook_begin) (void);
 	int			(*hook_end) (void);
-	void		(*set_interrupt_sources) (int (*cause) (void), void (*end_worker) (int cause));
+	void		(*set_hook_cause) (int (*cause) (void));
 } EmbeddedPython;
 
 extern EmbeddedPython embedded_python;

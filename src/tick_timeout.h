@@ -24,7 +24,7 @@ extern void tick_timeout_end(void);
 
 /*
  * Whether the timer has cancelled the tick in flight (and the cancel is not
- * explained yet).  Only reads a flag: the hooks' watchdog thread calls it.
+ * explained yet).  Only reads a flag: asked between the waits for the hook host.
  */
 extern bool tick_timeout_fired(void);
 

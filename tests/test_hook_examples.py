@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from conftest import Cluster, wait_for
+from conftest import UNHURRIED, Cluster, wait_for
 from test_hooks import status
 
 
 def test_replication_slot_sizes_are_recorded(make_cluster: Callable[..., Cluster]) -> None:
     cluster = make_cluster(
-        settings={"hook": "alive_worker.examples.replication_slots:hook"},
+        # Unhurried: no failure at all is expected, and a host's start may
+        # outlast the 100 ms tick timeout on a busy machine.
+        settings={"hook": "alive_worker.examples.replication_slots:hook", **UNHURRIED},
         setup_sql=[
             "CREATE TABLE public.replication_slot_sizes (at timestamptz NOT NULL DEFAULT now(), "
             "slot_name name NOT NULL, active boolean NOT NULL, retained_bytes numeric NOT NULL)",

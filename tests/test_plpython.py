@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import PG_CONFIG, Cluster, wait_for, write_hook
+from conftest import PG_CONFIG, UNHURRIED, Cluster, wait_for, write_hook
 
 SHARE_DIR = subprocess.check_output([PG_CONFIG, "--sharedir"], text=True).strip()
 pytestmark = pytest.mark.skipif(
@@ -53,7 +53,9 @@ def hook(tick):
     spi.execute("INSERT INTO public.notes VALUES ($1::int, $2::boolean)", n, shared)
 """,
     )
-    cluster = make_cluster(settings={"hook": hook}, setup_sql=SETUP)
+    # Unhurried: the first tick's hook waits for the host's start, which may
+    # outlast a 100 ms tick timeout on a busy machine.
+    cluster = make_cluster(settings={"hook": hook, **UNHURRIED}, setup_sql=SETUP)
     pid = cluster.wait_for_worker()
     cluster.wait_for_heartbeats(5)
     wait_for(lambda: cluster.sql("SELECT count(*) FROM public.notes")[0][0] >= 5, "five notes")
