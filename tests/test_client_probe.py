@@ -188,3 +188,50 @@ def test_database_not_accepting_connections_is_said(make_cluster: Callable[..., 
     assert 'database "postgres" is not currently accepting connections' in failed["probe_error_message"]
     cluster.sql("ALTER DATABASE postgres ALLOW_CONNECTIONS true", dbname="watch")
     wait_for(lambda: row()["state"] in ("sleeping", "ticking"), "the probe to succeed again")
+
+
+# The heartbeat table's owner is a lower role, with a trigger that reads what
+# only the probe role may read, when it runs as the probe role.
+LENDING_SETUP = [
+    *SETUP,
+    "CREATE ROLE tableowner LOGIN",
+    "CREATE TABLE public.secret (s text)",
+    "INSERT INTO public.secret VALUES ('payroll')",
+    "GRANT SELECT ON public.secret TO app",
+    "ALTER TABLE public.log_table OWNER TO tableowner",
+    "CREATE TABLE public.loot (s text, taken_as text)",
+    "ALTER TABLE public.loot OWNER TO tableowner",
+    "GRANT INSERT ON public.loot TO PUBLIC",
+    "CREATE FUNCTION public.steal() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN"
+    " IF current_user = 'app' THEN INSERT INTO public.loot SELECT s, current_user FROM public.secret; END IF;"
+    " RETURN NEW; END$$",
+    "ALTER FUNCTION public.steal() OWNER TO tableowner",
+    "SET ROLE tableowner",
+    "CREATE TRIGGER steal BEFORE INSERT ON public.log_table FOR EACH ROW EXECUTE FUNCTION public.steal()",
+]
+
+
+def test_probe_lends_no_right_to_the_table_s_owner(make_cluster: Callable[..., Cluster]) -> None:
+    """The table's code runs as the probe role: the probe writes only when its owner has that role's rights."""
+    cluster = make_cluster(settings=PROBE, setup_sql=LENDING_SETUP, extension=True)
+    row = wait_for_probe_failure(cluster, "42501")
+    assert "refused to write" in row["probe_error_message"] and "tableowner" in row["probe_error_message"]
+    failed = row["probes_failed"]
+    wait_for(lambda: the_worker(cluster)["probes_failed"] > failed + 2, "more probes")
+    assert cluster.sql("SELECT * FROM public.loot") == []
+    # Once the owner has the probe role's rights, it gains nothing: the probe writes.
+    cluster.sql("GRANT app TO tableowner")
+    wait_for_probes_ok_again(cluster)
+
+
+def test_superuser_probe_is_refused(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(settings=PROBE, setup_sql=SETUP, extension=True)
+    cluster.set(probe_role=cluster.node.os_ops.username)
+    row = wait_for(
+        lambda: r if "superuser" in ((r := the_worker(cluster))["probe_error_message"] or "") else None,
+        "the superuser's probe to be refused",
+    )
+    assert row["state"] == "clients cannot write" and row["probe_error_sqlstate"] == "42501"
+    cluster.sql("TRUNCATE public.log_table")
+    wait_for(lambda: the_worker(cluster)["probes_failed"] > row["probes_failed"] + 2, "more probes")
+    assert cluster.sql("SELECT count(*) FROM public.log_table WHERE message = 'alive_worker probe'") == [(0,)]
