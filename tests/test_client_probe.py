@@ -7,6 +7,7 @@ heartbeats go on committing meanwhile.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -65,9 +66,14 @@ def test_revoked_connect_is_said_with_the_servers_message(probed: Cluster) -> No
     # The heartbeat itself goes on: the worker's session is connected already.
     ticks = row["ticks_ok"]
     wait_for(lambda: the_worker(probed)["ticks_ok"] > ticks + 2, "heartbeats meanwhile")
-    # What alive-worker status says of it.
+    # What alive-worker status and the metrics say of it.
     report = as_json(cli("status", "--json", "--dsn", dsn(probed)))
     assert report["status"] == "CRITICAL"
+    metrics = cli("metrics", "--dsn", dsn(probed)).stdout
+    failed = re.search(
+        r'^alive_worker_probes_total\{database="postgres",result="failed"\} (\S+)$', metrics, re.M
+    )
+    assert failed is not None and float(failed.group(1)) >= 1, metrics
     assert report["workers"][0]["state"] == "clients cannot write"
     probed.sql("GRANT CONNECT ON DATABASE postgres TO PUBLIC")
     wait_for_probes_ok_again(probed)
