@@ -163,7 +163,7 @@ SITUATIONS: dict[str, Situation] = {
     "server fenced, worker role exempt": refused((sql("ALTER ROLE alive SET default_transaction_read_only = off"), system("default_transaction_read_only", "on")), system("default_transaction_read_only", None)),
     "commits wait for a standby, worker role local": refused((sql("ALTER ROLE alive SET synchronous_commit = local"), system("synchronous_standby_names", "nobody")), system("synchronous_standby_names", None)),
     "CONNECT revoked": refused(sql("REVOKE CONNECT ON DATABASE postgres FROM PUBLIC"), sql("GRANT CONNECT ON DATABASE postgres TO PUBLIC")),
-    "ALLOW_CONNECTIONS false": refused(sql("ALTER DATABASE postgres ALLOW_CONNECTIONS false"), sql("ALTER DATABASE postgres ALLOW_CONNECTIONS true", dbname=WATCH)),
+    "ALLOW_CONNECTIONS false": refused(sql("ALTER DATABASE postgres ALLOW_CONNECTIONS false", dbname=WATCH), sql("ALTER DATABASE postgres ALLOW_CONNECTIONS true", dbname=WATCH)),
     "database CONNECTION LIMIT 0": refused(sql("ALTER DATABASE postgres CONNECTION LIMIT 0"), sql("ALTER DATABASE postgres CONNECTION LIMIT -1")),
     "max_connections used up": refused(fill_connection_slots, release),
     # Its neighbours.
