@@ -7,7 +7,9 @@ heartbeats go on committing meanwhile.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -169,6 +171,25 @@ def test_sigterm_ends_a_probe_at_once(probed: Cluster) -> None:
     assert probed.sql("SELECT alive_worker.stop('postgres')") == [(True,)]
     assert time.monotonic() - started < 1.5
     wait_for_state(probed, "stopped")
+
+
+def test_postmaster_death_ends_a_waiting_probe(probed: Cluster) -> None:
+    probed.set(probe_timeout="1min")
+    for statement in SLOW_FOR_APP:
+        probed.sql(statement)
+    wait_for(
+        lambda: (
+            probed.sql(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE application_name = 'alive_worker probe' AND wait_event = 'PgSleep'"
+            )
+            == [(1,)]
+        ),
+        "the probe's INSERT waiting",
+    )
+    pid = probed.wait_for_worker()
+    os.kill(probed.node.pid, signal.SIGKILL)
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}") or None, "the orphaned worker to exit", timeout=3)
 
 
 def test_database_not_accepting_connections_is_said(make_cluster: Callable[..., Cluster]) -> None:
