@@ -173,7 +173,13 @@ def test_sigterm_ends_a_probe_at_once(probed: Cluster) -> None:
     wait_for_state(probed, "stopped")
 
 
-def test_postmaster_death_ends_a_waiting_probe(probed: Cluster) -> None:
+def test_postmaster_death_during_a_probe_ends_the_worker(probed: Cluster) -> None:
+    """End to end: the probe's backend, in pg_sleep, exits with the postmaster too, closing the socket.
+
+    So this cannot tell the probe's own WL_EXIT_ON_PM_DEATH from the lost
+    connection (seen passing with it taken out); it proves the worker does
+    not outlive its postmaster while a probe waits.
+    """
     probed.set(probe_timeout="1min")
     for statement in SLOW_FOR_APP:
         probed.sql(statement)
