@@ -183,7 +183,10 @@ SITUATIONS: dict[str, Situation] = {
     "table locked": refused(hold_lock, release),
     "role's lock_timeout and a lock": refused((sql("ALTER ROLE app SET lock_timeout = '10ms'"), hold_lock), (release, sql("ALTER ROLE app RESET lock_timeout"))),
     "role's statement_timeout and a lock": refused((sql("ALTER ROLE app SET statement_timeout = '50ms'"), hold_lock), (release, sql("ALTER ROLE app RESET statement_timeout"))),
+    "a CHECK rejects every row": refused(sql("ALTER TABLE public.log_table ADD CONSTRAINT no_rows CHECK (false) NOT VALID"), sql("ALTER TABLE public.log_table DROP CONSTRAINT no_rows")),
+    "table renamed away": refused(sql("ALTER TABLE public.log_table RENAME TO moved"), sql("ALTER TABLE public.moved RENAME TO log_table")),
     # Look like refusals, are none: the status must stay OK.
+    "worker role NOLOGIN": not_refused(sql("ALTER ROLE alive NOLOGIN"), sql("ALTER ROLE alive LOGIN")),
     "worker role read-only": not_refused(sql(f"ALTER ROLE alive {READ_ONLY_ON}"), sql(f"ALTER ROLE alive {READ_ONLY_RESET}")),
     "role VALID UNTIL past, no password asked": not_refused(sql("ALTER ROLE app VALID UNTIL '2000-01-01'"), sql("ALTER ROLE app VALID UNTIL 'infinity'")),
     "role's search_path empty": not_refused(sql("ALTER ROLE app SET search_path = ''"), sql("ALTER ROLE app RESET search_path")),
