@@ -251,8 +251,9 @@ run_until(PGconn *conn, const char *sql, const char *param, ExecStatusType expec
  * The table's code (triggers, rules, defaults, column types) runs in the
  * probe's session as the probe role, as a client's would.  Its owner, and a
  * role granted TRIGGER on it, would gain through the probe any right the
- * probe role has and they have not: the probe writes only when every such
- * role already has the probe role's rights (pg_has_role(..., 'USAGE')).  The
+ * probe role has and they have not; so would those of its partitions, where
+ * the row lands.  The probe writes only when every such role already has the
+ * probe role's rights (pg_has_role(..., 'USAGE')).  The
  * table is locked first (ROW EXCLUSIVE, as the INSERT would), so that no
  * trigger or rule is added and no owner changes before the INSERT.  A
  * superuser probe is refused before anything runs: the table's code would
@@ -261,13 +262,15 @@ run_until(PGconn *conn, const char *sql, const char *param, ExecStatusType expec
  * search_path is the probe role's and its database's.
  */
 static const char *const lenders_query =
+	"WITH tables AS (SELECT c.oid, c.relowner, c.relacl FROM pg_catalog.pg_class c"
+	"                 WHERE c.oid OPERATOR(pg_catalog.=) %s::pg_catalog.regclass"
+	"                    OR c.oid OPERATOR(pg_catalog.=) ANY (ARRAY("
+	"                        SELECT t.relid FROM pg_catalog.pg_partition_tree(%s::pg_catalog.regclass) t)))"
 	"SELECT COALESCE(r.rolname::pg_catalog.text, 'PUBLIC')"
-	" FROM (SELECT c.relowner AS role FROM pg_catalog.pg_class c"
-	"        WHERE c.oid OPERATOR(pg_catalog.=) %s::pg_catalog.regclass"
+	" FROM (SELECT relowner AS role FROM tables"
 	"       UNION"
-	"       SELECT a.grantee FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a"
-	"        WHERE c.oid OPERATOR(pg_catalog.=) %s::pg_catalog.regclass"
-	"          AND a.privilege_type OPERATOR(pg_catalog.=) 'TRIGGER') g"
+	"       SELECT a.grantee FROM tables, pg_catalog.aclexplode(tables.relacl) a"
+	"        WHERE a.privilege_type OPERATOR(pg_catalog.=) 'TRIGGER') g"
 	" LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) g.role"
 	" WHERE g.role OPERATOR(pg_catalog.=) 0::pg_catalog.oid"
 	"    OR NOT pg_catalog.pg_has_role(g.role, CURRENT_USER, 'USAGE')"

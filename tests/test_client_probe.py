@@ -223,15 +223,13 @@ def test_database_not_accepting_connections_is_said(make_cluster: Callable[..., 
     wait_for(lambda: row()["state"] in ("sleeping", "ticking"), "the probe to succeed again")
 
 
-# The heartbeat table's owner is a lower role, with a trigger that reads what
-# only the probe role may read, when it runs as the probe role.
-LENDING_SETUP = [
-    *SETUP,
+# A lower role, tableowner, with a trigger function that reads what only the
+# probe role may read, when it runs as the probe role.
+SECRET_AND_LOOT = [
     "CREATE ROLE tableowner LOGIN",
     "CREATE TABLE public.secret (s text)",
     "INSERT INTO public.secret VALUES ('payroll')",
     "GRANT SELECT ON public.secret TO app",
-    "ALTER TABLE public.log_table OWNER TO tableowner",
     "CREATE TABLE public.loot (s text, taken_as text)",
     "ALTER TABLE public.loot OWNER TO tableowner",
     "GRANT INSERT ON public.loot TO PUBLIC",
@@ -239,7 +237,12 @@ LENDING_SETUP = [
     " IF current_user = 'app' THEN INSERT INTO public.loot SELECT s, current_user FROM public.secret; END IF;"
     " RETURN NEW; END$$",
     "ALTER FUNCTION public.steal() OWNER TO tableowner",
-    "SET ROLE tableowner",
+]
+# The heartbeat table is tableowner's, with that trigger.
+LENDING_SETUP = [
+    *SETUP,
+    *SECRET_AND_LOOT,
+    "ALTER TABLE public.log_table OWNER TO tableowner",
     "CREATE TRIGGER steal BEFORE INSERT ON public.log_table FOR EACH ROW EXECUTE FUNCTION public.steal()",
 ]
 
@@ -268,3 +271,27 @@ def test_superuser_probe_is_refused(make_cluster: Callable[..., Cluster]) -> Non
     cluster.sql("TRUNCATE public.log_table")
     wait_for(lambda: the_worker(cluster)["probes_failed"] > row["probes_failed"] + 2, "more probes")
     assert cluster.sql("SELECT count(*) FROM public.log_table WHERE message = 'alive_worker probe'") == [(0,)]
+
+
+# The heartbeat table partitioned; the partition where rows land belongs to
+# a lower role, with the same trigger.
+PARTITION_LENDING_SETUP = [
+    "CREATE ROLE alive LOGIN",
+    "CREATE ROLE app LOGIN",
+    "CREATE TABLE public.log_table (pk serial, message text, ts timestamp DEFAULT now()) PARTITION BY RANGE (ts)",
+    "CREATE TABLE public.log_rows PARTITION OF public.log_table DEFAULT",
+    "GRANT INSERT ON public.log_table TO alive, app",
+    "GRANT USAGE ON SEQUENCE public.log_table_pk_seq TO alive, app",
+    *SECRET_AND_LOOT,
+    "ALTER TABLE public.log_rows OWNER TO tableowner",
+    "CREATE TRIGGER steal BEFORE INSERT ON public.log_rows FOR EACH ROW EXECUTE FUNCTION public.steal()",
+]
+
+
+def test_probe_lends_no_right_to_a_partition_s_owner(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(settings=PROBE, setup_sql=PARTITION_LENDING_SETUP, extension=True)
+    row = wait_for_probe_failure(cluster, "42501")
+    assert "refused to write" in row["probe_error_message"] and "tableowner" in row["probe_error_message"]
+    failed = row["probes_failed"]
+    wait_for(lambda: the_worker(cluster)["probes_failed"] > failed + 2, "more probes")
+    assert cluster.sql("SELECT * FROM public.loot") == []
