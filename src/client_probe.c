@@ -36,6 +36,8 @@
 #include "storage/latch.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
+#include "lib/stringinfo.h"
 #include "utils/wait_event.h"
 
 #include "alive_worker.h"
@@ -196,6 +198,84 @@ result_until(PGconn *conn, int64 deadline_us, ProbeResult *result)
 	}
 }
 
+static void cancel_statement(PGconn *conn);
+
+/* Notices of the probe's session (a trigger's RAISE NOTICE, say) are nobody's business here. */
+static void
+ignore_notice(void *arg, const char *message)
+{
+}
+
+/*
+ * Sends one statement (or, without parameters, several) and reads its last
+ * result; false, with result set, unless it is of the status expected.
+ */
+static bool
+run_until(PGconn *conn, const char *sql, const char *param, ExecStatusType expected,
+		  int64 deadline_us, ProbeResult *result, PGresult **kept)
+{
+	PGresult   *res;
+	bool		sent;
+
+	if (param != NULL)
+		sent = PQsendQueryParams(conn, sql, 1, NULL, &param, NULL, NULL, 0);
+	else
+		sent = PQsendQuery(conn, sql);
+	if (!sent)
+	{
+		fail_with_connection(result, conn, NULL, "cannot send the probe's statement");
+		return false;
+	}
+	if ((res = result_until(conn, deadline_us, result)) == NULL)
+	{
+		if (result->message[0] == '\0')
+			fail(result, "XX000", "the probe's statement returned no result");
+		else
+			cancel_statement(conn);
+		return false;
+	}
+	if (PQresultStatus(res) != expected)
+	{
+		fail_with_connection(result, conn, res, "cannot write");
+		PQclear(res);
+		return false;
+	}
+	if (kept != NULL)
+		*kept = res;
+	else
+		PQclear(res);
+	return true;
+}
+
+/*
+ * The table's code (triggers, rules, defaults, column types) runs in the
+ * probe's session as the probe role, as a client's would.  Its owner, and a
+ * role granted TRIGGER on it, would gain through the probe any right the
+ * probe role has and they have not; so would those of its partitions, where
+ * the row lands.  The probe writes only when every such role already has the
+ * probe role's rights (pg_has_role(..., 'USAGE')).  The
+ * table is locked first (ROW EXCLUSIVE, as the INSERT would), so that no
+ * trigger or rule is added and no owner changes before the INSERT.  A
+ * superuser probe is refused before anything runs: the table's code would
+ * run as a superuser, and it would take the slots reserved for superusers.
+ * Everything is schema-qualified, operators included: the session's
+ * search_path is the probe role's and its database's.
+ */
+static const char *const lenders_query =
+	"WITH tables AS (SELECT c.oid, c.relowner, c.relacl FROM pg_catalog.pg_class c"
+	"                 WHERE c.oid OPERATOR(pg_catalog.=) %s::pg_catalog.regclass"
+	"                    OR c.oid OPERATOR(pg_catalog.=) ANY (ARRAY("
+	"                        SELECT t.relid FROM pg_catalog.pg_partition_tree(%s::pg_catalog.regclass) t)))"
+	"SELECT COALESCE(r.rolname::pg_catalog.text, 'PUBLIC')"
+	" FROM (SELECT relowner AS role FROM tables"
+	"       UNION"
+	"       SELECT a.grantee FROM tables, pg_catalog.aclexplode(tables.relacl) a"
+	"        WHERE a.privilege_type OPERATOR(pg_catalog.=) 'TRIGGER') g"
+	" LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) g.role"
+	" WHERE g.role OPERATOR(pg_catalog.=) 0::pg_catalog.oid"
+	"    OR NOT pg_catalog.pg_has_role(g.role, CURRENT_USER, 'USAGE')"
+	" ORDER BY 1";
+
 /* A probe cut short leaves no statement running in the server: a sync rep wait, say. */
 static void
 cancel_statement(PGconn *conn)
@@ -223,8 +303,15 @@ client_probe_run(const ClientProbeTarget *target, ProbeResult *result)
 	int64		deadline_us = started_us + (int64) target->timeout_ms * 1000;
 	PGconn	   *conn;
 	PGresult   *res;
-	char		insert[2 * NAMEDATALEN * 2 + 64];
-	const char *params[1] = {PROBE_MESSAGE};
+	PGresult   *lenders;
+	const char *superuser;
+	char	   *table;
+	char	   *table_literal;
+	char	   *begin;
+	char	   *insert;
+	char		message[PROBE_MESSAGE_SIZE];
+	MemoryContext probe_context = NULL;
+	MemoryContext caller_context = NULL;
 
 	memset(result, 0, sizeof(*result));
 	if (socket_directory(directory, sizeof(directory)) == NULL)
@@ -271,26 +358,58 @@ client_probe_run(const ClientProbeTarget *target, ProbeResult *result)
 		return;
 	}
 
-	snprintf(insert, sizeof(insert), "INSERT INTO %s.%s (message) VALUES ($1)",
-			 quote_identifier(target->schema), quote_identifier(target->table));
-	if (!PQsendQueryParams(conn, insert, 1, NULL, params, NULL, NULL, 0))
-		fail_with_connection(result, conn, NULL, "cannot send the probe's INSERT");
-	else if ((res = result_until(conn, deadline_us, result)) == NULL)
+	PQsetNoticeProcessor(conn, ignore_notice, NULL);
+	superuser = PQparameterStatus(conn, "is_superuser");
+	if (superuser != NULL && strcmp(superuser, "on") == 0)
 	{
-		if (result->message[0] == '\0')
-			fail(result, "XX000", "the probe's INSERT returned no result");
-		else
-			cancel_statement(conn);
+		fail(result, "42501", "refused to write: the probe role is a superuser, which clients are not "
+			 "(the table's code would run as a superuser; make alive_worker.probe_role an ordinary role)");
+		goto done;
 	}
-	else
+
+	/* The statements' text, freed with the context after the probe. */
+	probe_context = AllocSetContextCreate(CurrentMemoryContext, "alive_worker probe", ALLOCSET_SMALL_SIZES);
+	caller_context = MemoryContextSwitchTo(probe_context);
+	table = psprintf("%s.%s", quote_identifier(target->schema), quote_identifier(target->table));
+	table_literal = quote_literal_cstr(table);
+	begin = psprintf(lenders_query, table_literal, table_literal);
+	begin = psprintf("BEGIN; LOCK TABLE %s IN ROW EXCLUSIVE MODE; %s", table, begin);
+	insert = psprintf("INSERT INTO %s (message) VALUES ($1)", table);
+	if (!run_until(conn, begin, NULL, PGRES_TUPLES_OK, deadline_us, result, &lenders))
+		goto done;
+	if (PQntuples(lenders) > 0)
 	{
-		if (PQresultStatus(res) == PGRES_COMMAND_OK && strcmp(PQcmdTuples(res), "1") == 0)
-			result->ok = true;
-		else if (PQresultStatus(res) == PGRES_COMMAND_OK)
-			fail(result, "55000", "the probe's INSERT wrote no row: a trigger or rule discarded it");
-		else
-			fail_with_connection(result, conn, res, "cannot write");
+		StringInfoData names;
+
+		initStringInfo(&names);
+		for (int i = 0; i < PQntuples(lenders); i++)
+			appendStringInfo(&names, "%s%s", i > 0 ? ", " : "", PQgetvalue(lenders, i, 0));
+		snprintf(message, sizeof(message),
+				 "refused to write: the table's code would run with the probe role's rights, "
+				 "which %s (owner, or granted TRIGGER) lacks: GRANT the probe role to it",
+				 names.data);
+		fail(result, "42501", message);
+		PQclear(lenders);
+		goto done;
+	}
+	PQclear(lenders);
+	if (!run_until(conn, insert, PROBE_MESSAGE, PGRES_COMMAND_OK, deadline_us, result, &res))
+		goto done;
+	if (strcmp(PQcmdTuples(res), "1") != 0)
+	{
+		fail(result, "55000", "the probe's INSERT wrote no row: a trigger or rule discarded it");
 		PQclear(res);
+		goto done;
+	}
+	PQclear(res);
+	/* The commit, where a synchronous standby is waited for, as a client's. */
+	if (run_until(conn, "COMMIT", NULL, PGRES_COMMAND_OK, deadline_us, result, NULL))
+		result->ok = true;
+done:
+	if (probe_context != NULL)
+	{
+		MemoryContextSwitchTo(caller_context);
+		MemoryContextDelete(probe_context);
 	}
 	PQfinish(conn);
 	ReleaseExternalFD();

@@ -23,20 +23,30 @@
 
 #include "disk_space.h"
 
-/* Takes path's file system if it has less space free than the one so far. */
+/*
+ * Takes path's file system if a smaller share of it is free than of the one
+ * so far.  The share, not the bytes: status judges in percent, and a large
+ * disk 97 % full must not hide behind a small tablespace that is nearly
+ * empty but has fewer bytes free.
+ */
 static void
 consider(DiskSpace *space, const char *path, const char *where)
 {
 	struct statvfs fs;
 	int64		free_bytes;
+	int64		size_bytes;
 
 	if (statvfs(path, &fs) != 0)
 		return;
 	free_bytes = (int64) fs.f_bavail * (int64) fs.f_frsize;
-	if (space->free_bytes < 0 || free_bytes < space->free_bytes)
+	size_bytes = (int64) fs.f_blocks * (int64) fs.f_frsize;
+	if (size_bytes <= 0)
+		return;
+	if (space->free_bytes < 0 ||
+		(double) free_bytes / (double) size_bytes < (double) space->free_bytes / (double) space->size_bytes)
 	{
 		space->free_bytes = free_bytes;
-		space->size_bytes = (int64) fs.f_blocks * (int64) fs.f_frsize;
+		space->size_bytes = size_bytes;
 		strlcpy(space->where, where, sizeof(space->where));
 	}
 }

@@ -13,7 +13,7 @@ typedef struct DiskSpace
 } DiskSpace;
 
 /*
- * The file system with the least space free for the server among the data
+ * The fullest file system (smallest share free) for the server among the data
  * directory, pg_wal and every tablespace: a few statvfs calls.
  */
 extern void disk_space_measure(DiskSpace *space);

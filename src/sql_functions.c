@@ -194,6 +194,22 @@ alive_worker_status(PG_FUNCTION_ARGS)
 		else if ((waiting = refine_waiting_state(&copy, &blocked_by, &blocked_by_null,
 												 detail, sizeof(detail))) != NULL)
 			state = waiting;
+		else if (copy.state == WORKER_TICKING || copy.state == WORKER_IN_HOOK)
+		{
+			/*
+			 * A tick in flight proves nothing yet: until it ends, what the
+			 * last tick and the last probe found still stands.  Read between
+			 * two failing ticks, "ticking" would say OK while clients cannot
+			 * write.
+			 */
+			if (copy.probe_failing)
+			{
+				state = worker_state_name(WORKER_PROBE_FAILING);
+				worker_status_describe_probe_failure(&copy, detail, sizeof(detail));
+			}
+			else if (copy.last_error_at > copy.last_ok_at)
+				state = worker_state_name(WORKER_FAILING);
+		}
 
 		values[c++] = CStringGetTextDatum(copy.database);
 		values[c++] = CStringGetTextDatum(copy.role[0] ? copy.role : "(bootstrap superuser)");

@@ -534,13 +534,19 @@ worker_status_tick_end(int index, bool ok, int64 duration_us, int sqlerrcode,
 	SpinLockRelease(&slot->mutex);
 }
 
+/* What the last failed probe found, for the state's detail. */
+void
+worker_status_describe_probe_failure(const WorkerStatus *slot, char *detail, size_t size)
+{
+	snprintf(detail, size, "a client's new session as role \"%s\" cannot write: %s (SQLSTATE %s)",
+			 slot->probe_role, slot->probe_error_message, slot->probe_error_sqlstate);
+}
+
 /* Under the slot's lock: the state's detail, from the last failed probe. */
 static void
 describe_probe_failure(WorkerStatus *slot)
 {
-	snprintf(slot->state_detail, sizeof(slot->state_detail),
-			 "a client's new session as role \"%s\" cannot write: %s (SQLSTATE %s)",
-			 slot->probe_role, slot->probe_error_message, slot->probe_error_sqlstate);
+	worker_status_describe_probe_failure(slot, slot->state_detail, sizeof(slot->state_detail));
 }
 
 void

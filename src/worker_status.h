@@ -165,6 +165,7 @@ extern void worker_status_hook_end(int index, int64 duration_us,
 								   const char *message);
 
 extern const char *worker_state_name(WorkerState state);
+extern void worker_status_describe_probe_failure(const WorkerStatus *slot, char *detail, size_t size);
 
 /* Fills in the registration of the worker for configured database index. */
 extern void alive_worker_describe(BackgroundWorker *worker, int index);

@@ -7,6 +7,9 @@ heartbeats go on committing meanwhile.
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -65,9 +68,14 @@ def test_revoked_connect_is_said_with_the_servers_message(probed: Cluster) -> No
     # The heartbeat itself goes on: the worker's session is connected already.
     ticks = row["ticks_ok"]
     wait_for(lambda: the_worker(probed)["ticks_ok"] > ticks + 2, "heartbeats meanwhile")
-    # What alive-worker status says of it.
+    # What alive-worker status and the metrics say of it.
     report = as_json(cli("status", "--json", "--dsn", dsn(probed)))
     assert report["status"] == "CRITICAL"
+    metrics = cli("metrics", "--dsn", dsn(probed)).stdout
+    failed = re.search(
+        r'^alive_worker_probes_total\{database="postgres",result="failed"\} (\S+)$', metrics, re.M
+    )
+    assert failed is not None and float(failed.group(1)) >= 1, metrics
     assert report["workers"][0]["state"] == "clients cannot write"
     probed.sql("GRANT CONNECT ON DATABASE postgres TO PUBLIC")
     wait_for_probes_ok_again(probed)
@@ -165,6 +173,31 @@ def test_sigterm_ends_a_probe_at_once(probed: Cluster) -> None:
     wait_for_state(probed, "stopped")
 
 
+def test_postmaster_death_during_a_probe_ends_the_worker(probed: Cluster) -> None:
+    """End to end: the probe's backend, in pg_sleep, exits with the postmaster too, closing the socket.
+
+    So this cannot tell the probe's own WL_EXIT_ON_PM_DEATH from the lost
+    connection (seen passing with it taken out); it proves the worker does
+    not outlive its postmaster while a probe waits.
+    """
+    probed.set(probe_timeout="1min")
+    for statement in SLOW_FOR_APP:
+        probed.sql(statement)
+    wait_for(
+        lambda: (
+            probed.sql(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE application_name = 'alive_worker probe' AND wait_event = 'PgSleep'"
+            )
+            == [(1,)]
+        ),
+        "the probe's INSERT waiting",
+    )
+    pid = probed.wait_for_worker()
+    os.kill(probed.node.pid, signal.SIGKILL)
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}") or None, "the orphaned worker to exit", timeout=3)
+
+
 def test_database_not_accepting_connections_is_said(make_cluster: Callable[..., Cluster]) -> None:
     # The view is read from another database: nobody may connect to postgres meanwhile.
     cluster = make_cluster(
@@ -188,3 +221,77 @@ def test_database_not_accepting_connections_is_said(make_cluster: Callable[..., 
     assert 'database "postgres" is not currently accepting connections' in failed["probe_error_message"]
     cluster.sql("ALTER DATABASE postgres ALLOW_CONNECTIONS true", dbname="watch")
     wait_for(lambda: row()["state"] in ("sleeping", "ticking"), "the probe to succeed again")
+
+
+# A lower role, tableowner, with a trigger function that reads what only the
+# probe role may read, when it runs as the probe role.
+SECRET_AND_LOOT = [
+    "CREATE ROLE tableowner LOGIN",
+    "CREATE TABLE public.secret (s text)",
+    "INSERT INTO public.secret VALUES ('payroll')",
+    "GRANT SELECT ON public.secret TO app",
+    "CREATE TABLE public.loot (s text, taken_as text)",
+    "ALTER TABLE public.loot OWNER TO tableowner",
+    "GRANT INSERT ON public.loot TO PUBLIC",
+    "CREATE FUNCTION public.steal() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN"
+    " IF current_user = 'app' THEN INSERT INTO public.loot SELECT s, current_user FROM public.secret; END IF;"
+    " RETURN NEW; END$$",
+    "ALTER FUNCTION public.steal() OWNER TO tableowner",
+]
+# The heartbeat table is tableowner's, with that trigger.
+LENDING_SETUP = [
+    *SETUP,
+    *SECRET_AND_LOOT,
+    "ALTER TABLE public.log_table OWNER TO tableowner",
+    "CREATE TRIGGER steal BEFORE INSERT ON public.log_table FOR EACH ROW EXECUTE FUNCTION public.steal()",
+]
+
+
+def test_probe_lends_no_right_to_the_table_s_owner(make_cluster: Callable[..., Cluster]) -> None:
+    """The table's code runs as the probe role: the probe writes only when its owner has that role's rights."""
+    cluster = make_cluster(settings=PROBE, setup_sql=LENDING_SETUP, extension=True)
+    row = wait_for_probe_failure(cluster, "42501")
+    assert "refused to write" in row["probe_error_message"] and "tableowner" in row["probe_error_message"]
+    failed = row["probes_failed"]
+    wait_for(lambda: the_worker(cluster)["probes_failed"] > failed + 2, "more probes")
+    assert cluster.sql("SELECT * FROM public.loot") == []
+    # Once the owner has the probe role's rights, it gains nothing: the probe writes.
+    cluster.sql("GRANT app TO tableowner")
+    wait_for_probes_ok_again(cluster)
+
+
+def test_superuser_probe_is_refused(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(settings=PROBE, setup_sql=SETUP, extension=True)
+    cluster.set(probe_role=cluster.node.os_ops.username)
+    row = wait_for(
+        lambda: r if "superuser" in ((r := the_worker(cluster))["probe_error_message"] or "") else None,
+        "the superuser's probe to be refused",
+    )
+    assert row["state"] == "clients cannot write" and row["probe_error_sqlstate"] == "42501"
+    cluster.sql("TRUNCATE public.log_table")
+    wait_for(lambda: the_worker(cluster)["probes_failed"] > row["probes_failed"] + 2, "more probes")
+    assert cluster.sql("SELECT count(*) FROM public.log_table WHERE message = 'alive_worker probe'") == [(0,)]
+
+
+# The heartbeat table partitioned; the partition where rows land belongs to
+# a lower role, with the same trigger.
+PARTITION_LENDING_SETUP = [
+    "CREATE ROLE alive LOGIN",
+    "CREATE ROLE app LOGIN",
+    "CREATE TABLE public.log_table (pk serial, message text, ts timestamp DEFAULT now()) PARTITION BY RANGE (ts)",
+    "CREATE TABLE public.log_rows PARTITION OF public.log_table DEFAULT",
+    "GRANT INSERT ON public.log_table TO alive, app",
+    "GRANT USAGE ON SEQUENCE public.log_table_pk_seq TO alive, app",
+    *SECRET_AND_LOOT,
+    "ALTER TABLE public.log_rows OWNER TO tableowner",
+    "CREATE TRIGGER steal BEFORE INSERT ON public.log_rows FOR EACH ROW EXECUTE FUNCTION public.steal()",
+]
+
+
+def test_probe_lends_no_right_to_a_partition_s_owner(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(settings=PROBE, setup_sql=PARTITION_LENDING_SETUP, extension=True)
+    row = wait_for_probe_failure(cluster, "42501")
+    assert "refused to write" in row["probe_error_message"] and "tableowner" in row["probe_error_message"]
+    failed = row["probes_failed"]
+    wait_for(lambda: the_worker(cluster)["probes_failed"] > failed + 2, "more probes")
+    assert cluster.sql("SELECT * FROM public.loot") == []

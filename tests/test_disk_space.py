@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 from conftest import Cluster, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 from test_cli import as_json, cli, dsn
@@ -64,3 +68,34 @@ def test_metrics_show_the_disk_space(make_cluster: Callable[..., Cluster]) -> No
     assert size.value == row["disk_size_bytes"]
     assert size.labels["database"] == "postgres" and size.labels["where"] == row["disk_free_where"]
     assert abs(samples["alive_worker_disk_free_bytes"].value - row["disk_free_bytes"]) < 256 * 1024 * 1024
+
+
+def free_share(path: str) -> float:
+    fs = os.statvfs(path)
+    return fs.f_bavail / fs.f_blocks
+
+
+def test_a_tablespace_counts_and_the_fullest_is_by_share_not_bytes(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    """A nearly empty small tablespace must not hide a fuller data directory from the percent thresholds."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tempfile.gettempdir()).st_dev:
+        pytest.skip("no tmpfs beside the data directory's file system")
+    location = Path(tempfile.mkdtemp(prefix="alive_worker-tablespace-", dir=shm))
+    try:
+        cluster = make_cluster(extension=True)
+        cluster.sql(f"CREATE TABLESPACE spare LOCATION '{location}'")
+        data, spare = free_share(cluster.node.data_dir), free_share(str(location))
+        fullest = str(location) if spare < data else cluster.node.data_dir
+        row = wait_for(
+            lambda: r if (r := the_worker(cluster))["disk_free_where"] in (fullest, "pg_wal") else None,
+            f"the fullest file system, {fullest}",
+        )
+        assert row["disk_size_bytes"] == os.statvfs(fullest).f_blocks * os.statvfs(fullest).f_frsize
+        # Critical just above the fullest one's share: whichever it is, status sees it.
+        percent = 100.0 * min(data, spare)
+        report = as_json(cli("status", "--json", "--disk-crit", f"{percent + 2:g}", "--dsn", dsn(cluster)))
+        assert report["status"] == "CRITICAL", report
+    finally:
+        shutil.rmtree(location, ignore_errors=True)

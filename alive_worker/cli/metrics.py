@@ -173,6 +173,11 @@ class Families:
             "Ticks since the worker process started (a new process starts at 0), by result",
             labels=[*db, "result"],
         )
+        self.probes = CounterMetricFamily(
+            "alive_worker_probes",
+            "Client-path probes since the worker process started (a new process starts at 0), by result",
+            labels=[*db, "result"],
+        )
         self.tick_duration = GaugeMetricFamily(
             "alive_worker_tick_duration_seconds",
             "Tick durations over the last 128 ticks, by quantile",
@@ -211,7 +216,7 @@ class Families:
         return [
             self.scrape_success, self.scrape_error, self.build_info, self.in_recovery, self.up, self.state,
             self.last_heartbeat, self.interval, self.ticks, self.tick_duration, self.commit_wait,
-            self.connect_failures, self.lag, self.skew, self.disk_free, self.disk_size,
+            self.connect_failures, self.lag, self.skew, self.disk_free, self.disk_size, self.probes,
         ]  # fmt: skip
 
 
@@ -245,6 +250,10 @@ def read_server(conn: Connection, families: Families, labels: list[str]) -> None
             families.disk_size.add_metric(where, row["disk_size_bytes"])
         for result in ("ok", "failed", "skipped"):
             families.ticks.add_metric([*db, result], row[f"ticks_{result}"])
+        # Only while a probe role is set (extension 1.2 and older have no probe columns).
+        if row.get("probe_role") is not None:
+            for result in ("ok", "failed"):
+                families.probes.add_metric([*db, result], row[f"probes_{result}"])
         for quantile, column in (("0.5", "tick_ms_p50"), ("0.99", "tick_ms_p99")):
             if row[column] is not None:
                 families.tick_duration.add_metric([*db, quantile], row[column] / 1000)
