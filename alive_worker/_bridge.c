@@ -426,6 +426,36 @@ aw_start_facts_read(aw_start_facts *facts)
 	server_start_describe(facts);
 }
 
+/* The shim's src/worker_status.c. */
+extern void worker_status_probe_outcome(bool *probing, bool *failing, TimestampTz *last_probe_at,
+										TimestampTz *last_ok_at, char *sqlstate, char *message,
+										size_t message_size);
+
+static double
+unix_seconds(TimestampTz at)
+{
+	const int64 unix_epoch = (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) *
+		SECS_PER_DAY * USECS_PER_SEC;
+
+	return at == 0 ? 0.0 : (double) (at + unix_epoch) / USECS_PER_SEC;
+}
+
+void
+aw_probe_facts_read(aw_probe_facts *facts)
+{
+	bool		probing;
+	bool		failing;
+	TimestampTz last_probe_at;
+	TimestampTz last_ok_at;
+
+	worker_status_probe_outcome(&probing, &failing, &last_probe_at, &last_ok_at,
+								facts->sqlstate, facts->message, sizeof(facts->message));
+	facts->probing = probing;
+	facts->failing = failing;
+	facts->last_probe_at = unix_seconds(last_probe_at);
+	facts->last_ok_at = unix_seconds(last_ok_at);
+}
+
 void
 aw_report_retention_error(const char *message)
 {

@@ -142,6 +142,19 @@ typedef struct aw_start_facts
 
 void		aw_start_facts_read(aw_start_facts *facts);
 
+/* The client-path probe's last outcome (times in Unix seconds, 0: none). */
+typedef struct aw_probe_facts
+{
+	int			probing;		/* a probe role is set, and a probe has run */
+	int			failing;		/* its last probe failed */
+	double		last_probe_at;
+	double		last_ok_at;
+	char		sqlstate[6];
+	char		message[256];
+} aw_probe_facts;
+
+void		aw_probe_facts_read(aw_probe_facts *facts);
+
 /*
  * The hook host's descendants (_hook_host.c): the worker adopts every
  * process the hook starts, before it starts a host (0, or -1 and errno),

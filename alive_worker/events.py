@@ -94,9 +94,12 @@ class EventLog:
         self.failures = 0  # failed ticks since it
         self.first_failure: tuple[str, str] | None = None
         self.first_failed_at: datetime | None = None
+        self.refused_since: datetime | None = None  # the probe's refusal the ledger recorded
+        self._probing = False  # alive_worker.probe_role is set
         # This tick's, until its commit is known.
         self._pending_at: datetime | None = None
         self._pending_start = False
+        self._pending_refused: tuple[datetime | None] | None = None
         self.qualified = ""
 
     def attach(self, table: LogTable, interval_ms: int, retention_s: int) -> None:
@@ -105,6 +108,7 @@ class EventLog:
         self.table = table
         self.gap = timedelta(milliseconds=interval_ms * GAP_INTERVALS)
         self.kept_seconds = 0 if retention_s == 0 else max(retention_s, EVENTS_KEPT_SECONDS)
+        self._probing = bool(spi.setting("alive_worker.probe_role"))
         if self._insert is not None:
             return
         try:
@@ -146,6 +150,8 @@ class EventLog:
             if previous_committed:
                 self.last_heartbeat = self._pending_at
                 self.started = self.started or self._pending_start
+                if self._pending_refused is not None:
+                    self.refused_since = self._pending_refused[0]
                 self.failures = 0
                 self.first_failure = None
                 self.first_failed_at = None
@@ -153,6 +159,7 @@ class EventLog:
                 self.tick_failed("", "the tick's commit failed")
         self._pending_at = None
         self._pending_start = False
+        self._pending_refused = None
 
     def tick_failed(self, sqlstate: str, message: str) -> None:
         if self.failures == 0:
@@ -178,7 +185,27 @@ class EventLog:
                     )
                 ]
             )
+        if self._probing:
+            self._probe_events()
         self._prune_if_due()
+
+    def _probe_events(self) -> None:
+        """A refusal of the client-path probe, or its end, since the last tick."""
+        facts = ffi.new("aw_probe_facts *")
+        lib.aw_probe_facts_read(facts)
+        if not facts.probing:
+            return
+        events = ledger.probe_events(
+            self.refused_since,
+            bool(facts.failing),
+            _moment(facts.last_probe_at),
+            _moment(facts.last_ok_at),
+            _text(facts.sqlstate),
+            _text(facts.message),
+        )
+        if events and self._write(events):
+            event = events[0]
+            self._pending_refused = (event.at if event.kind == "refused" else None,)
 
     def _last_heartbeat_before_start(self) -> datetime | None:
         """The table's newest heartbeat but this tick's, read as its owner; else the previous worker's."""
@@ -199,7 +226,7 @@ class EventLog:
             return datetime.fromtimestamp(float(rows[0][0]), UTC)
         return None
 
-    def _write(self, events: list[ledger.NewEvent]) -> None:
+    def _write(self, events: list[ledger.NewEvent]) -> bool:
         assert self._insert is not None
         try:
             with spi.subtransaction():
@@ -224,12 +251,13 @@ class EventLog:
                     f"; {error.hint}" if error.hint else "",
                 )
             self._failing = error.message
-            return
+            return False
         if self._failing is not None:
             log.info("alive_worker records the ledger's events in %s again", self.qualified)
             self._failing = None
         for event in events:
             log.info("alive_worker ledger: %s (%s): %s", event.kind, event.cause, event.detail)
+        return True
 
     def _prune_if_due(self) -> None:
         now = time.monotonic()

@@ -70,6 +70,7 @@ EVENT_CAUSES = {
     "promotion": FAILOVER,  # a standby became the primary: a switchover or a failover
     "failing ticks": BLOCKED,  # ticks failed (a lock, read-only, a full disk...) and then committed
     "slow tick": BLOCKED,  # a tick waited (a lock, a synchronous standby) without failing
+    "clients refused": BLOCKED,  # the client-path probe failed while heartbeats committed
     "worker exit": UNKNOWN,  # the worker exited other than by SIGTERM; the postmaster started it again
     "crash guard": UNKNOWN,  # the worker was disabled by its crash guard, then started again
     "first start": UNKNOWN,
@@ -100,6 +101,41 @@ def closing_event(outage: Outage, events: Sequence[Event], slack: timedelta) -> 
     end = outage.end
     closing = [e for e in events if e.kind in CLOSING_KINDS and outage.start < e.at <= end + slack]
     return min(closing, key=lambda e: abs(e.at - end), default=None)
+
+
+def refusals(events: Sequence[Event]) -> list[Outage]:
+    """The windows in which the client-path probe failed while heartbeats committed: from a
+    "refused" event to the "admitted" one after it (open if none came)."""
+    windows: list[Outage] = []
+    refused: Event | None = None
+    for event in sorted(events, key=lambda e: e.at):
+        if event.kind == "refused" and refused is None:
+            refused = event
+        elif event.kind == "admitted":
+            start = event.outage_from or (refused.at if refused is not None else None)
+            if start is not None and event.at > start:
+                detail = refused.detail if refused is not None else event.detail
+                windows.append(Outage(start, event.at, BLOCKED, f"clients refused: {detail}"))
+            refused = None
+    if refused is not None:
+        windows.append(Outage(refused.at, None, BLOCKED, f"clients refused: {refused.detail}"))
+    return windows
+
+
+def merged(outages: Sequence[Outage]) -> list[Outage]:
+    """Windows that overlap made one (a refusal may overlap a gap in the heartbeats): the cause
+    of the earliest, the details of all."""
+    result: list[Outage] = []
+    far = datetime.max.replace(tzinfo=UTC)
+    for outage in sorted(outages, key=lambda o: o.start):
+        if result and outage.start <= (result[-1].end or far):
+            last = result[-1]
+            end = None if last.end is None or outage.end is None else max(last.end, outage.end)
+            detail = "; ".join(d for d in (last.detail, outage.detail) if d)
+            result[-1] = Outage(last.start, end, last.cause, detail)
+        else:
+            result.append(outage)
+    return result
 
 
 def windows_from_events(events: Sequence[Event], gap: timedelta, before: datetime | None) -> list[Outage]:
@@ -261,7 +297,8 @@ def build_ledger(
     if first_event is not None and (watched_from is None or first_event < watched_from):
         watched_from = first_event
     cut = []
-    for outage in kept + explain(find_outages(times, gap, until), starts, events, slack):
+    found = explain(find_outages(times, gap, until), starts, events, slack)
+    for outage in merged(kept + found + refusals(events)):
         if (outage.end is not None and outage.end <= since) or outage.start >= until:
             continue
         end = None if outage.end is None or outage.end > until else outage.end
@@ -443,3 +480,34 @@ def resumed_event(
         at=at,
         outage_from=last_heartbeat,
     )
+
+
+def probe_events(
+    refused_since: datetime | None,
+    failing: bool,
+    last_probe_at: datetime | None,
+    last_ok_at: datetime | None,
+    sqlstate: str,
+    message: str,
+) -> list[NewEvent]:
+    """The events of the client-path probe's outcome, given when the ledger last saw it refused
+    (None: admitted): "refused" at the first failing probe seen, "admitted" at the first success
+    after."""
+    if failing and refused_since is None and last_probe_at is not None:
+        code = f" (SQLSTATE {sqlstate})" if sqlstate else ""
+        return [
+            NewEvent(
+                "refused", "clients refused", f"{message}{code}", at=last_probe_at, sqlstate=sqlstate or None
+            )
+        ]
+    if not failing and refused_since is not None and last_ok_at is not None and last_ok_at > refused_since:
+        return [
+            NewEvent(
+                "admitted",
+                "clients refused",
+                "the client-path probe wrote again",
+                at=last_ok_at,
+                outage_from=refused_since,
+            )
+        ]
+    return []

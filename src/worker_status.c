@@ -457,6 +457,34 @@ worker_status_in_hook(bool in_hook)
 	SpinLockRelease(&slot->mutex);
 }
 
+/*
+ * The client-path probe's last outcome, for the ledger's events: whether a
+ * probe role is set, whether its last probe failed, when it last ran and
+ * last succeeded, and its error.
+ */
+void
+worker_status_probe_outcome(bool *probing, bool *failing, TimestampTz *last_probe_at,
+							TimestampTz *last_ok_at, char *sqlstate, char *message,
+							size_t message_size)
+{
+	WorkerStatus *slot;
+
+	*probing = *failing = false;
+	*last_probe_at = *last_ok_at = 0;
+	sqlstate[0] = message[0] = '\0';
+	if (owned_index < 0)
+		return;
+	slot = worker_status_slot(owned_index);
+	SpinLockAcquire(&slot->mutex);
+	*probing = slot->probe_role[0] != '\0' && slot->last_probe_at != 0;
+	*failing = slot->probe_failing;
+	*last_probe_at = slot->last_probe_at;
+	*last_ok_at = slot->last_probe_ok_at;
+	strlcpy(sqlstate, slot->probe_error_sqlstate, 6);
+	strlcpy(message, slot->probe_error_message, message_size);
+	SpinLockRelease(&slot->mutex);
+}
+
 void
 worker_status_retention_error(const char *message)
 {

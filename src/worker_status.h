@@ -155,6 +155,10 @@ extern void worker_status_disk(int index, int64 free_bytes, int64 size_bytes,
 /* stop() from a client backend: who asked, shown once the worker stopped. */
 extern void worker_status_stop_requested(int index, int pid, const char *role);
 extern void worker_status_note_previous_run(int index);
+extern PGDLLEXPORT void worker_status_probe_outcome(bool *probing, bool *failing,
+													TimestampTz *last_probe_at,
+													TimestampTz *last_ok_at, char *sqlstate,
+													char *message, size_t message_size);
 
 /* A message cut to fit size bytes on a character boundary, never mid-UTF-8. */
 extern void worker_status_clip(char *dest, const char *src, size_t size);

@@ -209,3 +209,27 @@ def test_a_worker_role_without_the_grant_keeps_writing_heartbeats_and_says_what_
     )
     before = len(cluster.heartbeats())
     cluster.wait_for_heartbeats(before + 5)
+
+
+def test_clients_refused_while_heartbeats_commit_is_a_blocked_window(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    from test_client_probe import PROBE
+    from test_clients_see import SETUP, the_worker
+
+    cluster = make_cluster(settings=PROBE, setup_sql=SETUP, conf={"max_connections": "12"}, extension=True)
+    # Made before the library was preloaded: the worker's role is granted the ledger by hand.
+    cluster.sql("GRANT USAGE ON SCHEMA alive_worker TO alive")
+    cluster.sql("GRANT SELECT, INSERT, DELETE ON alive_worker.events TO alive")
+    wait_for(lambda: the_worker(cluster)["probes_ok"] >= 2 or None, "two OK probes")
+    cluster.sql("REVOKE CONNECT ON DATABASE postgres FROM PUBLIC")
+    refused = wait_for_event(cluster, "refused", "clients refused")
+    assert refused["sqlstate"] == "42501" and 'permission denied for database "postgres"' in refused["detail"]
+    time.sleep(1)
+    cluster.sql("GRANT CONNECT ON DATABASE postgres TO PUBLIC")
+    admitted = wait_for_event(cluster, "admitted", "clients refused")
+    assert admitted["outage_from"] == refused["at"] < admitted["at"]
+    # The heartbeats went on: the one window is the refusal, from the probe's failure to its success.
+    outage = the_window(cluster)
+    assert outage["cause"] == "blocked" and "clients refused: permission denied" in outage["detail"], outage
+    assert (utc(outage["start"]), utc(outage["end"])) == (refused["at"], admitted["at"])

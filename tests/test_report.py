@@ -239,6 +239,17 @@ tests:
         values: '0+30x120 _x120'
       - series: 'alive_worker_tick_interval_seconds{{instance="db2:9187",job="alive_worker",database="postgres"}}'
         values: '10x120 _x120'
+      # db3 writes heartbeats throughout, but its client-path probe is refused from minute 60.
+      - series: 'alive_worker_scrape_success{{instance="db3:9187",job="alive_worker"}}'
+        values: '1x240'
+      - series: 'alive_worker_last_heartbeat_timestamp_seconds{{instance="db3:9187",job="alive_worker",database="postgres"}}'
+        values: '0+30x240'
+      - series: 'alive_worker_tick_interval_seconds{{instance="db3:9187",job="alive_worker",database="postgres"}}'
+        values: '10x240'
+      - series: 'alive_worker_state{{instance="db3:9187",job="alive_worker",database="postgres",state="sleeping"}}'
+        values: '1x120 0x120'
+      - series: 'alive_worker_state{{instance="db3:9187",job="alive_worker",database="postgres",state="clients cannot write"}}'
+        values: '0x120 1x120'
     alert_rule_test:
       - eval_time: 59m
         alertname: AliveWorkerWriteBudgetBurnFast1h
@@ -253,6 +264,10 @@ tests:
           - exp_labels: {{severity: page, slo: "99.95", instance: "db2:9187", job: alive_worker, database: postgres}}
             exp_annotations:
               summary: "db2:9187 writes burn the 99.95% budget 14.4x too fast (1h and 5m)"
+              description: "alive-worker report on the server names the outages and their causes."
+          - exp_labels: {{severity: page, slo: "99.95", instance: "db3:9187", job: alive_worker, database: postgres}}
+            exp_annotations:
+              summary: "db3:9187 writes burn the 99.95% budget 14.4x too fast (1h and 5m)"
               description: "alive-worker report on the server names the outages and their causes."
 """)
     tested = subprocess.run(

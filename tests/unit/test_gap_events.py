@@ -18,6 +18,8 @@ from alive_worker.ledger import (
     StartFacts,
     build_ledger,
     explain,
+    probe_events,
+    refusals,
     resumed_event,
     start_events,
 )
@@ -142,3 +144,26 @@ def test_windows_outlive_the_heartbeats_retention_deleted() -> None:
     # Measured from the first event's window, not only from the oldest heartbeat left.
     assert ledger.measured_from == T0 + timedelta(hours=12)
     assert ledger.total().down == timedelta(minutes=5)
+
+
+def test_the_probe_refused_then_admitted_is_one_window_merged_with_a_gap_it_overlaps() -> None:
+    [refused] = probe_events(None, True, T0, T0 - SECOND, "42501", "permission denied")
+    assert (refused.kind, refused.at, refused.sqlstate) == ("refused", T0, "42501")
+    assert probe_events(T0, True, T0 + SECOND, T0 - SECOND, "42501", "permission denied") == []
+    [admitted] = probe_events(T0, False, T0 + 30 * SECOND, T0 + 30 * SECOND, "", "")
+    assert (admitted.kind, admitted.outage_from, admitted.at) == ("admitted", T0, T0 + 30 * SECOND)
+    events = [
+        Event(T0, "refused", "clients refused", None, "permission denied (SQLSTATE 42501)"),
+        Event(T0 + 30 * SECOND, "admitted", "clients refused", T0, "the client-path probe wrote again"),
+    ]
+    [window] = refusals(events)
+    assert (window.start, window.end, window.cause) == (T0, T0 + 30 * SECOND, BLOCKED)
+    # A restart inside the refusal is one window with it, not two counted twice.
+    times = [T0 - 10 * SECOND + i * SECOND for i in range(20)] + [
+        T0 + 20 * SECOND + i * SECOND for i in range(20)
+    ]
+    ledger = build_ledger(times, T0 - 10 * SECOND, T0 + 40 * SECOND, 3 * SECOND, events=events)
+    assert [(o.start, o.end) for o in ledger.outages] == [(T0, T0 + 30 * SECOND)]
+    assert ledger.total().down == 30 * SECOND
+    # Still refused at the report's end: open.
+    assert refusals(events[:1])[0].end is None
