@@ -53,6 +53,10 @@ def aw_python_start() -> int:
 
         pglog.install()
         _plpython.install()
+        # Not under the first tick's timeout: the host's start.
+        from alive_worker.heartbeat import start_hook_host_early
+
+        start_hook_host_early()
         return int(lib.AW_OK)
     except BaseException as exc:
         return _record(exc, "start")

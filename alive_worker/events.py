@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 GAP_INTERVALS = 2
 EVENTS_KEPT_SECONDS = 400 * 86400
 PRUNE_EVERY_SECONDS = 3600.0
+# Without a ledger (no extension, no grant yet), how often to look again.
+LOOK_AGAIN_SECONDS = 60.0
 
 # The extension's own table, found through pg_depend: a look-alike in a
 # schema of the same name that is not the extension's is never written.
@@ -85,6 +87,7 @@ class EventLog:
         self.table = table
         self.gap = timedelta(0)
         self.kept_seconds = 0
+        self._settings = (0, 0)
         self._insert: spi.Plan | None = None
         self._prune: spi.Plan | None = None
         self._next_prune = 0.0
@@ -100,17 +103,20 @@ class EventLog:
         self._pending_at: datetime | None = None
         self._pending_start = False
         self._pending_refused: tuple[datetime | None] | None = None
+        self._look_again_at = 0.0
         self.qualified = ""
 
     def attach(self, table: LogTable, interval_ms: int, retention_s: int) -> None:
         """Follows the heartbeat table and the settings; finds the events table if not found yet
         (the extension may have been created or updated since)."""
         self.table = table
+        self._settings = (interval_ms, retention_s)
         self.gap = timedelta(milliseconds=interval_ms * GAP_INTERVALS)
         self.kept_seconds = 0 if retention_s == 0 else max(retention_s, EVENTS_KEPT_SECONDS)
         self._probing = bool(spi.setting("alive_worker.probe_role"))
         if self._insert is not None:
             return
+        self._look_again_at = time.monotonic() + LOOK_AGAIN_SECONDS
         try:
             with spi.subtransaction():
                 self._prepare()
@@ -172,7 +178,12 @@ class EventLog:
         now = datetime.now(UTC)
         self._pending_at = now
         if self._insert is None:
-            return
+            # CREATE EXTENSION, or the grant, may come after the worker's start.
+            if time.monotonic() < self._look_again_at:
+                return
+            self.attach(self.table, *self._settings)
+            if self._insert is None:
+                return
         if not self.started:
             self._pending_start = True
             last = self._last_heartbeat_before_start()

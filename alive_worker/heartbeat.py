@@ -16,6 +16,30 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The hook host started with the worker, until the first tick's hook takes it.
+_early_host: HookHost | None = None
+
+
+def start_hook_host_early() -> None:
+    """At the worker's start, outside any transaction: starts the hook host now, so that the first
+    tick's hook finds it ready (its start, some 50 ms and more on a busy machine, would otherwise
+    fall in the first tick and outlast a short tick timeout).  The hook's import-time statements
+    wait for that tick to answer them.  A failure here is left to the first tick to meet again."""
+    global _early_host
+    spec = Settings.current().hook
+    if not spec:
+        return
+    from alive_worker._hook_client import HookHost
+
+    host = HookHost(spec)
+    try:
+        host.start()
+    except Exception as error:
+        log.debug("alive_worker could not start the hook host early: %s", error)
+        host.stop()
+        return
+    _early_host = host
+
 
 class Heartbeat:
     """Counts heartbeats and writes the next one; state lives across ticks."""
@@ -147,8 +171,15 @@ class Heartbeat:
             # Imported only then: the tick without a hook starts no process.
             from alive_worker._hook_client import HookHost
 
+            global _early_host
             pglog.hook_context = f' of alive_worker.hook = "{self.settings.hook}"'
-            self._host = HookHost(self.settings.hook)
+            if _early_host is not None and _early_host.spec == self.settings.hook:
+                self._host = _early_host
+            else:
+                if _early_host is not None:
+                    _early_host.stop()
+                self._host = HookHost(self.settings.hook)
+            _early_host = None
         if self._tick is not None:
             # alive_worker.workers says "in the hook" meanwhile.
             spi.report_in_hook(True)

@@ -128,7 +128,8 @@ def merged(outages: Sequence[Outage]) -> list[Outage]:
     result: list[Outage] = []
     far = datetime.max.replace(tzinfo=UTC)
     for outage in sorted(outages, key=lambda o: o.start):
-        if result and outage.start <= (result[-1].end or far):
+        # Windows that only touch (one ends at the heartbeat the next begins at) stay two.
+        if result and outage.start < (result[-1].end or far):
             last = result[-1]
             end = None if last.end is None or outage.end is None else max(last.end, outage.end)
             detail = "; ".join(d for d in (last.detail, outage.detail) if d)

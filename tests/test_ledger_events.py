@@ -217,10 +217,13 @@ def test_clients_refused_while_heartbeats_commit_is_a_blocked_window(
     from test_client_probe import PROBE
     from test_clients_see import SETUP, the_worker
 
-    cluster = make_cluster(settings=PROBE, setup_sql=SETUP, conf={"max_connections": "12"}, extension=True)
-    # Made before the library was preloaded: the worker's role is granted the ledger by hand.
-    cluster.sql("GRANT USAGE ON SCHEMA alive_worker TO alive")
-    cluster.sql("GRANT SELECT, INSERT, DELETE ON alive_worker.events TO alive")
+    # Made before the library is preloaded: the worker's role is granted the ledger by hand.
+    ledger = [
+        "CREATE EXTENSION alive_worker",
+        "GRANT USAGE ON SCHEMA alive_worker TO alive",
+        "GRANT SELECT, INSERT, DELETE ON alive_worker.events TO alive",
+    ]
+    cluster = make_cluster(settings=PROBE, setup_sql=[*SETUP, *ledger], conf={"max_connections": "12"})
     wait_for(lambda: the_worker(cluster)["probes_ok"] >= 2 or None, "two OK probes")
     cluster.sql("REVOKE CONNECT ON DATABASE postgres FROM PUBLIC")
     refused = wait_for_event(cluster, "refused", "clients refused")
@@ -231,5 +234,8 @@ def test_clients_refused_while_heartbeats_commit_is_a_blocked_window(
     assert admitted["outage_from"] == refused["at"] < admitted["at"]
     # The heartbeats went on: the one window is the refusal, from the probe's failure to its success.
     outage = the_window(cluster)
-    assert outage["cause"] == "blocked" and "clients refused: permission denied" in outage["detail"], outage
+    assert (
+        outage["cause"] == "blocked"
+        and "clients refused: cannot connect: permission denied" in outage["detail"]
+    ), outage
     assert (utc(outage["start"]), utc(outage["end"])) == (refused["at"], admitted["at"])

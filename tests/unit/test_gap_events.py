@@ -18,6 +18,7 @@ from alive_worker.ledger import (
     StartFacts,
     build_ledger,
     explain,
+    merged,
     probe_events,
     refusals,
     resumed_event,
@@ -167,3 +168,10 @@ def test_the_probe_refused_then_admitted_is_one_window_merged_with_a_gap_it_over
     assert ledger.total().down == 30 * SECOND
     # Still refused at the report's end: open.
     assert refusals(events[:1])[0].end is None
+
+
+def test_windows_that_only_touch_stay_two() -> None:
+    # A restart, then a crash right after the first heartbeat: one window ends where the next begins.
+    first, second = Outage(T0, T0 + 5 * SECOND, PLANNED), Outage(T0 + 5 * SECOND, T0 + 9 * SECOND, CRASH)
+    assert merged([second, first]) == [first, second]
+    assert merged([first, Outage(T0 + 4 * SECOND, None, BLOCKED)]) == [Outage(T0, None, PLANNED)]
