@@ -431,14 +431,7 @@ extern void worker_status_probe_outcome(bool *probing, bool *failing, TimestampT
 										TimestampTz *last_ok_at, char *sqlstate, char *message,
 										size_t message_size);
 
-static double
-unix_seconds(TimestampTz at)
-{
-	const int64 unix_epoch = (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) *
-		SECS_PER_DAY * USECS_PER_SEC;
-
-	return at == 0 ? 0.0 : (double) (at + unix_epoch) / USECS_PER_SEC;
-}
+extern double server_start_unix_seconds(TimestampTz at);
 
 void
 aw_probe_facts_read(aw_probe_facts *facts)
@@ -452,8 +445,8 @@ aw_probe_facts_read(aw_probe_facts *facts)
 								facts->sqlstate, facts->message, sizeof(facts->message));
 	facts->probing = probing;
 	facts->failing = failing;
-	facts->last_probe_at = unix_seconds(last_probe_at);
-	facts->last_ok_at = unix_seconds(last_ok_at);
+	facts->last_probe_at = server_start_unix_seconds(last_probe_at);
+	facts->last_ok_at = server_start_unix_seconds(last_ok_at);
 }
 
 void

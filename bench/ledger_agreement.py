@@ -100,6 +100,20 @@ def compare(events: list[Event], writer: Writer, found: dict[str, Any]) -> list[
     return rows
 
 
+def beside_a_client(
+    bindir: Path, client_dsn: str, report_dsn: str, actions: list[tuple[str, Callable[[], None]]]
+) -> list[dict[str, Any]]:
+    """Each action in turn beside a client writing through client_dsn; then the report against it."""
+    began = time.time()
+    writer = Writer(client_dsn)
+    writer.start()
+    events = [timed(name, writer, action) for name, action in actions]
+    time.sleep(SETTLE_SECONDS)
+    writer.stopping.set()
+    writer.join(timeout=10)
+    return compare(events, writer, report(bindir, report_dsn, began - 1))
+
+
 def timed(name: str, writer: Writer, action: Callable[[], None]) -> Event:
     """Runs action between settled writing; the event ends when the client writes again."""
     time.sleep(SETTLE_SECONDS)
@@ -138,11 +152,9 @@ def plain_server_events(bindir: Path, run_dir: Path) -> list[dict[str, Any]]:
         wait_for(
             lambda: server.sql("SELECT to_regclass('public.log_table')")[0][0], "the heartbeat table", 30
         )
-        began = time.time()
-        writer = Writer(f"host=127.0.0.1 port={server.port} dbname=postgres user=postgres")
-        writer.start()
-        events = [timed("restart", writer, lambda: server.pg_ctl("-m", "fast", "-w", "restart",
-                                                                  "-l", str(server.log_file)))]  # fmt: skip
+
+        def restart() -> None:
+            server.pg_ctl("-m", "fast", "-w", "restart", "-l", str(server.log_file))
 
         def crash() -> None:
             victim = server.connect()
@@ -150,19 +162,15 @@ def plain_server_events(bindir: Path, run_dir: Path) -> list[dict[str, Any]]:
             os.kill(pid, signal.SIGKILL)
             victim.close()
 
-        events.append(timed("crash", writer, crash))
-
         def hold_lock() -> None:
             with server.connect() as conn, conn.transaction():
                 conn.execute("LOCK TABLE public.log_table, public.client_writes IN ACCESS EXCLUSIVE MODE")
                 time.sleep(LOCK_SECONDS)
 
-        events.append(timed("lock 5 s", writer, hold_lock))
-        time.sleep(SETTLE_SECONDS)
-        writer.stopping.set()
-        writer.join(timeout=10)
         dsn = f"host=127.0.0.1 port={server.port} dbname=postgres user=postgres"
-        return compare(events, writer, report(bindir, dsn, began - 1))
+        return beside_a_client(
+            bindir, dsn, dsn, [("restart", restart), ("crash", crash), ("lock 5 s", hold_lock)]
+        )
     finally:
         server.stop()
 
@@ -185,9 +193,6 @@ def patroni_events(bindir: Path, run_dir: Path, patroni_bin_dir: str) -> list[di
         first.sql("CREATE EXTENSION alive_worker")
         first.sql(CLIENT_TABLE)
         wait_for(lambda: first.sql("SELECT to_regclass('public.log_table')")[0][0], "the heartbeat table", 30)
-        began = time.time()
-        writer = Writer(cluster.multi_host_dsn(target_session_attrs="read-write"))
-        writer.start()
 
         def switchover() -> None:
             result = cluster.switchover(first, second)
@@ -195,18 +200,16 @@ def patroni_events(bindir: Path, run_dir: Path, patroni_bin_dir: str) -> list[di
                 raise RuntimeError(f"patronictl switchover failed: {result.stdout}{result.stderr}")
             cluster.wait_for_roles()
 
-        events = [timed("switchover", writer, switchover)]
-
         def failover() -> None:
             second.kill()
             wait_for(lambda: first.role() == "primary", "the replica to take over", 120)
 
-        events.append(timed("failover", writer, failover))
-        time.sleep(SETTLE_SECONDS)
-        writer.stopping.set()
-        writer.join(timeout=10)
-        dsn = f"host=127.0.0.1 port={first.port} dbname=postgres user={cluster.user}"
-        return compare(events, writer, report(bindir, dsn, began - 1))
+        client_dsn = cluster.multi_host_dsn(target_session_attrs="read-write")
+        # The report from the last primary, once both events are over.
+        report_dsn = f"host=127.0.0.1 port={first.port} dbname=postgres user={cluster.user}"
+        return beside_a_client(
+            bindir, client_dsn, report_dsn, [("switchover", switchover), ("failover", failover)]
+        )
     finally:
         cluster.stop()
 

@@ -45,6 +45,7 @@ static TimestampTz promoted_at = 0;
 
 /* Read by the bridge (aw_start_facts_read): strings stay this process's. */
 PGDLLEXPORT void server_start_describe(aw_start_facts *facts);
+PGDLLEXPORT double server_start_unix_seconds(TimestampTz at);
 
 void
 server_start_read_control_file(void)
@@ -92,8 +93,9 @@ server_start_promoted(void)
 	promoted_at = GetCurrentTimestamp();
 }
 
-static double
-unix_seconds(TimestampTz at)
+/* A timestamp as Unix seconds, 0 for none: what the bridge hands Python. */
+double
+server_start_unix_seconds(TimestampTz at)
 {
 	const int64 unix_epoch = (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) *
 		SECS_PER_DAY * USECS_PER_SEC;
@@ -105,17 +107,17 @@ void
 server_start_describe(aw_start_facts *facts)
 {
 	memset(facts, 0, sizeof(*facts));
-	facts->server_started_at = unix_seconds(PgStartTime);
+	facts->server_started_at = server_start_unix_seconds(PgStartTime);
 	facts->control_file_read = control_file_read;
 	facts->crash_recovery = crash_recovery;
 	facts->control_file_time = (double) control_file_time;
 	facts->cluster_resets = shared_memory_made > 0 ? shared_memory_made - 1 : 0;
-	facts->last_reset_at = unix_seconds(last_reset_at);
+	facts->last_reset_at = server_start_unix_seconds(last_reset_at);
 	facts->previous_state = previous_state;
-	facts->previous_state_since = unix_seconds(previous_state_since);
-	facts->previous_last_ok_at = unix_seconds(previous_last_ok_at);
+	facts->previous_state_since = server_start_unix_seconds(previous_state_since);
+	facts->previous_last_ok_at = server_start_unix_seconds(previous_last_ok_at);
 	facts->stop_requested_by = previous_stop_by;
 	facts->stop_requested_role = previous_stop_role;
-	facts->promoted_at = unix_seconds(promoted_at);
+	facts->promoted_at = server_start_unix_seconds(promoted_at);
 	facts->timeline = RecoveryInProgress() ? 0 : (int) GetWALInsertionTimeLine();
 }
