@@ -60,6 +60,8 @@ typedef struct aw_plan aw_plan;
 #define AW_PRIVILEGE_INSERT 1
 #define AW_PRIVILEGE_SELECT 2
 #define AW_PRIVILEGE_DELETE 8
+/* Not a privilege: the extension's own table, run as its owner (_bridge_statements.c). */
+#define AW_EXTENSION_TABLE 1073741824
 
 const aw_error *aw_last_error(void);
 void		aw_record_error(const char *sqlstate, const char *message,

@@ -12,8 +12,10 @@
 
 #include "access/relation.h"
 #include "access/xact.h"
+#include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
@@ -97,6 +99,17 @@ forget_result_rows(void)
  * could point the name elsewhere is processed only when a new lock is taken,
  * and none is between this lookup and the statement's own.
  */
+/*
+ * With AW_EXTENSION_TABLE: the extension's own table (alive_worker.events),
+ * written as its owner whoever the worker's role is, which needs no grant on
+ * it.  Only a superuser owns it, and only a superuser may add code to it or
+ * grant on it, so its owner runs no one else's code; and a role below
+ * superuser (the worker's, so a trigger granted on the heartbeat table, or a
+ * hook) can neither write nor delete the ledger.  Checked at every
+ * execution: a member of extension alive_worker, owned by a superuser.
+ */
+#define EXTENSION_TABLE ((AclMode) AW_EXTENSION_TABLE)
+
 typedef struct TableOwnerRun
 {
 	const RangeVar *table;
@@ -115,7 +128,7 @@ typedef struct TableOwnerRun
 static LOCKMODE
 statement_lockmode(AclMode privileges)
 {
-	return (privileges & ~ACL_SELECT) != 0 ? RowExclusiveLock : AccessShareLock;
+	return (privileges & ~(ACL_SELECT | EXTENSION_TABLE)) != 0 ? RowExclusiveLock : AccessShareLock;
 }
 
 static void
@@ -142,10 +155,29 @@ privilege_names(AclMode privileges, StringInfo names)
  * privileges on it (none: only at execution, so that a plan can be made
  * before a grant); returns its owner.
  */
+/*
+ * The extension's table by name, without the worker role's USAGE on its
+ * schema (it has none): only a superuser can make or rename anything there.
+ */
+static Oid
+lock_extension_table(const RangeVar *table, LOCKMODE lockmode)
+{
+	Oid			relid = get_relname_relid(table->relname, get_namespace_oid(table->schemaname, false));
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation \"%s.%s\" does not exist", table->schemaname, table->relname)));
+	LockRelationOid(relid, lockmode);
+	return relid;
+}
+
 static Oid
 lock_table_for_owner_run(const RangeVar *table, LOCKMODE lockmode, AclMode privileges)
 {
-	Oid			relid = RangeVarGetRelidExtended(table, lockmode, 0, NULL, NULL);
+	bool		extension_table = (privileges & EXTENSION_TABLE) != 0;
+	Oid			relid = extension_table ? lock_extension_table(table, lockmode) :
+		RangeVarGetRelidExtended(table, lockmode, 0, NULL, NULL);
 	Relation	relation = relation_open(relid, NoLock);
 	char		relkind = relation->rd_rel->relkind;
 	char		persistence = relation->rd_rel->relpersistence;
@@ -175,6 +207,19 @@ lock_table_for_owner_run(const RangeVar *table, LOCKMODE lockmode, AclMode privi
 						quote_qualified_identifier(table->schemaname, table->relname),
 						relkind_name(relkind)),
 				 errdetail("The worker writes only into ordinary or partitioned tables.")));
+	if (extension_table)
+	{
+		Oid			extension = get_extension_oid("alive_worker", true);
+
+		if (!OidIsValid(extension) ||
+			getExtensionOfObject(RelationRelationId, relid) != extension ||
+			!superuser_arg(owner))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("alive_worker table %s is not extension alive_worker's own, owned by a superuser",
+							quote_qualified_identifier(table->schemaname, table->relname))));
+		return owner;
+	}
 	missing = privileges & ~pg_class_aclmask(relid, worker_role, privileges, ACLMASK_ALL);
 	if (missing != 0)
 	{
@@ -199,7 +244,9 @@ run_as_table_owner(TableOwnerRun *run)
 {
 	Oid			owner = lock_table_for_owner_run(run->table, run->lockmode, run->privileges);
 	Oid			worker_role = GetUserId();
-	Oid			run_as = superuser_arg(owner) && !superuser_arg(worker_role) ? worker_role : owner;
+	bool		extension_table = (run->privileges & EXTENSION_TABLE) != 0;
+	Oid			run_as = !extension_table && superuser_arg(owner) && !superuser_arg(worker_role) ?
+		worker_role : owner;
 	TableOwnerState state;
 
 	table_owner_begin(run_as, &state);
@@ -294,7 +341,8 @@ prepare_body(void *arg)
 		/* Parsing resolves the table's name: as its owner too. */
 		if (plan->owner_of != NULL)
 		{
-			TableOwnerRun run = {plan->owner_of, statement_lockmode(plan->required_privileges), 0,
+			TableOwnerRun run = {plan->owner_of, statement_lockmode(plan->required_privileges),
+			plan->required_privileges & EXTENSION_TABLE,
 			spi_prepare_body, &prepare};
 
 			run_as_table_owner(&run);

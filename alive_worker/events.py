@@ -140,14 +140,14 @@ class EventLog:
                         $5::pg_catalog.timestamptz, $6, $7::pg_catalog.int4, $8)""",
             ["text"] * 8,
             keep=True,
-            as_owner_of=spi.TableAccess.for_insert(schema, "events"),
+            as_owner_of=spi.TableAccess.of_the_extension(spi.TableAccess.for_insert(schema, "events")),
         )
         self._prune = spi.prepare(
             f"""DELETE FROM {self.qualified}
                 WHERE at < pg_catalog.now() - pg_catalog.make_interval(secs => $1::pg_catalog.float8)""",
             ["text"],
             keep=True,
-            as_owner_of=spi.TableAccess.for_delete(schema, "events"),
+            as_owner_of=spi.TableAccess.of_the_extension(spi.TableAccess.for_delete(schema, "events")),
         )
 
     def tick_begins(self, previous_committed: bool) -> None:

@@ -80,6 +80,12 @@ class TableAccess(NamedTuple):
         return cls(schema, table, int(lib.AW_PRIVILEGE_SELECT))
 
     @classmethod
+    def of_the_extension(cls, access: TableAccess) -> TableAccess:
+        """The extension's own table (alive_worker.events): run as its owner, a superuser, whoever
+        the worker's role is (which needs no grant); refused unless it is the extension's."""
+        return cls(access.schema, access.table, access.privileges | int(lib.AW_EXTENSION_TABLE))
+
+    @classmethod
     def for_delete(cls, schema: str, table: str) -> TableAccess:
         """DELETE ... WHERE reads the rows too."""
         return cls(schema, table, int(lib.AW_PRIVILEGE_DELETE) | int(lib.AW_PRIVILEGE_SELECT))

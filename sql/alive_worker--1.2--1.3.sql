@@ -289,8 +289,10 @@ GRANT SELECT ON workers TO pg_monitor;
 -- Kept longer than the heartbeats (the worker deletes events older than
 -- alive_worker.retention or 400 days, whichever is longer), so that a year's
 -- ledger outlives a week's retention: outage_from and at are the window.
--- A superuser's table, written by the worker's role itself (never as the
--- owner), and read by alive-worker report.
+-- A superuser's table, which the worker writes and prunes as its owner (no
+-- grant to the worker's role: a trigger granted on the heartbeat table, or a
+-- hook, runs as that role and must not reach the ledger), and which
+-- alive-worker report reads.
 CREATE TABLE events (
     pk pg_catalog.int8 GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     at pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now(),
@@ -318,19 +320,3 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.events', '');
 REVOKE ALL ON events FROM PUBLIC;
 GRANT SELECT ON events TO pg_monitor;
 
--- The worker's role writes and prunes its events (an identity column needs no
--- grant on its sequence).  Named by alive_worker.role when the library is
--- preloaded; after changing that setting, grant the same to the new role.
-DO $grant_events$
-DECLARE
-    worker_role name := pg_catalog.current_setting('alive_worker.role', true);
-BEGIN
-    IF worker_role IS NOT NULL
-       AND EXISTS (SELECT FROM pg_catalog.pg_roles r
-                   WHERE r.rolname OPERATOR(pg_catalog.=) worker_role AND NOT r.rolsuper) THEN
-        EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %I TO %I', '@extschema@', worker_role);
-        EXECUTE pg_catalog.format('GRANT SELECT, INSERT, DELETE ON %I.events TO %I',
-                                  '@extschema@', worker_role);
-    END IF;
-END
-$grant_events$;

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from conftest import Cluster, streaming_standby, wait_for
+from conftest import LEAST_PRIVILEGE_SETUP, Cluster, streaming_standby, wait_for
 from test_report import report, utc
 
 EVENT_COLUMNS = "kind, cause, at, outage_from, detail, sqlstate, timeline"
@@ -182,33 +182,54 @@ def test_retention_deletes_the_heartbeats_but_not_the_ledger(make_cluster: Calla
     assert events(cluster, "started")[0]["cause"] == "first start"
 
 
-def test_a_worker_role_without_the_grant_keeps_writing_heartbeats_and_says_what_to_grant(
+def test_the_ledger_is_written_as_its_owner_and_out_of_reach_of_the_worker_s_role(
     make_cluster: Callable[..., Cluster],
 ) -> None:
+    # The least-privilege set-up: a superuser's heartbeat table, the worker's role with INSERT only, and
+    # mallory granted TRIGGER on it: her trigger runs as the worker's role, which has no right on the ledger.
+    forge = """
+    CREATE TABLE public.evidence (what text);
+    GRANT INSERT ON public.evidence TO PUBLIC;
+    GRANT TRIGGER ON public.log_table TO mallory;
+    GRANT CREATE ON SCHEMA public TO mallory;
+    SET ROLE mallory;
+    CREATE FUNCTION public.forge() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        BEGIN
+            DELETE FROM alive_worker.events;
+            INSERT INTO public.evidence VALUES ('deleted');
+        EXCEPTION WHEN OTHERS THEN INSERT INTO public.evidence VALUES ('refused: ' || SQLERRM);
+        END;
+        BEGIN
+            INSERT INTO alive_worker.events (kind, cause, heartbeat_table) VALUES ('started', 'stop', 'x');
+            INSERT INTO public.evidence VALUES ('forged');
+        EXCEPTION WHEN OTHERS THEN INSERT INTO public.evidence VALUES ('refused: ' || SQLERRM);
+        END;
+        RETURN NEW;
+    END $$;
+    CREATE TRIGGER forge BEFORE INSERT ON public.log_table FOR EACH ROW EXECUTE FUNCTION public.forge();
+    """
     cluster = make_cluster(
-        settings={"interval": "200ms", "role": "alive"},
+        settings={"interval": "200ms", "role": "luca"},
         setup_sql=[
-            "CREATE ROLE alive LOGIN",
-            "CREATE TABLE public.log_table (pk serial PRIMARY KEY, message text, ts timestamp DEFAULT now())",
-            "GRANT INSERT, SELECT ON public.log_table TO alive",
-            "GRANT USAGE ON SEQUENCE public.log_table_pk_seq TO alive",
+            "CREATE ROLE mallory LOGIN",
+            *LEAST_PRIVILEGE_SETUP,
+            "CREATE EXTENSION alive_worker",
+            forge,
         ],
     )
-    cluster.wait_for_heartbeats(3)
-    # Made with the library loaded: the script grants the ledger to alive_worker.role.
-    cluster.sql("CREATE EXTENSION alive_worker")
-    cluster.sql("SELECT alive_worker.stop('postgres')")
-    cluster.sql("SELECT alive_worker.start('postgres')")
-    wait_for_event(cluster, "started", "stop")
-    cluster.mark_log()
-    cluster.sql("REVOKE INSERT ON alive_worker.events FROM alive")
-    cluster.sql("SELECT alive_worker.stop('postgres')")
-    cluster.sql("SELECT alive_worker.start('postgres')")
-    cluster.wait_for_log(
-        r"cannot record the ledger's events in alive_worker\.events: .*GRANT INSERT ON alive_worker\.events TO alive"
+    # The worker's role needs no grant on the ledger: its events are written as the table's owner.
+    started = wait_for_event(cluster, "started", "first start")
+    assert not cluster.sql("SELECT has_table_privilege('luca', 'alive_worker.events', 'INSERT, DELETE')")[0][
+        0
+    ]
+    wait_for(
+        lambda: len(cluster.sql("SELECT * FROM public.evidence")) >= 6 or None, "mallory's trigger to run"
     )
-    before = len(cluster.heartbeats())
-    cluster.wait_for_heartbeats(before + 5)
+    tried = {what for (what,) in cluster.sql("SELECT what FROM public.evidence")}
+    assert tried == {"refused: permission denied for schema alive_worker"}, tried
+    assert [e["at"] for e in events(cluster, "started")] == [started["at"]]
+    assert cluster.sql("SELECT count(*) FROM alive_worker.events WHERE heartbeat_table = 'x'") == [(0,)]
 
 
 def test_clients_refused_while_heartbeats_commit_is_a_blocked_window(
@@ -217,13 +238,7 @@ def test_clients_refused_while_heartbeats_commit_is_a_blocked_window(
     from test_client_probe import PROBE
     from test_clients_see import SETUP, the_worker
 
-    # Made before the library is preloaded: the worker's role is granted the ledger by hand.
-    ledger = [
-        "CREATE EXTENSION alive_worker",
-        "GRANT USAGE ON SCHEMA alive_worker TO alive",
-        "GRANT SELECT, INSERT, DELETE ON alive_worker.events TO alive",
-    ]
-    cluster = make_cluster(settings=PROBE, setup_sql=[*SETUP, *ledger], conf={"max_connections": "12"})
+    cluster = make_cluster(settings=PROBE, setup_sql=SETUP, conf={"max_connections": "12"}, extension=True)
     wait_for(lambda: the_worker(cluster)["probes_ok"] >= 2 or None, "two OK probes")
     cluster.sql("REVOKE CONNECT ON DATABASE postgres FROM PUBLIC")
     refused = wait_for_event(cluster, "refused", "clients refused")
