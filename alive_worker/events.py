@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 GAP_INTERVALS = 2
 EVENTS_KEPT_SECONDS = 400 * 86400
 PRUNE_EVERY_SECONDS = 3600.0
+# How many of the newest rows the first heartbeat reads to find the last one before the gap.
+LAST_ROWS_READ = 100
 # Without a ledger (no extension, no grant yet), how often to look again.
 LOOK_AGAIN_SECONDS = 60.0
 
@@ -223,8 +225,11 @@ class EventLog:
         try:
             with spi.subtransaction():
                 plan = spi.prepare(
-                    f"""SELECT pg_catalog.date_part('epoch', ts::pg_catalog.timestamptz)
-                        FROM {self.table.qualified} ORDER BY pk DESC LIMIT 1 OFFSET 1""",
+                    # The newest of the last rows by pk but this tick's own (stamped now()):
+                    # a stray row of a client's, with a high pk or an odd time, is outvoted.
+                    f"""SELECT pg_catalog.date_part('epoch', pg_catalog.max(ts)::pg_catalog.timestamptz)
+                        FROM (SELECT ts FROM {self.table.qualified} ORDER BY pk DESC LIMIT {LAST_ROWS_READ}) newest
+                        WHERE ts::pg_catalog.timestamptz OPERATOR(pg_catalog.<) pg_catalog.now()""",
                     as_owner_of=spi.TableAccess.for_select(self.table.schema, self.table.table),
                 )
                 rows = plan.execute()

@@ -179,6 +179,12 @@ def test_retention_deletes_the_heartbeats_but_not_the_ledger(make_cluster: Calla
     assert (kept["start"], kept["end"], kept["cause"]) == (window["start"], window["end"], "planned")
     _, found = report(cluster, "--since", "10min")
     assert utc(found["measured_from"]) <= started["outage_from"]
+    # A report that ends inside the window still has it, open at its end.
+    inside = (started["outage_from"] + (started["at"] - started["outage_from"]) / 2).isoformat()
+    _, cut = report(cluster, "--since", "10min", "--until", inside, "--slo", "50")
+    assert [(o["start"], o["end"], o["cause"]) for o in cut["outages"]] == [
+        (window["start"], None, "planned")
+    ]
     assert events(cluster, "started")[0]["cause"] == "first start"
 
 
@@ -254,3 +260,42 @@ def test_clients_refused_while_heartbeats_commit_is_a_blocked_window(
         and "clients refused: cannot connect: permission denied" in outage["detail"]
     ), outage
     assert (utc(outage["start"]), utc(outage["end"])) == (refused["at"], admitted["at"])
+
+
+def test_stray_rows_of_clients_neither_hide_a_crash_nor_open_a_window(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    cluster = make_cluster(settings={"interval": "200ms"}, extension=True)
+    wait_for_event(cluster, "started", "first start")
+    cluster.wait_for_heartbeats(5)
+    # A client's rows in the heartbeat table: one with the highest pk and an old time, one dated tomorrow.
+    cluster.sql(
+        "INSERT INTO public.log_table (pk, message, ts) VALUES"
+        " (2000000000, 'a client', now() - interval '1 hour'), (1999999999, 'a client', now() + interval '1 day')"
+    )
+    cluster.wait_for_heartbeats(len(cluster.heartbeats()) + 3)
+    [(last,)] = cluster.sql("SELECT max(ts)::timestamptz FROM public.log_table WHERE message LIKE 'STILL%'")
+    seen = len(events(cluster))
+    cluster.node.stop(["-m", "immediate"])
+    time.sleep(1)
+    cluster.node.start()
+    crashed = wait_for_event(cluster, "started", "crash", after=seen)
+    # The window begins at the worker's own last heartbeat, not at the stray row.
+    assert crashed["outage_from"] == last, crashed
+    # The row dated tomorrow opens no window and stops no reading.
+    outage = the_window(cluster)
+    assert (utc(outage["start"]), outage["cause"]) == (last, "crash"), outage
+
+
+def test_a_standby_reports_up_to_what_it_replayed(
+    make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
+) -> None:
+    primary = make_cluster(settings={"interval": "200ms"}, extension=True)
+    standby = streaming_standby(primary, make_standby)
+    primary.node.stop(["-m", "immediate"])
+    time.sleep(2)
+    # The primary may be down or only cut off: the standby cannot tell, and says nothing past its replay.
+    _, found = report(standby, "--since", "10min", "--slo", "50")
+    assert found["outages"] == [], found["outages"]
+    [(replayed,)] = standby.sql("SELECT pg_last_xact_replay_timestamp()")
+    assert utc(found["until"]) == replayed

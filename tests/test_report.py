@@ -280,3 +280,32 @@ tests:
         [PROMTOOL, "test", "rules", "rules_test.yml"], cwd=tmp_path, capture_output=True, text=True
     )
     assert lax.returncode != 0 and "got:[]" in lax.stdout + lax.stderr, lax.stdout + lax.stderr
+
+
+def test_a_server_s_text_is_escaped_in_files_too(fixture_cluster: Cluster, tmp_path: Path) -> None:
+    # An event whose detail holds terminal escapes and a bidirectional override (a failing tick's message
+    # comes from whoever's code failed it): shown escaped on the terminal, and in --output files alike.
+    hostile = "disk full\x1b]0;PWNED\x07\x1b[2J\u202eevil"
+    with fixture_cluster.connect() as conn:
+        conn.execute("CREATE TABLE public.escape_beats (pk bigint PRIMARY KEY, message text, ts timestamptz)")
+        conn.execute(
+            "INSERT INTO public.escape_beats SELECT i, 'x', timestamptz '2026-03-30 22:00:00+00' + i * interval '1 s'"
+            " FROM generate_series(0, 9) i WHERE i NOT BETWEEN 3 AND 7"
+        )
+        conn.execute(
+            "INSERT INTO alive_worker.events (at, kind, cause, outage_from, heartbeat_table, detail)"
+            " VALUES ('2026-03-30 22:00:08+00', 'resumed', 'failing ticks', '2026-03-30 22:00:02+00',"
+            " 'public.escape_beats', %s)",
+            [hostile],
+        )
+    period = ("--table", "public.escape_beats", "--interval", "1s", "--since", "2026-03-30T22:00:00Z",
+              "--until", "2026-03-30T22:00:10Z")  # fmt: skip
+    for form in ("text", "json", "html"):
+        written = tmp_path / f"report.{form}"
+        result = cli(
+            "report", "--dsn", dsn(fixture_cluster), *period, "--format", form, "--output", str(written)
+        )
+        assert result.returncode in (0, 2), result.stderr
+        content = written.read_text()
+        assert "disk full" in content, content
+        assert "\x1b" not in content and "\x07" not in content and "\u202e" not in content, form

@@ -30,6 +30,7 @@ from alive_worker.cli._common import (
     interval_text,
     print_json,
     require_extension,
+    safe_output,
     seconds_text,
     to_json,
     translate,
@@ -174,19 +175,27 @@ class HeartbeatReader:
         if first is None:
             return
         after_pk, after_ts = self.start_key(first, not_before)
+        past_until = 0
         while True:
             rows = self.read(PAGE_ROWS, after_pk, after_ts)
             for row in rows:
-                yield row["ts"]
-                if row["ts"] > until:
+                if row["ts"] <= until:
+                    yield row["ts"]
+                    past_until = 0
+                    continue
+                past_until += 1
+                if past_until >= ROWS_PAST_UNTIL:
                     return
             if len(rows) < PAGE_ROWS:
                 return
             after_pk, after_ts = rows[-1]["pk"], rows[-1]["ts"] if rows[-1]["pk"] is None else None
 
 
-# Events older than the period by this much may still explain a window that reaches into it.
-EVENTS_BEFORE = timedelta(days=7)
+# Events this far outside the period may still explain a window that reaches into it (the event that
+# ends a window is stamped at its end, which may be after --until).
+EVENTS_AROUND = timedelta(days=7)
+# Rows past --until that end the reading: one stray row dated later (a client's) must not.
+ROWS_PAST_UNTIL = 100
 
 
 def read_events(
@@ -199,7 +208,7 @@ def read_events(
         " WHERE pg_catalog.to_regclass(heartbeat_table) OPERATOR(pg_catalog.=) pg_catalog.to_regclass(%s::pg_catalog.text)"
         " AND at >= %s AND at <= %s ORDER BY at, pk"
     ).format(extension.name("events"))
-    rows = conn.execute(query, [table, since - EVENTS_BEFORE, until]).fetchall()
+    rows = conn.execute(query, [table, since - EVENTS_AROUND, until + EVENTS_AROUND]).fetchall()
     return [
         Event(r["at"], r["kind"], r["cause"], r["outage_from"], r["detail"], r["sqlstate"], r["timeline"])
         for r in rows
@@ -223,10 +232,22 @@ def ledger_of(conn: Connection, args: argparse.Namespace) -> tuple[Ledger, str, 
     extension = require_extension(conn, "1.3")
     table, relid = resolve(conn, args.table)
     row = conn.execute(
-        "SELECT pg_catalog.clock_timestamp() AS now, pg_catalog.pg_postmaster_start_time() AS started"
+        "SELECT pg_catalog.clock_timestamp() AS now, pg_catalog.pg_postmaster_start_time() AS started,"
+        " pg_catalog.pg_is_in_recovery() AS standby, pg_catalog.pg_last_xact_replay_timestamp() AS replayed"
     ).fetchone()
     assert row is not None
     since, until = period(args, row["now"])
+    # A standby knows the primary's writes up to its last replayed commit, and its own start says
+    # nothing of them: past that, a lag or a cut link is not an outage of the primary's.
+    starts = [] if row["standby"] else [ServerStart(row["started"])]
+    if row["standby"] and row["replayed"] is not None and row["replayed"] < until:
+        if row["replayed"] <= since:
+            raise CliError(
+                f"this standby has replayed nothing after --since ({since.isoformat()}): its last replayed "
+                f"commit is from {row['replayed'].isoformat()}",
+                "Report on the primary, or on a standby that follows it.",
+            )
+        until = row["replayed"]
     interval = args.interval or server_interval(conn)
     gap = interval * args.gap
     reader = HeartbeatReader(conn, extension, relid)
@@ -236,7 +257,6 @@ def ledger_of(conn: Connection, args: argparse.Namespace) -> tuple[Ledger, str, 
     times = list(reader.times(not_before, until))
     if first is not None and first["ts"] < not_before and (not times or times[0] > not_before):
         times.insert(0, not_before)
-    starts = [ServerStart(row["started"])]
     events = read_events(conn, extension, table, since, until)
     ledger = build_ledger(
         times,
@@ -349,7 +369,10 @@ def run(args: argparse.Namespace, out: TextIO, style: Style) -> Status:
         except psycopg.Error as error:
             raise translate(error, conn) from error
     report = as_dict(ledger, table, interval, args.slo)
-    target = args.output.open("w", encoding="utf-8") if args.output else out
+    # A file is escaped as the terminal is: a server's text (an event's detail, an error message) may hold
+    # escape sequences for whoever later runs cat on it.
+    file = args.output.open("w", encoding="utf-8") if args.output else None
+    target = safe_output(file) if file is not None else out
     try:
         if args.format == "json":
             print_json(to_json(report), target)
@@ -360,6 +383,6 @@ def run(args: argparse.Namespace, out: TextIO, style: Style) -> Status:
         else:
             write_text(report, ledger, target, style)
     finally:
-        if args.output:
-            target.close()
+        if file is not None:
+            file.close()
     return Status.OK if report["budget"]["left"] >= timedelta(0) else Status.CRITICAL
