@@ -79,6 +79,8 @@ def start_facts() -> ledger.StartFacts:
         stop_requested_role=_text(facts.stop_requested_role),
         promoted_at=_moment(facts.promoted_at),
         timeline=int(facts.timeline),
+        new_primary=spi.setting("cluster_name") or "",
+        old_primary=ledger.primary_of(spi.setting("primary_conninfo") or ""),
     )
 
 

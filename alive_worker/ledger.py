@@ -12,6 +12,7 @@ The command that reads a server is alive_worker.cli.report.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -358,6 +359,8 @@ class StartFacts:
     stop_requested_role: str = ""
     promoted_at: datetime | None = None  # this worker waited on a standby until then
     timeline: int = 0
+    new_primary: str = ""  # this server, as cluster_name names it
+    old_primary: str = ""  # host and port of the primary it streamed from, as primary_conninfo says
 
 
 @dataclass(frozen=True)
@@ -394,6 +397,10 @@ def start_events(
         detail = f"promoted at {_utc(facts.promoted_at)}"
         if facts.timeline:
             detail += f" to timeline {facts.timeline}"
+        if facts.new_primary:
+            detail += f"; new primary {facts.new_primary}"
+        if facts.old_primary:
+            detail += f"; old primary {facts.old_primary}"
         return [
             NewEvent(
                 "promoted", "promotion", detail, outage_from=outage_from, timeline=facts.timeline or None
@@ -512,3 +519,12 @@ def probe_events(
             )
         ]
     return []
+
+
+def primary_of(conninfo: str) -> str:
+    """host:port of a primary_conninfo (key=value words), never its other words (a password)."""
+    words = dict(re.findall(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", conninfo))
+    host = words.get("host") or words.get("hostaddr") or ""
+    port = words.get("port", "")
+    host, port = host.strip("'"), port.strip("'")
+    return f"{host}:{port}" if host and port else host

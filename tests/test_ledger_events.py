@@ -135,6 +135,8 @@ def test_a_promotion_is_an_event_with_its_timeline_and_a_failover_window(
     standby.node.promote()
     promoted = wait_for_event(standby, "promoted", "promotion")
     assert promoted["timeline"] == 2 and "timeline 2" in promoted["detail"]
+    # The old primary as the standby's primary_conninfo names it (host and port, never a password).
+    assert f"old primary {primary.node.host}:{primary.node.port}" in promoted["detail"], promoted
     outage = the_window(standby)
     assert outage["cause"] == "failover", outage
     assert (utc(outage["start"]), utc(outage["end"])) == (promoted["outage_from"], promoted["at"])

@@ -19,6 +19,7 @@ from alive_worker.ledger import (
     build_ledger,
     explain,
     merged,
+    primary_of,
     probe_events,
     refusals,
     resumed_event,
@@ -175,3 +176,16 @@ def test_windows_that_only_touch_stay_two() -> None:
     first, second = Outage(T0, T0 + 5 * SECOND, PLANNED), Outage(T0 + 5 * SECOND, T0 + 9 * SECOND, CRASH)
     assert merged([second, first]) == [first, second]
     assert merged([first, Outage(T0 + 4 * SECOND, None, BLOCKED)]) == [Outage(T0, None, PLANNED)]
+
+
+def test_a_promotion_names_the_new_and_old_primary_and_never_a_password() -> None:
+    assert (
+        primary_of("user=rep password='s3cr et' host=10.0.0.5 port=5433 application_name=x")
+        == "10.0.0.5:5433"
+    )
+    assert primary_of("host=db1 password=hunter2") == "db1"
+    assert primary_of("") == ""
+    facts = StartFacts(T0, promoted_at=T0, timeline=2, new_primary="node2", old_primary="db1:5432")
+    [promoted] = start_events(facts, T0 - SECOND, T0, GAP)
+    assert promoted.detail.endswith("to timeline 2; new primary node2; old primary db1:5432")
+    assert "hunter2" not in primary_of("host=db1 password=hunter2")
