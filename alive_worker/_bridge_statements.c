@@ -40,6 +40,8 @@ struct aw_plan
 	/* A statement on this table runs as its owner; NULL for any other */
 	RangeVar   *owner_of;
 	AclMode		required_privileges;	/* of the worker's role, on owner_of */
+	/* A hook's plan: as the owner only if that lends the worker no rights */
+	bool		owner_only_below_worker;
 };
 
 StaticAssertDecl(AW_PRIVILEGE_INSERT == ACL_INSERT &&
@@ -102,6 +104,7 @@ typedef struct TableOwnerRun
 	const RangeVar *table;
 	LOCKMODE	lockmode;		/* the statement's own: a read's, or a write's */
 	AclMode		privileges;
+	bool		owner_only_below_worker;	/* see table_owner_run_as() */
 	void		(*body) (void *);
 	void	   *arg;
 } TableOwnerRun;
@@ -194,12 +197,33 @@ lock_table_for_owner_run(const RangeVar *table, LOCKMODE lockmode, AclMode privi
 	return owner;
 }
 
+/*
+ * Who a statement on a table of this owner runs as.  The owner rule above;
+ * and a hook's statement (its SQL the hook's, on any table, the table only
+ * named) runs as the owner only where that lends the worker's role nothing:
+ * the worker is a superuser, or already holds the owner's privileges.  Else
+ * it runs as the worker's role, whose rights the owner's code then gets, as
+ * PostgreSQL itself would run it: no role below a superuser gains another
+ * role's rights through a hook.
+ */
+static Oid
+table_owner_run_as(Oid owner, bool owner_only_below_worker)
+{
+	Oid			worker_role = GetUserId();
+
+	if (superuser_arg(owner) && !superuser_arg(worker_role))
+		return worker_role;
+	if (owner_only_below_worker && !superuser_arg(worker_role) &&
+		!has_privs_of_role(worker_role, owner))
+		return worker_role;
+	return owner;
+}
+
 static void
 run_as_table_owner(TableOwnerRun *run)
 {
 	Oid			owner = lock_table_for_owner_run(run->table, run->lockmode, run->privileges);
-	Oid			worker_role = GetUserId();
-	Oid			run_as = superuser_arg(owner) && !superuser_arg(worker_role) ? worker_role : owner;
+	Oid			run_as = table_owner_run_as(owner, run->owner_only_below_worker);
 	TableOwnerState state;
 
 	table_owner_begin(run_as, &state);
@@ -228,6 +252,7 @@ typedef struct PrepareArgs
 	const char *owner_of_schema;	/* NULL unless as the table's owner */
 	const char *owner_of_table;
 	AclMode		privileges;
+	bool		owner_only_below_worker;
 	aw_plan   **plan_out;
 } PrepareArgs;
 
@@ -274,6 +299,7 @@ prepare_body(void *arg)
 		plan->owner_of = makeRangeVar(pstrdup(args->owner_of_schema),
 									  pstrdup(args->owner_of_table), -1);
 		plan->required_privileges = args->privileges;
+		plan->owner_only_below_worker = args->owner_only_below_worker;
 	}
 	MemoryContextSwitchTo(old_context);
 
@@ -295,7 +321,7 @@ prepare_body(void *arg)
 		if (plan->owner_of != NULL)
 		{
 			TableOwnerRun run = {plan->owner_of, statement_lockmode(plan->required_privileges), 0,
-			spi_prepare_body, &prepare};
+			plan->owner_only_below_worker, spi_prepare_body, &prepare};
 
 			run_as_table_owner(&run);
 		}
@@ -322,7 +348,7 @@ int
 aw_prepare(const char *query, int nargs, const char *const *argtypes,
 		   int keep, aw_plan **plan_out)
 {
-	PrepareArgs args = {query, nargs, argtypes, keep != 0, NULL, NULL, 0, plan_out};
+	PrepareArgs args = {query, nargs, argtypes, keep != 0, NULL, NULL, 0, false, plan_out};
 
 	*plan_out = NULL;
 	return run_guarded(GUARD_STATEMENT, prepare_body, &args);
@@ -331,10 +357,10 @@ aw_prepare(const char *query, int nargs, const char *const *argtypes,
 int
 aw_prepare_as_owner(const char *query, int nargs, const char *const *argtypes,
 					int keep, const char *schema, const char *table,
-					int privileges, aw_plan **plan_out)
+					int privileges, int for_hook, aw_plan **plan_out)
 {
 	PrepareArgs args = {query, nargs, argtypes, keep != 0, schema, table,
-	(AclMode) privileges, plan_out};
+	(AclMode) privileges, for_hook != 0, plan_out};
 
 	*plan_out = NULL;
 	return run_guarded(GUARD_STATEMENT, prepare_body, &args);
@@ -440,7 +466,7 @@ execute_body(void *arg)
 		if (plan->owner_of != NULL)
 		{
 			TableOwnerRun run = {plan->owner_of, statement_lockmode(plan->required_privileges),
-			plan->required_privileges, spi_execute_body, &execute};
+			plan->required_privileges, plan->owner_only_below_worker, spi_execute_body, &execute};
 
 			run_as_table_owner(&run);
 		}

@@ -363,7 +363,10 @@ class HookHost:
             access = None if owner is None else spi.TableAccess(*owner)
             number = self.next_plan
             self.next_plan += 1
-            self.plans[number] = spi.prepare(query, argtypes, keep=bool(keep), as_owner_of=access)
+            # The hook's SQL on a table it names: never with more than the worker's rights.
+            self.plans[number] = spi.prepare(
+                query, argtypes, keep=bool(keep), as_owner_of=access, for_hook=True
+            )
             return number
         if function in ("plan_execute", "plan_execute_text", "plan_free"):
             found = self.plans.get(int(args[0]))

@@ -96,7 +96,12 @@ class Plan:
     __slots__ = ("_handle", "_released", "_rows", "_values", "keep", "nargs", "query")
 
     def __init__(
-        self, query: str, argtypes: Sequence[str], keep: bool, as_owner_of: TableAccess | None = None
+        self,
+        query: str,
+        argtypes: Sequence[str],
+        keep: bool,
+        as_owner_of: TableAccess | None = None,
+        for_hook: bool = False,
     ) -> None:
         handle = ffi.new("aw_plan **")
         types = [ffi.new("char[]", name.encode()) for name in argtypes]
@@ -114,6 +119,7 @@ class Plan:
                     as_owner_of.schema.encode(),
                     as_owner_of.table.encode(),
                     as_owner_of.privileges,
+                    int(for_hook),
                     handle,
                 )
             )
@@ -210,15 +216,23 @@ def _fetch(row_count: int, columns: int) -> list[Row]:
 
 
 def prepare(
-    query: str, argtypes: Sequence[str] = (), *, keep: bool = False, as_owner_of: TableAccess | None = None
+    query: str,
+    argtypes: Sequence[str] = (),
+    *,
+    keep: bool = False,
+    as_owner_of: TableAccess | None = None,
+    for_hook: bool = False,
 ) -> Plan:
     """Prepares ``query`` with parameters ``$1..$n`` of the named types.
 
     With ``as_owner_of``, the statement (on that table) is prepared and run as
     the table's owner in a security-restricted operation, after checking that
-    the worker's role holds the privileges it names.
+    the worker's role holds the privileges it names.  ``for_hook``: a hook's
+    statement, whose SQL is the hook's: as the owner only where that lends the
+    worker's role no rights (a superuser's worker, or one that holds the
+    owner's privileges), else as the worker's role.
     """
-    return Plan(query, argtypes, keep, as_owner_of)
+    return Plan(query, argtypes, keep, as_owner_of, for_hook)
 
 
 def execute(query: str, *values: str | None) -> list[Row]:
