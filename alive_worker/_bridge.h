@@ -84,6 +84,12 @@ int			aw_prepare_as_owner(const char *query, int nargs, const char *const *argty
  * aw_execute for a plan of one non-null value, with no array to fill.
  */
 int			aw_execute(aw_plan *plan, const char *const *values, long *rows_out);
+/*
+ * aw_execute for a hook's statement: one that returns more than max_rows
+ * rows (0: any number) fails with 54000, the executor stopped one row past.
+ */
+int			aw_execute_bounded(aw_plan *plan, const char *const *values, long max_rows,
+							   long *rows_out);
 int			aw_execute_text(aw_plan *plan, const char *value, long *rows_out);
 /* Rows the last statement returned or changed (an UPDATE's, a DELETE's). */
 long		aw_rows_processed(void);

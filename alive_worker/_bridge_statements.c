@@ -311,6 +311,7 @@ prepare_body(void *arg)
 		{
 			Oid			input_function;
 
+			CHECK_FOR_INTERRUPTS();
 			types[i] = DatumGetObjectId(DirectFunctionCall1(regtypein,
 															CStringGetDatum(args->argtypes[i])));
 			getTypeInputInfo(types[i], &input_function, &plan->input_params[i]);
@@ -408,6 +409,7 @@ typedef struct ExecuteArgs
 {
 	aw_plan    *plan;
 	const char *const *values;
+	long		max_rows;		/* 0: no limit */
 	long	   *rows_out;
 } ExecuteArgs;
 
@@ -416,6 +418,7 @@ typedef struct SPIExecuteArgs
 	SPIPlanPtr	plan;
 	Datum	   *datums;
 	const char *nulls;
+	long		tcount;
 	int			rc;
 } SPIExecuteArgs;
 
@@ -424,7 +427,7 @@ spi_execute_body(void *arg)
 {
 	SPIExecuteArgs *args = arg;
 
-	args->rc = SPI_execute_plan(args->plan, args->datums, args->nulls, false, 0);
+	args->rc = SPI_execute_plan(args->plan, args->datums, args->nulls, false, args->tcount);
 }
 
 #define MAX_STACK_ARGS 8
@@ -449,6 +452,8 @@ execute_body(void *arg)
 	{
 		const char *value = args->values[i];
 
+		CHECK_FOR_INTERRUPTS();
+
 		nulls[i] = value ? ' ' : 'n';
 		datums[i] = InputFunctionCall(&plan->input_functions[i],
 									  (char *) value,
@@ -461,7 +466,12 @@ execute_body(void *arg)
 		result_rows = NULL;
 	}
 	{
-		SPIExecuteArgs execute = {plan->plan, datums, nulls, 0};
+		/*
+		 * A limit is given to the executor, one row past it: a statement
+		 * that returns more stops there, before the rows are in memory.
+		 */
+		SPIExecuteArgs execute = {plan->plan, datums, nulls,
+		args->max_rows > 0 ? args->max_rows + 1 : 0, 0};
 
 		if (plan->owner_of != NULL)
 		{
@@ -476,6 +486,12 @@ execute_body(void *arg)
 	}
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+	if (args->max_rows > 0 && SPI_tuptable != NULL && SPI_processed > (uint64) args->max_rows)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("alive_worker: the hook's statement returns more than %ld rows, the limit of one statement's result",
+						args->max_rows),
+				 errhint("Fetch fewer rows at a time (LIMIT, a cursor of your own, or an aggregate).")));
 	result_rows = SPI_tuptable;
 	rows_processed = (long) SPI_processed;
 	*args->rows_out = result_rows ? rows_processed : -1;
@@ -493,7 +509,13 @@ refuse_freed_plan(void)
 int
 aw_execute(aw_plan *plan, const char *const *values, long *rows_out)
 {
-	ExecuteArgs args = {plan, values, rows_out};
+	return aw_execute_bounded(plan, values, 0, rows_out);
+}
+
+int
+aw_execute_bounded(aw_plan *plan, const char *const *values, long max_rows, long *rows_out)
+{
+	ExecuteArgs args = {plan, values, max_rows, rows_out};
 
 	*rows_out = 0;
 	if (plan == NULL)
@@ -505,7 +527,7 @@ int
 aw_execute_text(aw_plan *plan, const char *value, long *rows_out)
 {
 	const char *values[1] = {value};
-	ExecuteArgs args = {plan, values, rows_out};
+	ExecuteArgs args = {plan, values, 0, rows_out};
 
 	*rows_out = 0;
 	if (plan == NULL)
