@@ -73,17 +73,25 @@ int			aw_prepare(const char *query, int nargs, const char *const *argtypes,
 /*
  * A plan of a statement on table schema.table that is prepared and executed
  * as the table's owner, in a security-restricted operation, once the worker's
- * role is found to hold privileges on it: see run_as_table_owner().
+ * role is found to hold privileges on it: see run_as_table_owner().  for_hook:
+ * a hook's statement, run as the owner only where that lends the worker's
+ * role no rights (table_owner_run_as()).
  */
 int			aw_prepare_as_owner(const char *query, int nargs, const char *const *argtypes,
 								int keep, const char *schema, const char *table,
-								int privileges, aw_plan **plan_out);
+								int privileges, int for_hook, aw_plan **plan_out);
 /*
  * rows_out: the rows the statement returned, for aw_result_value; -1 if it
  * returns none (an INSERT without RETURNING).  aw_execute_text is
  * aw_execute for a plan of one non-null value, with no array to fill.
  */
 int			aw_execute(aw_plan *plan, const char *const *values, long *rows_out);
+/*
+ * aw_execute for a hook's statement: one that returns more than max_rows
+ * rows (0: any number) fails with 54000, the executor stopped one row past.
+ */
+int			aw_execute_bounded(aw_plan *plan, const char *const *values, long max_rows,
+							   long *rows_out);
 int			aw_execute_text(aw_plan *plan, const char *value, long *rows_out);
 /* Rows the last statement returned or changed (an UPDATE's, a DELETE's). */
 long		aw_rows_processed(void);

@@ -42,6 +42,8 @@ struct aw_plan
 	/* A statement on this table runs as its owner; NULL for any other */
 	RangeVar   *owner_of;
 	AclMode		required_privileges;	/* of the worker's role, on owner_of */
+	/* A hook's plan: as the owner only if that lends the worker no rights */
+	bool		owner_only_below_worker;
 };
 
 StaticAssertDecl(AW_PRIVILEGE_INSERT == ACL_INSERT &&
@@ -115,6 +117,7 @@ typedef struct TableOwnerRun
 	const RangeVar *table;
 	LOCKMODE	lockmode;		/* the statement's own: a read's, or a write's */
 	AclMode		privileges;
+	bool		owner_only_below_worker;	/* see table_owner_run_as() */
 	void		(*body) (void *);
 	void	   *arg;
 } TableOwnerRun;
@@ -239,16 +242,46 @@ lock_table_for_owner_run(const RangeVar *table, LOCKMODE lockmode, AclMode privi
 	return owner;
 }
 
+/*
+ * Who a statement on a table of this owner runs as.  The owner rule above;
+ * and a hook's statement (its SQL the hook's, on any table, the table only
+ * named) runs as the owner only where that lends the worker's role nothing:
+ * the worker is a superuser, or already holds the owner's privileges.  Else
+ * it runs as the worker's role, whose rights the owner's code then gets, as
+ * PostgreSQL itself would run it: no role below a superuser gains another
+ * role's rights through a hook.
+ */
+static Oid
+table_owner_run_as(Oid owner, bool owner_only_below_worker)
+{
+	Oid			worker_role = GetUserId();
+
+	if (superuser_arg(owner) && !superuser_arg(worker_role))
+		return worker_role;
+	if (owner_only_below_worker && !superuser_arg(worker_role) &&
+		!has_privs_of_role(worker_role, owner))
+		return worker_role;
+	return owner;
+}
+
 static void
 run_as_table_owner(TableOwnerRun *run)
 {
 	Oid			owner = lock_table_for_owner_run(run->table, run->lockmode, run->privileges);
-	Oid			worker_role = GetUserId();
-	bool		extension_table = (run->privileges & EXTENSION_TABLE) != 0;
-	Oid			run_as = !extension_table && superuser_arg(owner) && !superuser_arg(worker_role) ?
-		worker_role : owner;
+	Oid			run_as;
 	TableOwnerState state;
 
+	if ((run->privileges & EXTENSION_TABLE) != 0)
+	{
+		/* The ledger is the worker's own record: a hook's statement never writes it. */
+		if (run->owner_only_below_worker)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("a hook's statement may not run as the owner of extension alive_worker's own table")));
+		run_as = owner;
+	}
+	else
+		run_as = table_owner_run_as(owner, run->owner_only_below_worker);
 	table_owner_begin(run_as, &state);
 	PG_TRY();
 	{
@@ -275,6 +308,7 @@ typedef struct PrepareArgs
 	const char *owner_of_schema;	/* NULL unless as the table's owner */
 	const char *owner_of_table;
 	AclMode		privileges;
+	bool		owner_only_below_worker;
 	aw_plan   **plan_out;
 } PrepareArgs;
 
@@ -321,6 +355,7 @@ prepare_body(void *arg)
 		plan->owner_of = makeRangeVar(pstrdup(args->owner_of_schema),
 									  pstrdup(args->owner_of_table), -1);
 		plan->required_privileges = args->privileges;
+		plan->owner_only_below_worker = args->owner_only_below_worker;
 	}
 	MemoryContextSwitchTo(old_context);
 
@@ -332,6 +367,7 @@ prepare_body(void *arg)
 		{
 			Oid			input_function;
 
+			CHECK_FOR_INTERRUPTS();
 			types[i] = DatumGetObjectId(DirectFunctionCall1(regtypein,
 															CStringGetDatum(args->argtypes[i])));
 			getTypeInputInfo(types[i], &input_function, &plan->input_params[i]);
@@ -342,8 +378,8 @@ prepare_body(void *arg)
 		if (plan->owner_of != NULL)
 		{
 			TableOwnerRun run = {plan->owner_of, statement_lockmode(plan->required_privileges),
-			plan->required_privileges & EXTENSION_TABLE,
-			spi_prepare_body, &prepare};
+				plan->required_privileges & EXTENSION_TABLE,
+			plan->owner_only_below_worker, spi_prepare_body, &prepare};
 
 			run_as_table_owner(&run);
 		}
@@ -370,7 +406,7 @@ int
 aw_prepare(const char *query, int nargs, const char *const *argtypes,
 		   int keep, aw_plan **plan_out)
 {
-	PrepareArgs args = {query, nargs, argtypes, keep != 0, NULL, NULL, 0, plan_out};
+	PrepareArgs args = {query, nargs, argtypes, keep != 0, NULL, NULL, 0, false, plan_out};
 
 	*plan_out = NULL;
 	return run_guarded(GUARD_STATEMENT, prepare_body, &args);
@@ -379,10 +415,10 @@ aw_prepare(const char *query, int nargs, const char *const *argtypes,
 int
 aw_prepare_as_owner(const char *query, int nargs, const char *const *argtypes,
 					int keep, const char *schema, const char *table,
-					int privileges, aw_plan **plan_out)
+					int privileges, int for_hook, aw_plan **plan_out)
 {
 	PrepareArgs args = {query, nargs, argtypes, keep != 0, schema, table,
-	(AclMode) privileges, plan_out};
+	(AclMode) privileges, for_hook != 0, plan_out};
 
 	*plan_out = NULL;
 	return run_guarded(GUARD_STATEMENT, prepare_body, &args);
@@ -430,6 +466,7 @@ typedef struct ExecuteArgs
 {
 	aw_plan    *plan;
 	const char *const *values;
+	long		max_rows;		/* 0: no limit */
 	long	   *rows_out;
 } ExecuteArgs;
 
@@ -438,6 +475,7 @@ typedef struct SPIExecuteArgs
 	SPIPlanPtr	plan;
 	Datum	   *datums;
 	const char *nulls;
+	long		tcount;
 	int			rc;
 } SPIExecuteArgs;
 
@@ -446,7 +484,7 @@ spi_execute_body(void *arg)
 {
 	SPIExecuteArgs *args = arg;
 
-	args->rc = SPI_execute_plan(args->plan, args->datums, args->nulls, false, 0);
+	args->rc = SPI_execute_plan(args->plan, args->datums, args->nulls, false, args->tcount);
 }
 
 #define MAX_STACK_ARGS 8
@@ -471,6 +509,8 @@ execute_body(void *arg)
 	{
 		const char *value = args->values[i];
 
+		CHECK_FOR_INTERRUPTS();
+
 		nulls[i] = value ? ' ' : 'n';
 		datums[i] = InputFunctionCall(&plan->input_functions[i],
 									  (char *) value,
@@ -483,12 +523,17 @@ execute_body(void *arg)
 		result_rows = NULL;
 	}
 	{
-		SPIExecuteArgs execute = {plan->plan, datums, nulls, 0};
+		/*
+		 * A limit is given to the executor, one row past it: a statement
+		 * that returns more stops there, before the rows are in memory.
+		 */
+		SPIExecuteArgs execute = {plan->plan, datums, nulls,
+		args->max_rows > 0 ? args->max_rows + 1 : 0, 0};
 
 		if (plan->owner_of != NULL)
 		{
 			TableOwnerRun run = {plan->owner_of, statement_lockmode(plan->required_privileges),
-			plan->required_privileges, spi_execute_body, &execute};
+			plan->required_privileges, plan->owner_only_below_worker, spi_execute_body, &execute};
 
 			run_as_table_owner(&run);
 		}
@@ -498,6 +543,12 @@ execute_body(void *arg)
 	}
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+	if (args->max_rows > 0 && SPI_tuptable != NULL && SPI_processed > (uint64) args->max_rows)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("alive_worker: the hook's statement returns more than %ld rows, the limit of one statement's result",
+						args->max_rows),
+				 errhint("Fetch fewer rows at a time (LIMIT, a cursor of your own, or an aggregate).")));
 	result_rows = SPI_tuptable;
 	rows_processed = (long) SPI_processed;
 	*args->rows_out = result_rows ? rows_processed : -1;
@@ -515,7 +566,13 @@ refuse_freed_plan(void)
 int
 aw_execute(aw_plan *plan, const char *const *values, long *rows_out)
 {
-	ExecuteArgs args = {plan, values, rows_out};
+	return aw_execute_bounded(plan, values, 0, rows_out);
+}
+
+int
+aw_execute_bounded(aw_plan *plan, const char *const *values, long max_rows, long *rows_out)
+{
+	ExecuteArgs args = {plan, values, max_rows, rows_out};
 
 	*rows_out = 0;
 	if (plan == NULL)
@@ -527,7 +584,7 @@ int
 aw_execute_text(aw_plan *plan, const char *value, long *rows_out)
 {
 	const char *values[1] = {value};
-	ExecuteArgs args = {plan, values, rows_out};
+	ExecuteArgs args = {plan, values, 0, rows_out};
 
 	*rows_out = 0;
 	if (plan == NULL)

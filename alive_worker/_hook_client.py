@@ -48,6 +48,15 @@ STARTING_LIMIT_S = 10.0
 HOST_SCRIPT = Path(__file__).with_name("_host.py")
 # _host.EXIT_MEMORY_LIMIT: the host ends itself after a MemoryError.
 EXIT_MEMORY_LIMIT = 75
+# What the worker does for one statement of a hook is bounded, with a clear
+# error (54000) naming the bound, checked before the work is done: the rows
+# the executor returns (it stops one past), their text (what one message can
+# carry), and the parameters (PostgreSQL's own limit for a statement's).
+MAX_ROWS = 100_000
+MAX_RESULT_BYTES = _wire.MAX_MESSAGE
+MAX_PARAMETERS = 65_535
+# Kept plans live in the worker's memory until freed: a hook may hold this many.
+MAX_KEPT_PLANS = 1_000
 
 _NONE = int(lib.AW_CAUSE_NONE)
 CAUSES = {
@@ -323,6 +332,14 @@ class HookHost:
         raise error
 
     def _handle_aside(self, message: _wire.Message) -> None:
+        try:
+            self._handle_aside_fields(message)
+        except (TypeError, ValueError, OverflowError) as error:
+            raise self._ended(
+                f"sent a message the worker refuses ({type(error).__name__}: {error})"
+            ) from None
+
+    def _handle_aside_fields(self, message: _wire.Message) -> None:
         op = message.get("op")
         if op == "log":
             thread = message.get("thread")
@@ -334,6 +351,8 @@ class HookHost:
         elif op == "drop":
             # Dropping the worker's Plan frees it at the next tick (spi.begin_tick).
             self.plans.pop(int(message.get("plan", 0)), None)
+        else:
+            raise ValueError(f"unexpected op {op!r}")
 
     def _answer(self, message: _wire.Message) -> None:
         try:
@@ -357,13 +376,23 @@ class HookHost:
     def _dispatch(self, function: str, args: list[Any]) -> Any:
         if function == "execute":
             query, values = args
-            return spi.execute(query, *values)
+            check_parameters(len(values))
+            return spi.execute(query, *values, max_rows=MAX_ROWS, max_bytes=MAX_RESULT_BYTES)
         if function == "prepare":
             query, argtypes, keep, owner = args
+            check_parameters(len(argtypes))
+            if keep and sum(plan.keep for plan in self.plans.values()) >= MAX_KEPT_PLANS:
+                raise errors.ProgramLimitExceeded(
+                    f"alive_worker: the hook holds {MAX_KEPT_PLANS} plans kept with keep=True, the limit",
+                    hint="Free the plans it no longer needs (plan.free()), or prepare once and keep the plan.",
+                )
             access = None if owner is None else spi.TableAccess(*owner)
             number = self.next_plan
             self.next_plan += 1
-            self.plans[number] = spi.prepare(query, argtypes, keep=bool(keep), as_owner_of=access)
+            # The hook's SQL on a table it names: never with more than the worker's rights.
+            self.plans[number] = spi.prepare(
+                query, argtypes, keep=bool(keep), as_owner_of=access, for_hook=True
+            )
             return number
         if function in ("plan_execute", "plan_execute_text", "plan_free"):
             found = self.plans.get(int(args[0]))
@@ -371,7 +400,7 @@ class HookHost:
                 raise errors.InvalidSqlStatementName("alive_worker plan was freed and cannot be executed")
             plan = found
             if function == "plan_execute":
-                return plan.execute(*args[1])
+                return plan.execute(*args[1], max_rows=MAX_ROWS, max_bytes=MAX_RESULT_BYTES)
             if function == "plan_execute_text":
                 plan.execute_text(args[1])
                 return None
@@ -434,6 +463,19 @@ class HookHost:
             self._check_cause()
             if poller.poll(WAIT_MS):
                 return
+            # By its pid, not only by the end of its connection, which a
+            # process the hook started may still hold.
+            if self._host_exited():
+                raise self._ended("ended")
+
+    def _host_exited(self) -> bool:
+        if self.process is None:
+            return False
+        try:
+            ended = os.waitid(os.P_PID, self.process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return True
+        return ended is not None
 
     def _receive(self) -> _wire.Message:
         while True:
@@ -441,8 +483,12 @@ class HookHost:
                 raise self._ended("is gone")
             try:
                 message = self.reader.next()
-            except (_wire.MessageTooLarge, ValueError) as error:
-                raise self._ended(f"sent a message the worker refuses ({error})") from None
+                if message is not None and not isinstance(message.get("op"), str):
+                    raise ValueError("a message without an op")
+            except Exception as error:  # any message the worker cannot read (RecursionError too)
+                raise self._ended(
+                    f"sent a message the worker refuses ({type(error).__name__}: {error})"
+                ) from None
             if message is not None:
                 return message
             self._wait(select.POLLIN)
@@ -472,6 +518,14 @@ class HookHost:
             except OSError:
                 raise self._ended("closed its connection") from None
             view = view[sent:]
+
+
+def check_parameters(count: int) -> None:
+    if count > MAX_PARAMETERS:
+        raise errors.ProgramLimitExceeded(
+            f"alive_worker: the hook's statement has {count} parameters, over the limit of {MAX_PARAMETERS}",
+            hint="Pass many values as one array parameter ($1::int[]).",
+        )
 
 
 def error_message(error: errors.SPIError) -> _wire.Message:

@@ -51,6 +51,9 @@ class Connection:
         self.reader = _wire.Reader()
         self.lock = threading.Lock()
         self.pid = os.getpid()
+        # A statement waiting for its reply: a call meanwhile (a signal handler's,
+        # run on the hook's thread between two bytecodes) would read that reply.
+        self.calling = False
 
     def send(self, message: _wire.Message) -> None:
         frame = _wire.encode(message)
@@ -67,8 +70,18 @@ class Connection:
     def call(self, function: str, args: list[Any]) -> Any:
         from alive_worker import _host_spi
 
-        self.send({"op": "call", "function": function, "args": args})
-        reply = self.receive()
+        if self.calling:
+            raise _host_spi.errors.FeatureNotSupported(
+                "alive_worker.spi was called while another of the hook's statements waits for its answer "
+                "(from a signal handler?)",
+                hint="Run statements from the hook's own code, not from a signal handler.",
+            )
+        self.calling = True
+        try:
+            self.send({"op": "call", "function": function, "args": args})
+            reply = self.receive()
+        finally:
+            self.calling = False
         if reply.get("op") != "reply":
             raise OSError(f"alive_worker hook host: expected a reply, got {reply.get('op')!r}")
         if "error" in reply:
@@ -151,6 +164,9 @@ def main() -> None:
     os.umask(0o077)
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     default_signal_dispositions()
+    # Inheritable only to cross the exec: a program the hook runs (os.system,
+    # a daemon) must not hold the worker's connection open after the host ends.
+    os.set_inheritable(fd, False)
     connection = Connection(socket.socket(fileno=fd))
     init = connection.receive()
     sys.path[:] = list(init["path"])

@@ -31,7 +31,6 @@ Row = tuple[str | None, ...]
 
 # Looked up once: every lookup on lib costs a dictionary search in cffi.
 _OK = int(lib.AW_OK)
-_execute = lib.aw_execute
 _execute_text = lib.aw_execute_text
 
 
@@ -55,6 +54,17 @@ def _raise_last_error() -> NoReturn:
 def _check(result: int) -> None:
     if result != lib.AW_OK:
         _raise_last_error()
+
+
+def _c_string(text: str, what: str) -> bytes:
+    """``text`` for the bridge, which takes C strings: a NUL would silently end it there."""
+    if "\x00" in text:
+        # PostgreSQL's own code for a NUL in text (and psycopg's refusal of one).
+        raise errors.from_sqlstate(
+            "22021",
+            f"alive_worker: {what} contains a NUL character (0x00), which PostgreSQL text cannot hold",
+        )
+    return text.encode()
 
 
 class TableAccess(NamedTuple):
@@ -102,24 +112,30 @@ class Plan:
     __slots__ = ("_handle", "_released", "_rows", "_values", "keep", "nargs", "query")
 
     def __init__(
-        self, query: str, argtypes: Sequence[str], keep: bool, as_owner_of: TableAccess | None = None
+        self,
+        query: str,
+        argtypes: Sequence[str],
+        keep: bool,
+        as_owner_of: TableAccess | None = None,
+        for_hook: bool = False,
     ) -> None:
         handle = ffi.new("aw_plan **")
         types = [ffi.new("char[]", name.encode()) for name in argtypes]
         self._handle = ffi.NULL
         self.keep = keep
         if as_owner_of is None:
-            _check(lib.aw_prepare(query.encode(), len(types), types, int(keep), handle))
+            _check(lib.aw_prepare(_c_string(query, "the query"), len(types), types, int(keep), handle))
         else:
             _check(
                 lib.aw_prepare_as_owner(
-                    query.encode(),
+                    _c_string(query, "the query"),
                     len(types),
                     types,
                     int(keep),
                     as_owner_of.schema.encode(),
                     as_owner_of.table.encode(),
                     as_owner_of.privileges,
+                    int(for_hook),
                     handle,
                 )
             )
@@ -148,11 +164,16 @@ class Plan:
             )
         _raise_last_error()
 
-    def execute(self, *values: str | None) -> list[Row]:
-        """Runs the plan with text values (None is SQL NULL); returns its rows."""
+    def execute(self, *values: str | None, max_rows: int = 0, max_bytes: int = 0) -> list[Row]:
+        """Runs the plan with text values (None is SQL NULL); returns its rows.
+
+        A hook's statement is bounded: more than ``max_rows`` rows (the executor
+        stops one past) or more than ``max_bytes`` of text fail with
+        ProgramLimitExceeded; 0 is no limit.
+        """
         if len(values) != self.nargs:
             raise TypeError(f"{self.query!r} takes {self.nargs} values, got {len(values)}")
-        if self.nargs == 1 and values[0] is not None:
+        if self.nargs == 1 and values[0] is not None and max_rows == 0:
             self.execute_text(values[0])
         else:
             keep_alive = []
@@ -160,22 +181,22 @@ class Plan:
                 if value is None:
                     self._values[index] = ffi.NULL
                 else:
-                    buffer = ffi.new("char[]", value.encode())
+                    buffer = ffi.new("char[]", _c_string(value, f"value ${index + 1}"))
                     keep_alive.append(buffer)
                     self._values[index] = buffer
-            if _execute(self._handle, self._values, self._rows) != _OK:
+            if lib.aw_execute_bounded(self._handle, self._values, max_rows, self._rows) != _OK:
                 self._raise_failure()
         row_count = self._rows[0]
         if row_count < 0:
             return []
-        return _fetch(row_count, lib.aw_result_columns())
+        return _fetch(row_count, lib.aw_result_columns(), max_bytes)
 
     def execute_text(self, value: str) -> None:
         """Runs a plan of one text parameter, leaving any rows unread: the heartbeat's path.
 
         cffi passes the bytes' own buffer, no copy; the bridge refuses a freed plan.
         """
-        if _execute_text(self._handle, value.encode(), self._rows) != _OK:
+        if _execute_text(self._handle, _c_string(value, "value $1"), self._rows) != _OK:
             self._raise_failure()
 
     def free(self) -> None:
@@ -203,35 +224,54 @@ def live_plans() -> int:
     return int(lib.aw_live_plans())
 
 
-def _fetch(row_count: int, columns: int) -> list[Row]:
+def _fetch(row_count: int, columns: int, max_bytes: int = 0) -> list[Row]:
     value = ffi.new("char **")
     rows: list[Row] = []
+    size = 0
     for row in range(row_count):
         fields: list[str | None] = []
         for column in range(columns):
             _check(lib.aw_result_value(row, column, value))
-            fields.append(_text(value[0]))
+            text = _text(value[0])
+            fields.append(text)
+            if max_bytes and text is not None:
+                size += len(text)
+                if size > max_bytes:
+                    # Before the rest is copied: the result could never be sent anyway.
+                    raise errors.ProgramLimitExceeded(
+                        f"alive_worker: the hook's statement returns more than {max_bytes} bytes of text,"
+                        " the limit of one statement's result",
+                        hint="Fetch fewer rows at a time (LIMIT, a cursor of your own, or an aggregate).",
+                    )
         rows.append(tuple(fields))
     return rows
 
 
 def prepare(
-    query: str, argtypes: Sequence[str] = (), *, keep: bool = False, as_owner_of: TableAccess | None = None
+    query: str,
+    argtypes: Sequence[str] = (),
+    *,
+    keep: bool = False,
+    as_owner_of: TableAccess | None = None,
+    for_hook: bool = False,
 ) -> Plan:
     """Prepares ``query`` with parameters ``$1..$n`` of the named types.
 
     With ``as_owner_of``, the statement (on that table) is prepared and run as
     the table's owner in a security-restricted operation, after checking that
-    the worker's role holds the privileges it names.
+    the worker's role holds the privileges it names.  ``for_hook``: a hook's
+    statement, whose SQL is the hook's: as the owner only where that lends the
+    worker's role no rights (a superuser's worker, or one that holds the
+    owner's privileges), else as the worker's role.
     """
-    return Plan(query, argtypes, keep, as_owner_of)
+    return Plan(query, argtypes, keep, as_owner_of, for_hook)
 
 
-def execute(query: str, *values: str | None) -> list[Row]:
-    """Runs ``query`` once with text parameters; returns its rows as text."""
+def execute(query: str, *values: str | None, max_rows: int = 0, max_bytes: int = 0) -> list[Row]:
+    """Runs ``query`` once with text parameters; returns its rows as text (limits: Plan.execute)."""
     plan = Plan(query, ["text"] * len(values), keep=False)
     try:
-        return plan.execute(*values)
+        return plan.execute(*values, max_rows=max_rows, max_bytes=max_bytes)
     finally:
         plan.free()
 

@@ -13,9 +13,14 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
+#include "commands/prepare.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
+#include "storage/lock.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/portal.h"
 #include "utils/resowner.h"
 
 #include "alive_worker/_bridge.h"
@@ -78,6 +83,50 @@ describe_hook(void *arg)
 }
 
 /*
+ * The hook's statements run in the worker's own session, which writes every
+ * later heartbeat: whatever session state they leave behind is undone when
+ * the hook is over, however it ended (a failed hook's rollback undoes
+ * settings, cursors and temporary tables, but not advisory locks or
+ * prepared statements).  As PostgreSQL does for the index functions that
+ * REFRESH MATERIALIZED VIEW runs: every setting the hook changed, of every
+ * kind (role and session_authorization, TimeZone, default_transaction_*,
+ * synchronous_commit, a custom one) goes back to its value before the hook
+ * (guc_nest_level is from before it).  The worker holds no advisory lock,
+ * prepared statement, cursor or temporary table of its own, so every one
+ * left now is the hook's: a session-level advisory lock would otherwise be
+ * held for ever against other sessions, the rest would pile up tick after
+ * tick.
+ */
+typedef struct SessionBeforeHook
+{
+	int			guc_nest_level;
+	Oid			session_user;
+	Oid			user;
+	int			sec_context;
+} SessionBeforeHook;
+
+static void
+undo_hook_session_state(const SessionBeforeHook *before)
+{
+	AtEOXact_GUC(false, before->guc_nest_level);
+
+	/*
+	 * SET SESSION AUTHORIZATION's setting is put back above, but not always
+	 * the user it made the session's: the worker's own, whatever the
+	 * settings say now.
+	 */
+	if (GetSessionUserId() != before->session_user)
+		SetSessionAuthorization(before->session_user, superuser_arg(before->session_user));
+	SetUserIdAndSecContext(before->user, before->sec_context);
+	LockReleaseSession(USER_LOCKMETHOD);
+	DropAllPreparedStatements();
+	/* Its holdable cursors, and any other it left open (CLOSE ALL). */
+	PortalHashTableDeleteAll();
+	/* Its temporary tables (DISCARD TEMP); nothing without a temporary schema. */
+	ResetTempTableNamespace();
+}
+
+/*
  * Runs alive_worker.hook after the heartbeat's INSERT, in a subtransaction
  * of its own.  By default a hook that fails (an ERROR, an exception, an
  * import that fails, the tick timeout, a cancel request) is rolled back
@@ -99,12 +148,16 @@ run_hook(void)
 	ErrorContextCallback context;
 	int64		started_us = monotonic_us();
 	ErrorData  *edata = NULL;
+	SessionBeforeHook before;
 
 	context.callback = describe_hook;
 	context.arg = NULL;
 	context.previous = error_context_stack;
 	error_context_stack = &context;
 
+	before.session_user = GetSessionUserId();
+	GetUserIdAndSecContext(&before.user, &before.sec_context);
+	before.guc_nest_level = NewGUCNestLevel();
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(tick_context);
 	PG_TRY();
@@ -146,6 +199,7 @@ run_hook(void)
 	}
 	PG_END_TRY();
 	error_context_stack = context.previous;
+	undo_hook_session_state(&before);
 
 	worker_status_hook_end(worker_index, monotonic_us() - started_us,
 						   edata ? (edata->message ? edata->message : "") : NULL);

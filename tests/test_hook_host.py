@@ -330,8 +330,9 @@ def test_a_message_over_the_limit_is_a_clear_error_and_the_host_goes_on(
     wait_for(lambda: (tmp_path / "after").exists(), "the tick after the large results", timeout=30)
     sqlstate, message, hint = (tmp_path / "rows").read_text().split("|")
     assert sqlstate == "54000"
-    assert "the result of the hook's statement is too large to send to the hook host" in message
-    assert "over the limit" in message and "LIMIT" in hint
+    # Refused while the rows are copied, before the message is made.
+    assert f"the hook's statement returns more than {64 * 1024 * 1024} bytes of text" in message
+    assert "LIMIT" in hint
     kind, text = (tmp_path / "statement").read_text().split("|")
     assert kind == "MessageTooLarge" and "over the limit" in text, text
     assert (tmp_path / "after").read_text() == "[('1',)]"  # rows as text, as ever
@@ -398,3 +399,35 @@ def test_a_tick_whose_hook_cannot_run_while_the_host_is_backed_off_is_no_passed_
         r"\(the hook host closed its connection; the hook host exited with code 3\)"
     )
     assert hook_status(cluster)["ticks_ok"] == 0
+
+
+ORPHANS_HOLD_THE_SOCKET = """
+import os, time
+from pathlib import Path
+
+OUT = Path(__file__).parent
+
+def hook(tick):
+    if tick.number != 2:
+        return
+    {start}
+    (OUT / "exiting").write_text(str(time.time()))
+    os._exit(3)
+"""
+
+
+def test_the_worker_sees_the_hosts_end_at_once_though_its_daemon_lives_on(
+    make_cluster: Callable[..., Cluster], tmp_path: Path
+) -> None:
+    # A program run through the shell, in a session of its own.
+    hook = write_hook(tmp_path, ORPHANS_HOLD_THE_SOCKET.format(start='os.system("setsid sleep 600 &")'))
+    cluster = make_cluster(settings={"hook": hook, "interval": "200ms", **UNHURRIED})
+    cluster.wait_for_worker()
+    wait_for(lambda: (tmp_path / "exiting").exists(), "the hook's exit", timeout=30)
+    # Long before the one-minute tick timeout.
+    cluster.wait_for_log(
+        r"the hook host (ended|closed its connection); the hook host exited with code 3", timeout=5
+    )
+    wait_for(
+        lambda: cluster.sql("SELECT count(*) FROM public.log_table")[0][0] > 5, "heartbeats after", timeout=10
+    )
