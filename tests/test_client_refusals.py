@@ -14,6 +14,11 @@ and after it is undone:
   cannot write, never failing while they can, the undo included).
 
 A new situation is one line of SITUATIONS.
+
+The probe writes no table (it runs none of a table's code): what the probe
+role alone may do on the heartbeat table (INSERT revoked from app, say) is
+no situation here; what stops every role's write to it stops the worker's
+own tick.
 """
 
 from __future__ import annotations
@@ -177,8 +182,6 @@ SITUATIONS: dict[str, Situation] = {
     "role CONNECTION LIMIT 0": refused(sql("ALTER ROLE app CONNECTION LIMIT 0"), sql("ALTER ROLE app CONNECTION LIMIT -1")),
     "role's local_preload_libraries missing": refused(sql("ALTER ROLE app SET local_preload_libraries = 'no_such_library'"), sql("ALTER ROLE app RESET local_preload_libraries")),
     "role's session_preload_libraries missing": refused(sql("ALTER ROLE app SET session_preload_libraries = 'no_such_library'"), sql("ALTER ROLE app RESET session_preload_libraries")),
-    "INSERT revoked": refused(sql("REVOKE INSERT ON public.log_table FROM app"), sql("GRANT INSERT ON public.log_table TO app")),
-    "sequence USAGE revoked": refused(sql("REVOKE USAGE ON SEQUENCE public.log_table_pk_seq FROM app"), sql("GRANT USAGE ON SEQUENCE public.log_table_pk_seq TO app")),
     "schema USAGE revoked": refused(sql("REVOKE USAGE ON SCHEMA public FROM PUBLIC"), sql("GRANT USAGE ON SCHEMA public TO PUBLIC")),
     "table locked": refused(hold_lock, release),
     "role's lock_timeout and a lock": refused((sql("ALTER ROLE app SET lock_timeout = '10ms'"), hold_lock), (release, sql("ALTER ROLE app RESET lock_timeout"))),
