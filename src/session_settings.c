@@ -1,9 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * session_settings.c
- *		The worker's session takes no setting that makes it luckier than a
- *		client's: default_transaction_read_only as a client's fresh session
- *		sees it, and synchronous_commit at least as durable as the server's.
+ *		The worker's session takes default_transaction_read_only and
+ *		synchronous_commit as a client's fresh session of its database does:
+ *		no setting of its own role makes it luckier, or unluckier, than
+ *		clients.
  *
  * A session takes its database's and role's settings (ALTER DATABASE / ROLE
  * ... SET, pg_db_role_setting) once, when it connects.  The worker's session
@@ -23,9 +24,13 @@
  * again).  The worker holds both settings at PGC_S_OVERRIDE, so that the
  * values it resolved are the ones in force.
  *
- * synchronous_commit is the stronger of the resolved value and the server's:
- * a role or database that sets it to local would otherwise let the heartbeat
- * commit while every client's commit waits for a synchronous standby.
+ * synchronous_commit is resolved the same way, and taken as resolved: the
+ * worker's role is not a client, so ALTER ROLE alive SET synchronous_commit
+ * = local does not let the heartbeat commit while clients' commits wait for
+ * a synchronous standby; a database's (or every role's) local applies to
+ * every client, whose commits then do not wait, and neither does the
+ * heartbeat's (the lead's decision on the red team's F4: the stronger of
+ * that and the server's said CRITICAL while clients wrote).
  *
  *-------------------------------------------------------------------------
  */
@@ -198,7 +203,6 @@ session_settings_apply(void)
 	systable_endscan(scan);
 	table_close(relation, AccessShareLock);
 
-	sync_commit = Max(sync_commit, server_sync_commit);
 	if (DefaultXactReadOnly != read_only)
 		SetConfigOption("default_transaction_read_only", read_only ? "on" : "off",
 						PGC_SUSET, PGC_S_OVERRIDE);

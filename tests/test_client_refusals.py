@@ -195,6 +195,10 @@ SITUATIONS: dict[str, Situation] = {
     "role's search_path empty": not_refused(sql("ALTER ROLE app SET search_path = ''"), sql("ALTER ROLE app RESET search_path")),
     "role's transaction_read_only": not_refused(sql("ALTER ROLE app SET transaction_read_only = on"), sql("ALTER ROLE app RESET ALL")),
     "worker role's synchronous_commit local": not_refused(sql("ALTER ROLE alive SET synchronous_commit = local"), sql("ALTER ROLE alive RESET synchronous_commit")),
+    "database's synchronous_commit local, commits wait for a standby": not_refused((sql("ALTER DATABASE postgres SET synchronous_commit = local"), system("synchronous_standby_names", "nosuch")), (system("synchronous_standby_names", None), sql("ALTER DATABASE postgres RESET synchronous_commit"))),
+    "every role's synchronous_commit local, commits wait for a standby": not_refused((sql("ALTER ROLE ALL SET synchronous_commit = local"), system("synchronous_standby_names", "nosuch")), (system("synchronous_standby_names", None), sql("ALTER ROLE ALL RESET synchronous_commit"))),
+    "server local, worker role's synchronous_commit on, no standby": not_refused((sql("ALTER ROLE alive SET synchronous_commit = on"), system("synchronous_commit", "local"), system("synchronous_standby_names", "nosuch")), (system("synchronous_standby_names", None), system("synchronous_commit", None), sql("ALTER ROLE alive RESET synchronous_commit"))),
+    "server fenced, database read-write": not_refused((sql("ALTER DATABASE postgres SET default_transaction_read_only = off"), system("default_transaction_read_only", "on")), (system("default_transaction_read_only", None), sql(f"ALTER DATABASE postgres {READ_ONLY_RESET}"))),
 }
 # fmt: on
 

@@ -101,10 +101,13 @@ def test_fenced_server_fails_the_worker_whatever_its_own_role_sets(clients_clust
 
 
 def test_worker_commits_no_less_durably_than_the_server(clients_cluster: Cluster) -> None:
-    """A role's synchronous_commit = local must not let the heartbeat skip the synchronous standby clients wait for."""
+    """Its own role's synchronous_commit = local must not let the heartbeat skip the synchronous standby clients wait for.
+
+    (A database's local applies to clients too: tests/test_client_refusals.py.)
+    """
     cluster = clients_cluster
     cluster.sql("ALTER ROLE alive SET synchronous_commit = local")
-    cluster.sql("ALTER DATABASE postgres SET synchronous_commit = local")
+    cluster.sql("ALTER ROLE alive IN DATABASE postgres SET synchronous_commit = local")
     restart_worker(cluster)
 
     cluster.sql("ALTER SYSTEM SET synchronous_standby_names = 'nobody'")
