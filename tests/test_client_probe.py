@@ -271,7 +271,9 @@ def test_superuser_probe_is_refused(make_cluster: Callable[..., Cluster]) -> Non
         "the superuser's probe to be refused",
     )
     assert row["state"] == "clients cannot write" and row["probe_error_sqlstate"] == "42501"
-    wait_for(lambda: the_worker(cluster)["probes_failed"] > row["probes_failed"] + 2, "more probes, refused too")
+    wait_for(
+        lambda: the_worker(cluster)["probes_failed"] > row["probes_failed"] + 2, "more probes, refused too"
+    )
     assert the_worker(cluster)["state"] == "clients cannot write"
 
 
