@@ -119,6 +119,36 @@ def hba(*lines: str) -> Step:
     return run
 
 
+def conf(*lines: str) -> Step:
+    """postgresql.conf with these lines last (none: as it was), reloaded."""
+
+    def run(scene: Scene) -> None:
+        path = f"{scene.cluster.node.data_dir}/postgresql.conf"
+        with open(path) as file:
+            kept = [line for line in file.read().splitlines() if "# situation" not in line]
+        with open(path, "w") as file:
+            file.write("\n".join([*kept, *(f"{line}  # situation" for line in lines)]) + "\n")
+        scene.superuser("SELECT pg_reload_conf()")
+
+    return run
+
+
+def restarted(*options: str) -> Step:
+    """The server restarted with these command-line options (pg_ctl -o), or none."""
+
+    def run(scene: Scene) -> None:
+        scene.release()
+        # Stopped and started: pg_ctl restart would take the last options again.
+        scene.cluster.node.stop()
+        scene.cluster.node.start(params=["-o", " ".join(options)] if options else [])
+
+    return run
+
+
+def reload(scene: Scene) -> None:
+    scene.superuser("SELECT pg_reload_conf()")
+
+
 def fill_connection_slots(scene: Scene) -> None:
     """Idle sessions of app until the server refuses one: what is left is the superusers'."""
     while True:
@@ -177,6 +207,8 @@ SITUATIONS: dict[str, Situation] = {
     "every role read-only": refused(sql(f"ALTER ROLE ALL {READ_ONLY_ON}"), sql(f"ALTER ROLE ALL {READ_ONLY_RESET}")),
     "every role read-only in the database": refused(sql(f"ALTER ROLE ALL IN DATABASE postgres {READ_ONLY_ON}"), sql(f"ALTER ROLE ALL IN DATABASE postgres {READ_ONLY_RESET}")),
     "server read-only": refused(system("default_transaction_read_only", "on"), system("default_transaction_read_only", None)),
+    "server read-only, then an invalid value reloaded": refused((conf("default_transaction_read_only = on"), conf("default_transaction_read_only = 2")), conf()),
+    "server read-only on the command line, reloaded": refused((restarted("-c default_transaction_read_only=on"), reload), restarted()),
     "pg_hba.conf rejects the role": refused(hba("local all app reject", "host all app all reject"), hba()),
     "role NOLOGIN": refused(sql("ALTER ROLE app NOLOGIN"), sql("ALTER ROLE app LOGIN")),
     "role CONNECTION LIMIT 0": refused(sql("ALTER ROLE app CONNECTION LIMIT 0"), sql("ALTER ROLE app CONNECTION LIMIT -1")),
@@ -189,6 +221,8 @@ SITUATIONS: dict[str, Situation] = {
     "a CHECK rejects every row": refused(sql("ALTER TABLE public.log_table ADD CONSTRAINT no_rows CHECK (false) NOT VALID"), sql("ALTER TABLE public.log_table DROP CONSTRAINT no_rows")),
     "table renamed away": refused(sql("ALTER TABLE public.log_table RENAME TO moved"), sql("ALTER TABLE public.moved RENAME TO log_table")),
     # Look like refusals, are none: the status must stay OK.
+    "server read-only in the file, not on the command line, reloaded": not_refused((conf("default_transaction_read_only = on"), restarted("-c default_transaction_read_only=off"), reload), (conf(), restarted())),
+    "commits wait for a standby, server's synchronous_commit local on the command line": not_refused((restarted("-c synchronous_commit=local"), system("synchronous_standby_names", "nosuch")), (system("synchronous_standby_names", None), restarted())),
     "worker role NOLOGIN": not_refused(sql("ALTER ROLE alive NOLOGIN"), sql("ALTER ROLE alive LOGIN")),
     "worker role read-only": not_refused(sql(f"ALTER ROLE alive {READ_ONLY_ON}"), sql(f"ALTER ROLE alive {READ_ONLY_RESET}")),
     "role VALID UNTIL past, no password asked": not_refused(sql("ALTER ROLE app VALID UNTIL '2000-01-01'"), sql("ALTER ROLE app VALID UNTIL 'infinity'")),

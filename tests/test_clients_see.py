@@ -100,6 +100,43 @@ def test_fenced_server_fails_the_worker_whatever_its_own_role_sets(clients_clust
     wait_for_ok_ticks(cluster, the_worker(cluster)["ticks_ok"] + 2)
 
 
+def fence_in_the_file_then_reload_an_invalid_value(cluster: Cluster) -> None:
+    path = f"{cluster.node.data_dir}/postgresql.conf"
+    with open(path, "a") as file:
+        file.write("default_transaction_read_only = on\n")
+    cluster.sql("SELECT pg_reload_conf()")
+    wait_for_state(cluster, "failing")
+    with open(path) as file:
+        text = file.read()
+    with open(path, "w") as file:  # changed to a value PostgreSQL refuses: it keeps on
+        file.write(text.replace("default_transaction_read_only = on\n", "default_transaction_read_only = 2\n"))
+
+
+def fence_on_the_command_line_then_reload(cluster: Cluster) -> None:
+    cluster.node.stop()
+    cluster.node.start(params=["-o", "-c default_transaction_read_only=on"])
+    wait_for_state(cluster, "failing")
+
+
+@pytest.mark.parametrize(
+    "fence", [fence_in_the_file_then_reload_an_invalid_value, fence_on_the_command_line_then_reload]
+)
+def test_server_level_read_only_is_the_postmaster_s_after_a_reload(
+    clients_cluster: Cluster, fence: Callable[[Cluster], None]
+) -> None:
+    """The server's value is what the postmaster keeps, not what the files alone say (the red team's F3)."""
+    cluster = clients_cluster
+    fence(cluster)
+    failed = the_worker(cluster)["ticks_failed"]
+    cluster.sql("SELECT pg_reload_conf()")
+    assert not client_can_write(cluster)
+    # Ticks after the reload: each fails, as a client's INSERT does.
+    while (row := the_worker(cluster))["ticks_failed"] < failed + 10:
+        assert row["state"] == "failing", row
+    assert row["last_error_sqlstate"] == "25006"
+    assert not client_can_write(cluster)
+
+
 def test_worker_commits_no_less_durably_than_the_server(clients_cluster: Cluster) -> None:
     """Its own role's synchronous_commit = local must not let the heartbeat skip the synchronous standby clients wait for.
 
