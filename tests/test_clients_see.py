@@ -109,7 +109,9 @@ def fence_in_the_file_then_reload_an_invalid_value(cluster: Cluster) -> None:
     with open(path) as file:
         text = file.read()
     with open(path, "w") as file:  # changed to a value PostgreSQL refuses: it keeps on
-        file.write(text.replace("default_transaction_read_only = on\n", "default_transaction_read_only = 2\n"))
+        file.write(
+            text.replace("default_transaction_read_only = on\n", "default_transaction_read_only = 2\n")
+        )
 
 
 def fence_on_the_command_line_then_reload(cluster: Cluster) -> None:
