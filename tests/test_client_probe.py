@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -343,3 +344,24 @@ def test_probe_runs_no_code_of_the_table(make_cluster: Callable[..., Cluster], s
     ok = the_worker(cluster)["probes_ok"]
     wait_for(lambda: the_worker(cluster)["probes_ok"] >= ok + 3, "three more OK probes")
     assert cluster.sql("SELECT * FROM public.loot") == []
+
+
+def test_a_failing_probe_is_said_in_every_sample(make_cluster: Callable[..., Cluster]) -> None:
+    """The red team's sampling (F6): 1000 reads of the view at a 50 ms interval, none OK while the probe fails."""
+    cluster = make_cluster(settings={**PROBE, "interval": "50ms"}, setup_sql=SETUP, extension=True)
+    wait_for(lambda: the_worker(cluster)["probes_ok"] >= 2, "two OK probes")
+    cluster.sql("REVOKE CONNECT ON DATABASE postgres FROM PUBLIC")
+    wait_for_probe_failure(cluster, "42501")
+    states: Counter[str] = Counter()
+    ticks: list[int] = []
+    with cluster.connect() as conn:  # a superuser's session: CONNECT is not asked of it
+        for _ in range(1000):
+            row = conn.execute("SELECT state, ticks_ok FROM alive_worker.workers").fetchone()
+            assert row is not None
+            states[row[0]] += 1
+            ticks.append(row[1])
+            time.sleep(0.005)
+    assert states == Counter({"clients cannot write": 1000}), states
+    # Some 5 s of samples: heartbeats went on meanwhile, each read in flight too, and probes failed.
+    assert ticks[-1] - ticks[0] > 20, ticks
+    cluster.sql("GRANT CONNECT ON DATABASE postgres TO PUBLIC")
