@@ -223,3 +223,25 @@ def test_counters_count_since_this_process_started(clients_cluster: Cluster) -> 
     assert after["pid"] != before["pid"]
     assert after["ticks_ok"] < before["ticks_ok"]
     assert after["ticks_ok"] <= len(cluster.heartbeats()) - before["ticks_ok"]
+
+
+def test_deferred_constraint_trigger_is_named(clients_cluster: Cluster) -> None:
+    """PostgreSQL fires no deferred trigger in the owner's security-restricted INSERT: the error says which, and why."""
+    cluster = clients_cluster
+    cluster.sql("CREATE FUNCTION public.later() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END'")
+    cluster.sql(
+        "CREATE CONSTRAINT TRIGGER check_later AFTER INSERT ON public.log_table"
+        " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.later()"
+    )
+    row = wait_for(
+        lambda: r if "check_later" in ((r := the_worker(cluster))["last_error_message"] or "") else None,
+        "the tick's error to name the trigger",
+    )
+    assert row["state"] == "failing" and row["last_error_sqlstate"] == "42501"
+    assert "deferred constraint trigger check_later cannot fire" in row["last_error_message"], row
+    # It stays named, tick after tick.
+    failed = row["ticks_failed"]
+    wait_for(lambda: the_worker(cluster)["ticks_failed"] > failed + 3, "more failed ticks")
+    assert "check_later" in the_worker(cluster)["last_error_message"]
+    cluster.sql("DROP TRIGGER check_later ON public.log_table")
+    wait_for_ok_ticks(cluster, the_worker(cluster)["ticks_ok"] + 2)
