@@ -56,9 +56,13 @@
  * The probe's write: one statement, committed on its own (an implicit
  * transaction), every name schema-qualified (the session's search_path is
  * the probe role's and its database's).  lo_create(0) picks a free OID; the
- * creator owns the object and may unlink it: no grant is needed.
+ * creator owns the object and may unlink it: no grant is needed.  From
+ * PostgreSQL 16 the server refuses lo_create() in a read-only transaction;
+ * 15 lets it run, so the transaction's read-only flag is read with it, and
+ * a read-only probe fails on every major.
  */
-#define PROBE_STATEMENT "SELECT pg_catalog.lo_unlink(pg_catalog.lo_create(0))"
+#define PROBE_STATEMENT \
+	"SELECT pg_catalog.lo_unlink(pg_catalog.lo_create(0)), pg_catalog.current_setting('transaction_read_only')"
 
 /* The first directory of unix_socket_directories: where clients connect. */
 static const char *
@@ -221,12 +225,12 @@ ignore_notice(void *arg, const char *message)
 }
 
 /*
- * Sends one statement and reads its result; false, with result set, unless
- * it is of the status expected.
+ * Sends one statement and reads its result, kept for the caller to free;
+ * false, with result set, unless it is of the status expected.
  */
 static bool
 run_until(PGconn *conn, const char *sql, ExecStatusType expected, int64 deadline_us,
-		  ProbeResult *result)
+		  ProbeResult *result, PGresult **kept)
 {
 	PGresult   *res;
 
@@ -249,7 +253,7 @@ run_until(PGconn *conn, const char *sql, ExecStatusType expected, int64 deadline
 		PQclear(res);
 		return false;
 	}
-	PQclear(res);
+	*kept = res;
 	return true;
 }
 
@@ -279,6 +283,7 @@ client_probe_run(const ClientProbeTarget *target, ProbeResult *result)
 	int64		started_us = monotonic_us();
 	int64		deadline_us = started_us + (int64) target->timeout_ms * 1000;
 	PGconn	   *conn;
+	PGresult   *written;
 	const char *superuser;
 
 	memset(result, 0, sizeof(*result));
@@ -337,8 +342,15 @@ client_probe_run(const ClientProbeTarget *target, ProbeResult *result)
 	}
 
 	/* The write and its commit, where a synchronous standby is waited for, as a client's. */
-	if (run_until(conn, PROBE_STATEMENT, PGRES_TUPLES_OK, deadline_us, result))
-		result->ok = true;
+	if (run_until(conn, PROBE_STATEMENT, PGRES_TUPLES_OK, deadline_us, result, &written))
+	{
+		if (PQntuples(written) == 1 && strcmp(PQgetvalue(written, 0, 1), "on") == 0)
+			fail(result, "25006", "cannot write: the probe's transaction is a read-only transaction "
+				 "(transaction_read_only is on, as default_transaction_read_only made it)");
+		else
+			result->ok = true;
+		PQclear(written);
+	}
 done:
 	PQfinish(conn);
 	ReleaseExternalFD();
