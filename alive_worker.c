@@ -295,8 +295,6 @@ worker_probe_if_due(void)
 		return;
 	target.database = worker_database_name;
 	target.role = probe_role;
-	target.schema = table_schema;
-	target.table = table_name;
 	target.timeout_ms = probe_timeout_ms;
 	pgstat_report_activity(STATE_RUNNING, "alive_worker client-path probe");
 	client_probe_run(&target, &result);

@@ -104,7 +104,8 @@ class Heartbeat:
         try:
             insert.execute_text(message)
         except spi.SPIError:
-            # The table may be gone or changed: look again next tick.
+            # The table may be gone or changed: look again next tick (a
+            # deferred trigger added meanwhile is named then).
             self._discard_insert()
             raise
         # A BEFORE trigger that returns NULL, or a DO INSTEAD rule, turns the

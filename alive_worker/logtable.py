@@ -49,6 +49,19 @@ JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND c.relname = $2
 """
 
+# Deferred constraint triggers of the table and its partitions: PostgreSQL
+# fires none in a security-restricted operation, where the heartbeat's INSERT
+# runs as the table's owner.
+_DEFERRED_TRIGGERS = """
+SELECT pg_catalog.string_agg(pg_catalog.quote_ident(t.tgname), ', ' ORDER BY t.tgname)
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_trigger t
+  ON t.tgrelid = c.oid OR t.tgrelid IN (SELECT p.relid FROM pg_catalog.pg_partition_tree(c.oid) p)
+WHERE n.nspname = $1 AND c.relname = $2
+  AND t.tgdeferrable AND t.tginitdeferred AND NOT t.tgisinternal AND t.tgenabled <> 'D'
+"""
+
 _SCHEMA_EXISTS = "SELECT FROM pg_catalog.pg_namespace WHERE nspname = $1"
 
 # The original project's table; ts is filled by the server, like pk.  Types
@@ -83,6 +96,7 @@ class LogTable:
             self._create()
             rows = spi.execute(_INSPECT, self.schema, self.table)
         self._check(rows)
+        self._refuse_deferred_triggers()
         return spi.prepare(
             f"INSERT INTO {self.qualified} (message) VALUES ($1)",
             ["text"],
@@ -106,6 +120,23 @@ class LogTable:
             detail="A BEFORE INSERT row trigger that returns NULL, or a DO INSTEAD rule, turns the INSERT "
             "into nothing without an error, so the tick wrote no heartbeat and counts as failed.",
             hint=f"Drop or change what discards the row on table {self.qualified}.",
+        )
+
+    def _refuse_deferred_triggers(self) -> None:
+        """Fails, naming them, while the table has deferred triggers, which every INSERT of ours would trip on."""
+        rows = spi.execute(_DEFERRED_TRIGGERS, self.schema, self.table)
+        triggers = rows[0][0] if rows else None
+        if not triggers:
+            return
+        raise errors.from_sqlstate(
+            "42501",
+            f"alive_worker cannot write heartbeats into {self.qualified}: deferred constraint trigger "
+            f"{triggers} cannot fire in the heartbeat's INSERT",
+            detail="The heartbeat's INSERT runs as the table's owner in a security-restricted operation, "
+            "so that the table's code gains none of the worker's rights; PostgreSQL fires no deferred "
+            'trigger there ("cannot fire deferred trigger within security-restricted operation").',
+            hint=f"Re-create the trigger on table {self.qualified} as NOT DEFERRABLE or INITIALLY IMMEDIATE, "
+            "or write the heartbeats into a table without it.",
         )
 
     def _create(self) -> None:

@@ -35,8 +35,6 @@ DEFAULT_PERIOD_S = 30.0
 SETUP = [
     "CREATE ROLE alive_probe LOGIN",
     "CREATE TABLE IF NOT EXISTS public.log_table (pk serial PRIMARY KEY, message text, ts timestamp DEFAULT now())",
-    "GRANT INSERT ON public.log_table TO alive_probe",
-    "GRANT USAGE ON SEQUENCE public.log_table_pk_seq TO alive_probe",
 ]
 
 

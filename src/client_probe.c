@@ -9,9 +9,19 @@
  * ALLOW_CONNECTIONS false, a CONNECTION LIMIT, max_connections used up, or
  * the database's and role's settings.  Every alive_worker.probe_interval the
  * worker connects through the server's own Unix-domain socket, with libpq
- * as any client, as alive_worker.probe_role, and INSERTs one row, message
- * "alive_worker probe", into the heartbeat table, which commits with the
- * probe session's own settings.  The row is a heartbeat a client wrote.
+ * as any client, as alive_worker.probe_role, and writes and commits: it
+ * creates a large object and unlinks it, in one transaction.  That takes a
+ * transaction ID, writes WAL and commits with the probe session's own
+ * settings (default_transaction_read_only refuses it with 25006, as it
+ * refuses a client's INSERT; synchronous_commit waits for a standby as a
+ * client's commit does), and it runs no code of any table.  An INSERT into
+ * the heartbeat table would run its triggers, rules, defaults, domain
+ * checks, index expressions and row security policies as the probe role,
+ * and whoever wrote the functions they call (a lower role may own one, and
+ * replace it at will; a database owner sets its search_path) would gain the
+ * probe role's rights.  pg_largeobject_metadata is a system catalog: only a
+ * superuser can put code on it.  The heartbeat table is written by the
+ * worker's own session, whose table code runs as the table's owner.
  *
  * The waits are the worker's: its latch (SIGTERM ends the probe at once),
  * postmaster death, and alive_worker.probe_timeout for the whole probe,
@@ -36,15 +46,23 @@
 #include "storage/latch.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/memutils.h"
-#include "lib/stringinfo.h"
 #include "utils/wait_event.h"
 
 #include "alive_worker.h"
 #include "client_probe.h"
 #include "schedule.h"
 
-#define PROBE_MESSAGE "alive_worker probe"
+/*
+ * The probe's write: one statement, committed on its own (an implicit
+ * transaction), every name schema-qualified (the session's search_path is
+ * the probe role's and its database's).  lo_create(0) picks a free OID; the
+ * creator owns the object and may unlink it: no grant is needed.  From
+ * PostgreSQL 16 the server refuses lo_create() in a read-only transaction;
+ * 15 lets it run, so the transaction's read-only flag is read with it, and
+ * a read-only probe fails on every major.
+ */
+#define PROBE_STATEMENT \
+	"SELECT pg_catalog.lo_unlink(pg_catalog.lo_create(0)), pg_catalog.current_setting('transaction_read_only')"
 
 /* The first directory of unix_socket_directories: where clients connect. */
 static const char *
@@ -207,21 +225,16 @@ ignore_notice(void *arg, const char *message)
 }
 
 /*
- * Sends one statement (or, without parameters, several) and reads its last
- * result; false, with result set, unless it is of the status expected.
+ * Sends one statement and reads its result, kept for the caller to free;
+ * false, with result set, unless it is of the status expected.
  */
 static bool
-run_until(PGconn *conn, const char *sql, const char *param, ExecStatusType expected,
-		  int64 deadline_us, ProbeResult *result, PGresult **kept)
+run_until(PGconn *conn, const char *sql, ExecStatusType expected, int64 deadline_us,
+		  ProbeResult *result, PGresult **kept)
 {
 	PGresult   *res;
-	bool		sent;
 
-	if (param != NULL)
-		sent = PQsendQueryParams(conn, sql, 1, NULL, &param, NULL, NULL, 0);
-	else
-		sent = PQsendQuery(conn, sql);
-	if (!sent)
+	if (!PQsendQuery(conn, sql))
 	{
 		fail_with_connection(result, conn, NULL, "cannot send the probe's statement");
 		return false;
@@ -240,41 +253,9 @@ run_until(PGconn *conn, const char *sql, const char *param, ExecStatusType expec
 		PQclear(res);
 		return false;
 	}
-	if (kept != NULL)
-		*kept = res;
-	else
-		PQclear(res);
+	*kept = res;
 	return true;
 }
-
-/*
- * The table's code (triggers, rules, defaults, column types) runs in the
- * probe's session as the probe role, as a client's would.  Its owner, and a
- * role granted TRIGGER on it, would gain through the probe any right the
- * probe role has and they have not; so would those of its partitions, where
- * the row lands.  The probe writes only when every such role already has the
- * probe role's rights (pg_has_role(..., 'USAGE')).  The
- * table is locked first (ROW EXCLUSIVE, as the INSERT would), so that no
- * trigger or rule is added and no owner changes before the INSERT.  A
- * superuser probe is refused before anything runs: the table's code would
- * run as a superuser, and it would take the slots reserved for superusers.
- * Everything is schema-qualified, operators included: the session's
- * search_path is the probe role's and its database's.
- */
-static const char *const lenders_query =
-	"WITH tables AS (SELECT c.oid, c.relowner, c.relacl FROM pg_catalog.pg_class c"
-	"                 WHERE c.oid OPERATOR(pg_catalog.=) %s::pg_catalog.regclass"
-	"                    OR c.oid OPERATOR(pg_catalog.=) ANY (ARRAY("
-	"                        SELECT t.relid FROM pg_catalog.pg_partition_tree(%s::pg_catalog.regclass) t)))"
-	"SELECT COALESCE(r.rolname::pg_catalog.text, 'PUBLIC')"
-	" FROM (SELECT relowner AS role FROM tables"
-	"       UNION"
-	"       SELECT a.grantee FROM tables, pg_catalog.aclexplode(tables.relacl) a"
-	"        WHERE a.privilege_type OPERATOR(pg_catalog.=) 'TRIGGER') g"
-	" LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) g.role"
-	" WHERE g.role OPERATOR(pg_catalog.=) 0::pg_catalog.oid"
-	"    OR NOT pg_catalog.pg_has_role(g.role, CURRENT_USER, 'USAGE')"
-	" ORDER BY 1";
 
 /* A probe cut short leaves no statement running in the server: a sync rep wait, say. */
 static void
@@ -302,16 +283,8 @@ client_probe_run(const ClientProbeTarget *target, ProbeResult *result)
 	int64		started_us = monotonic_us();
 	int64		deadline_us = started_us + (int64) target->timeout_ms * 1000;
 	PGconn	   *conn;
-	PGresult   *res;
-	PGresult   *lenders;
+	PGresult   *written;
 	const char *superuser;
-	char	   *table;
-	char	   *table_literal;
-	char	   *begin;
-	char	   *insert;
-	char		message[PROBE_MESSAGE_SIZE];
-	MemoryContext probe_context = NULL;
-	MemoryContext caller_context = NULL;
 
 	memset(result, 0, sizeof(*result));
 	if (socket_directory(directory, sizeof(directory)) == NULL)
@@ -363,54 +336,22 @@ client_probe_run(const ClientProbeTarget *target, ProbeResult *result)
 	if (superuser != NULL && strcmp(superuser, "on") == 0)
 	{
 		fail(result, "42501", "refused to write: the probe role is a superuser, which clients are not "
-			 "(the table's code would run as a superuser; make alive_worker.probe_role an ordinary role)");
+			 "(it takes the slots reserved for superusers and passes limits clients are held to; "
+			 "make alive_worker.probe_role an ordinary role)");
 		goto done;
 	}
 
-	/* The statements' text, freed with the context after the probe. */
-	probe_context = AllocSetContextCreate(CurrentMemoryContext, "alive_worker probe", ALLOCSET_SMALL_SIZES);
-	caller_context = MemoryContextSwitchTo(probe_context);
-	table = psprintf("%s.%s", quote_identifier(target->schema), quote_identifier(target->table));
-	table_literal = quote_literal_cstr(table);
-	begin = psprintf(lenders_query, table_literal, table_literal);
-	begin = psprintf("BEGIN; LOCK TABLE %s IN ROW EXCLUSIVE MODE; %s", table, begin);
-	insert = psprintf("INSERT INTO %s (message) VALUES ($1)", table);
-	if (!run_until(conn, begin, NULL, PGRES_TUPLES_OK, deadline_us, result, &lenders))
-		goto done;
-	if (PQntuples(lenders) > 0)
+	/* The write and its commit, where a synchronous standby is waited for, as a client's. */
+	if (run_until(conn, PROBE_STATEMENT, PGRES_TUPLES_OK, deadline_us, result, &written))
 	{
-		StringInfoData names;
-
-		initStringInfo(&names);
-		for (int i = 0; i < PQntuples(lenders); i++)
-			appendStringInfo(&names, "%s%s", i > 0 ? ", " : "", PQgetvalue(lenders, i, 0));
-		snprintf(message, sizeof(message),
-				 "refused to write: the table's code would run with the probe role's rights, "
-				 "which %s (owner, or granted TRIGGER) lacks: GRANT the probe role to it",
-				 names.data);
-		fail(result, "42501", message);
-		PQclear(lenders);
-		goto done;
+		if (PQntuples(written) == 1 && strcmp(PQgetvalue(written, 0, 1), "on") == 0)
+			fail(result, "25006", "cannot write: the probe's transaction is a read-only transaction "
+				 "(transaction_read_only is on, as default_transaction_read_only made it)");
+		else
+			result->ok = true;
+		PQclear(written);
 	}
-	PQclear(lenders);
-	if (!run_until(conn, insert, PROBE_MESSAGE, PGRES_COMMAND_OK, deadline_us, result, &res))
-		goto done;
-	if (strcmp(PQcmdTuples(res), "1") != 0)
-	{
-		fail(result, "55000", "the probe's INSERT wrote no row: a trigger or rule discarded it");
-		PQclear(res);
-		goto done;
-	}
-	PQclear(res);
-	/* The commit, where a synchronous standby is waited for, as a client's. */
-	if (run_until(conn, "COMMIT", NULL, PGRES_COMMAND_OK, deadline_us, result, NULL))
-		result->ok = true;
 done:
-	if (probe_context != NULL)
-	{
-		MemoryContextSwitchTo(caller_context);
-		MemoryContextDelete(probe_context);
-	}
 	PQfinish(conn);
 	ReleaseExternalFD();
 	result->duration_us = monotonic_us() - started_us;

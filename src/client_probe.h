@@ -12,14 +12,12 @@ typedef struct ClientProbeTarget
 {
 	const char *database;
 	const char *role;			/* alive_worker.probe_role */
-	const char *schema;			/* the heartbeat table */
-	const char *table;
 	int			timeout_ms;		/* alive_worker.probe_timeout, connection included */
 } ClientProbeTarget;
 
 typedef struct ProbeResult
 {
-	bool		ok;				/* connected, INSERTed one row, committed */
+	bool		ok;				/* connected, wrote, committed */
 	bool		timed_out;
 	int64		duration_us;
 	char		sqlstate[6];	/* the server's, or libpq's class 08 */

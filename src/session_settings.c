@@ -1,9 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * session_settings.c
- *		The worker's session takes no setting that makes it luckier than a
- *		client's: default_transaction_read_only as a client's fresh session
- *		sees it, and synchronous_commit at least as durable as the server's.
+ *		The worker's session takes default_transaction_read_only and
+ *		synchronous_commit as a client's fresh session of its database does:
+ *		no setting of its own role makes it luckier, or unluckier, than
+ *		clients.
  *
  * A session takes its database's and role's settings (ALTER DATABASE / ROLE
  * ... SET, pg_db_role_setting) once, when it connects.  The worker's session
@@ -17,15 +18,23 @@
  * setting, else ALTER ROLE ALL's, else the server's (postgresql.conf, ALTER
  * SYSTEM).  The worker role's own settings of the two are not taken.
  *
- * The server's value is what the worker inherited from the postmaster before
- * it connected, and after a reload what the configuration files say (their
- * last assignment; a -c on the server's command line is not looked at
- * again).  The worker holds both settings at PGC_S_OVERRIDE, so that the
- * values it resolved are the ones in force.
+ * The server's value is the postmaster's: what the worker inherited from it
+ * before it connected, and after a reload what the postmaster then holds.  A
+ * value given on the server's command line (-c, pg_ctl -o) outranks the
+ * files and no reload changes it; otherwise the files' last assignment
+ * counts, but one that PostgreSQL refuses (= 2) leaves the value as it was,
+ * and none at all is PostgreSQL's default.  The worker's own GUC cannot say
+ * it after it connected: the database's and role's settings are its reset
+ * value from then on.  The worker holds both settings at PGC_S_OVERRIDE, so
+ * that the values it resolved are the ones in force.
  *
- * synchronous_commit is the stronger of the resolved value and the server's:
- * a role or database that sets it to local would otherwise let the heartbeat
- * commit while every client's commit waits for a synchronous standby.
+ * synchronous_commit is resolved the same way, and taken as resolved: the
+ * worker's role is not a client, so ALTER ROLE alive SET synchronous_commit
+ * = local does not let the heartbeat commit while clients' commits wait for
+ * a synchronous standby; a database's (or every role's) local applies to
+ * every client, whose commits then do not wait, and neither does the
+ * heartbeat's (the lead's decision on the red team's F4: the stronger of
+ * that and the server's said CRITICAL while clients wrote).
  *
  *-------------------------------------------------------------------------
  */
@@ -41,6 +50,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/guc_tables.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
@@ -54,10 +64,15 @@ static const char *const sync_commit_levels[] = {
 	"off", "local", "remote_write", "on", "remote_apply"
 };
 #define SYNC_COMMIT_LEVELS lengthof(sync_commit_levels)
+#define SYNC_COMMIT_DEFAULT 3	/* "on", PostgreSQL's default */
 
 /* The server's values, before any database or role setting */
 static bool server_read_only = false;
-static int	server_sync_commit = 3;	/* "on", PostgreSQL's default */
+static int	server_sync_commit = SYNC_COMMIT_DEFAULT;
+
+/* Given on the server's command line: no reload changes them. */
+static bool read_only_from_command_line = false;
+static bool sync_commit_from_command_line = false;
 
 /* The level of a synchronous_commit value, or -1 if it is none. */
 static int
@@ -74,6 +89,29 @@ sync_commit_level(const char *value)
 	return -1;
 }
 
+/*
+ * Whether the setting's value comes from the server's command line (or a
+ * stronger source), read before the worker connects, while its GUCs are
+ * still the postmaster's.
+ */
+static bool
+from_command_line(const char *name)
+{
+	struct config_generic *option = NULL;
+
+#if PG_VERSION_NUM >= 160000
+	option = find_option(name, false, true, DEBUG1);
+#else
+	struct config_generic **options = get_guc_variables();
+	int			count = GetNumConfigOptions();
+
+	for (int i = 0; i < count && option == NULL; i++)
+		if (pg_strcasecmp(options[i]->name, name) == 0)
+			option = options[i];
+#endif
+	return option != NULL && option->source >= PGC_S_ARGV;
+}
+
 void
 session_settings_capture_server_level(void)
 {
@@ -82,6 +120,8 @@ session_settings_capture_server_level(void)
 	server_read_only = DefaultXactReadOnly;
 	if (level >= 0)
 		server_sync_commit = level;
+	read_only_from_command_line = from_command_line("default_transaction_read_only");
+	sync_commit_from_command_line = from_command_line("synchronous_commit");
 }
 
 void
@@ -93,29 +133,46 @@ session_settings_reread_server_level(void)
 	MemoryContext previous = MemoryContextSwitchTo(parse_context);
 	ConfigVariable *head = NULL;
 	ConfigVariable *tail = NULL;
-	bool		read_only = false;	/* PostgreSQL's defaults, unless a file says */
-	int			sync_commit = 3;
 
 	/* The files a reload reads, in its order: the last assignment wins. */
 	if (ParseConfigFile(ConfigFileName, true, NULL, 0, TOP_LEVEL_CONFIG_DEPTH, DEBUG1, &head, &tail) &&
 		ParseConfigFile(PG_AUTOCONF_FILENAME, false, NULL, 0, TOP_LEVEL_CONFIG_DEPTH, DEBUG1, &head, &tail))
 	{
+		ConfigVariable *read_only_item = NULL;
+		ConfigVariable *sync_commit_item = NULL;
+		bool		boolean;
+		int			level;
+
 		for (ConfigVariable *item = head; item != NULL; item = item->next)
 		{
-			bool		boolean;
-			int			level;
-
-			if (item->name == NULL || item->value == NULL || item->errmsg != NULL)
+			if (item->name == NULL)
 				continue;
-			if (pg_strcasecmp(item->name, "default_transaction_read_only") == 0 &&
-				parse_bool(item->value, &boolean))
-				read_only = boolean;
-			else if (pg_strcasecmp(item->name, "synchronous_commit") == 0 &&
-					 (level = sync_commit_level(item->value)) >= 0)
-				sync_commit = level;
+			if (pg_strcasecmp(item->name, "default_transaction_read_only") == 0)
+				read_only_item = item;
+			else if (pg_strcasecmp(item->name, "synchronous_commit") == 0)
+				sync_commit_item = item;
 		}
-		server_read_only = read_only;
-		server_sync_commit = sync_commit;
+
+		/*
+		 * As the postmaster's reload: no assignment is the default, a refused
+		 * one leaves the value as it was, a command line's value stays.
+		 */
+		if (!read_only_from_command_line)
+		{
+			if (read_only_item == NULL)
+				server_read_only = false;	/* PostgreSQL's default */
+			else if (read_only_item->value != NULL && read_only_item->errmsg == NULL &&
+					 parse_bool(read_only_item->value, &boolean))
+				server_read_only = boolean;
+		}
+		if (!sync_commit_from_command_line)
+		{
+			if (sync_commit_item == NULL)
+				server_sync_commit = SYNC_COMMIT_DEFAULT;
+			else if (sync_commit_item->value != NULL && sync_commit_item->errmsg == NULL &&
+					 (level = sync_commit_level(sync_commit_item->value)) >= 0)
+				server_sync_commit = level;
+		}
 	}
 	/* A file that cannot be read now: the reload itself says why; keep the last values. */
 	MemoryContextSwitchTo(previous);
@@ -198,7 +255,6 @@ session_settings_apply(void)
 	systable_endscan(scan);
 	table_close(relation, AccessShareLock);
 
-	sync_commit = Max(sync_commit, server_sync_commit);
 	if (DefaultXactReadOnly != read_only)
 		SetConfigOption("default_transaction_read_only", read_only ? "on" : "off",
 						PGC_SUSET, PGC_S_OVERRIDE);

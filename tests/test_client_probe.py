@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -53,8 +54,9 @@ def test_probe_writes_as_a_client_and_is_counted(probed: Cluster) -> None:
     assert row["probe_role"] == "app"
     assert row["probes_failed"] == 0 and row["probe_error_message"] is None
     assert row["last_probe_ok_at"] is not None and row["last_probe_ms"] > 0
-    rows = probed.sql("SELECT count(*) FROM public.log_table WHERE message = 'alive_worker probe'")
-    assert rows[0][0] >= 2
+    # It writes no row in the heartbeat table, and leaves no large object behind.
+    assert probed.sql("SELECT count(*) FROM public.log_table WHERE message = 'alive_worker probe'") == [(0,)]
+    assert probed.sql("SELECT count(*) FROM pg_largeobject_metadata") == [(0,)]
     sessions = probed.sql(
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'alive_worker probe'"
     )
@@ -130,17 +132,30 @@ def test_probe_off_by_default(make_cluster: Callable[..., Cluster]) -> None:
     assert row["probe_role"] is None and row["probes_ok"] == 0 and row["last_probe_at"] is None
 
 
-SLOW_FOR_APP = [
-    "CREATE FUNCTION public.slow_for_app() RETURNS trigger LANGUAGE plpgsql AS "
-    "$$BEGIN IF current_user = 'app' THEN PERFORM pg_sleep(60); END IF; RETURN NEW; END$$",
-    "CREATE TRIGGER slow_for_app BEFORE INSERT ON public.log_table FOR EACH ROW EXECUTE FUNCTION public.slow_for_app()",
-]
+def hold_the_probe_s_write(cluster: Cluster) -> psycopg.Connection[Any]:
+    """A lock that the probe's write (a large object's catalog row) waits for, and the worker's tick does not."""
+    conn = cluster.connect()
+    conn.autocommit = False
+    conn.execute("LOCK TABLE pg_catalog.pg_largeobject_metadata IN ACCESS EXCLUSIVE MODE")
+    return conn
+
+
+def wait_for_the_probe_waiting(cluster: Cluster) -> None:
+    wait_for(
+        lambda: (
+            cluster.sql(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE application_name = 'alive_worker probe' AND wait_event_type = 'Lock'"
+            )
+            == [(1,)]
+        ),
+        "the probe's write waiting",
+    )
 
 
 def test_probe_that_does_not_commit_in_time_is_said(probed: Cluster) -> None:
     probed.set(probe_timeout="500ms")
-    for statement in SLOW_FOR_APP:
-        probed.sql(statement)
+    held = hold_the_probe_s_write(probed)
     row = wait_for_probe_failure(probed, "57014")
     assert "timed out" in row["probe_error_message"]
     # The probe's statement was cancelled, not left running in the server.
@@ -151,48 +166,31 @@ def test_probe_that_does_not_commit_in_time_is_said(probed: Cluster) -> None:
         ),
         "no probe session left",
     )
+    held.close()
+    wait_for_probes_ok_again(probed)
 
 
 def test_sigterm_ends_a_probe_at_once(probed: Cluster) -> None:
     probed.set(probe_timeout="1min")
-    for statement in SLOW_FOR_APP:
-        probed.sql(statement)
-    wait_for(
-        lambda: (
-            probed.sql(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE application_name = 'alive_worker probe' AND wait_event = 'PgSleep'"
-            )
-            == [(1,)]
-        ),
-        "the probe's INSERT waiting",
-    )
+    held = hold_the_probe_s_write(probed)
+    wait_for_the_probe_waiting(probed)
     started = time.monotonic()
     assert probed.sql("SELECT alive_worker.stop('postgres')") == [(True,)]
     assert time.monotonic() - started < 1.5
     wait_for_state(probed, "stopped")
+    held.close()
 
 
 def test_postmaster_death_during_a_probe_ends_the_worker(probed: Cluster) -> None:
-    """End to end: the probe's backend, in pg_sleep, exits with the postmaster too, closing the socket.
+    """End to end: the probe's backend, waiting for a lock, exits with the postmaster too, closing the socket.
 
     So this cannot tell the probe's own WL_EXIT_ON_PM_DEATH from the lost
     connection (seen passing with it taken out); it proves the worker does
     not outlive its postmaster while a probe waits.
     """
     probed.set(probe_timeout="1min")
-    for statement in SLOW_FOR_APP:
-        probed.sql(statement)
-    wait_for(
-        lambda: (
-            probed.sql(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE application_name = 'alive_worker probe' AND wait_event = 'PgSleep'"
-            )
-            == [(1,)]
-        ),
-        "the probe's INSERT waiting",
-    )
+    _lock_kept_open = hold_the_probe_s_write(probed)
+    wait_for_the_probe_waiting(probed)
     pid = probed.wait_for_worker()
     os.kill(probed.node.pid, signal.SIGKILL)
     wait_for(lambda: not os.path.exists(f"/proc/{pid}") or None, "the orphaned worker to exit", timeout=3)
@@ -233,8 +231,10 @@ SECRET_AND_LOOT = [
     "CREATE TABLE public.loot (s text, taken_as text)",
     "ALTER TABLE public.loot OWNER TO tableowner",
     "GRANT INSERT ON public.loot TO PUBLIC",
+    # The red team's attack: the probe role's secret read, and its password set.
     "CREATE FUNCTION public.steal() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN"
-    " IF current_user = 'app' THEN INSERT INTO public.loot SELECT s, current_user FROM public.secret; END IF;"
+    " IF current_user = 'app' THEN INSERT INTO public.loot SELECT s, current_user FROM public.secret;"
+    " ALTER ROLE app PASSWORD 'pwned'; END IF;"
     " RETURN NEW; END$$",
     "ALTER FUNCTION public.steal() OWNER TO tableowner",
 ]
@@ -247,17 +247,21 @@ LENDING_SETUP = [
 ]
 
 
-def test_probe_lends_no_right_to_the_table_s_owner(make_cluster: Callable[..., Cluster]) -> None:
-    """The table's code runs as the probe role: the probe writes only when its owner has that role's rights."""
-    cluster = make_cluster(settings=PROBE, setup_sql=LENDING_SETUP, extension=True)
-    row = wait_for_probe_failure(cluster, "42501")
-    assert "refused to write" in row["probe_error_message"] and "tableowner" in row["probe_error_message"]
-    failed = row["probes_failed"]
-    wait_for(lambda: the_worker(cluster)["probes_failed"] > failed + 2, "more probes")
+def probe_lent_nothing(cluster: Cluster) -> None:
+    """Probes succeed and the trigger, run as app by a client's INSERT, took nothing meanwhile."""
+    ok = the_worker(cluster)["probes_ok"]
+    wait_for(lambda: the_worker(cluster)["probes_ok"] >= ok + 3, "three more OK probes")
     assert cluster.sql("SELECT * FROM public.loot") == []
-    # Once the owner has the probe role's rights, it gains nothing: the probe writes.
-    cluster.sql("GRANT app TO tableowner")
-    wait_for_probes_ok_again(cluster)
+    assert cluster.sql("SELECT rolpassword IS NULL FROM pg_authid WHERE rolname = 'app'") == [(True,)]
+    # What the probe did not run is real: a client's INSERT runs it.
+    assert client_can_write(cluster)
+    assert cluster.sql("SELECT DISTINCT taken_as FROM public.loot") == [("app",)]
+
+
+def test_probe_lends_no_right_to_the_table_s_owner(make_cluster: Callable[..., Cluster]) -> None:
+    """A lower role owns the table, with a trigger: the probe runs none of it, and is not refused for it."""
+    cluster = make_cluster(settings=PROBE, setup_sql=LENDING_SETUP, extension=True)
+    probe_lent_nothing(cluster)
 
 
 def test_superuser_probe_is_refused(make_cluster: Callable[..., Cluster]) -> None:
@@ -268,9 +272,10 @@ def test_superuser_probe_is_refused(make_cluster: Callable[..., Cluster]) -> Non
         "the superuser's probe to be refused",
     )
     assert row["state"] == "clients cannot write" and row["probe_error_sqlstate"] == "42501"
-    cluster.sql("TRUNCATE public.log_table")
-    wait_for(lambda: the_worker(cluster)["probes_failed"] > row["probes_failed"] + 2, "more probes")
-    assert cluster.sql("SELECT count(*) FROM public.log_table WHERE message = 'alive_worker probe'") == [(0,)]
+    wait_for(
+        lambda: the_worker(cluster)["probes_failed"] > row["probes_failed"] + 2, "more probes, refused too"
+    )
+    assert the_worker(cluster)["state"] == "clients cannot write"
 
 
 # The heartbeat table partitioned; the partition where rows land belongs to
@@ -290,8 +295,73 @@ PARTITION_LENDING_SETUP = [
 
 def test_probe_lends_no_right_to_a_partition_s_owner(make_cluster: Callable[..., Cluster]) -> None:
     cluster = make_cluster(settings=PROBE, setup_sql=PARTITION_LENDING_SETUP, extension=True)
-    row = wait_for_probe_failure(cluster, "42501")
-    assert "refused to write" in row["probe_error_message"] and "tableowner" in row["probe_error_message"]
-    failed = row["probes_failed"]
-    wait_for(lambda: the_worker(cluster)["probes_failed"] > failed + 2, "more probes")
+    probe_lent_nothing(cluster)
+
+
+# Code of the table that is none of its owner's: the table is the superuser's,
+# every expression calls public.peek(), tableowner's function, which she may
+# replace at any time and which reads what only the probe role may.
+PEEK = [
+    *SECRET_AND_LOOT,
+    "CREATE FUNCTION public.peek(text) RETURNS boolean LANGUAGE plpgsql AS $$BEGIN"
+    " IF current_user = 'app' THEN INSERT INTO public.loot SELECT s, current_user FROM public.secret; END IF;"
+    " RETURN true; END$$",
+    "ALTER FUNCTION public.peek(text) OWNER TO tableowner",
+    # An index expression's function must say IMMUTABLE; it calls peek all the same.
+    "CREATE FUNCTION public.peek_immutable(text) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS"
+    " $$BEGIN PERFORM public.peek($1); RETURN true; END$$",
+    "ALTER FUNCTION public.peek_immutable(text) OWNER TO tableowner",
+]
+TABLE_CODE_OF_A_LOWER_ROLE = {
+    "a trigger calling her function": [
+        "CREATE TRIGGER steal BEFORE INSERT ON public.log_table FOR EACH ROW EXECUTE FUNCTION public.steal()"
+    ],
+    "a rule": ["CREATE RULE peek AS ON INSERT TO public.log_table DO ALSO SELECT public.peek(NEW.message)"],
+    "a column default": ["ALTER TABLE public.log_table ADD COLUMN seen boolean DEFAULT public.peek('')"],
+    "a domain's check": [
+        "CREATE DOMAIN public.note AS text CHECK (public.peek(VALUE))",
+        "ALTER TABLE public.log_table ALTER COLUMN message TYPE public.note",
+    ],
+    "an index expression": ["CREATE INDEX ON public.log_table ((public.peek_immutable(message)))"],
+    "a row security policy": [
+        "ALTER TABLE public.log_table ENABLE ROW LEVEL SECURITY",
+        "CREATE POLICY peek ON public.log_table FOR INSERT WITH CHECK (public.peek(message))",
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    "statements", TABLE_CODE_OF_A_LOWER_ROLE.values(), ids=TABLE_CODE_OF_A_LOWER_ROLE.keys()
+)
+def test_probe_runs_no_code_of_the_table(make_cluster: Callable[..., Cluster], statements: list[str]) -> None:
+    """The probe's write runs none of the table's code: a lower role's function never runs as the probe role."""
+    cluster = make_cluster(settings=PROBE, setup_sql=[*SETUP, *PEEK, *statements], extension=True)
+    wait_for(lambda: the_worker(cluster)["probes_ok"] >= 3, "three OK probes")
+    # The same code run as app by a client's INSERT: the loot is real.
+    assert client_can_write(cluster)
+    assert cluster.sql("SELECT DISTINCT taken_as FROM public.loot") == [("app",)]
+    cluster.sql("TRUNCATE public.loot")
+    ok = the_worker(cluster)["probes_ok"]
+    wait_for(lambda: the_worker(cluster)["probes_ok"] >= ok + 3, "three more OK probes")
     assert cluster.sql("SELECT * FROM public.loot") == []
+
+
+def test_a_failing_probe_is_said_in_every_sample(make_cluster: Callable[..., Cluster]) -> None:
+    """The red team's sampling (F6): 1000 reads of the view at a 50 ms interval, none OK while the probe fails."""
+    cluster = make_cluster(settings={**PROBE, "interval": "50ms"}, setup_sql=SETUP, extension=True)
+    wait_for(lambda: the_worker(cluster)["probes_ok"] >= 2, "two OK probes")
+    cluster.sql("REVOKE CONNECT ON DATABASE postgres FROM PUBLIC")
+    wait_for_probe_failure(cluster, "42501")
+    states: Counter[str] = Counter()
+    ticks: list[int] = []
+    with cluster.connect() as conn:  # a superuser's session: CONNECT is not asked of it
+        for _ in range(1000):
+            row = conn.execute("SELECT state, ticks_ok FROM alive_worker.workers").fetchone()
+            assert row is not None
+            states[row[0]] += 1
+            ticks.append(row[1])
+            time.sleep(0.005)
+    assert states == Counter({"clients cannot write": 1000}), states
+    # Some 5 s of samples: heartbeats went on meanwhile, each read in flight too, and probes failed.
+    assert ticks[-1] - ticks[0] > 20, ticks
+    cluster.sql("GRANT CONNECT ON DATABASE postgres TO PUBLIC")

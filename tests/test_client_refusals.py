@@ -14,6 +14,11 @@ and after it is undone:
   cannot write, never failing while they can, the undo included).
 
 A new situation is one line of SITUATIONS.
+
+The probe writes no table (it runs none of a table's code): what the probe
+role alone may do on the heartbeat table (INSERT revoked from app, say) is
+no situation here; what stops every role's write to it stops the worker's
+own tick.
 """
 
 from __future__ import annotations
@@ -114,6 +119,36 @@ def hba(*lines: str) -> Step:
     return run
 
 
+def conf(*lines: str) -> Step:
+    """postgresql.conf with these lines last (none: as it was), reloaded."""
+
+    def run(scene: Scene) -> None:
+        path = f"{scene.cluster.node.data_dir}/postgresql.conf"
+        with open(path) as file:
+            kept = [line for line in file.read().splitlines() if "# situation" not in line]
+        with open(path, "w") as file:
+            file.write("\n".join([*kept, *(f"{line}  # situation" for line in lines)]) + "\n")
+        scene.superuser("SELECT pg_reload_conf()")
+
+    return run
+
+
+def restarted(*options: str) -> Step:
+    """The server restarted with these command-line options (pg_ctl -o), or none."""
+
+    def run(scene: Scene) -> None:
+        scene.release()
+        # Stopped and started: pg_ctl restart would take the last options again.
+        scene.cluster.node.stop()
+        scene.cluster.node.start(params=["-o", " ".join(options)] if options else [])
+
+    return run
+
+
+def reload(scene: Scene) -> None:
+    scene.superuser("SELECT pg_reload_conf()")
+
+
 def fill_connection_slots(scene: Scene) -> None:
     """Idle sessions of app until the server refuses one: what is left is the superusers'."""
     while True:
@@ -172,13 +207,13 @@ SITUATIONS: dict[str, Situation] = {
     "every role read-only": refused(sql(f"ALTER ROLE ALL {READ_ONLY_ON}"), sql(f"ALTER ROLE ALL {READ_ONLY_RESET}")),
     "every role read-only in the database": refused(sql(f"ALTER ROLE ALL IN DATABASE postgres {READ_ONLY_ON}"), sql(f"ALTER ROLE ALL IN DATABASE postgres {READ_ONLY_RESET}")),
     "server read-only": refused(system("default_transaction_read_only", "on"), system("default_transaction_read_only", None)),
+    "server read-only, then an invalid value reloaded": refused((conf("default_transaction_read_only = on"), conf("default_transaction_read_only = 2")), conf()),
+    "server read-only on the command line, reloaded": refused((restarted("-c default_transaction_read_only=on"), reload), restarted()),
     "pg_hba.conf rejects the role": refused(hba("local all app reject", "host all app all reject"), hba()),
     "role NOLOGIN": refused(sql("ALTER ROLE app NOLOGIN"), sql("ALTER ROLE app LOGIN")),
     "role CONNECTION LIMIT 0": refused(sql("ALTER ROLE app CONNECTION LIMIT 0"), sql("ALTER ROLE app CONNECTION LIMIT -1")),
     "role's local_preload_libraries missing": refused(sql("ALTER ROLE app SET local_preload_libraries = 'no_such_library'"), sql("ALTER ROLE app RESET local_preload_libraries")),
     "role's session_preload_libraries missing": refused(sql("ALTER ROLE app SET session_preload_libraries = 'no_such_library'"), sql("ALTER ROLE app RESET session_preload_libraries")),
-    "INSERT revoked": refused(sql("REVOKE INSERT ON public.log_table FROM app"), sql("GRANT INSERT ON public.log_table TO app")),
-    "sequence USAGE revoked": refused(sql("REVOKE USAGE ON SEQUENCE public.log_table_pk_seq FROM app"), sql("GRANT USAGE ON SEQUENCE public.log_table_pk_seq TO app")),
     "schema USAGE revoked": refused(sql("REVOKE USAGE ON SCHEMA public FROM PUBLIC"), sql("GRANT USAGE ON SCHEMA public TO PUBLIC")),
     "table locked": refused(hold_lock, release),
     "role's lock_timeout and a lock": refused((sql("ALTER ROLE app SET lock_timeout = '10ms'"), hold_lock), (release, sql("ALTER ROLE app RESET lock_timeout"))),
@@ -186,12 +221,18 @@ SITUATIONS: dict[str, Situation] = {
     "a CHECK rejects every row": refused(sql("ALTER TABLE public.log_table ADD CONSTRAINT no_rows CHECK (false) NOT VALID"), sql("ALTER TABLE public.log_table DROP CONSTRAINT no_rows")),
     "table renamed away": refused(sql("ALTER TABLE public.log_table RENAME TO moved"), sql("ALTER TABLE public.moved RENAME TO log_table")),
     # Look like refusals, are none: the status must stay OK.
+    "server read-only in the file, not on the command line, reloaded": not_refused((conf("default_transaction_read_only = on"), restarted("-c default_transaction_read_only=off"), reload), (conf(), restarted())),
+    "commits wait for a standby, server's synchronous_commit local on the command line": not_refused((restarted("-c synchronous_commit=local"), system("synchronous_standby_names", "nosuch")), (system("synchronous_standby_names", None), restarted())),
     "worker role NOLOGIN": not_refused(sql("ALTER ROLE alive NOLOGIN"), sql("ALTER ROLE alive LOGIN")),
     "worker role read-only": not_refused(sql(f"ALTER ROLE alive {READ_ONLY_ON}"), sql(f"ALTER ROLE alive {READ_ONLY_RESET}")),
     "role VALID UNTIL past, no password asked": not_refused(sql("ALTER ROLE app VALID UNTIL '2000-01-01'"), sql("ALTER ROLE app VALID UNTIL 'infinity'")),
     "role's search_path empty": not_refused(sql("ALTER ROLE app SET search_path = ''"), sql("ALTER ROLE app RESET search_path")),
     "role's transaction_read_only": not_refused(sql("ALTER ROLE app SET transaction_read_only = on"), sql("ALTER ROLE app RESET ALL")),
     "worker role's synchronous_commit local": not_refused(sql("ALTER ROLE alive SET synchronous_commit = local"), sql("ALTER ROLE alive RESET synchronous_commit")),
+    "database's synchronous_commit local, commits wait for a standby": not_refused((sql("ALTER DATABASE postgres SET synchronous_commit = local"), system("synchronous_standby_names", "nosuch")), (system("synchronous_standby_names", None), sql("ALTER DATABASE postgres RESET synchronous_commit"))),
+    "every role's synchronous_commit local, commits wait for a standby": not_refused((sql("ALTER ROLE ALL SET synchronous_commit = local"), system("synchronous_standby_names", "nosuch")), (system("synchronous_standby_names", None), sql("ALTER ROLE ALL RESET synchronous_commit"))),
+    "server local, worker role's synchronous_commit on, no standby": not_refused((sql("ALTER ROLE alive SET synchronous_commit = on"), system("synchronous_commit", "local"), system("synchronous_standby_names", "nosuch")), (system("synchronous_standby_names", None), system("synchronous_commit", None), sql("ALTER ROLE alive RESET synchronous_commit"))),
+    "server fenced, database read-write": not_refused((sql("ALTER DATABASE postgres SET default_transaction_read_only = off"), system("default_transaction_read_only", "on")), (system("default_transaction_read_only", None), sql(f"ALTER DATABASE postgres {READ_ONLY_RESET}"))),
 }
 # fmt: on
 

@@ -100,11 +100,53 @@ def test_fenced_server_fails_the_worker_whatever_its_own_role_sets(clients_clust
     wait_for_ok_ticks(cluster, the_worker(cluster)["ticks_ok"] + 2)
 
 
+def fence_in_the_file_then_reload_an_invalid_value(cluster: Cluster) -> None:
+    path = f"{cluster.node.data_dir}/postgresql.conf"
+    with open(path, "a") as file:
+        file.write("default_transaction_read_only = on\n")
+    cluster.sql("SELECT pg_reload_conf()")
+    wait_for_state(cluster, "failing")
+    with open(path) as file:
+        text = file.read()
+    with open(path, "w") as file:  # changed to a value PostgreSQL refuses: it keeps on
+        file.write(
+            text.replace("default_transaction_read_only = on\n", "default_transaction_read_only = 2\n")
+        )
+
+
+def fence_on_the_command_line_then_reload(cluster: Cluster) -> None:
+    cluster.node.stop()
+    cluster.node.start(params=["-o", "-c default_transaction_read_only=on"])
+    wait_for_state(cluster, "failing")
+
+
+@pytest.mark.parametrize(
+    "fence", [fence_in_the_file_then_reload_an_invalid_value, fence_on_the_command_line_then_reload]
+)
+def test_server_level_read_only_is_the_postmaster_s_after_a_reload(
+    clients_cluster: Cluster, fence: Callable[[Cluster], None]
+) -> None:
+    """The server's value is what the postmaster keeps, not what the files alone say (the red team's F3)."""
+    cluster = clients_cluster
+    fence(cluster)
+    failed = the_worker(cluster)["ticks_failed"]
+    cluster.sql("SELECT pg_reload_conf()")
+    assert not client_can_write(cluster)
+    # Ticks after the reload: each fails, as a client's INSERT does.
+    while (row := the_worker(cluster))["ticks_failed"] < failed + 10:
+        assert row["state"] == "failing", row
+    assert row["last_error_sqlstate"] == "25006"
+    assert not client_can_write(cluster)
+
+
 def test_worker_commits_no_less_durably_than_the_server(clients_cluster: Cluster) -> None:
-    """A role's synchronous_commit = local must not let the heartbeat skip the synchronous standby clients wait for."""
+    """Its own role's synchronous_commit = local must not let the heartbeat skip the synchronous standby clients wait for.
+
+    (A database's local applies to clients too: tests/test_client_refusals.py.)
+    """
     cluster = clients_cluster
     cluster.sql("ALTER ROLE alive SET synchronous_commit = local")
-    cluster.sql("ALTER DATABASE postgres SET synchronous_commit = local")
+    cluster.sql("ALTER ROLE alive IN DATABASE postgres SET synchronous_commit = local")
     restart_worker(cluster)
 
     cluster.sql("ALTER SYSTEM SET synchronous_standby_names = 'nobody'")
@@ -181,3 +223,25 @@ def test_counters_count_since_this_process_started(clients_cluster: Cluster) -> 
     assert after["pid"] != before["pid"]
     assert after["ticks_ok"] < before["ticks_ok"]
     assert after["ticks_ok"] <= len(cluster.heartbeats()) - before["ticks_ok"]
+
+
+def test_deferred_constraint_trigger_is_named(clients_cluster: Cluster) -> None:
+    """PostgreSQL fires no deferred trigger in the owner's security-restricted INSERT: the error says which, and why."""
+    cluster = clients_cluster
+    cluster.sql("CREATE FUNCTION public.later() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END'")
+    cluster.sql(
+        "CREATE CONSTRAINT TRIGGER check_later AFTER INSERT ON public.log_table"
+        " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.later()"
+    )
+    row = wait_for(
+        lambda: r if "check_later" in ((r := the_worker(cluster))["last_error_message"] or "") else None,
+        "the tick's error to name the trigger",
+    )
+    assert row["state"] == "failing" and row["last_error_sqlstate"] == "42501"
+    assert "deferred constraint trigger check_later cannot fire" in row["last_error_message"], row
+    # It stays named, tick after tick.
+    failed = row["ticks_failed"]
+    wait_for(lambda: the_worker(cluster)["ticks_failed"] > failed + 3, "more failed ticks")
+    assert "check_later" in the_worker(cluster)["last_error_message"]
+    cluster.sql("DROP TRIGGER check_later ON public.log_table")
+    wait_for_ok_ticks(cluster, the_worker(cluster)["ticks_ok"] + 2)
