@@ -219,25 +219,38 @@ def epoch_times(leader: Any, table: str) -> list[float]:
     return [float(t) for (t,) in rows if t is not None]
 
 
-def measure_switchover_and_failover(bindir: Path, run_dir: Path, patroni_bin_dir: str) -> dict[str, Any]:
-    base = run_dir / "patroni"
+# What the client beside an event writes into, one row each time.
+CLIENT_TABLE = (
+    "CREATE TABLE public.client_writes (pk bigserial PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())"
+)
+
+
+def patroni_pair(
+    base: Path, bindir: Path, patroni_bin_dir: str, interval: str, dcs_settings: dict[str, str] | None = None
+) -> PatroniCluster:
+    """etcd and two Patroni nodes in base (made anew, the server user's), alive_worker at interval."""
     shutil.rmtree(base, ignore_errors=True)
     cluster = PatroniCluster(
         base,
         bin_dir=str(bindir),
         patroni_bin_dir=patroni_bin_dir,
         count=2,
-        settings={"alive_worker.interval": "100ms"},
-        dcs_settings={"track_commit_timestamp": "on"},
+        settings={"alive_worker.interval": interval},
+        dcs_settings=dcs_settings,
     )
     base.mkdir(parents=True)
     give_to_server_user(base)
+    return cluster
+
+
+def measure_switchover_and_failover(bindir: Path, run_dir: Path, patroni_bin_dir: str) -> dict[str, Any]:
+    cluster = patroni_pair(
+        run_dir / "patroni", bindir, patroni_bin_dir, "100ms", dcs_settings={"track_commit_timestamp": "on"}
+    )
     try:
         first = cluster.start()
         second = next(node for node in cluster.nodes if node is not first)
-        first.sql(
-            "CREATE TABLE public.client_writes (pk bigserial PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())"
-        )
+        first.sql(CLIENT_TABLE)
         wait_for(lambda: first.sql("SELECT to_regclass('public.log_table')")[0][0], "the heartbeat table", 30)
         writer = Writer(cluster.multi_host_dsn(target_session_attrs="read-write"))
         writer.start()

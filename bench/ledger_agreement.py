@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ha import (
+    CLIENT_TABLE,
     SETTLE_SECONDS,
     Server,
     Writer,
@@ -37,15 +38,13 @@ from ha import (
     give_to_server_user,
     log,
     longest_gap,
+    patroni_pair,
     settings_text,
 )
-from patroni_cluster import PatroniCluster, free_port, wait_for
+from patroni_cluster import free_port, wait_for
 
 INTERVAL_S = 0.1
 LOCK_SECONDS = 5.0
-CLIENT_TABLE = (
-    "CREATE TABLE public.client_writes (pk bigserial PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())"
-)
 EXPECTED_CAUSE = {
     "restart": "planned",
     "crash": "crash",
@@ -176,17 +175,7 @@ def plain_server_events(bindir: Path, run_dir: Path) -> list[dict[str, Any]]:
 
 
 def patroni_events(bindir: Path, run_dir: Path, patroni_bin_dir: str) -> list[dict[str, Any]]:
-    base = run_dir / "ledger-patroni"
-    shutil.rmtree(base, ignore_errors=True)
-    cluster = PatroniCluster(
-        base,
-        bin_dir=str(bindir),
-        patroni_bin_dir=patroni_bin_dir,
-        count=2,
-        settings={"alive_worker.interval": f"{int(INTERVAL_S * 1000)}ms"},
-    )
-    base.mkdir(parents=True)
-    give_to_server_user(base)
+    cluster = patroni_pair(run_dir / "ledger-patroni", bindir, patroni_bin_dir, f"{int(INTERVAL_S * 1000)}ms")
     try:
         first = cluster.start()
         second = next(node for node in cluster.nodes if node is not first)
