@@ -126,20 +126,51 @@ def die_with_the_worker(worker_pid: int) -> None:
         os._exit(1)
 
 
+# rt_sigaction's number: glibc's sigaction refuses the signals it keeps for
+# itself (32 and 33, SIGCANCEL and SIGSETXID), which exec also keeps ignored.
+RT_SIGACTION = {"x86_64": 13, "aarch64": 134}
+
+
 def default_signal_dispositions() -> None:
-    """Undoes the backend's ignored signals, which exec keeps (SIGUSR2, SIGTTIN, SIGTTOU).
+    """Undoes every ignored signal exec kept: the backend's (SIGUSR2, SIGTTIN, SIGTTOU) and any its
+    own parents ignored (a service manager's, a CI runner's, even glibc's internal 32 and 33).
 
     What Python itself ignores at start (SIGPIPE, SIGXFSZ) stays so, as in any
     Python program; the hook and its children see no disposition of the server's.
     """
-    for number in signal.valid_signals():
-        if number in (signal.SIGKILL, signal.SIGSTOP, signal.SIGPIPE, signal.SIGXFSZ):
-            continue
+    refused = []
+    for number in ignored_signals() - {signal.SIGKILL, signal.SIGSTOP, signal.SIGPIPE, signal.SIGXFSZ}:
         try:
-            if signal.getsignal(number) == signal.SIG_IGN:
-                signal.signal(number, signal.SIG_DFL)
+            signal.signal(number, signal.SIG_DFL)
         except (OSError, ValueError):
-            pass
+            refused.append(number)
+    if refused:
+        reset_through_the_kernel(refused)
+
+
+def ignored_signals() -> set[int]:
+    """The kernel's list (Python's own table misses the signals glibc hides)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("SigIgn:"):
+                mask = int(line.split()[1], 16)
+                return {number for number in range(1, 65) if mask >> (number - 1) & 1}
+    return set()
+
+
+def reset_through_the_kernel(numbers: list[int]) -> None:
+    """SIG_DFL for the signals glibc will not touch, through the system call itself."""
+    import ctypes
+    import platform
+
+    call = RT_SIGACTION.get(platform.machine())
+    if call is None:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    # struct kernel_sigaction: handler (SIG_DFL), flags, restorer, one 64-bit mask.
+    default = (ctypes.c_ulong * 4)(0, 0, 0, 0)
+    for number in numbers:
+        libc.syscall(ctypes.c_long(call), ctypes.c_long(number), default, None, ctypes.c_ulong(8))
 
 
 def failure(exc: BaseException) -> _wire.Message:
