@@ -5,32 +5,9 @@ from __future__ import annotations
 import logging
 
 from alive_worker import errors, spi
+from alive_worker.table_facts import TABLE_FACTS_SPI
 
 log = logging.getLogger(__name__)
-
-# Kind, owner, privileges and shape in one catalog query; no rows means no
-# such table.  Functions are named with their schema and the worker's
-# search_path is pg_catalog's alone, so no setting reaches what this calls.
-_INSPECT = """
-SELECT c.relkind,
-       pg_catalog.pg_get_userbyid(c.relowner),
-       (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = c.relowner),
-       pg_catalog.has_table_privilege(c.oid, 'INSERT'),
-       EXISTS (SELECT FROM pg_catalog.pg_attribute a
-               WHERE a.attrelid = c.oid AND a.attname = 'message'
-                 AND a.attnum > 0 AND NOT a.attisdropped),
-       (SELECT pg_catalog.string_agg(s.oid::pg_catalog.regclass::pg_catalog.text, ', ')
-        FROM pg_catalog.pg_depend d
-        JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
-        WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
-          AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
-          AND d.refobjid = c.oid AND d.deptype IN ('a', 'i')
-          -- CASE: the planner may test rows of other kinds before relkind.
-          AND CASE WHEN s.relkind = 'S' THEN NOT pg_catalog.has_sequence_privilege(s.oid, 'USAGE') END)
-FROM pg_catalog.pg_class c
-JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = $1 AND c.relname = $2
-"""
 
 # What can turn an INSERT into the table into nothing without an error:
 # enabled BEFORE INSERT row triggers (tgtype bits: row 1, before 2, insert 4),
@@ -91,10 +68,10 @@ class LogTable:
 
     def prepare_insert(self) -> spi.Plan:
         """Makes sure the table can take a heartbeat; returns the kept INSERT plan."""
-        rows = spi.execute(_INSPECT, self.schema, self.table)
+        rows = spi.execute(TABLE_FACTS_SPI, self.role, self.schema, self.table)
         if not rows:
             self._create()
-            rows = spi.execute(_INSPECT, self.schema, self.table)
+            rows = spi.execute(TABLE_FACTS_SPI, self.role, self.schema, self.table)
         self._check(rows)
         self._refuse_deferred_triggers()
         return spi.prepare(
@@ -159,7 +136,7 @@ class LogTable:
     def _check(self, rows: list[spi.Row]) -> None:
         if not rows:
             raise errors.UndefinedTable(f"alive_worker log table {self.qualified} does not exist")
-        kind, owner, owner_is_superuser, may_insert, has_message, unusable_sequences = rows[0]
+        kind, owner, owner_is_superuser, may_insert, unusable_sequences, message_type = rows[0][:6]
         if kind not in _TABLE_KINDS:
             raise errors.WrongObjectType(
                 f"alive_worker log table {self.qualified} is {_KIND_NAMES.get(kind or '', 'not a table')}, not a table",
@@ -187,7 +164,7 @@ class LogTable:
                 f"{unusable_sequences} of table {self.qualified}",
                 hint=f"GRANT USAGE ON SEQUENCE {unusable_sequences} TO {spi.quote_ident(self.role)};",
             )
-        if has_message != "t":
+        if message_type is None:
             raise errors.UndefinedColumn(
                 f'alive_worker log table {self.qualified} has no column "message"',
                 detail="A heartbeat table needs a text column named message; pk and ts are filled by their defaults.",

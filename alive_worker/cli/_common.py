@@ -264,15 +264,23 @@ def version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", version))
 
 
+# The heartbeat table and role this database's settings name (the worker's
+# defaults where the library is not loaded here), the table quoted by the
+# server (format %I) as the status view's target_table is.
+CONFIGURED_TABLE = """
+SELECT schema, "table", role, pg_catalog.format('%I.%I', schema, "table") AS qualified
+FROM (SELECT coalesce(nullif(pg_catalog.current_setting('alive_worker.schema', true), ''), 'public') AS schema,
+             coalesce(nullif(pg_catalog.current_setting('alive_worker.table', true), ''), 'log_table') AS "table",
+             coalesce(nullif(pg_catalog.current_setting('alive_worker.role', true), ''),
+                      (SELECT rolname FROM pg_catalog.pg_roles WHERE oid = 10)) AS role) configured
+"""
+
+
 def heartbeat_table(conn: Connection) -> str:
     """The configured heartbeat table, quoted, as the server's settings name it."""
-    row = conn.execute(
-        "SELECT pg_catalog.format('%I.%I',"
-        " coalesce(nullif(pg_catalog.current_setting('alive_worker.schema', true), ''), 'public'),"
-        " coalesce(nullif(pg_catalog.current_setting('alive_worker.table', true), ''), 'log_table')) AS name"
-    ).fetchone()
+    row = conn.execute(CONFIGURED_TABLE).fetchone()
     assert row is not None
-    return str(row["name"])
+    return str(row["qualified"])
 
 
 # ---- output ----

@@ -29,7 +29,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from psycopg import sql
 
-from alive_worker import __version__
+from alive_worker import __version__, states
 from alive_worker.cli._common import (
     CliError,
     Connection,
@@ -39,9 +39,6 @@ from alive_worker.cli._common import (
     connect,
     require_extension,
 )
-
-# The states in which a worker writes heartbeats; alive_worker_up is 1 only then.
-WRITING_STATES = {"sleeping", "ticking", "in the hook"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -237,7 +234,7 @@ def read_server(conn: Connection, families: Families, labels: list[str]) -> None
         failed_last = row["last_error_at"] is not None and (
             row["last_ok_at"] is None or row["last_error_at"] > row["last_ok_at"]
         )
-        up = row["pid"] is not None and row["state"] in WRITING_STATES and not failed_last
+        up = row["pid"] is not None and row["state"] in states.AVAILABLE and not failed_last
         families.up.add_metric(db, 1 if up else 0)
         families.state.add_metric([*db, row["state"]], 1)
         if row["last_ok_at"] is not None:

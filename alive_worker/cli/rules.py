@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 from typing import TextIO
 
-from alive_worker import __version__
+from alive_worker import __version__, states
 from alive_worker.cli._common import Status, Style
 from alive_worker.cli.report import DEFAULT_GAP_INTERVALS, DEFAULT_SLO, positive_float, slo_arg
 
@@ -66,7 +66,7 @@ def rules(slo: float, gap: float) -> str:
         "          )",
         "          * on(instance, job, database) group_left()",
         "          (",
-        '            1 - (alive_worker_state{state="clients cannot write"}',
+        f'            1 - (alive_worker_state{{state="{states.CLIENTS_CANNOT_WRITE}"}}',
         "                 or on(instance, job, database) alive_worker_tick_interval_seconds * 0)",
         "          )",
         "          or ignoring(database) alive_worker_scrape_success == 0",

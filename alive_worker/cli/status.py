@@ -24,31 +24,10 @@ from alive_worker.cli._common import (
     translate,
     where,
 )
+from alive_worker.states import NOT_EXPECTED_TO_WRITE, STATES, WAITING
 
-# What each state means to a monitoring system.  Waiting (a lock, the
-# synchronous standbys) is a warning while it lasts; the tick timeout turns it
-# into a failed tick, and a stale heartbeat is judged by its age below.
-STATE_STATUS = {
-    "sleeping": Status.OK,
-    "ticking": Status.OK,
-    "in the hook": Status.OK,
-    "waiting for recovery to end": Status.OK,
-    "starting": Status.WARNING,
-    "stopped": Status.WARNING,
-    "restarting": Status.WARNING,
-    "blocked on a lock": Status.WARNING,
-    "waiting for synchronous standby": Status.WARNING,
-    "failing": Status.CRITICAL,
-    "disabled by crash guard": Status.CRITICAL,
-    "cannot connect": Status.CRITICAL,
-    "cannot register": Status.CRITICAL,
-    "clients cannot write": Status.CRITICAL,
-    "backing off": Status.CRITICAL,
-    "connecting": Status.CRITICAL,
-}
-WAITING_STATES = {"blocked on a lock", "waiting for synchronous standby"}
-# States of a worker that is not expected to write (a standby's).
-NOT_WRITING = {"waiting for recovery to end"}
+# What each state means to a monitoring system (alive_worker/states.py).
+STATE_STATUS = {word: Status[state.rating] for word, state in STATES.items()}
 DEFAULT_WARN_INTERVALS = 3.0
 DEFAULT_CRIT_INTERVALS = 10.0
 STATUS_STYLE = {Status.OK: "ok", Status.WARNING: "warning", Status.CRITICAL: "critical"}
@@ -159,13 +138,13 @@ def judge(rows: list[dict[str, Any]], now: datetime, warn: float, crit: float) -
     for row in rows:
         row["judged_status"] = Status.OK
         row["judged_reason"] = None
-        if row["state"] in NOT_WRITING:
+        if row["state"] in NOT_EXPECTED_TO_WRITE:
             continue
         interval = row["tick_interval"].total_seconds()
         # Every commit waits a moment for a synchronous standby, many a tick for a lock:
         # a warning only once the wait has lasted an interval.
         since = row.get("state_since")
-        if row["state"] in WAITING_STATES and since is not None and (now - since).total_seconds() < interval:
+        if row["state"] in WAITING and since is not None and (now - since).total_seconds() < interval:
             row["state_status"] = Status.OK
         since = row["last_ok_at"] or row.get("started_at") or row.get("state_since")
         if last_tick_failed(row) and row["state"] not in ("stopped",):

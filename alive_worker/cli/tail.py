@@ -20,6 +20,7 @@ import psycopg
 import psycopg.errors
 from psycopg import sql
 
+from alive_worker import states
 from alive_worker.cli._common import (
     CliError,
     Connection,
@@ -119,8 +120,8 @@ def schedule_query(conn: Connection, extension: Extension) -> sql.Composed | Non
     """How to read this database's worker's schedule, if the status view can be read."""
     query = sql.SQL(
         "SELECT next_tick_at, tick_interval FROM {} WHERE database OPERATOR(pg_catalog.=)"
-        " pg_catalog.current_database() AND state IN ('sleeping', 'ticking')"
-    ).format(extension.name("workers"))
+        " pg_catalog.current_database() AND state OPERATOR(pg_catalog.=) ANY ({}::pg_catalog.text[])"
+    ).format(extension.name("workers"), sql.Literal(sorted(states.AVAILABLE)))
     try:
         conn.execute(query)
     except psycopg.Error:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from alive_worker import states
 from alive_worker.cli._common import Status, ago
 from alive_worker.cli.doctor._doctor import Doctor
 
@@ -18,7 +19,7 @@ def check_errors(doctor: Doctor) -> None:
     recent = [
         worker
         for worker in doctor.workers
-        if worker["state"] != "failing"
+        if worker["state"] != states.FAILING
         and worker["last_error_at"] is not None
         and now - worker["last_error_at"] < RECENT_ERRORS
     ]

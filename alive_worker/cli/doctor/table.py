@@ -4,42 +4,9 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from alive_worker.cli._common import CliError, Connection, Status, connect, shown_sql
+from alive_worker.cli._common import CONFIGURED_TABLE, CliError, Connection, Status, connect, shown_sql
 from alive_worker.cli.doctor._doctor import Doctor
-
-# The table and role this database's settings name, the table quoted by the
-# server (format %I) as the status view's target_table is.
-CONFIGURED_TABLE = """
-SELECT schema, "table", role, pg_catalog.format('%I.%I', schema, "table") AS qualified
-FROM (SELECT coalesce(nullif(pg_catalog.current_setting('alive_worker.schema', true), ''), 'public') AS schema,
-             coalesce(nullif(pg_catalog.current_setting('alive_worker.table', true), ''), 'log_table') AS "table",
-             coalesce(nullif(pg_catalog.current_setting('alive_worker.role', true), ''),
-                      (SELECT rolname FROM pg_catalog.pg_roles WHERE oid = 10)) AS role) configured
-"""
-
-# Kind, owner, columns and the role's privileges on the table and its
-# sequences, in one catalog query; no row means no such table.
-TABLE_FACTS = """
-SELECT c.oid, c.relkind, pg_catalog.pg_get_userbyid(c.relowner) AS owner,
-       (SELECT rolsuper FROM pg_catalog.pg_roles WHERE oid = c.relowner) AS owner_is_superuser,
-       (SELECT pg_catalog.format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute
-        WHERE attrelid = c.oid AND attname = 'message' AND attnum > 0 AND NOT attisdropped) AS message,
-       (SELECT pg_catalog.format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute
-        WHERE attrelid = c.oid AND attname = 'ts' AND attnum > 0 AND NOT attisdropped) AS ts,
-       (SELECT true FROM pg_catalog.pg_attribute
-        WHERE attrelid = c.oid AND attname = 'pk' AND attnum > 0 AND NOT attisdropped) AS pk,
-       pg_catalog.has_table_privilege(%(role)s, c.oid, 'INSERT') AS may_insert,
-       (SELECT pg_catalog.string_agg(pg_catalog.format('%%s.%%I', s.relnamespace::regnamespace, s.relname), ', ')
-        FROM pg_catalog.pg_depend d
-        JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
-        WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
-          AND d.refobjid = c.oid AND d.deptype IN ('a', 'i')
-          -- CASE: the planner may test rows of other kinds before relkind.
-          AND CASE WHEN s.relkind = 'S' THEN NOT pg_catalog.has_sequence_privilege(%(role)s, s.oid, 'USAGE') END)
-       AS sequences_denied
-FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = %(schema)s AND c.relname = %(table)s
-"""
+from alive_worker.table_facts import TABLE_FACTS_PSYCOPG
 
 # Who below superuser could have code run in the table's statements: roles
 # granted TRIGGER on it (PUBLIC too), and the owners of whatever its
@@ -105,7 +72,7 @@ def inspect_table(
     qualified = target_table or settings["qualified"]
     # The table's name as the server quoted it; the role's, as psycopg quotes it.
     table_sql, role_sql = sql.SQL(qualified), sql.Identifier(role)
-    row = conn.execute(TABLE_FACTS, names).fetchone()
+    row = conn.execute(TABLE_FACTS_PSYCOPG, names).fetchone()
     if row is None:
         may_create = conn.execute(MAY_CREATE, names).fetchone()
         if may_create is not None and may_create["ok"] and not doctor.server["in_recovery"]:

@@ -7,6 +7,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from alive_worker import states
 from alive_worker.cli._common import Status, ago, shown_sql
 from alive_worker.cli.doctor._doctor import Doctor
 from alive_worker.cli.doctor.table import check_table
@@ -89,7 +90,7 @@ def check_worker(doctor: Doctor, worker: dict[str, Any]) -> None:
     state = worker["state"]
     status = STATE_STATUS.get(state, Status.WARNING)
     now = doctor.server["now"]
-    if state in ("sleeping", "ticking", "in the hook"):
+    if state in states.AVAILABLE:
         text = f"{state}, pid {worker['pid']}, {worker['ticks_ok']} heartbeats, last {ago(worker['last_ok_at'], now)}"
         interval = worker["tick_interval"]
         last_ok = worker["last_ok_at"]
@@ -103,10 +104,10 @@ def check_worker(doctor: Doctor, worker: dict[str, Any]) -> None:
         else:
             doctor.add(name, Status.OK, text)
         return
-    if state == "waiting for recovery to end":
+    if state in states.NOT_EXPECTED_TO_WRITE:
         doctor.add(name, Status.OK, "standby: the worker waits, and writes once this server is promoted")
         return
-    if state == "failing":
+    if state == states.FAILING:
         error = f"{worker['last_error_sqlstate']} {worker['last_error_message']}"
         doctor.add(
             name,
@@ -115,7 +116,7 @@ def check_worker(doctor: Doctor, worker: dict[str, Any]) -> None:
             failing_fix(worker),
         )
         return
-    if state == "disabled by crash guard":
+    if state == states.DISABLED:
         doctor.add(
             name,
             status,
@@ -124,7 +125,7 @@ def check_worker(doctor: Doctor, worker: dict[str, Any]) -> None:
             "alive_worker.crash_limit and SELECT pg_reload_conf();",
         )
         return
-    if state == "stopped":
+    if state == states.STOPPED:
         doctor.add(
             name,
             status,
