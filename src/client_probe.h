@@ -6,6 +6,8 @@
 #ifndef ALIVE_WORKER_CLIENT_PROBE_H
 #define ALIVE_WORKER_CLIENT_PROBE_H
 
+#include <signal.h>
+
 #define PROBE_MESSAGE_SIZE 256
 
 typedef struct ClientProbeTarget
@@ -13,6 +15,7 @@ typedef struct ClientProbeTarget
 	const char *database;
 	const char *role;			/* alive_worker.probe_role */
 	int			timeout_ms;		/* alive_worker.probe_timeout, connection included */
+	const volatile sig_atomic_t *stopping;	/* set by SIGTERM: abandon the probe */
 } ClientProbeTarget;
 
 typedef struct ProbeResult

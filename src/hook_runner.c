@@ -24,7 +24,6 @@
 #include "utils/resowner.h"
 
 #include "alive_worker/_bridge.h"
-#include "alive_worker.h"
 #include "error_throttle.h"
 #include "hook_runner.h"
 #include "python_loader.h"
@@ -32,6 +31,9 @@
 #include "settings.h"
 #include "tick_timeout.h"
 #include "worker_status.h"
+
+/* The worker's SIGTERM flag, given at hook_runner_init. */
+static const volatile sig_atomic_t *stop_requested = NULL;
 
 /*
  * Why a running hook must stop, asked by the worker between its short waits
@@ -42,7 +44,7 @@
 static int
 hook_interrupt_cause(void)
 {
-	if (got_sigterm)
+	if (*stop_requested)
 		return AW_CAUSE_STOP;
 	if (tick_timeout_fired())
 		return AW_CAUSE_TIMEOUT;
@@ -69,8 +71,9 @@ hook_interrupt_cause_name(int cause)
 }
 
 void
-hook_runner_init(void)
+hook_runner_init(const volatile sig_atomic_t *stop_flag)
 {
+	stop_requested = stop_flag;
 	embedded_python.set_hook_cause(hook_interrupt_cause);
 }
 
@@ -79,7 +82,7 @@ static void
 describe_hook(void *arg)
 {
 	errcontext("alive_worker.hook = \"%s\", tick %lld",
-			   tick_hook, (long long) (ticks_written + 1));
+			   tick_hook, (long long) *(const int64 *) arg);
 }
 
 /*
@@ -140,7 +143,7 @@ undo_hook_session_state(const SessionBeforeHook *before)
  * postmaster death; the tick then fails with QueryCanceled.
  */
 void
-run_hook(void)
+run_hook(int64 tick_number, int timeout_ms)
 {
 	MemoryContext tick_context = CurrentMemoryContext;
 	ResourceOwner tick_owner = CurrentResourceOwner;
@@ -151,7 +154,7 @@ run_hook(void)
 	SessionBeforeHook before;
 
 	context.callback = describe_hook;
-	context.arg = NULL;
+	context.arg = &tick_number;
 	context.previous = error_context_stack;
 	error_context_stack = &context;
 
@@ -188,7 +191,7 @@ run_hook(void)
 	{
 		(void) embedded_python.hook_end();
 		MemoryContextSwitchTo(tick_context);
-		tick_timeout_explain_current_error(tick_timeout_in_force_ms());
+		tick_timeout_explain_current_error(timeout_ms);
 		edata = CopyErrorData();
 		FlushErrorState();
 		/* Explicit subtransactions the hook left open go with its own. */
@@ -201,14 +204,14 @@ run_hook(void)
 	error_context_stack = context.previous;
 	undo_hook_session_state(&before);
 
-	worker_status_hook_end(worker_index, monotonic_us() - started_us,
+	worker_status_hook_end(monotonic_us() - started_us,
 						   edata ? (edata->message ? edata->message : "") : NULL);
 	if (edata == NULL)
 	{
 		error_throttle_succeeded(&hook_errors);
 		return;
 	}
-	if (hook_failure == HOOK_FAILURE_FAIL_TICK || got_sigterm)
+	if (hook_failure == HOOK_FAILURE_FAIL_TICK || *stop_requested)
 		ReThrowError(edata);
 	if (error_throttle_failed(&hook_errors, edata))
 	{

@@ -38,7 +38,6 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
-#include "alive_worker.h"
 #include "alive_worker/_table_owner.h"
 #include "worker_status.h"
 

@@ -5,21 +5,26 @@
 #ifndef ALIVE_WORKER_TICK_TIMEOUT_H
 #define ALIVE_WORKER_TICK_TIMEOUT_H
 
-/* Creates the timer and installs its signal handler; FATAL if it cannot. */
-extern void tick_timeout_init(void);
+/*
+ * Creates the timer and installs its signal handler; returns false, with
+ * errno set, if it cannot.
+ */
+extern bool tick_timeout_init(void);
 
 /*
  * Sets the timer to expire when the monotonic clock reaches end_us
  * (microseconds), unless it is set for then already: at the start of a
- * tick, or ahead of it, once its deadline is known.
+ * tick, or ahead of it, once its deadline is known.  Returns false, with
+ * errno set, if the timer could not be set.
  */
-extern void tick_timeout_set(int64 end_us);
+extern bool tick_timeout_set(int64 end_us);
 
 /*
  * Between begin and end, the timer's expiry cancels the tick in flight, as
- * a statement timeout would; outside, it does nothing.
+ * a statement timeout would; outside, it does nothing.  begin returns
+ * false, as tick_timeout_set, if the timer could not be set.
  */
-extern void tick_timeout_begin(int64 end_us);
+extern bool tick_timeout_begin(int64 end_us);
 extern void tick_timeout_end(void);
 
 /*

@@ -104,22 +104,25 @@ extern int	worker_status_count(void);
 extern WorkerStatus *worker_status_slot(int index);
 
 /*
- * Updates by the worker owning the slot.  worker_status_started claims it,
- * or returns false if another worker holds it.
+ * Updates by the worker, of the slot it claimed (worker_status_connecting).
+ * worker_status_started returns false if another worker took it since.
  */
-extern bool worker_status_started(int index, const char *role,
+extern bool worker_status_started(const char *role,
 								  const char *target_table, int interval_ms);
+/* From a client backend: stop() and start() */
 extern void worker_status_set_state(int index, WorkerState state);
-extern void worker_status_tick_begin(int index);
-extern void worker_status_tick_end(int index, bool ok, int64 duration_us,
+/* The worker's own slot enters state */
+extern void worker_status_enter(WorkerState state);
+extern void worker_status_tick_begin(void);
+extern void worker_status_tick_end(bool ok, int64 duration_us,
 								   int sqlerrcode, const char *message);
-extern void worker_status_committing(int index);
+extern void worker_status_committing(void);
 /* From the bridge, around alive_worker.hook. */
 extern PGDLLEXPORT void worker_status_in_hook(bool in_hook);
 /* From the bridge: why alive_worker.retention deletes nothing; NULL clears. */
 extern PGDLLEXPORT void worker_status_retention_error(const char *message);
-extern void worker_status_commit_took(int index, int64 commit_us);
-extern void worker_status_set_state_detail(int index, WorkerState state,
+extern void worker_status_commit_took(int64 commit_us);
+extern void worker_status_set_state_detail(WorkerState state,
 										   const char *detail);
 
 /*
@@ -132,8 +135,8 @@ extern bool worker_status_connecting(int index, int earlier_failures,
 									 TimestampTz next_retry_at);
 /* From the worker's emit_log_hook: a FATAL that ends this run. */
 extern void worker_status_record_fatal(const ErrorData *edata);
-extern void worker_status_backing_off(int index, TimestampTz until);
-extern void worker_status_connected(int index);
+extern void worker_status_backing_off(TimestampTz until);
+extern void worker_status_connected(void);
 
 /*
  * No background worker slot for the worker of configured database index
@@ -143,13 +146,13 @@ extern void worker_status_connected(int index);
 extern void worker_status_not_registered(int index, int needed);
 
 /* The client-path probe's role (empty: off), after a reload too. */
-extern void worker_status_probe_role(int index, const char *role);
+extern void worker_status_probe_role(const char *role);
 /* One probe's outcome; sqlstate and message are its error when it failed. */
-extern void worker_status_probe_end(int index, bool ok, int64 duration_us,
+extern void worker_status_probe_end(bool ok, int64 duration_us,
 									const char *sqlstate, const char *message);
 
 /* The disk space read at a tick: free and size in bytes, and where. */
-extern void worker_status_disk(int index, int64 free_bytes, int64 size_bytes,
+extern void worker_status_disk(int64 free_bytes, int64 size_bytes,
 							   const char *where);
 
 /* stop() from a client backend: who asked, shown once the worker stopped. */
@@ -162,10 +165,11 @@ extern PGDLLEXPORT void worker_status_probe_outcome(bool *probing, bool *failing
 
 /* A message cut to fit size bytes on a character boundary, never mid-UTF-8. */
 extern void worker_status_clip(char *dest, const char *src, size_t size);
-extern void worker_status_schedule(int index, TimestampTz next_tick_at,
-								   int64 skipped);
+/* The next tick's time, and the ticks skipped since the worker started. */
+extern void worker_status_schedule(TimestampTz next_tick_at,
+								   int64 ticks_skipped);
 /* A hook ran for duration_us; message is its error, NULL if it succeeded. */
-extern void worker_status_hook_end(int index, int64 duration_us,
+extern void worker_status_hook_end(int64 duration_us,
 								   const char *message);
 
 extern const char *worker_state_name(WorkerState state);
@@ -174,10 +178,7 @@ extern void worker_status_describe_probe_failure(const WorkerStatus *slot, char 
 /* Fills in the registration of the worker for configured database index. */
 extern void alive_worker_describe(BackgroundWorker *worker, int index);
 
-/* Another worker serves the slot's database: exits, not to be restarted. */
-extern void worker_status_exit_as_duplicate(const char *database);
-
 /* Records in the slot why the worker stops, for the view. */
-extern bool worker_status_record_sigterm(int index, int sender, bool from_a_session);
+extern bool worker_status_record_sigterm(int sender, bool from_a_session);
 
 #endif							/* ALIVE_WORKER_WORKER_STATUS_H */
