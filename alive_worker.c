@@ -88,9 +88,17 @@ typedef struct Worker
 	int64		tick_deadline;
 	int64		deadline;
 	bool		previous_committed; /* the last tick's commit, told to Python */
-	int			settings_generation;	/* reloads so far: Python follows them */
 	int64		next_probe_at;	/* the client-path probe's, monotonic */
 	int64		next_disk_read_at;
+
+	/*
+	 * What Python gets (alive_worker/_bridge.h): the settings' snapshot,
+	 * taken at start and after each reload; the facts of this start, once
+	 * before the first tick; and each tick, handed over and handed back.
+	 */
+	aw_settings settings;
+	aw_start_facts start_facts;
+	aw_tick		tick;
 
 	/* Set by the SIGTERM handler; tick_running only by run_tick */
 	volatile sig_atomic_t got_sigterm;
@@ -112,6 +120,7 @@ static void set_session_for_heartbeats(void);
 static void stay_idle_while_disabled(int recent_crashes);
 static bool wait_for_recovery_to_end(void);
 static bool run_tick(int64 tick_deadline);
+static int	call_python_tick(void);
 static void probe_if_due(void);
 static int	errcode_for_probe(const char *sqlstate);
 static void read_disk_space_if_due(void);
@@ -176,6 +185,7 @@ alive_worker_main(Datum main_arg)
 	int			index = DatumGetInt32(main_arg);
 	CrashGuardVerdict verdict;
 	char		worker_name[16];
+	aw_worker_flags flags;
 
 	/* ---- start ---- */
 	worker.database = list_nth(worker_status_databases(), index);
@@ -218,13 +228,20 @@ alive_worker_main(Datum main_arg)
 
 	/* Connected even when disabled, so that pg_stat_activity shows why. */
 	if (verdict.disabled)
+	{
 		stay_idle_while_disabled(verdict.recent_crashes);
+		/* Lifted by a reload, which may have changed more. */
+		publish_settings();
+	}
 
 	/* Before any promotion: the first heartbeat then follows it at once. */
-	start_python();
-	hook_runner_init(&worker.got_sigterm);
+	flags.stop_requested = &worker.got_sigterm;
+	flags.timeout_fired = tick_timeout_fired_flag();
+	start_python(&worker.settings, &flags);
 	if (wait_for_recovery_to_end())
 		publish_settings();
+	/* For the ledger's first events: how this worker came to start. */
+	server_start_describe(&worker.start_facts);
 
 	ereport(LOG,
 			(errmsg("alive_worker started: database \"%s\", role \"%s\", table %s.%s, interval %d ms",
@@ -364,8 +381,10 @@ current_role_name(void)
 }
 
 /*
- * What alive_worker.status() shows of this worker's settings, at start and
- * after each reload; and the settings generation Python follows.
+ * At start and after each reload: what alive_worker.status() shows of this
+ * worker's settings, and the snapshot of them Python acts on (it reads no
+ * setting of ours again; the strings are the server's until the next
+ * reload).
  */
 static void
 publish_settings(void)
@@ -377,7 +396,18 @@ publish_settings(void)
 	if (!worker_status_started(worker.role_name, target_table, tick_interval_ms))
 		stop_as_duplicate();
 	worker_status_probe_role(probe_role);
-	worker.settings_generation++;
+
+	worker.settings.generation++;
+	worker.settings.database = worker_database;
+	worker.settings.role = worker_role;
+	worker.settings.schema = table_schema;
+	worker.settings.table = table_name;
+	worker.settings.message = heartbeat_message;
+	worker.settings.hook = tick_hook;
+	worker.settings.probe_role = probe_role;
+	worker.settings.interval_ms = tick_interval_ms;
+	worker.settings.retention_s = retention_s;
+	worker.settings.hook_memory_limit_kb = hook_memory_limit_kb;
 }
 
 /*
@@ -476,6 +506,50 @@ pin_search_path(void)
 }
 
 /*
+ * The tick's one call into Python: what it needs, handed over in
+ * worker.tick, and what it hands back, written to the status here.
+ */
+static int
+call_python_tick(void)
+{
+	aw_tick    *tick = &worker.tick;
+	int			result;
+
+	tick->heartbeat_number = worker.ticks_written + 1;
+	tick->previous_committed = worker.previous_committed;
+	tick->settings = &worker.settings;
+	tick->start = &worker.start_facts;
+	if (probe_role[0] != '\0')
+	{
+		bool		probing;
+		bool		failing;
+		TimestampTz last_probe_at;
+		TimestampTz last_ok_at;
+
+		worker_status_probe_outcome(&probing, &failing, &last_probe_at, &last_ok_at,
+									tick->probe.sqlstate, tick->probe.message,
+									sizeof(tick->probe.message));
+		tick->probe.probing = probing;
+		tick->probe.failing = failing;
+		tick->probe.last_probe_at = server_start_unix_seconds(last_probe_at);
+		tick->probe.last_ok_at = server_start_unix_seconds(last_ok_at);
+	}
+	else
+		tick->probe.probing = 0;
+	tick->retention_reported = 0;
+
+	result = embedded_python.tick(tick);
+
+	/* Even if the tick failed: retention's verdict stands. */
+	if (tick->retention_reported)
+	{
+		tick->retention_error[sizeof(tick->retention_error) - 1] = '\0';
+		worker_status_retention_error(tick->retention_error);
+	}
+	return result;
+}
+
+/*
  * One tick: a transaction in which Python writes the heartbeat, and the
  * hook runs after it.  Returns whether it committed.  An ERROR (from SQL,
  * or a Python exception turned into one by finish_call) is logged and the
@@ -516,7 +590,7 @@ run_tick(int64 tick_deadline)
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "alive_worker heartbeat");
 
-		result = embedded_python.tick(worker.settings_generation, worker.previous_committed);
+		result = call_python_tick();
 		embedded_python.finish_call(result, ERROR);
 		if (result != AW_OK)
 			ereport(ERROR,
@@ -526,7 +600,7 @@ run_tick(int64 tick_deadline)
 
 		/* ---- the hook ---- */
 		if (tick_hook[0] != '\0')
-			run_hook(worker.ticks_written + 1, timeout_ms);
+			run_hook(worker.ticks_written + 1, timeout_ms, &worker.got_sigterm);
 
 		SPI_finish();
 		PopActiveSnapshot();

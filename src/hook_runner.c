@@ -7,7 +7,7 @@
  * hook host, a process of its own (alive_worker/_hook_client.py).  It must
  * not be able to hang shutdown, outlive the tick timeout, or turn one
  * failure into a crash: the worker ends the host when the worker must stop
- * (hook_interrupt_cause below), and an ERROR rolls back the hook's
+ * (aw_hook_wait_cause in the bridge), and an ERROR rolls back the hook's
  * subtransaction alone unless hook_failure says the whole tick fails.
  */
 #include "postgres.h"
@@ -32,27 +32,6 @@
 #include "tick_timeout.h"
 #include "worker_status.h"
 
-/* The worker's SIGTERM flag, given at hook_runner_init. */
-static const volatile sig_atomic_t *stop_requested = NULL;
-
-/*
- * Why a running hook must stop, asked by the worker between its short waits
- * for the hook host: it only reads flags that signal handlers set.  SIGTERM's
- * handler and the tick timeout's set QueryCancelPending too, so the order
- * matters.
- */
-static int
-hook_interrupt_cause(void)
-{
-	if (*stop_requested)
-		return AW_CAUSE_STOP;
-	if (tick_timeout_fired())
-		return AW_CAUSE_TIMEOUT;
-	if (QueryCancelPending)
-		return AW_CAUSE_CANCEL;
-	return AW_CAUSE_NONE;
-}
-
 static const char *
 hook_interrupt_cause_name(int cause)
 {
@@ -68,13 +47,6 @@ hook_interrupt_cause_name(int cause)
 			return "the postmaster's death";
 	}
 	return "an interrupt";
-}
-
-void
-hook_runner_init(const volatile sig_atomic_t *stop_flag)
-{
-	stop_requested = stop_flag;
-	embedded_python.set_hook_cause(hook_interrupt_cause);
 }
 
 /* Names the hook and the tick in every message the hook causes. */
@@ -143,7 +115,7 @@ undo_hook_session_state(const SessionBeforeHook *before)
  * postmaster death; the tick then fails with QueryCanceled.
  */
 void
-run_hook(int64 tick_number, int timeout_ms)
+run_hook(int64 tick_number, int timeout_ms, const volatile sig_atomic_t *stop_requested)
 {
 	MemoryContext tick_context = CurrentMemoryContext;
 	ResourceOwner tick_owner = CurrentResourceOwner;
@@ -168,7 +140,8 @@ run_hook(int64 tick_number, int timeout_ms)
 		int			result;
 		int			cause;
 
-		embedded_python.hook_begin();
+		/* alive_worker.workers says "in the hook" meanwhile. */
+		worker_status_in_hook(true);
 		result = embedded_python.hook();
 		cause = embedded_python.hook_end();
 		embedded_python.finish_call(result, ERROR);
@@ -201,6 +174,7 @@ run_hook(int64 tick_number, int timeout_ms)
 		CurrentResourceOwner = tick_owner;
 	}
 	PG_END_TRY();
+	worker_status_in_hook(false);
 	error_context_stack = context.previous;
 	undo_hook_session_state(&before);
 

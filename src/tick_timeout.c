@@ -112,6 +112,12 @@ tick_timeout_fired(void)
 	return fired;
 }
 
+const volatile sig_atomic_t *
+tick_timeout_fired_flag(void)
+{
+	return &fired;
+}
+
 void
 tick_timeout_explain_current_error(int timeout_ms)
 {

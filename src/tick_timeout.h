@@ -5,6 +5,8 @@
 #ifndef ALIVE_WORKER_TICK_TIMEOUT_H
 #define ALIVE_WORKER_TICK_TIMEOUT_H
 
+#include <signal.h>
+
 /*
  * Creates the timer and installs its signal handler; returns false, with
  * errno set, if it cannot.
@@ -32,6 +34,9 @@ extern void tick_timeout_end(void);
  * explained yet).  Only reads a flag: asked between the waits for the hook host.
  */
 extern bool tick_timeout_fired(void);
+
+/* The flag itself, for the bridge, which reads it between those waits. */
+extern const volatile sig_atomic_t *tick_timeout_fired_flag(void);
 
 /*
  * Called in PG_CATCH with the tick's ERROR current: if that ERROR is the

@@ -117,10 +117,10 @@ extern void worker_status_tick_begin(void);
 extern void worker_status_tick_end(bool ok, int64 duration_us,
 								   int sqlerrcode, const char *message);
 extern void worker_status_committing(void);
-/* From the bridge, around alive_worker.hook. */
-extern PGDLLEXPORT void worker_status_in_hook(bool in_hook);
-/* From the bridge: why alive_worker.retention deletes nothing; NULL clears. */
-extern PGDLLEXPORT void worker_status_retention_error(const char *message);
+/* Around alive_worker.hook (hook_runner.c). */
+extern void worker_status_in_hook(bool in_hook);
+/* Why alive_worker.retention deletes nothing, as Python told it; NULL clears. */
+extern void worker_status_retention_error(const char *message);
 extern void worker_status_commit_took(int64 commit_us);
 extern void worker_status_set_state_detail(WorkerState state,
 										   const char *detail);
@@ -158,7 +158,7 @@ extern void worker_status_disk(int64 free_bytes, int64 size_bytes,
 /* stop() from a client backend: who asked, shown once the worker stopped. */
 extern void worker_status_stop_requested(int index, int pid, const char *role);
 extern void worker_status_note_previous_run(int index);
-extern PGDLLEXPORT void worker_status_probe_outcome(bool *probing, bool *failing,
+extern void worker_status_probe_outcome(bool *probing, bool *failing,
 													TimestampTz *last_probe_at,
 													TimestampTz *last_ok_at, char *sqlstate,
 													char *message, size_t message_size);
