@@ -17,6 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from alive_worker import _states
+
 # The causes a window may be given, most specific first (README, Availability report).
 PLANNED = "planned"
 RESTART = "restart"
@@ -442,14 +444,14 @@ def start_events(
                 "the server shut down cleanly",
                 at=facts.control_file_time if in_gap(facts.control_file_time) else last_heartbeat,
             )
-    elif facts.previous_state == "restarting":
+    elif facts.previous_state == _states.RESTARTING:
         stopped = NewEvent(
             "stopped",
             "worker exit",
             "the worker exited; the postmaster started it again",
             at=facts.previous_state_since,
         )
-    elif facts.previous_state == "disabled by crash guard":
+    elif facts.previous_state == _states.DISABLED:
         stopped = NewEvent(
             "stopped", "crash guard", "the worker's crash guard held", at=facts.previous_state_since
         )

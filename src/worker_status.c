@@ -698,39 +698,31 @@ worker_status_hook_end(int64 duration_us, const char *message)
 	SpinLockRelease(&slot->mutex);
 }
 
+/* The words and meaning of each state, in the enum's order (worker_states.h). */
+typedef struct WorkerStateRow
+{
+	const char *words;
+	bool		writing;
+} WorkerStateRow;
+
+#define WORKER_STATE_ROW(name, words, writing) {words, writing},
+
+static const WorkerStateRow worker_state_rows[] = {
+	WORKER_STATES(WORKER_STATE_ROW)
+};
+
 const char *
 worker_state_name(WorkerState state)
 {
-	switch (state)
-	{
-		case WORKER_STARTING:
-			return "starting";
-		case WORKER_SLEEPING:
-			return "sleeping";
-		case WORKER_TICKING:
-			return "ticking";
-		case WORKER_FAILING:
-			return "failing";
-		case WORKER_STOPPED:
-			return "stopped";
-		case WORKER_DISABLED:
-			return "disabled by crash guard";
-		case WORKER_CANNOT_CONNECT:
-			return "cannot connect";
-		case WORKER_BACKING_OFF:
-			return "backing off";
-		case WORKER_CONNECTING:
-			return "connecting";
-		case WORKER_RESTARTING:
-			return "restarting";
-		case WORKER_IN_HOOK:
-			return "in the hook";
-		case WORKER_NOT_REGISTERED:
-			return "cannot register";
-		case WORKER_PROBE_FAILING:
-			return "clients cannot write";
-	}
-	return "unknown";
+	if ((unsigned) state >= lengthof(worker_state_rows))
+		return "unknown";
+	return worker_state_rows[state].words;
+}
+
+bool
+worker_state_writing(WorkerState state)
+{
+	return (unsigned) state < lengthof(worker_state_rows) && worker_state_rows[state].writing;
 }
 
 void

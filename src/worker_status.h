@@ -11,28 +11,13 @@
 #include "postmaster/bgworker.h"
 #include "storage/spin.h"
 
+#include "worker_states.h"
+
 #define MAX_WORKERS 64
 #define RECENT_TICKS 128
 #define ERROR_MESSAGE_SIZE 256
 /* The postmaster starts a worker again this long after it exited. */
 #define WORKER_RESTART_DELAY_SECONDS 5
-
-typedef enum WorkerState
-{
-	WORKER_STARTING = 0,		/* registered, not yet ticking */
-	WORKER_SLEEPING,
-	WORKER_TICKING,
-	WORKER_FAILING,				/* asleep after a failed tick */
-	WORKER_STOPPED,				/* exited on SIGTERM; not restarted */
-	WORKER_DISABLED,			/* idle: its crash guard holds */
-	WORKER_CANNOT_CONNECT,		/* its last attempt to connect failed */
-	WORKER_BACKING_OFF,			/* waiting before it connects again */
-	WORKER_CONNECTING,			/* connecting again after a failure */
-	WORKER_RESTARTING,			/* exited other than by SIGTERM */
-	WORKER_IN_HOOK,				/* ticking, in alive_worker.hook */
-	WORKER_NOT_REGISTERED,		/* no background worker slot for it */
-	WORKER_PROBE_FAILING		/* ticks commit, the client-path probe fails */
-} WorkerState;
 
 typedef struct WorkerStatus
 {
@@ -172,7 +157,6 @@ extern void worker_status_schedule(TimestampTz next_tick_at,
 extern void worker_status_hook_end(int64 duration_us,
 								   const char *message);
 
-extern const char *worker_state_name(WorkerState state);
 extern void worker_status_describe_probe_failure(const WorkerStatus *slot, char *detail, size_t size);
 
 /* Fills in the registration of the worker for configured database index. */
