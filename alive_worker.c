@@ -682,6 +682,9 @@ probe_if_due(void)
 	client_probe_run(&target, &result);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	worker.next_probe_at = monotonic_us() + (int64) probe_interval_ms * 1000;
+	/* As WL_EXIT_ON_PM_DEATH would, in the one way out. */
+	if (result.postmaster_died)
+		worker_exit(1);
 	/* Abandoned for SIGTERM: no verdict on the clients. */
 	if (worker.got_sigterm)
 		return;

@@ -135,7 +135,8 @@ static const volatile sig_atomic_t *stopping = NULL;
 
 /*
  * Waits for the socket (read or write) until the deadline; false on a
- * timeout or SIGTERM, which the result then says.
+ * timeout, SIGTERM or the postmaster's death, which the result then says
+ * (the shim exits on the last).
  */
 static bool
 wait_for_socket(PGconn *conn, int events, int64 deadline_us, ProbeResult *result)
@@ -156,8 +157,14 @@ wait_for_socket(PGconn *conn, int events, int64 deadline_us, ProbeResult *result
 			result->timed_out = true;
 			return false;
 		}
-		rc = WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | WL_TIMEOUT | events,
+		rc = WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_POSTMASTER_DEATH | WL_TIMEOUT | events,
 							   PQsocket(conn), (long) remaining_ms, PG_WAIT_EXTENSION);
+		if (rc & WL_POSTMASTER_DEATH)
+		{
+			fail(result, "57P01", "client-path probe abandoned: the postmaster died");
+			result->postmaster_died = true;
+			return false;
+		}
 		if (rc & WL_LATCH_SET)
 			ResetLatch(MyLatch);
 		if (rc & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))

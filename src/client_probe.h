@@ -22,6 +22,7 @@ typedef struct ProbeResult
 {
 	bool		ok;				/* connected, wrote, committed */
 	bool		timed_out;
+	bool		postmaster_died;	/* abandoned: the caller must exit */
 	int64		duration_us;
 	char		sqlstate[6];	/* the server's, or libpq's class 08 */
 	char		message[PROBE_MESSAGE_SIZE];	/* the server's own message */
