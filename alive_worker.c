@@ -58,6 +58,7 @@
 #include "server_start.h"
 #include "session_settings.h"
 #include "settings.h"
+#include "sigterm_sender.h"
 #include "tick_timeout.h"
 #include "worker_status.h"
 
@@ -833,41 +834,6 @@ act_on_signals(void)
 }
 
 /* ---- stop ---- */
-
-/*
- * Whether a SIGTERM came from a session of this server (pg_terminate_backend)
- * rather than from the OS: sent by a child of the postmaster, or by a process
- * of the server's OS user that is gone already (a session that terminated the
- * worker and disconnected at once must not pass for an operator's kill).
- * root's kill (the original README's `sudo kill -TERM`) and a live process
- * of the server's OS user that is no server process (a shell's kill) are
- * the OS's, which may stop the worker for good anyway.
- */
-static bool
-sigterm_from_a_session(pid_t sender, uid_t sender_uid)
-{
-	char		path[64];
-	char		stat[512];
-	FILE	   *file;
-	size_t		length;
-	char	   *after_name;
-	int			parent;
-
-	if (sender <= 0 || sender_uid == 0)
-		return false;
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int) sender);
-	file = fopen(path, "r");
-	if (file == NULL)
-		return sender_uid == geteuid();
-	length = fread(stat, 1, sizeof(stat) - 1, file);
-	fclose(file);
-	stat[length] = '\0';
-	/* "pid (name) state ppid ...": the name may hold anything but ends at the last ')' */
-	after_name = strrchr(stat, ')');
-	if (after_name == NULL || sscanf(after_name + 1, " %*c %d", &parent) != 1)
-		return sender_uid == geteuid();
-	return parent == PostmasterPid;
-}
 
 /*
  * After SIGTERM: logs what the worker did, and exits with code 0 (not
