@@ -17,7 +17,8 @@
  * the error and go on, as in PL/Python.
  *
  * This file holds the guard, the errors it records, explicit
- * subtransactions, settings and logging, and what the shim calls;
+ * subtransactions, settings and logging, and what the shim calls (the
+ * SHIM CALLS of _bridge.h);
  * _bridge_statements.c the statements.  Both are compiled into the cffi
  * embedding library, so postgres.h comes first, and no Python header is
  * included.
@@ -75,8 +76,8 @@ static __thread aw_error last_error;
 static __thread bool error_recorded = false;
 
 
-/* From the shim: why a hook should stop. */
-static int	(*interrupt_cause) (void) = NULL;
+/* From the shim, at start: the flags that say why a hook must stop. */
+static aw_worker_flags worker_flags;
 /* The cause aw_hook_wait_cause last returned in this hook call. */
 static int	host_cause = AW_CAUSE_NONE;
 
@@ -403,71 +404,12 @@ aw_subtransaction_end(int commit)
 	return run_guarded(GUARD_CONTROL, subtransaction_end_body, &commit_flag);
 }
 
-/*
- * In the shim's library (worker_status.c), which the server loaded with
- * RTLD_GLOBAL before this one: only shared memory is touched, under a
- * spinlock, so nothing here can raise an ERROR.
- */
-extern void worker_status_in_hook(bool in_hook);
-extern void worker_status_retention_error(const char *message);
-
-void
-aw_report_in_hook(int in_hook)
-{
-	worker_status_in_hook(in_hook != 0);
-}
-
-/* The shim's src/server_start.c. */
-extern void server_start_describe(aw_start_facts *facts);
-
-void
-aw_start_facts_read(aw_start_facts *facts)
-{
-	server_start_describe(facts);
-}
-
-/* The shim's src/worker_status.c. */
-extern void worker_status_probe_outcome(bool *probing, bool *failing, TimestampTz *last_probe_at,
-										TimestampTz *last_ok_at, char *sqlstate, char *message,
-										size_t message_size);
-
-extern double server_start_unix_seconds(TimestampTz at);
-
-void
-aw_probe_facts_read(aw_probe_facts *facts)
-{
-	bool		probing;
-	bool		failing;
-	TimestampTz last_probe_at;
-	TimestampTz last_ok_at;
-
-	worker_status_probe_outcome(&probing, &failing, &last_probe_at, &last_ok_at,
-								facts->sqlstate, facts->message, sizeof(facts->message));
-	facts->probing = probing;
-	facts->failing = failing;
-	facts->last_probe_at = server_start_unix_seconds(last_probe_at);
-	facts->last_ok_at = server_start_unix_seconds(last_ok_at);
-}
-
-void
-aw_report_retention_error(const char *message)
-{
-	worker_status_retention_error(message);
-}
-
 /* ---- ending a hook (the worker ends the hook host: _hook_client.py) ---- */
 
 void
-aw_set_hook_cause(int (*cause) (void))
+aw_bridge_start(const aw_worker_flags *flags)
 {
-	interrupt_cause = cause;
-}
-
-void
-aw_hook_begin(void)
-{
-	if (on_worker_thread())
-		host_cause = AW_CAUSE_NONE;
+	worker_flags = *flags;
 }
 
 /*
@@ -482,10 +424,18 @@ aw_hook_wait_cause(void)
 
 	if (!on_worker_thread())
 		return AW_CAUSE_NONE;
+	/*
+	 * Only flags that signal handlers set, in this order: SIGTERM's handler
+	 * and the tick timeout's set QueryCancelPending too.
+	 */
 	if (!PostmasterIsAlive())
 		cause = AW_CAUSE_POSTMASTER_DEATH;
-	else if (interrupt_cause != NULL)
-		cause = interrupt_cause();
+	else if (worker_flags.stop_requested != NULL && *worker_flags.stop_requested)
+		cause = AW_CAUSE_STOP;
+	else if (worker_flags.timeout_fired != NULL && *worker_flags.timeout_fired)
+		cause = AW_CAUSE_TIMEOUT;
+	else if (QueryCancelPending)
+		cause = AW_CAUSE_CANCEL;
 	if (cause != AW_CAUSE_NONE)
 		host_cause = cause;
 	return cause;

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from alive_worker import _wire, errors, pglog, spi
+from alive_worker import _wire, errors, pglog, settings, spi
 from alive_worker._native import lib
 from alive_worker.hooks import Tick
 
@@ -133,9 +133,8 @@ class HookHost:
     # ---- the host's life ----
 
     def start(self) -> None:
-        limit = spi.setting("alive_worker.hook_memory_limit")
-        # GetConfigOption gives the value in its base unit, kB.
-        self.memory_limit = int(limit) * 1024 if limit else 0
+        # In its base unit, kB, in the shim's snapshot of the settings.
+        self.memory_limit = settings.snapshot().hook_memory_limit_kb * 1024
         started = time.monotonic()
         # Before the host exists: every process it starts, in whatever session,
         # stays the worker's descendant (alive_worker/_hook_host.c).

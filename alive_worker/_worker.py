@@ -8,8 +8,9 @@ ERROR once Python has returned.
 from __future__ import annotations
 
 import traceback
+from typing import Any
 
-from alive_worker import errors, spi
+from alive_worker import errors, settings, spi
 from alive_worker._native import ffi, lib
 from alive_worker.heartbeat import Heartbeat
 from alive_worker.spi import SPIError
@@ -45,10 +46,39 @@ def _record(exc: BaseException, doing: str) -> int:
     return int(lib.AW_ERROR)
 
 
+def _text(pointer: Any) -> str:
+    return "" if pointer == ffi.NULL else str(ffi.string(pointer).decode(errors="replace"))
+
+
+def _receive_settings(given: Any) -> None:
+    """Takes the shim's snapshot of the settings (aw_settings), when it is a new one."""
+    current = settings._snapshot
+    if current is not None and current.generation == given.generation:
+        return
+    settings.receive(
+        settings.Snapshot(
+            generation=int(given.generation),
+            settings=settings.Settings(
+                database=_text(given.database),
+                role=_text(given.role),
+                schema=_text(given.schema),
+                table=_text(given.table),
+                message=_text(given.message),
+                interval_ms=int(given.interval_ms),
+                hook=_text(given.hook),
+                retention_s=int(given.retention_s),
+            ),
+            probe_role=_text(given.probe_role),
+            hook_memory_limit_kb=int(given.hook_memory_limit_kb),
+        )
+    )
+
+
 @ffi.def_extern()
-def aw_python_start() -> int:
+def aw_python_start(given_settings: Any) -> int:
     """Routes logging to the server log; called outside any transaction."""
     try:
+        _receive_settings(given_settings)
         from alive_worker import _plpython, pglog
 
         pglog.install()
@@ -63,17 +93,21 @@ def aw_python_start() -> int:
 
 
 @ffi.def_extern()
-def aw_python_tick(settings_generation: int, previous_tick_committed: int) -> int:
-    """Runs one tick inside the shim's transaction."""
+def aw_python_tick(tick: Any) -> int:
+    """Runs one tick inside the shim's transaction: what it needs is in tick (aw_tick), and what
+    it hands back goes there too."""
     global _heartbeat
+    spi._tick = tick
     try:
+        given = tick.settings
+        _receive_settings(given)
         # Tested here: the usual tick has neither, and skips the call.
         if spi._tick_plans or spi._dropped:
             spi.begin_tick()
         if _heartbeat is None:
             # Reads the catalogs, so it waits for the first transaction.
             _heartbeat = Heartbeat()
-        _heartbeat.tick(settings_generation, previous_tick_committed != 0)
+        _heartbeat.tick(int(tick.heartbeat_number), int(given.generation), tick.previous_committed != 0)
         return _OK
     except BaseException as exc:
         return _record(exc, "tick")

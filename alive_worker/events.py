@@ -22,8 +22,8 @@ import logging
 import time
 from datetime import UTC, datetime, timedelta
 
-from alive_worker import ledger, spi
-from alive_worker._native import ffi, lib
+from alive_worker import ledger, settings, spi
+from alive_worker._native import ffi
 from alive_worker.logtable import LogTable
 
 log = logging.getLogger(__name__)
@@ -60,9 +60,8 @@ def _text(pointer: object) -> str:
 
 
 def start_facts() -> ledger.StartFacts:
-    """What the shim kept about this start (src/server_start.c)."""
-    facts = ffi.new("aw_start_facts *")
-    lib.aw_start_facts_read(facts)
+    """What the shim kept about this start (src/server_start.c), handed over with the tick."""
+    facts = spi.given_tick().start
     started = _moment(facts.server_started_at)
     assert started is not None
     return ledger.StartFacts(
@@ -117,7 +116,7 @@ class EventLog:
         self._settings = (interval_ms, retention_s)
         self.gap = timedelta(milliseconds=interval_ms * GAP_INTERVALS)
         self.kept_seconds = 0 if retention_s == 0 else max(retention_s, EVENTS_KEPT_SECONDS)
-        self._probing = bool(spi.setting("alive_worker.probe_role"))
+        self._probing = bool(settings.snapshot().probe_role)
         if self._insert is not None:
             return
         self._look_again_at = time.monotonic() + LOOK_AGAIN_SECONDS
@@ -206,8 +205,7 @@ class EventLog:
 
     def _probe_events(self) -> None:
         """A refusal of the client-path probe, or its end, since the last tick."""
-        facts = ffi.new("aw_probe_facts *")
-        lib.aw_probe_facts_read(facts)
+        facts = spi.given_tick().probe
         if not facts.probing:
             return
         events = ledger.probe_events(

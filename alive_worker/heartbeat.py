@@ -42,12 +42,11 @@ def start_hook_host_early() -> None:
 
 
 class Heartbeat:
-    """Counts heartbeats and writes the next one; state lives across ticks."""
+    """Writes the heartbeat the shim numbered; state lives across ticks."""
 
     def __init__(self) -> None:
         self.settings = Settings.current()
         self.role = spi.current_role()
-        self.written = 0  # heartbeats committed since the worker started
         self._generation: int | None = None
         self._insert: spi.Plan | None = None
         self._table: LogTable | None = None
@@ -59,32 +58,25 @@ class Heartbeat:
         # The settings generation that the plans and the hook are ready for;
         # None when anything must be done again before the next INSERT.
         self._ready_for: int | None = None
-        self._pending = False  # this tick's row awaits the shim's commit
         self._debug = False  # the server logs DEBUG1: set on each reload
 
-    def tick(self, settings_generation: int, previous_committed: bool) -> None:
-        """Writes heartbeat number written + 1 in the shim's transaction."""
-        if self._pending and previous_committed:
-            self.written += 1
-        self._pending = False
+    def tick(self, number: int, settings_generation: int, previous_committed: bool) -> None:
+        """Writes heartbeat number (the shim counts those committed) in the shim's transaction."""
         events = self._events
         if events is not None:
             events.tick_begins(previous_committed)
         try:
-            self._write(settings_generation)
+            self._write(number, settings_generation)
         except spi.SPIError as error:
             if self._events is not None:
                 self._events.tick_failed(error.sqlstate, error.message)
             raise
         if self.settings.hook:
-            self._tick = hooks.Tick(
-                self.written + 1, f"{self.settings.message} {self.written + 1}", self.settings
-            )
+            self._tick = hooks.Tick(number, f"{self.settings.message} {number}", self.settings)
         if self._retention is not None:
             self._retention.run_if_due()
-        self._pending = True
 
-    def _write(self, settings_generation: int) -> None:
+    def _write(self, number: int, settings_generation: int) -> None:
         """The heartbeat's INSERT, and the ledger's events of a gap it ends."""
         # One test on the path of an ordinary tick; the rest only after a change.
         if settings_generation != self._ready_for:
@@ -92,7 +84,6 @@ class Heartbeat:
         insert = self._insert
         assert insert is not None
 
-        number = self.written + 1
         message = f"{self.settings.message} {number}"
         if self._debug:
             log.debug(
@@ -182,12 +173,8 @@ class Heartbeat:
                 self._host = HookHost(self.settings.hook)
             _early_host = None
         if self._tick is not None:
-            # alive_worker.workers says "in the hook" meanwhile.
-            spi.report_in_hook(True)
-            try:
-                self._host.run(self._tick)
-            finally:
-                spi.report_in_hook(False)
+            # The shim shows "in the hook" in alive_worker.workers meanwhile.
+            self._host.run(self._tick)
 
     def hook_host_pid(self) -> int | None:
         """The hook host's process, if one runs."""

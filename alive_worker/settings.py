@@ -1,23 +1,14 @@
-"""The worker's alive_worker.* settings, as PostgreSQL holds them."""
+"""The worker's alive_worker.* settings, as the shim hands them over."""
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-from alive_worker import spi
-
-
-def _read(name: str) -> str:
-    value = spi.setting(f"alive_worker.{name}")
-    if value is None:
-        raise RuntimeError(f"alive_worker.{name} is not defined: is alive_worker preloaded?")
-    return value
-
 
 # A NamedTuple rather than a dataclass: dataclasses imports inspect, about
 # 1.7 MB of modules that the worker would carry for nothing.
 class Settings(NamedTuple):
-    """A snapshot of the settings, taken at start and after each reload."""
+    """What a hook is told of the settings (hooks.Tick.settings)."""
 
     database: str
     role: str
@@ -30,15 +21,31 @@ class Settings(NamedTuple):
 
     @classmethod
     def current(cls) -> Settings:
-        """Reads every setting; the shim has validated them already."""
-        return cls(
-            database=_read("database"),
-            role=_read("role"),
-            schema=_read("schema"),
-            table=_read("table"),
-            message=_read("message"),
-            # GetConfigOption gives numbers in their base unit, without it.
-            interval_ms=int(_read("interval")),
-            hook=_read("hook"),
-            retention_s=int(_read("retention")),
-        )
+        """The settings of the last snapshot the shim handed over."""
+        return snapshot().settings
+
+
+class Snapshot(NamedTuple):
+    """The settings the shim holds, handed over at start and after each reload (aw_settings in
+    _bridge.h): Python reads none of them again from the server."""
+
+    generation: int  # reloads so far, counted by the shim
+    settings: Settings
+    probe_role: str
+    hook_memory_limit_kb: int
+
+
+_snapshot: Snapshot | None = None
+
+
+def receive(new: Snapshot) -> None:
+    """Keeps the snapshot the shim handed over (alive_worker._worker)."""
+    global _snapshot
+    _snapshot = new
+
+
+def snapshot() -> Snapshot:
+    """The last snapshot the shim handed over."""
+    if _snapshot is None:
+        raise RuntimeError("alive_worker settings asked for before the shim handed them over")
+    return _snapshot

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from types import TracebackType
-from typing import NamedTuple, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 # Re-exported: hooks write spi.SPIError and spi.errors.QueryCanceled.
 from alive_worker import errors as errors
@@ -307,14 +307,28 @@ def setting(name: str) -> str | None:
     return _text(value[0])
 
 
-def report_in_hook(in_hook: bool) -> None:
-    """Tells the status view that the tick runs alive_worker.hook (or no longer does)."""
-    lib.aw_report_in_hook(int(in_hook))
+# The tick in flight, as the shim handed it to Python (aw_tick in _bridge.h):
+# set by _worker.aw_python_tick, read and written here, never a call into C.
+_tick: Any = None
+
+
+def given_tick() -> Any:
+    """The aw_tick the shim handed this tick: its start and probe facts (events.py)."""
+    assert _tick is not None, "no tick in flight"
+    return _tick
 
 
 def report_retention_error(message: str | None) -> None:
-    """Tells the status view why alive_worker.retention deletes nothing (None: it works, or is off)."""
-    lib.aw_report_retention_error(ffi.NULL if message is None else message.encode())
+    """Hands the shim, with this tick, why alive_worker.retention deletes nothing (None: it works,
+    or is off); the shim writes it to the status view."""
+    if _tick is None:
+        return
+    size = len(_tick.retention_error)
+    data = (message or "").encode(errors="replace")[: size - 1]
+    # Whole characters only: the cut must not leave half a UTF-8 sequence.
+    data = data.decode(errors="ignore").encode()
+    ffi.memmove(_tick.retention_error, data + b"\0", len(data) + 1)
+    _tick.retention_reported = 1
 
 
 # Lower case, as it was a function: with spi.subtransaction(): ...

@@ -1,13 +1,16 @@
 """The worker's states, as alive_worker.workers spells them, and what each means: said once for Python.
 
-The worker (src/worker_status.c, src/sql_functions.c) writes the words; the
-command, the metrics, doctor, tail and the rules read them from here only.
-tests/unit/test_states.py holds this list to the C sources' words.
+The words are the C table's (src/worker_states.h, generated into
+alive_worker/_states.py); what each means to a monitoring system is said
+here, and the command, the metrics, doctor, tail, the rules and the ledger
+read both from here only.  tests/unit/test_states.py holds them together.
 """
 
 from __future__ import annotations
 
 from typing import Literal, NamedTuple
+
+from alive_worker import _states as words
 
 Rating = Literal["OK", "WARNING", "CRITICAL"]
 
@@ -31,30 +34,30 @@ class State(NamedTuple):
 STATES: dict[str, State] = {
     s.word: s
     for s in (
-        State("sleeping", available=True, rating="OK"),
-        State("ticking", available=True, rating="OK"),
-        State("in the hook", available=True, rating="OK"),
-        State("waiting for recovery to end", available=False, rating="OK", expected_to_write=False),
-        State("starting", available=False, rating="WARNING"),
-        State("stopped", available=False, rating="WARNING"),
-        State("restarting", available=False, rating="WARNING"),
-        State("blocked on a lock", available=False, rating="WARNING", waiting=True),
-        State("waiting for synchronous standby", available=False, rating="WARNING", waiting=True),
-        State("failing", available=False, rating="CRITICAL"),
-        State("disabled by crash guard", available=False, rating="CRITICAL"),
-        State("cannot connect", available=False, rating="CRITICAL"),
-        State("cannot register", available=False, rating="CRITICAL"),
-        State("clients cannot write", available=False, rating="CRITICAL"),
-        State("backing off", available=False, rating="CRITICAL"),
-        State("connecting", available=False, rating="CRITICAL"),
+        State(words.SLEEPING, available=True, rating="OK"),
+        State(words.TICKING, available=True, rating="OK"),
+        State(words.IN_HOOK, available=True, rating="OK"),
+        State(words.WAITING_FOR_RECOVERY, available=False, rating="OK", expected_to_write=False),
+        State(words.STARTING, available=False, rating="WARNING"),
+        State(words.STOPPED, available=False, rating="WARNING"),
+        State(words.RESTARTING, available=False, rating="WARNING"),
+        State(words.BLOCKED_ON_LOCK, available=False, rating="WARNING", waiting=True),
+        State(words.WAITING_FOR_STANDBY, available=False, rating="WARNING", waiting=True),
+        State(words.FAILING, available=False, rating="CRITICAL"),
+        State(words.DISABLED, available=False, rating="CRITICAL"),
+        State(words.CANNOT_CONNECT, available=False, rating="CRITICAL"),
+        State(words.NOT_REGISTERED, available=False, rating="CRITICAL"),
+        State(words.PROBE_FAILING, available=False, rating="CRITICAL"),
+        State(words.BACKING_OFF, available=False, rating="CRITICAL"),
+        State(words.CONNECTING, available=False, rating="CRITICAL"),
     )
 }
 
 AVAILABLE = frozenset(word for word, s in STATES.items() if s.available)
 WAITING = frozenset(word for word, s in STATES.items() if s.waiting)
 NOT_EXPECTED_TO_WRITE = frozenset(word for word, s in STATES.items() if not s.expected_to_write)
-CLIENTS_CANNOT_WRITE = "clients cannot write"
-FAILING = "failing"
-STOPPED = "stopped"
-RESTARTING = "restarting"
-DISABLED = "disabled by crash guard"
+CLIENTS_CANNOT_WRITE = words.PROBE_FAILING
+FAILING = words.FAILING
+STOPPED = words.STOPPED
+RESTARTING = words.RESTARTING
+DISABLED = words.DISABLED

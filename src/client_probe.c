@@ -48,7 +48,6 @@
 #include "utils/guc.h"
 #include "utils/wait_event.h"
 
-#include "alive_worker.h"
 #include "client_probe.h"
 #include "schedule.h"
 
@@ -131,9 +130,13 @@ fail_with_connection(ProbeResult *result, PGconn *conn, const PGresult *res, con
 	fail(result, sqlstate, message);
 }
 
+/* The probe in flight's target->stopping: the worker's SIGTERM flag. */
+static const volatile sig_atomic_t *stopping = NULL;
+
 /*
  * Waits for the socket (read or write) until the deadline; false on a
- * timeout or SIGTERM, which the result then says.
+ * timeout, SIGTERM or the postmaster's death, which the result then says
+ * (the shim exits on the last).
  */
 static bool
 wait_for_socket(PGconn *conn, int events, int64 deadline_us, ProbeResult *result)
@@ -143,7 +146,7 @@ wait_for_socket(PGconn *conn, int events, int64 deadline_us, ProbeResult *result
 		int64		remaining_ms = (deadline_us - monotonic_us() + 999) / 1000;
 		int			rc;
 
-		if (got_sigterm)
+		if (*stopping)
 		{
 			fail(result, "57014", "client-path probe abandoned: the worker is stopping");
 			return false;
@@ -154,8 +157,14 @@ wait_for_socket(PGconn *conn, int events, int64 deadline_us, ProbeResult *result
 			result->timed_out = true;
 			return false;
 		}
-		rc = WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | WL_TIMEOUT | events,
+		rc = WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_POSTMASTER_DEATH | WL_TIMEOUT | events,
 							   PQsocket(conn), (long) remaining_ms, PG_WAIT_EXTENSION);
+		if (rc & WL_POSTMASTER_DEATH)
+		{
+			fail(result, "57P01", "client-path probe abandoned: the postmaster died");
+			result->postmaster_died = true;
+			return false;
+		}
 		if (rc & WL_LATCH_SET)
 			ResetLatch(MyLatch);
 		if (rc & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))
@@ -287,6 +296,7 @@ client_probe_run(const ClientProbeTarget *target, ProbeResult *result)
 	const char *superuser;
 
 	memset(result, 0, sizeof(*result));
+	stopping = target->stopping;
 	if (socket_directory(directory, sizeof(directory)) == NULL)
 	{
 		fail(result, "08001", "cannot connect: the server has no Unix-domain socket (unix_socket_directories is empty)");

@@ -5,13 +5,13 @@
 #ifndef ALIVE_WORKER_CONNECT_BACKOFF_H
 #define ALIVE_WORKER_CONNECT_BACKOFF_H
 
-/* After failed_attempts failures in a row, waits before the next attempt. */
-extern void wait_before_connecting(int failed_attempts);
-
 /*
- * Claims the worker's status slot before an attempt to connect, so that the
- * view shows the attempt and its FATAL; exits if another worker holds it.
+ * After failed_attempts failures in a row, how long to wait before the next
+ * attempt, beyond the postmaster's restart delay of restart_delay_s.
  */
-extern void claim_slot_to_connect(int earlier_failures);
+extern long connect_delay_seconds(int failed_attempts, int restart_delay_s);
+
+/* Should this attempt fail, when the next one comes, from now. */
+extern long connect_retry_in_seconds(int earlier_failures, int restart_delay_s);
 
 #endif							/* ALIVE_WORKER_CONNECT_BACKOFF_H */

@@ -7,7 +7,7 @@
  * hook host, a process of its own (alive_worker/_hook_client.py).  It must
  * not be able to hang shutdown, outlive the tick timeout, or turn one
  * failure into a crash: the worker ends the host when the worker must stop
- * (hook_interrupt_cause below), and an ERROR rolls back the hook's
+ * (aw_hook_wait_cause in the bridge), and an ERROR rolls back the hook's
  * subtransaction alone unless hook_failure says the whole tick fails.
  */
 #include "postgres.h"
@@ -24,7 +24,6 @@
 #include "utils/resowner.h"
 
 #include "alive_worker/_bridge.h"
-#include "alive_worker.h"
 #include "error_throttle.h"
 #include "hook_runner.h"
 #include "python_loader.h"
@@ -32,24 +31,6 @@
 #include "settings.h"
 #include "tick_timeout.h"
 #include "worker_status.h"
-
-/*
- * Why a running hook must stop, asked by the worker between its short waits
- * for the hook host: it only reads flags that signal handlers set.  SIGTERM's
- * handler and the tick timeout's set QueryCancelPending too, so the order
- * matters.
- */
-static int
-hook_interrupt_cause(void)
-{
-	if (got_sigterm)
-		return AW_CAUSE_STOP;
-	if (tick_timeout_fired())
-		return AW_CAUSE_TIMEOUT;
-	if (QueryCancelPending)
-		return AW_CAUSE_CANCEL;
-	return AW_CAUSE_NONE;
-}
 
 static const char *
 hook_interrupt_cause_name(int cause)
@@ -68,18 +49,12 @@ hook_interrupt_cause_name(int cause)
 	return "an interrupt";
 }
 
-void
-hook_runner_init(void)
-{
-	embedded_python.set_hook_cause(hook_interrupt_cause);
-}
-
 /* Names the hook and the tick in every message the hook causes. */
 static void
 describe_hook(void *arg)
 {
 	errcontext("alive_worker.hook = \"%s\", tick %lld",
-			   tick_hook, (long long) (ticks_written + 1));
+			   tick_hook, (long long) *(const int64 *) arg);
 }
 
 /*
@@ -140,7 +115,7 @@ undo_hook_session_state(const SessionBeforeHook *before)
  * postmaster death; the tick then fails with QueryCanceled.
  */
 void
-run_hook(void)
+run_hook(int64 tick_number, int timeout_ms, const volatile sig_atomic_t *stop_requested)
 {
 	MemoryContext tick_context = CurrentMemoryContext;
 	ResourceOwner tick_owner = CurrentResourceOwner;
@@ -151,7 +126,7 @@ run_hook(void)
 	SessionBeforeHook before;
 
 	context.callback = describe_hook;
-	context.arg = NULL;
+	context.arg = &tick_number;
 	context.previous = error_context_stack;
 	error_context_stack = &context;
 
@@ -165,7 +140,8 @@ run_hook(void)
 		int			result;
 		int			cause;
 
-		embedded_python.hook_begin();
+		/* alive_worker.workers says "in the hook" meanwhile. */
+		worker_status_in_hook(true);
 		result = embedded_python.hook();
 		cause = embedded_python.hook_end();
 		embedded_python.finish_call(result, ERROR);
@@ -188,7 +164,7 @@ run_hook(void)
 	{
 		(void) embedded_python.hook_end();
 		MemoryContextSwitchTo(tick_context);
-		tick_timeout_explain_current_error(tick_timeout_in_force_ms());
+		tick_timeout_explain_current_error(timeout_ms);
 		edata = CopyErrorData();
 		FlushErrorState();
 		/* Explicit subtransactions the hook left open go with its own. */
@@ -198,17 +174,18 @@ run_hook(void)
 		CurrentResourceOwner = tick_owner;
 	}
 	PG_END_TRY();
+	worker_status_in_hook(false);
 	error_context_stack = context.previous;
 	undo_hook_session_state(&before);
 
-	worker_status_hook_end(worker_index, monotonic_us() - started_us,
+	worker_status_hook_end(monotonic_us() - started_us,
 						   edata ? (edata->message ? edata->message : "") : NULL);
 	if (edata == NULL)
 	{
 		error_throttle_succeeded(&hook_errors);
 		return;
 	}
-	if (hook_failure == HOOK_FAILURE_FAIL_TICK || got_sigterm)
+	if (hook_failure == HOOK_FAILURE_FAIL_TICK || *stop_requested)
 		ReThrowError(edata);
 	if (error_throttle_failed(&hook_errors, edata))
 	{

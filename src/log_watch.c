@@ -9,10 +9,8 @@
 #include "miscadmin.h"
 #include "replication/syncrep.h"
 
-#include "alive_worker.h"
 #include "error_throttle.h"
 #include "log_watch.h"
-#include "schedule.h"
 #include "tick_timeout.h"
 #include "worker_status.h"
 
@@ -68,15 +66,16 @@ log_watch_commit_begin(void)
  * timer having fired during the commit and its cancel request gone; an
  * interrupt acted on anywhere else in the commit would have raised an ERROR
  * instead.  (Before the commit, Python may have caught a cancel: retention
- * does, and halves its batch; hence fired_before_commit.)
+ * does, and halves its batch; hence fired_before_commit.)  stopping: SIGTERM
+ * came, whose cancel is not the timer's.
  */
 bool
-log_watch_commit_end(bool fired_before_commit)
+log_watch_commit_end(bool fired_before_commit, bool stopping)
 {
 	committing = false;
 	return !(commit_wait_cancelled ||
 			 (!fired_before_commit && tick_timeout_fired() &&
-			  !QueryCancelPending && !got_sigterm));
+			  !QueryCancelPending && !stopping));
 }
 
 /*
@@ -87,7 +86,7 @@ log_watch_commit_end(bool fired_before_commit)
  * SQLSTATE, and the message in message.
  */
 int
-report_unconfirmed_commit(int64 commit_us, char *message, size_t size)
+report_unconfirmed_commit(int64 commit_us, int timeout_ms, char *message, size_t size)
 {
 	MemoryContext context = CurrentMemoryContext;
 	int			sqlerrcode = 0;
@@ -98,7 +97,7 @@ report_unconfirmed_commit(int64 commit_us, char *message, size_t size)
 				(errcode(ERRCODE_QUERY_CANCELED),
 				 errmsg("heartbeat not confirmed by a synchronous standby: committed locally only"),
 				 errdetail("The commit waited %lld ms for synchronous_standby_names = '%s', as clients' commits do, until alive_worker.tick_timeout (%d ms) cancelled the wait.",
-						   (long long) (commit_us / 1000), SyncRepStandbyNames, tick_timeout_in_force_ms()),
+						   (long long) (commit_us / 1000), SyncRepStandbyNames, timeout_ms),
 				 errhint("Check that the standbys named by synchronous_standby_names are connected and streaming.")));
 	}
 	PG_CATCH();

@@ -14,12 +14,13 @@ extern void log_watch_install(void);
  * cancelled by the tick timeout (that WARNING is kept out of the log).
  */
 extern void log_watch_commit_begin(void);
-extern bool log_watch_commit_end(bool fired_before_commit);
+extern bool log_watch_commit_end(bool fired_before_commit, bool stopping);
 
 /*
  * Reports a heartbeat that committed locally only, as a failed tick.
  * Returns its SQLSTATE, and the message in message.
  */
-extern int	report_unconfirmed_commit(int64 commit_us, char *message, size_t size);
+extern int	report_unconfirmed_commit(int64 commit_us, int timeout_ms,
+									  char *message, size_t size);
 
 #endif							/* ALIVE_WORKER_LOG_WATCH_H */

@@ -14,7 +14,6 @@
 
 #include "nodes/pg_list.h"
 
-#include "alive_worker/_bridge.h"
 #include "alive_worker_config.h"	/* written by make: where Python lives */
 #include "python_loader.h"
 
@@ -67,7 +66,7 @@ find_entry_point(void *library, const char *name)
  * rather than in silent failures at every tick.
  */
 void
-start_python(void)
+start_python(const aw_settings *settings, const aw_worker_flags *flags)
 {
 	void	   *library;
 	int			result;
@@ -84,18 +83,17 @@ start_python(void)
 
 	embedded_python.start = find_entry_point(library, "aw_python_start");
 	embedded_python.tick = find_entry_point(library, "aw_python_tick");
-	embedded_python.finish_call = find_entry_point(library, "aw_finish_python_call");
 	embedded_python.hook = find_entry_point(library, "aw_python_hook");
-	embedded_python.hook_begin = find_entry_point(library, "aw_hook_begin");
+	embedded_python.bridge_start = find_entry_point(library, "aw_bridge_start");
+	embedded_python.finish_call = find_entry_point(library, "aw_finish_python_call");
 	embedded_python.hook_end = find_entry_point(library, "aw_hook_end");
-	embedded_python.set_hook_cause = find_entry_point(library, "aw_set_hook_cause");
 
 	/*
 	 * cffi answers 0 from every entry point when the interpreter or the
 	 * package failed to start (its own message goes to stderr, which is the
 	 * server log); AW_OK is never 0.
 	 */
-	result = embedded_python.start();
+	result = embedded_python.start(settings);
 	if (result == AW_ERROR)
 		embedded_python.finish_call(result, FATAL);
 	if (result != AW_OK)
@@ -105,4 +103,5 @@ start_python(void)
 				 errdetail("The library \"%s\" failed to initialise; Python's own message precedes this line.",
 						   ALIVE_WORKER_PYTHON_LIBRARY),
 				 errhint("Check that the server's OS user can read the virtual environment, or reinstall alive_worker (its package, or make install).")));
+	embedded_python.bridge_start(flags);
 }

@@ -5,25 +5,31 @@
 #ifndef ALIVE_WORKER_PYTHON_LOADER_H
 #define ALIVE_WORKER_PYTHON_LOADER_H
 
-/* Found with dlsym in the embedding library; see alive_worker/_bridge.h. */
+#include "alive_worker/_bridge.h"
+
+/*
+ * The one table of the shim's calls into the embedding library, found with
+ * dlsym: Python's entry points (EMBEDDING in alive_worker/_bridge.h) and
+ * the bridge's for the shim (SHIM CALLS).
+ */
 typedef struct EmbeddedPython
 {
-	int			(*start) (void);
-	int			(*tick) (int settings_generation, int previous_tick_committed);
+	int			(*start) (const aw_settings *settings);
+	int			(*tick) (aw_tick *tick);
+	int			(*hook) (void);
+	void		(*bridge_start) (const aw_worker_flags *flags);
 	/* Raises, at elevel, the error Python left, if result says there is one. */
 	void		(*finish_call) (int result, int elevel);
-	int			(*hook) (void);
-	void		(*hook_begin) (void);
 	int			(*hook_end) (void);
-	void		(*set_hook_cause) (int (*cause) (void));
 } EmbeddedPython;
 
 extern EmbeddedPython embedded_python;
 
 /*
- * Loads the embedding library and starts Python, outside any transaction;
- * FATAL, with the reason, if either fails.
+ * Loads the embedding library and starts Python with the settings, outside
+ * any transaction, then gives the bridge the worker's flags; FATAL, with
+ * the reason, if either fails.
  */
-extern void start_python(void);
+extern void start_python(const aw_settings *settings, const aw_worker_flags *flags);
 
 #endif							/* ALIVE_WORKER_PYTHON_LOADER_H */

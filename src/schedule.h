@@ -1,37 +1,69 @@
 /*
  * schedule.h
- *		When the worker ticks (schedule.c).
+ *		When the worker ticks, and its sleeps (schedule.c).
  */
 #ifndef ALIVE_WORKER_SCHEDULE_H
 #define ALIVE_WORKER_SCHEDULE_H
 
+#include <time.h>
+
 /* Microseconds on the monotonic clock: what every deadline is kept in. */
 extern int64 monotonic_us(void);
 
-/* The tick's timeout: alive_worker.tick_timeout, or by default the interval. */
-extern int	tick_timeout_in_force_ms(void);
+/* A timer's expiry: at (and every period after, unless 0), microseconds. */
+static inline struct itimerspec
+schedule_timer_spec(int64 at_us, int64 period_us)
+{
+	struct itimerspec spec;
 
-/* When the tick due at tick_deadline must be done, on the monotonic clock. */
-extern int64 tick_must_end_at(int64 tick_deadline);
-
-/* Creates the timer the worker sleeps on between ticks; FATAL if it cannot. */
-extern void schedule_init(void);
-
-/*
- * Sleeps until the latch is set or timeout_ms passes (-1: no timeout), then
- * acts on signals.  Returns whether the settings were reloaded.
- */
-extern bool sleep_and_handle_signals(long timeout_ms);
-
-/* The crash guard holds: waits for SIGTERM, or a reload that lifts it. */
-extern void stay_idle_while_disabled(int recent_crashes);
+	spec.it_value.tv_sec = at_us / 1000000;
+	spec.it_value.tv_nsec = (at_us % 1000000) * 1000;
+	spec.it_interval.tv_sec = period_us / 1000000;
+	spec.it_interval.tv_nsec = (period_us % 1000000) * 1000;
+	return spec;
+}
 
 /*
- * On a hot standby, waits until recovery ends.  Returns whether it waited.
+ * When the tick due at tick_deadline must be done, on the monotonic clock,
+ * under a tick timeout of timeout_ms.
  */
-extern bool wait_for_recovery_to_end(void);
+extern int64 tick_must_end_at(int64 tick_deadline, int timeout_ms);
 
-/* Ticks on the grid of deadlines until SIGTERM; never returns. */
-extern void run_schedule(void);
+/*
+ * The deadline of the tick after the one due at tick_deadline: one interval
+ * later, or with clock_aligned the next wall-clock multiple of the interval.
+ */
+extern int64 schedule_next_deadline(int64 tick_deadline, int interval_ms,
+									bool clock_aligned);
+
+/*
+ * How many whole intervals the worker is late for deadline at now: the
+ * ticks it skips.
+ */
+extern int64 schedule_ticks_late(int64 deadline, int64 now, int interval_ms);
+
+/*
+ * Creates the timer the worker sleeps on between ticks; returns false, with
+ * errno set, if it cannot.
+ */
+extern bool schedule_init(void);
+
+/*
+ * The sleeps: until the latch is set or the time comes, and in any case
+ * while the postmaster lives.  They return whether the postmaster died; the
+ * caller then acts on signals, and exits.
+ */
+typedef enum SleepOutcome
+{
+	SLEPT,
+	POSTMASTER_DIED,
+	TIMER_FAILED				/* the deadline timer could not be set; errno */
+} SleepOutcome;
+
+/* Until the latch is set or timeout_ms passes (-1: no timeout). */
+extern SleepOutcome schedule_sleep_ms(long timeout_ms);
+
+/* Until the monotonic clock reaches deadline (microseconds), or the latch is set. */
+extern SleepOutcome schedule_sleep_until(int64 deadline, int interval_ms);
 
 #endif							/* ALIVE_WORKER_SCHEDULE_H */

@@ -43,10 +43,6 @@ static int	previous_stop_by = 0;
 static char previous_stop_role[NAMEDATALEN] = "";
 static TimestampTz promoted_at = 0;
 
-/* Read by the bridge (aw_start_facts_read): strings stay this process's. */
-PGDLLEXPORT void server_start_describe(aw_start_facts *facts);
-PGDLLEXPORT double server_start_unix_seconds(TimestampTz at);
-
 void
 server_start_read_control_file(void)
 {
@@ -93,7 +89,7 @@ server_start_promoted(void)
 	promoted_at = GetCurrentTimestamp();
 }
 
-/* A timestamp as Unix seconds, 0 for none: what the bridge hands Python. */
+/* A timestamp as Unix seconds, 0 for none: what the shim hands Python. */
 double
 server_start_unix_seconds(TimestampTz at)
 {

@@ -28,4 +28,15 @@ extern void server_start_previous_run(const char *state_name, TimestampTz since,
 /* In the worker: it waited on a standby and recovery has ended now. */
 extern void server_start_promoted(void);
 
+/*
+ * What this start says about the gap before the first heartbeat, for
+ * Python's ledger: filled by the shim once, before its first tick.  The
+ * strings stay this process's.
+ */
+struct aw_start_facts;
+extern void server_start_describe(struct aw_start_facts *facts);
+
+/* A timestamp as Unix seconds, 0 for none: what the shim hands Python. */
+extern double server_start_unix_seconds(TimestampTz at);
+
 #endif							/* ALIVE_WORKER_SERVER_START_H */

@@ -302,3 +302,10 @@ settings_define_reloadable(void)
 
 	MarkGUCPrefixReserved("alive_worker");
 }
+
+/* The tick's timeout: alive_worker.tick_timeout, or by default the interval. */
+int
+tick_timeout_in_force_ms(void)
+{
+	return tick_timeout_ms > 0 ? tick_timeout_ms : tick_interval_ms;
+}

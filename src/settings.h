@@ -44,4 +44,7 @@ extern void settings_define_server_start(void);
 /* In every process that loads the library. */
 extern void settings_define_reloadable(void);
 
+/* The tick's timeout: alive_worker.tick_timeout, or by default the interval. */
+extern int	tick_timeout_in_force_ms(void);
+
 #endif							/* ALIVE_WORKER_SETTINGS_H */

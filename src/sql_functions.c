@@ -38,7 +38,6 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
-#include "alive_worker.h"
 #include "alive_worker/_table_owner.h"
 #include "worker_status.h"
 
@@ -133,14 +132,14 @@ refine_waiting_state(WorkerStatus *copy, Datum *blocked_by, bool *blocked_by_nul
 		*blocked_by_null = false;
 		if (wait_start != 0)
 			copy->state_since = wait_start;
-		return "blocked on a lock";
+		return worker_state_name(WORKER_BLOCKED_ON_LOCK);
 	}
 	if (copy->commit_started_at != 0 && wait_event_info == WAIT_EVENT_SYNC_REP)
 	{
 		copy->state_since = copy->commit_started_at;
 		snprintf(detail, size, "the heartbeat's commit waits for synchronous_standby_names = '%s'",
 				 GetConfigOption("synchronous_standby_names", false, false));
-		return "waiting for synchronous standby";
+		return worker_state_name(WORKER_WAITING_FOR_STANDBY);
 	}
 	return NULL;
 }
@@ -187,7 +186,7 @@ alive_worker_status(PG_FUNCTION_ARGS)
 		/* Not started yet, or started and waiting (wait_for_recovery_to_end). */
 		if (in_recovery && copy.state == WORKER_STARTING)
 		{
-			state = "waiting for recovery to end";
+			state = worker_state_name(WORKER_WAITING_FOR_RECOVERY);
 			strlcpy(detail, "the worker writes heartbeats once this server is promoted",
 					sizeof(detail));
 		}

@@ -30,7 +30,7 @@
 #include "storage/latch.h"
 #include "utils/elog.h"
 
-#include "alive_worker.h"
+#include "schedule.h"
 #include "tick_timeout.h"
 
 /* PostgreSQL's own words for statement_timeout. */
@@ -62,7 +62,7 @@ handle_tick_timeout(SIGNAL_ARGS)
 	errno = save_errno;
 }
 
-void
+bool
 tick_timeout_init(void)
 {
 	struct sigevent event;
@@ -72,32 +72,32 @@ tick_timeout_init(void)
 	event.sigev_signo = SIGRTMIN;
 	event._sigev_un._tid = gettid();
 	pqsignal(SIGRTMIN, handle_tick_timeout);
-	if (timer_create(CLOCK_MONOTONIC, &event, &timeout_timer) != 0)
-		ereport(FATAL,
-				(errmsg("alive_worker could not create its tick timeout timer: %m")));
+	return timer_create(CLOCK_MONOTONIC, &event, &timeout_timer) == 0;
 }
 
-void
+bool
 tick_timeout_set(int64 end_us)
 {
 	struct itimerspec at;
 
 	if (end_us == timer_set_for)
-		return;
-	at = alive_worker_timer_spec(end_us, 0);
+		return true;
+	at = schedule_timer_spec(end_us, 0);
 	if (timer_settime(timeout_timer, TIMER_ABSTIME, &at, NULL) != 0)
-		ereport(FATAL,
-				(errmsg("alive_worker could not set its tick timeout timer: %m")));
+		return false;
 	timer_set_for = end_us;
+	return true;
 }
 
-void
+bool
 tick_timeout_begin(int64 end_us)
 {
 	/* Set first: an earlier expiry must not cancel this tick. */
-	tick_timeout_set(end_us);
+	if (!tick_timeout_set(end_us))
+		return false;
 	fired = false;
 	expiry_cancels_tick = true;
+	return true;
 }
 
 void
@@ -110,6 +110,12 @@ bool
 tick_timeout_fired(void)
 {
 	return fired;
+}
+
+const volatile sig_atomic_t *
+tick_timeout_fired_flag(void)
+{
+	return &fired;
 }
 
 void

@@ -5,21 +5,28 @@
 #ifndef ALIVE_WORKER_TICK_TIMEOUT_H
 #define ALIVE_WORKER_TICK_TIMEOUT_H
 
-/* Creates the timer and installs its signal handler; FATAL if it cannot. */
-extern void tick_timeout_init(void);
+#include <signal.h>
+
+/*
+ * Creates the timer and installs its signal handler; returns false, with
+ * errno set, if it cannot.
+ */
+extern bool tick_timeout_init(void);
 
 /*
  * Sets the timer to expire when the monotonic clock reaches end_us
  * (microseconds), unless it is set for then already: at the start of a
- * tick, or ahead of it, once its deadline is known.
+ * tick, or ahead of it, once its deadline is known.  Returns false, with
+ * errno set, if the timer could not be set.
  */
-extern void tick_timeout_set(int64 end_us);
+extern bool tick_timeout_set(int64 end_us);
 
 /*
  * Between begin and end, the timer's expiry cancels the tick in flight, as
- * a statement timeout would; outside, it does nothing.
+ * a statement timeout would; outside, it does nothing.  begin returns
+ * false, as tick_timeout_set, if the timer could not be set.
  */
-extern void tick_timeout_begin(int64 end_us);
+extern bool tick_timeout_begin(int64 end_us);
 extern void tick_timeout_end(void);
 
 /*
@@ -27,6 +34,9 @@ extern void tick_timeout_end(void);
  * explained yet).  Only reads a flag: asked between the waits for the hook host.
  */
 extern bool tick_timeout_fired(void);
+
+/* The flag itself, for the bridge, which reads it between those waits. */
+extern const volatile sig_atomic_t *tick_timeout_fired_flag(void);
 
 /*
  * Called in PG_CATCH with the tick's ERROR current: if that ERROR is the

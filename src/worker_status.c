@@ -38,7 +38,13 @@ typedef struct StatusArea
 } StatusArea;
 
 static StatusArea *status_area = NULL;
-static int	owned_index = -1;	/* the slot this process's worker owns */
+
+/*
+ * The slot this process's worker owns, once it claimed it (before it
+ * connects): every update of the worker's own goes to it.  Kept here, and
+ * only here, since the exit callback and the log hook need it too.
+ */
+static int	owned_index = -1;
 static bool fatal_recorded = false; /* this run is ending in a FATAL */
 
 static void describe_probe_failure(WorkerStatus *slot);
@@ -186,6 +192,14 @@ worker_status_clip(char *dest, const char *src, size_t size)
 	dest[length] = '\0';
 }
 
+/* The worker's own slot, claimed by worker_status_connecting. */
+static WorkerStatus *
+owned_slot(void)
+{
+	Assert(owned_index >= 0);
+	return worker_status_slot(owned_index);
+}
+
 /* Under the slot's lock: a new state, which began now. */
 static void
 enter_state(WorkerStatus *slot, WorkerState state, TimestampTz now)
@@ -285,9 +299,9 @@ worker_status_connecting(int index, int earlier_failures, TimestampTz next_retry
 }
 
 void
-worker_status_backing_off(int index, TimestampTz until)
+worker_status_backing_off(TimestampTz until)
 {
-	WorkerStatus *slot = worker_status_slot(index);
+	WorkerStatus *slot = owned_slot();
 
 	SpinLockAcquire(&slot->mutex);
 	enter_state(slot, WORKER_BACKING_OFF, GetCurrentTimestamp());
@@ -296,9 +310,9 @@ worker_status_backing_off(int index, TimestampTz until)
 }
 
 void
-worker_status_connected(int index)
+worker_status_connected(void)
 {
-	WorkerStatus *slot = worker_status_slot(index);
+	WorkerStatus *slot = owned_slot();
 
 	SpinLockAcquire(&slot->mutex);
 	slot->connect_failures = 0;
@@ -379,10 +393,10 @@ worker_status_stop_requested(int index, int pid, const char *role)
 }
 
 bool
-worker_status_started(int index, const char *role, const char *target_table,
+worker_status_started(const char *role, const char *target_table,
 					  int interval_ms)
 {
-	WorkerStatus *slot = worker_status_slot(index);
+	WorkerStatus *slot = owned_slot();
 	int			other_pid;
 
 	SpinLockAcquire(&slot->mutex);
@@ -405,7 +419,6 @@ worker_status_started(int index, const char *role, const char *target_table,
 	/* Another worker serves this database: the caller must not. */
 	if (other_pid != 0 && other_pid != MyProcPid)
 		return false;
-	claim_slot(index);
 	return true;
 }
 
@@ -420,9 +433,19 @@ worker_status_set_state(int index, WorkerState state)
 }
 
 void
-worker_status_set_state_detail(int index, WorkerState state, const char *detail)
+worker_status_enter(WorkerState state)
 {
-	WorkerStatus *slot = worker_status_slot(index);
+	WorkerStatus *slot = owned_slot();
+
+	SpinLockAcquire(&slot->mutex);
+	enter_state(slot, state, GetCurrentTimestamp());
+	SpinLockRelease(&slot->mutex);
+}
+
+void
+worker_status_set_state_detail(WorkerState state, const char *detail)
+{
+	WorkerStatus *slot = owned_slot();
 	TimestampTz now = GetCurrentTimestamp();
 
 	SpinLockAcquire(&slot->mutex);
@@ -432,9 +455,9 @@ worker_status_set_state_detail(int index, WorkerState state, const char *detail)
 }
 
 void
-worker_status_committing(int index)
+worker_status_committing(void)
 {
-	WorkerStatus *slot = worker_status_slot(index);
+	WorkerStatus *slot = owned_slot();
 
 	SpinLockAcquire(&slot->mutex);
 	slot->commit_started_at = GetCurrentTimestamp();
@@ -500,9 +523,9 @@ worker_status_retention_error(const char *message)
 }
 
 void
-worker_status_commit_took(int index, int64 commit_us)
+worker_status_commit_took(int64 commit_us)
 {
-	WorkerStatus *slot = worker_status_slot(index);
+	WorkerStatus *slot = owned_slot();
 
 	SpinLockAcquire(&slot->mutex);
 	slot->last_commit_us = commit_us;
@@ -511,9 +534,9 @@ worker_status_commit_took(int index, int64 commit_us)
 }
 
 void
-worker_status_tick_begin(int index)
+worker_status_tick_begin(void)
 {
-	WorkerStatus *slot = worker_status_slot(index);
+	WorkerStatus *slot = owned_slot();
 	TimestampTz now = GetCurrentTimestamp();
 
 	SpinLockAcquire(&slot->mutex);
@@ -523,10 +546,10 @@ worker_status_tick_begin(int index)
 }
 
 void
-worker_status_tick_end(int index, bool ok, int64 duration_us, int sqlerrcode,
+worker_status_tick_end(bool ok, int64 duration_us, int sqlerrcode,
 					   const char *message)
 {
-	WorkerStatus *slot = worker_status_slot(index);
+	WorkerStatus *slot = owned_slot();
 	TimestampTz now = GetCurrentTimestamp();
 
 	SpinLockAcquire(&slot->mutex);
@@ -578,9 +601,9 @@ describe_probe_failure(WorkerStatus *slot)
 }
 
 void
-worker_status_probe_role(int index, const char *role)
+worker_status_probe_role(const char *role)
 {
-	WorkerStatus *slot = worker_status_slot(index);
+	WorkerStatus *slot = owned_slot();
 
 	SpinLockAcquire(&slot->mutex);
 	strlcpy(slot->probe_role, role, sizeof(slot->probe_role));
@@ -598,10 +621,10 @@ worker_status_probe_role(int index, const char *role)
 }
 
 void
-worker_status_probe_end(int index, bool ok, int64 duration_us, const char *sqlstate,
+worker_status_probe_end(bool ok, int64 duration_us, const char *sqlstate,
 						const char *message)
 {
-	WorkerStatus *slot = worker_status_slot(index);
+	WorkerStatus *slot = owned_slot();
 	TimestampTz now = GetCurrentTimestamp();
 
 	SpinLockAcquire(&slot->mutex);
@@ -634,9 +657,9 @@ worker_status_probe_end(int index, bool ok, int64 duration_us, const char *sqlst
 }
 
 void
-worker_status_disk(int index, int64 free_bytes, int64 size_bytes, const char *where)
+worker_status_disk(int64 free_bytes, int64 size_bytes, const char *where)
 {
-	WorkerStatus *slot = worker_status_slot(index);
+	WorkerStatus *slot = owned_slot();
 
 	SpinLockAcquire(&slot->mutex);
 	slot->disk_free_bytes = free_bytes;
@@ -646,20 +669,20 @@ worker_status_disk(int index, int64 free_bytes, int64 size_bytes, const char *wh
 }
 
 void
-worker_status_schedule(int index, TimestampTz next_tick_at, int64 skipped)
+worker_status_schedule(TimestampTz next_tick_at, int64 ticks_skipped)
 {
-	WorkerStatus *slot = worker_status_slot(index);
+	WorkerStatus *slot = owned_slot();
 
 	SpinLockAcquire(&slot->mutex);
 	slot->next_tick_at = next_tick_at;
-	slot->ticks_skipped += skipped;
+	slot->ticks_skipped = ticks_skipped;
 	SpinLockRelease(&slot->mutex);
 }
 
 void
-worker_status_hook_end(int index, int64 duration_us, const char *message)
+worker_status_hook_end(int64 duration_us, const char *message)
 {
-	WorkerStatus *slot = worker_status_slot(index);
+	WorkerStatus *slot = owned_slot();
 	TimestampTz now = message ? GetCurrentTimestamp() : 0;
 
 	SpinLockAcquire(&slot->mutex);
@@ -675,39 +698,31 @@ worker_status_hook_end(int index, int64 duration_us, const char *message)
 	SpinLockRelease(&slot->mutex);
 }
 
+/* The words and meaning of each state, in the enum's order (worker_states.h). */
+typedef struct WorkerStateRow
+{
+	const char *words;
+	bool		writing;
+} WorkerStateRow;
+
+#define WORKER_STATE_ROW(name, words, writing) {words, writing},
+
+static const WorkerStateRow worker_state_rows[] = {
+	WORKER_STATES(WORKER_STATE_ROW)
+};
+
 const char *
 worker_state_name(WorkerState state)
 {
-	switch (state)
-	{
-		case WORKER_STARTING:
-			return "starting";
-		case WORKER_SLEEPING:
-			return "sleeping";
-		case WORKER_TICKING:
-			return "ticking";
-		case WORKER_FAILING:
-			return "failing";
-		case WORKER_STOPPED:
-			return "stopped";
-		case WORKER_DISABLED:
-			return "disabled by crash guard";
-		case WORKER_CANNOT_CONNECT:
-			return "cannot connect";
-		case WORKER_BACKING_OFF:
-			return "backing off";
-		case WORKER_CONNECTING:
-			return "connecting";
-		case WORKER_RESTARTING:
-			return "restarting";
-		case WORKER_IN_HOOK:
-			return "in the hook";
-		case WORKER_NOT_REGISTERED:
-			return "cannot register";
-		case WORKER_PROBE_FAILING:
-			return "clients cannot write";
-	}
-	return "unknown";
+	if ((unsigned) state >= lengthof(worker_state_rows))
+		return "unknown";
+	return worker_state_rows[state].words;
+}
+
+bool
+worker_state_writing(WorkerState state)
+{
+	return (unsigned) state < lengthof(worker_state_rows) && worker_state_rows[state].writing;
 }
 
 void
@@ -746,9 +761,9 @@ alive_worker_describe(BackgroundWorker *worker, int index)
  * may call unless granted.
  */
 bool
-worker_status_record_sigterm(int index, int sender, bool from_a_session)
+worker_status_record_sigterm(int sender, bool from_a_session)
 {
-	WorkerStatus *slot = worker_status_slot(index);
+	WorkerStatus *slot = owned_slot();
 	char		detail[ERROR_MESSAGE_SIZE];
 	int			stop_requested_by;
 	bool		stopped = true;
@@ -774,19 +789,6 @@ worker_status_record_sigterm(int index, int sender, bool from_a_session)
 				 sender, WORKER_RESTART_DELAY_SECONDS);
 	}
 	SpinLockRelease(&slot->mutex);
-	worker_status_set_state_detail(index, stopped ? WORKER_STOPPED : WORKER_RESTARTING, detail);
+	worker_status_set_state_detail(stopped ? WORKER_STOPPED : WORKER_RESTARTING, detail);
 	return stopped;
-}
-
-/*
- * Another worker holds the slot: exit code 0, so that the postmaster does
- * not start this one again.
- */
-void
-worker_status_exit_as_duplicate(const char *database)
-{
-	ereport(LOG,
-			(errmsg("alive_worker for database \"%s\" exiting: another alive worker serves it",
-					database)));
-	proc_exit(0);
 }

@@ -11,28 +11,13 @@
 #include "postmaster/bgworker.h"
 #include "storage/spin.h"
 
+#include "worker_states.h"
+
 #define MAX_WORKERS 64
 #define RECENT_TICKS 128
 #define ERROR_MESSAGE_SIZE 256
 /* The postmaster starts a worker again this long after it exited. */
 #define WORKER_RESTART_DELAY_SECONDS 5
-
-typedef enum WorkerState
-{
-	WORKER_STARTING = 0,		/* registered, not yet ticking */
-	WORKER_SLEEPING,
-	WORKER_TICKING,
-	WORKER_FAILING,				/* asleep after a failed tick */
-	WORKER_STOPPED,				/* exited on SIGTERM; not restarted */
-	WORKER_DISABLED,			/* idle: its crash guard holds */
-	WORKER_CANNOT_CONNECT,		/* its last attempt to connect failed */
-	WORKER_BACKING_OFF,			/* waiting before it connects again */
-	WORKER_CONNECTING,			/* connecting again after a failure */
-	WORKER_RESTARTING,			/* exited other than by SIGTERM */
-	WORKER_IN_HOOK,				/* ticking, in alive_worker.hook */
-	WORKER_NOT_REGISTERED,		/* no background worker slot for it */
-	WORKER_PROBE_FAILING		/* ticks commit, the client-path probe fails */
-} WorkerState;
 
 typedef struct WorkerStatus
 {
@@ -104,22 +89,25 @@ extern int	worker_status_count(void);
 extern WorkerStatus *worker_status_slot(int index);
 
 /*
- * Updates by the worker owning the slot.  worker_status_started claims it,
- * or returns false if another worker holds it.
+ * Updates by the worker, of the slot it claimed (worker_status_connecting).
+ * worker_status_started returns false if another worker took it since.
  */
-extern bool worker_status_started(int index, const char *role,
+extern bool worker_status_started(const char *role,
 								  const char *target_table, int interval_ms);
+/* From a client backend: stop() and start() */
 extern void worker_status_set_state(int index, WorkerState state);
-extern void worker_status_tick_begin(int index);
-extern void worker_status_tick_end(int index, bool ok, int64 duration_us,
+/* The worker's own slot enters state */
+extern void worker_status_enter(WorkerState state);
+extern void worker_status_tick_begin(void);
+extern void worker_status_tick_end(bool ok, int64 duration_us,
 								   int sqlerrcode, const char *message);
-extern void worker_status_committing(int index);
-/* From the bridge, around alive_worker.hook. */
-extern PGDLLEXPORT void worker_status_in_hook(bool in_hook);
-/* From the bridge: why alive_worker.retention deletes nothing; NULL clears. */
-extern PGDLLEXPORT void worker_status_retention_error(const char *message);
-extern void worker_status_commit_took(int index, int64 commit_us);
-extern void worker_status_set_state_detail(int index, WorkerState state,
+extern void worker_status_committing(void);
+/* Around alive_worker.hook (hook_runner.c). */
+extern void worker_status_in_hook(bool in_hook);
+/* Why alive_worker.retention deletes nothing, as Python told it; NULL clears. */
+extern void worker_status_retention_error(const char *message);
+extern void worker_status_commit_took(int64 commit_us);
+extern void worker_status_set_state_detail(WorkerState state,
 										   const char *detail);
 
 /*
@@ -132,8 +120,8 @@ extern bool worker_status_connecting(int index, int earlier_failures,
 									 TimestampTz next_retry_at);
 /* From the worker's emit_log_hook: a FATAL that ends this run. */
 extern void worker_status_record_fatal(const ErrorData *edata);
-extern void worker_status_backing_off(int index, TimestampTz until);
-extern void worker_status_connected(int index);
+extern void worker_status_backing_off(TimestampTz until);
+extern void worker_status_connected(void);
 
 /*
  * No background worker slot for the worker of configured database index
@@ -143,41 +131,38 @@ extern void worker_status_connected(int index);
 extern void worker_status_not_registered(int index, int needed);
 
 /* The client-path probe's role (empty: off), after a reload too. */
-extern void worker_status_probe_role(int index, const char *role);
+extern void worker_status_probe_role(const char *role);
 /* One probe's outcome; sqlstate and message are its error when it failed. */
-extern void worker_status_probe_end(int index, bool ok, int64 duration_us,
+extern void worker_status_probe_end(bool ok, int64 duration_us,
 									const char *sqlstate, const char *message);
 
 /* The disk space read at a tick: free and size in bytes, and where. */
-extern void worker_status_disk(int index, int64 free_bytes, int64 size_bytes,
+extern void worker_status_disk(int64 free_bytes, int64 size_bytes,
 							   const char *where);
 
 /* stop() from a client backend: who asked, shown once the worker stopped. */
 extern void worker_status_stop_requested(int index, int pid, const char *role);
 extern void worker_status_note_previous_run(int index);
-extern PGDLLEXPORT void worker_status_probe_outcome(bool *probing, bool *failing,
+extern void worker_status_probe_outcome(bool *probing, bool *failing,
 													TimestampTz *last_probe_at,
 													TimestampTz *last_ok_at, char *sqlstate,
 													char *message, size_t message_size);
 
 /* A message cut to fit size bytes on a character boundary, never mid-UTF-8. */
 extern void worker_status_clip(char *dest, const char *src, size_t size);
-extern void worker_status_schedule(int index, TimestampTz next_tick_at,
-								   int64 skipped);
+/* The next tick's time, and the ticks skipped since the worker started. */
+extern void worker_status_schedule(TimestampTz next_tick_at,
+								   int64 ticks_skipped);
 /* A hook ran for duration_us; message is its error, NULL if it succeeded. */
-extern void worker_status_hook_end(int index, int64 duration_us,
+extern void worker_status_hook_end(int64 duration_us,
 								   const char *message);
 
-extern const char *worker_state_name(WorkerState state);
 extern void worker_status_describe_probe_failure(const WorkerStatus *slot, char *detail, size_t size);
 
 /* Fills in the registration of the worker for configured database index. */
 extern void alive_worker_describe(BackgroundWorker *worker, int index);
 
-/* Another worker serves the slot's database: exits, not to be restarted. */
-extern void worker_status_exit_as_duplicate(const char *database);
-
 /* Records in the slot why the worker stops, for the view. */
-extern bool worker_status_record_sigterm(int index, int sender, bool from_a_session);
+extern bool worker_status_record_sigterm(int sender, bool from_a_session);
 
 #endif							/* ALIVE_WORKER_WORKER_STATUS_H */
