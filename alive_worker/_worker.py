@@ -7,8 +7,6 @@ ERROR once Python has returned.
 
 from __future__ import annotations
 
-import traceback
-
 from alive_worker import errors, spi
 from alive_worker._native import ffi, lib
 from alive_worker.heartbeat import Heartbeat
@@ -20,6 +18,9 @@ _heartbeat: Heartbeat | None = None
 
 
 def _record(exc: BaseException, doing: str) -> int:
+    # Imported only then: a worker whose ticks go well never needs it.
+    import traceback
+
     trace = "".join(traceback.format_exception(exc)).rstrip()
     if isinstance(exc, SPIError):
         # The hook host's failures carry the hook's own traceback: the
@@ -47,11 +48,14 @@ def _record(exc: BaseException, doing: str) -> int:
 
 @ffi.def_extern()
 def aw_python_start() -> int:
-    """Routes logging to the server log; called outside any transaction."""
-    try:
-        from alive_worker import _plpython, pglog
+    """Readies plpy and the hook host; called outside any transaction.
 
-        pglog.install()
+    Logging is routed to the server log at the worker's first record
+    (alive_worker.pglog), not here: a worker that logs nothing never imports it.
+    """
+    try:
+        from alive_worker import _plpython
+
         _plpython.install()
         # Not under the first tick's timeout: the host's start.
         from alive_worker.heartbeat import start_hook_host_early

@@ -18,15 +18,18 @@ the heartbeats: alive-worker report reads both.
 
 from __future__ import annotations
 
-import logging
 import time
 from datetime import UTC, datetime, timedelta
 
-from alive_worker import ledger, spi
+from alive_worker import pglog, spi
 from alive_worker._native import ffi, lib
 from alive_worker.logtable import LogTable
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from alive_worker import ledger
+
+log = pglog.getLogger(__name__)
 
 # A heartbeat later than this many intervals after the previous one ends a gap the ledger keeps.
 GAP_INTERVALS = 2
@@ -60,6 +63,8 @@ def _text(pointer: object) -> str:
 
 
 def start_facts() -> ledger.StartFacts:
+    from alive_worker import ledger
+
     """What the shim kept about this start (src/server_start.c)."""
     facts = ffi.new("aw_start_facts *")
     lib.aw_start_facts_read(facts)
@@ -188,6 +193,9 @@ class EventLog:
             self.attach(self.table, *self._settings)
             if self._insert is None:
                 return
+        # Imported only now: a database without the extension keeps no ledger.
+        from alive_worker import ledger
+
         if not self.started:
             self._pending_start = True
             last = self._last_heartbeat_before_start()
@@ -210,6 +218,8 @@ class EventLog:
         lib.aw_probe_facts_read(facts)
         if not facts.probing:
             return
+        from alive_worker import ledger
+
         events = ledger.probe_events(
             self.refused_since,
             bool(facts.failing),

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import logging
+from alive_worker import errors, pglog, spi
 
-from alive_worker import errors, spi
-
-log = logging.getLogger(__name__)
+log = pglog.getLogger(__name__)
 
 # Kind, owner, privileges and shape in one catalog query; no rows means no
 # such table.  Functions are named with their schema and the worker's

@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from alive_worker import spi
+
+# typing is not imported at run time (see spi.py); mypy reads the first branch.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NamedTuple
+
+    class _SettingsFields(NamedTuple):
+        database: str
+        role: str
+        schema: str
+        table: str
+        message: str
+        interval_ms: int
+        hook: str
+        retention_s: int
+
+else:
+    from collections import namedtuple
+
+    _SettingsFields = namedtuple(
+        "Settings", ("database", "role", "schema", "table", "message", "interval_ms", "hook", "retention_s")
+    )
 
 
 def _read(name: str) -> str:
@@ -14,19 +34,12 @@ def _read(name: str) -> str:
     return value
 
 
-# A NamedTuple rather than a dataclass: dataclasses imports inspect, about
+# A named tuple rather than a dataclass: dataclasses imports inspect, about
 # 1.7 MB of modules that the worker would carry for nothing.
-class Settings(NamedTuple):
+class Settings(_SettingsFields):
     """A snapshot of the settings, taken at start and after each reload."""
 
-    database: str
-    role: str
-    schema: str
-    table: str
-    message: str
-    interval_ms: int
-    hook: str
-    retention_s: int
+    __slots__ = ()
 
     @classmethod
     def current(cls) -> Settings:

@@ -20,12 +20,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from types import TracebackType
-from typing import NamedTuple, NoReturn
 
 # Re-exported: hooks write spi.SPIError and spi.errors.QueryCanceled.
 from alive_worker import errors as errors
 from alive_worker._native import ffi, lib
 from alive_worker.errors import SPIError as SPIError
+
+# typing is not imported at run time: with re, which it imports, it costs
+# each worker some 750 kB (issue 25).  mypy reads the first branch.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NamedTuple, NoReturn
+
+    class _TableAccessFields(NamedTuple):
+        schema: str
+        table: str
+        privileges: int
+
+else:
+    from collections import namedtuple
+
+    _TableAccessFields = namedtuple("TableAccess", ("schema", "table", "privileges"))
 
 Row = tuple[str | None, ...]
 
@@ -67,7 +82,7 @@ def _c_string(text: str, what: str) -> bytes:
     return text.encode()
 
 
-class TableAccess(NamedTuple):
+class TableAccess(_TableAccessFields):
     """A table whose statement runs as the table's owner, and what the worker's role needs on it.
 
     The table's triggers, defaults, rules, policies and the like then run
@@ -76,9 +91,7 @@ class TableAccess(NamedTuple):
     execution, as if it ran the statement itself.
     """
 
-    schema: str
-    table: str
-    privileges: int
+    __slots__ = ()
 
     @classmethod
     def for_insert(cls, schema: str, table: str) -> TableAccess:
