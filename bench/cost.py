@@ -20,6 +20,7 @@ from typing import Any
 
 from cluster import Cluster, running
 from common import ALIVE, MEMORY_SETTLE_SECONDS, REF, Figures, log, worker_key, worker_settings
+from instructions import measure_instructions
 from procfs import private_pss_kb
 from tick_cost import measure_ticks_at_10ms
 
@@ -115,6 +116,7 @@ def measure_cost(cluster: Cluster, figures: Figures) -> None:
     with running(cluster, shared_preload_libraries=both):
         measure_ticks_at_10ms(cluster, figures, "off")
     measure_memory_per_database(cluster, figures)
+    measure_instructions(cluster, figures)
 
 
 def cost_table(values: dict[str, Any]) -> str:
