@@ -44,6 +44,8 @@ def measure_instructions(cluster: Cluster, figures: Figures) -> None:
     cluster.configure(
         shared_preload_libraries="alive_worker,alive_worker_ref",
         synchronous_commit="off",
+        # Under callgrind a tick takes milliseconds: the default timeout would fail some.
+        **{"alive_worker.tick_timeout": "10s"},
         **worker_settings(ALIVE, interval=INTERVAL),
         **worker_settings(REF, interval=INTERVAL),
     )
