@@ -726,7 +726,17 @@ aw_execute_text(aw_plan *plan, const char *value, long *rows_out)
 						NULL, NULL, NULL);
 		return AW_ERROR;
 	}
-	return run_guarded(GUARD_STATEMENT, execute_body, &args);
+	if (run_guarded(GUARD_STATEMENT, execute_body, &args) != AW_OK)
+		return AW_ERROR;
+
+	/*
+	 * The rows it inserted or changed, not whether it returned any: its rows
+	 * are left unread, and the heartbeat needs to know it wrote one without
+	 * a second call into the bridge (aw_rows_processed), which would cost
+	 * two more hand-overs of the GIL at every tick.
+	 */
+	*rows_out = rows_processed;
+	return AW_OK;
 }
 
 long

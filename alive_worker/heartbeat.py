@@ -112,7 +112,7 @@ class Heartbeat:
             raise
         # A BEFORE trigger that returns NULL, or a DO INSTEAD rule, turns the
         # INSERT into nothing without an error: no row, no heartbeat.
-        if spi.last_rowcount() == 0:
+        if insert.rows_processed() == 0:
             assert self._table is not None
             error = self._table.wrote_nothing()
             # Prepared again next tick: a plan rewritten into nothing names no

@@ -188,6 +188,11 @@ class Plan:
             raise TypeError(f"{self.query!r} takes {self.nargs} values, got {len(values)}")
         if self.nargs == 1 and values[0] is not None and max_rows == 0:
             self.execute_text(values[0])
+            # execute_text leaves the rows it processed: as many as it returned, if it returns any.
+            columns = lib.aw_result_columns()
+            if columns < 0:
+                return []
+            return _fetch(self._rows[0], columns, max_bytes)
         else:
             keep_alive = []
             for index, value in enumerate(values):
@@ -211,6 +216,13 @@ class Plan:
         """
         if _execute_text(self._handle, _c_string(value, "value $1"), self._rows) != _OK:
             self._raise_failure()
+
+    def rows_processed(self) -> int:
+        """After :meth:`execute_text`: the rows it inserted or changed, as last_rowcount() says.
+
+        Read from what the execution left here, without a call into the bridge.
+        """
+        return int(self._rows[0])
 
     def free(self) -> None:
         """Releases the plan; it cannot be executed afterwards."""
