@@ -6,8 +6,8 @@ a cluster started once for each count of databases, alive_worker with one
 worker per database (``alive_worker.databases``) and, separately, the C
 reference with as many workers (``alive_worker_ref.workers``), every worker
 ticking at 100 ms.  A worker's memory is the PSS of its private mappings
-(procfs.private_pss_kb), its median over the workers; the one-database
-worker's memory is also broken down by kind of mapping (memory_by_kind).
+(procfs.private_pss_kb), its median over the workers; one worker's of each
+count is also broken down by kind of mapping (memory_by_kind).
 """
 
 from __future__ import annotations
@@ -115,8 +115,7 @@ def measure_memory_per_database(cluster: Cluster, figures: Figures) -> None:
                         log(f"{worker} {pid} exited before its memory was read; see {cluster.log_file}")
                 key = f"{worker_key(worker)}.databases_{count}"
                 figures.put(f"{key}.private_pss_kb", statistics.median(each))
-                if count == 1:
-                    figures.put(f"{key}.memory_by_kind_kb", memory_by_kind(pids[0]))
+                figures.put(f"{key}.memory_by_kind_kb", memory_by_kind(pids[-1]))
             log(f"{worker}, {count} database(s): private PSS per worker {statistics.median(each):,.0f} kB")
 
 
@@ -152,12 +151,12 @@ def cost_table(values: dict[str, Any]) -> str:
         lines.append(
             f"| instructions per tick (callgrind) | {alive_i:,.0f} | {ref_i:,.0f} | | {alive_i / ref_i:.2f}x |"
         )
-    by_kind = values["alive.databases_1.memory_by_kind_kb"]
-    ref_kind = values["ref.databases_1.memory_by_kind_kb"]
-    if isinstance(by_kind, dict) and isinstance(ref_kind, dict):
+    for count in DATABASE_COUNTS:
+        by_kind = values[f"alive.databases_{count}.memory_by_kind_kb"]
+        ref_kind = values[f"ref.databases_{count}.memory_by_kind_kb"]
         lines += [
             "",
-            "One worker's private mappings by kind, kB (alive_worker / C reference):",
+            f"One worker's private mappings by kind with {count} database(s), kB (alive_worker / C reference):",
             "",
             "| kind | " + " | ".join(COUNTERS) + " |",
             "|---|" + "---:|" * len(COUNTERS),
