@@ -16,9 +16,9 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "commands/extension.h"
-#include "lib/ilist.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "lib/ilist.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
@@ -288,8 +288,8 @@ table_owner_run_as(Oid owner, bool owner_only_below_worker)
  * The heartbeat's INSERT runs through a kept plan at every tick, and the
  * lookup above (the table by name, its kind and persistence, the worker
  * role's privileges, who the statement runs as) would find the same answer
- * every time: some 2,700 instructions, a third of what Python adds to a
- * tick.  So a kept plan keeps what its last lookup found, and forgets it on
+ * every time: some 2,800 instructions of a tick's 70,000 (callgrind, issue
+ * 25).  So a kept plan keeps what its last lookup found, and forgets it on
  * the invalidations PostgreSQL sends for everything the answer depends on:
  *
  * - the table's relcache entry: its owner, its grants (relacl), its kind and
