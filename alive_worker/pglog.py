@@ -2,11 +2,13 @@
 
 The logging package is imported at the first record the worker writes, not
 at its start: with threading, traceback, string and re it costs each worker
-about a megabyte (issue 25), and a worker whose ticks go well writes none.
+a megabyte and more (issue 25), and a worker whose ticks go well writes none.
 The worker's modules log through getLogger() below, whose loggers import
-logging and install the server's handler on their first use; what imports
-logging itself (a hook, retention) gets the handler from its first record
-through one of ours, or from install_now().
+logging and install the server's handler on their first use (DEBUG records
+are dropped before that when the server would not log them).  Hooks run in
+the hook host, which sets up its own logging (_host.py).  Until the first
+record, Python's warnings go to the worker's standard error, which is the
+server log too.
 """
 
 from __future__ import annotations
