@@ -200,7 +200,8 @@ int			aw_prepare_as_owner(const char *query, int nargs, const char *const *argty
 /*
  * rows_out: the rows the statement returned, for aw_result_value; -1 if it
  * returns none (an INSERT without RETURNING).  aw_execute_text is
- * aw_execute for a plan of one non-null value, with no array to fill.
+ * aw_execute for a plan of one non-null value, with no array to fill, and
+ * its rows_out is the rows the statement processed (inserted, say).
  */
 int			aw_execute(aw_plan *plan, const char *const *values, long *rows_out);
 /*

@@ -18,15 +18,18 @@
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "lib/ilist.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "_bridge.h"
 #include "_bridge_guard.h"
@@ -44,6 +47,18 @@ struct aw_plan
 	AclMode		required_privileges;	/* of the worker's role, on owner_of */
 	/* A hook's plan: as the owner only if that lends the worker no rights */
 	bool		owner_only_below_worker;
+
+	/*
+	 * A kept plan's owner run, as its last execution found it (see "what
+	 * stays between ticks" below): the table, the role the statement runs
+	 * as, and the worker's role that was checked.  cached_relid InvalidOid:
+	 * look it all up again.
+	 */
+	Oid			cached_relid;
+	Oid			cached_run_as;
+	Oid			cached_worker_role;
+	bool		in_cached_runs; /* linked in cached_owner_runs */
+	dlist_node	cached_runs_node;
 };
 
 StaticAssertDecl(AW_PRIVILEGE_INSERT == ACL_INSERT &&
@@ -93,13 +108,15 @@ forget_result_rows(void)
  * keeps a superuser worker out of other roles' code (alive-worker doctor
  * warns when others own code there).
  *
- * The owner is looked up at every execution, not once: the table may have
- * been dropped and made again by another role since the plan was made (a
- * kept plan then follows the name to the new table).  The lookup locks the
- * table by name first, as the statement will, and PostgreSQL resolves the
- * statement's name against the same catalog state: an invalidation that
- * could point the name elsewhere is processed only when a new lock is taken,
- * and none is between this lookup and the statement's own.
+ * The owner is looked up again whenever it may have changed, not once: the
+ * table may have been dropped and made again by another role since the plan
+ * was made (a kept plan then follows the name to the new table).  The lookup
+ * locks the table by name first, as the statement will, and PostgreSQL
+ * resolves the statement's name against the same catalog state: an
+ * invalidation that could point the name elsewhere is processed only when a
+ * new lock is taken, and none is between this lookup and the statement's
+ * own.  What a kept plan's lookup found is kept until such an invalidation
+ * (below: what stays between ticks).
  */
 /*
  * With AW_EXTENSION_TABLE: the extension's own table (alive_worker.events),
@@ -176,7 +193,7 @@ lock_extension_table(const RangeVar *table, LOCKMODE lockmode)
 }
 
 static Oid
-lock_table_for_owner_run(const RangeVar *table, LOCKMODE lockmode, AclMode privileges)
+lock_table_for_owner_run(const RangeVar *table, LOCKMODE lockmode, AclMode privileges, Oid *relid_out)
 {
 	bool		extension_table = (privileges & EXTENSION_TABLE) != 0;
 	Oid			relid = extension_table ? lock_extension_table(table, lockmode) :
@@ -189,6 +206,7 @@ lock_table_for_owner_run(const RangeVar *table, LOCKMODE lockmode, AclMode privi
 	AclMode		missing;
 
 	relation_close(relation, NoLock);
+	*relid_out = relid;
 	/*
 	 * A row of an unlogged or temporary table writes no WAL, so its commit
 	 * waits for neither the WAL flush nor synchronous standbys: a heartbeat
@@ -264,24 +282,131 @@ table_owner_run_as(Oid owner, bool owner_only_below_worker)
 	return owner;
 }
 
+/* ---- what stays between ticks ---- */
+
+/*
+ * The heartbeat's INSERT runs through a kept plan at every tick, and the
+ * lookup above (the table by name, its kind and persistence, the worker
+ * role's privileges, who the statement runs as) would find the same answer
+ * every time: some 2,800 instructions of a tick's 70,000 (callgrind, issue
+ * 25).  So a kept plan keeps what its last lookup found, and forgets it on
+ * the invalidations PostgreSQL sends for everything the answer depends on:
+ *
+ * - the table's relcache entry: its owner, its grants (relacl), its kind and
+ *   persistence, its name, and its drop are all changes of its pg_class row;
+ * - roles (AUTHOID): whether the owner or the worker's role is a superuser;
+ * - role memberships (AUTHMEMROLEMEM): privileges held through a granted
+ *   role, and has_privs_of_role() of a hook's plan;
+ * - schemas (NAMESPACEOID): the schema renamed or dropped (the name may then
+ *   lead to another table), and USAGE on it granted or revoked.
+ *
+ * Invalidations are processed when a lock is newly taken, so a kept answer
+ * is used only after the table's lock is taken, as RangeVarGetRelidExtended
+ * checks its own lookup: if an invalidation came with the lock, the lock is
+ * let go and everything looked up again.  The worker's role is compared as
+ * well, since a hook's statement may SET ROLE.  The extension's own table is
+ * always looked up: whether it still belongs to the extension is read from
+ * pg_depend, which sends no invalidation, and the ledger writes rarely.
+ */
+static dlist_head cached_owner_runs = DLIST_STATIC_INIT(cached_owner_runs);
+static bool owner_run_callbacks_registered = false;
+
 static void
-run_as_table_owner(TableOwnerRun *run)
+forget_owner_runs(Oid relid)
 {
-	Oid			owner = lock_table_for_owner_run(run->table, run->lockmode, run->privileges);
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &cached_owner_runs)
+	{
+		aw_plan    *plan = dlist_container(aw_plan, cached_runs_node, iter.cur);
+
+		if (!OidIsValid(relid) || plan->cached_relid == relid)
+			plan->cached_relid = InvalidOid;
+	}
+}
+
+static void
+owner_run_relcache_callback(Datum arg, Oid relid)
+{
+	forget_owner_runs(relid);
+}
+
+static void
+owner_run_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	forget_owner_runs(InvalidOid);
+}
+
+/* A kept plan that runs as a table's owner keeps its lookup from now on. */
+static void
+keep_owner_runs_of(aw_plan *plan)
+{
+	if (plan->owner_of == NULL || (plan->required_privileges & EXTENSION_TABLE) != 0)
+		return;
+	if (!owner_run_callbacks_registered)
+	{
+		CacheRegisterRelcacheCallback(owner_run_relcache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(AUTHOID, owner_run_syscache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, owner_run_syscache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(NAMESPACEOID, owner_run_syscache_callback, (Datum) 0);
+		owner_run_callbacks_registered = true;
+	}
+	plan->cached_relid = InvalidOid;
+	dlist_push_tail(&cached_owner_runs, &plan->cached_runs_node);
+	plan->in_cached_runs = true;
+}
+
+/*
+ * Whether the plan's kept lookup still holds: the table locked first, as
+ * the full lookup would, so that any invalidation sent before the lock is
+ * processed now.
+ */
+static bool
+owner_run_still_holds(aw_plan *plan, LOCKMODE lockmode)
+{
+	Oid			relid = plan->cached_relid;
+
+	if (!OidIsValid(relid) || plan->cached_worker_role != GetUserId())
+		return false;
+	LockRelationOid(relid, lockmode);
+	if (plan->cached_relid == relid)
+		return true;
+	/* Changed meanwhile: as RangeVarGetRelidExtended, let go and look again. */
+	UnlockRelationOid(relid, lockmode);
+	return false;
+}
+
+static void
+run_as_table_owner(TableOwnerRun *run, aw_plan *plan)
+{
+	Oid			owner;
+	Oid			relid;
 	Oid			run_as;
 	TableOwnerState state;
 
-	if ((run->privileges & EXTENSION_TABLE) != 0)
-	{
-		/* The ledger is the worker's own record: a hook's statement never writes it. */
-		if (run->owner_only_below_worker)
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("a hook's statement may not run as the owner of extension alive_worker's own table")));
-		run_as = owner;
-	}
+	if (plan != NULL && plan->in_cached_runs && owner_run_still_holds(plan, run->lockmode))
+		run_as = plan->cached_run_as;
 	else
-		run_as = table_owner_run_as(owner, run->owner_only_below_worker);
+	{
+		owner = lock_table_for_owner_run(run->table, run->lockmode, run->privileges, &relid);
+		if ((run->privileges & EXTENSION_TABLE) != 0)
+		{
+			/* The ledger is the worker's own record: a hook's statement never writes it. */
+			if (run->owner_only_below_worker)
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("a hook's statement may not run as the owner of extension alive_worker's own table")));
+			run_as = owner;
+		}
+		else
+			run_as = table_owner_run_as(owner, run->owner_only_below_worker);
+		if (plan != NULL && plan->in_cached_runs)
+		{
+			plan->cached_run_as = run_as;
+			plan->cached_worker_role = GetUserId();
+			plan->cached_relid = relid;
+		}
+	}
 	table_owner_begin(run_as, &state);
 	PG_TRY();
 	{
@@ -381,7 +506,7 @@ prepare_body(void *arg)
 				plan->required_privileges & EXTENSION_TABLE,
 			plan->owner_only_below_worker, spi_prepare_body, &prepare};
 
-			run_as_table_owner(&run);
+			run_as_table_owner(&run, NULL);
 		}
 		else
 			spi_prepare_body(&prepare);
@@ -390,6 +515,8 @@ prepare_body(void *arg)
 				 SPI_result_code_string(SPI_result));
 		if (args->keep && SPI_keepplan(plan->plan) != 0)
 			elog(ERROR, "SPI_keepplan failed");
+		if (args->keep)
+			keep_owner_runs_of(plan);
 	}
 	PG_CATCH();
 	{
@@ -437,6 +564,8 @@ aw_free_plan(aw_plan *plan)
 		return;
 	if (plan->plan != NULL)
 		SPI_freeplan(plan->plan);
+	if (plan->in_cached_runs)
+		dlist_delete(&plan->cached_runs_node);
 	MemoryContextDelete(plan->context);
 	live_plans--;
 }
@@ -535,7 +664,7 @@ execute_body(void *arg)
 			TableOwnerRun run = {plan->owner_of, statement_lockmode(plan->required_privileges),
 			plan->required_privileges, plan->owner_only_below_worker, spi_execute_body, &execute};
 
-			run_as_table_owner(&run);
+			run_as_table_owner(&run, plan);
 		}
 		else
 			spi_execute_body(&execute);
@@ -597,7 +726,17 @@ aw_execute_text(aw_plan *plan, const char *value, long *rows_out)
 						NULL, NULL, NULL);
 		return AW_ERROR;
 	}
-	return run_guarded(GUARD_STATEMENT, execute_body, &args);
+	if (run_guarded(GUARD_STATEMENT, execute_body, &args) != AW_OK)
+		return AW_ERROR;
+
+	/*
+	 * The rows it inserted or changed, not whether it returned any: its rows
+	 * are left unread, and the heartbeat needs to know it wrote one without
+	 * a second call into the bridge (aw_rows_processed), which would cost
+	 * two more hand-overs of the GIL at every tick.
+	 */
+	*rows_out = rows_processed;
+	return AW_OK;
 }
 
 long

@@ -36,7 +36,7 @@ from alive_worker import _wire, errors, pglog, settings, spi
 from alive_worker._native import lib
 from alive_worker.hooks import Tick
 
-log = logging.getLogger(__name__)
+log = pglog.getLogger(__name__)
 
 WAIT_MS = 10
 GRACE_S = 0.05
@@ -167,7 +167,7 @@ class HookHost:
                 "path": list(sys.path),
                 "hook": self.spec,
                 "memory_limit": self.memory_limit,
-                "debug": logging.getLogger().isEnabledFor(logging.DEBUG),
+                "debug": pglog.debug_enabled(),
             }
         )
         self.started_at = started

@@ -7,13 +7,15 @@ ERROR once Python has returned.
 
 from __future__ import annotations
 
-import traceback
-from typing import Any
-
 from alive_worker import errors, settings, spi
 from alive_worker._native import ffi, lib
 from alive_worker.heartbeat import Heartbeat
 from alive_worker.spi import SPIError
+
+# typing is not imported at run time (see spi.py).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _OK = int(lib.AW_OK)
 
@@ -21,6 +23,9 @@ _heartbeat: Heartbeat | None = None
 
 
 def _record(exc: BaseException, doing: str) -> int:
+    # Imported only then: a worker whose ticks go well never needs it.
+    import traceback
+
     trace = "".join(traceback.format_exception(exc)).rstrip()
     if isinstance(exc, SPIError):
         # The hook host's failures carry the hook's own traceback: the
@@ -76,12 +81,15 @@ def _receive_settings(given: Any) -> None:
 
 @ffi.def_extern()
 def aw_python_start(given_settings: Any) -> int:
-    """Routes logging to the server log; called outside any transaction."""
+    """Takes the settings, readies plpy and the hook host; called outside any transaction.
+
+    Logging is routed to the server log at the worker's first record
+    (alive_worker.pglog), not here: a worker that logs nothing never imports it.
+    """
     try:
         _receive_settings(given_settings)
-        from alive_worker import _plpython, pglog
+        from alive_worker import _plpython
 
-        pglog.install()
         _plpython.install()
         # Not under the first tick's timeout: the host's start.
         from alive_worker.heartbeat import start_hook_host_early

@@ -18,7 +18,9 @@ imports it too, outside the server.
 
 from __future__ import annotations
 
-from typing import ClassVar
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 
 class SPIError(Exception):

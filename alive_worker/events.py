@@ -18,15 +18,18 @@ the heartbeats: alive-worker report reads both.
 
 from __future__ import annotations
 
-import logging
 import time
 from datetime import UTC, datetime, timedelta
 
-from alive_worker import ledger, settings, spi
+from alive_worker import pglog, settings, spi
 from alive_worker._native import ffi
 from alive_worker.logtable import LogTable
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from alive_worker import ledger
+
+log = pglog.getLogger(__name__)
 
 # A heartbeat later than this many intervals after the previous one ends a gap the ledger keeps.
 GAP_INTERVALS = 2
@@ -61,6 +64,8 @@ def _text(pointer: object) -> str:
 
 def start_facts() -> ledger.StartFacts:
     """What the shim kept about this start (src/server_start.c), handed over with the tick."""
+    from alive_worker import ledger
+
     facts = spi.given_tick().start
     started = _moment(facts.server_started_at)
     assert started is not None
@@ -187,6 +192,9 @@ class EventLog:
             self.attach(self.table, *self._settings)
             if self._insert is None:
                 return
+        # Imported only now: a database without the extension keeps no ledger.
+        from alive_worker import ledger
+
         if not self.started:
             self._pending_start = True
             last = self._last_heartbeat_before_start()
@@ -208,6 +216,8 @@ class EventLog:
         facts = spi.given_tick().probe
         if not facts.probing:
             return
+        from alive_worker import ledger
+
         events = ledger.probe_events(
             self.refused_since,
             bool(facts.failing),

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING
-
-from alive_worker import hooks, pglog, spi
+from alive_worker import pglog, spi
 from alive_worker.logtable import LogTable
 from alive_worker.settings import Settings
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from alive_worker import hooks
     from alive_worker._hook_client import HookHost
     from alive_worker.events import EventLog
     from alive_worker.retention import Retention
 
-log = logging.getLogger(__name__)
+log = pglog.getLogger(__name__)
 
 # The hook host started with the worker, until the first tick's hook takes it.
 _early_host: HookHost | None = None
@@ -72,6 +71,9 @@ class Heartbeat:
                 self._events.tick_failed(error.sqlstate, error.message)
             raise
         if self.settings.hook:
+            # Imported only then: the tick without a hook needs none of it.
+            from alive_worker import hooks
+
             self._tick = hooks.Tick(number, f"{self.settings.message} {number}", self.settings)
         if self._retention is not None:
             self._retention.run_if_due()
@@ -101,7 +103,7 @@ class Heartbeat:
             raise
         # A BEFORE trigger that returns NULL, or a DO INSTEAD rule, turns the
         # INSERT into nothing without an error: no row, no heartbeat.
-        if spi.last_rowcount() == 0:
+        if insert.rows_processed() == 0:
             assert self._table is not None
             error = self._table.wrote_nothing()
             # Prepared again next tick: a plan rewritten into nothing names no
@@ -186,7 +188,7 @@ class Heartbeat:
         self._generation = settings_generation
         pglog.follow_server_level()
         # log_min_messages changes only with a reload, and so does this.
-        self._debug = log.isEnabledFor(logging.DEBUG)
+        self._debug = pglog.debug_enabled()
         table_settings = (self.settings.schema, self.settings.table, self.settings.retention_s)
         if table_settings != (previous.schema, previous.table, previous.retention_s):
             self._discard_insert()

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-
-from alive_worker import errors, spi
+from alive_worker import errors, pglog, spi
 from alive_worker.table_facts import TABLE_FACTS_SPI
 
-log = logging.getLogger(__name__)
+log = pglog.getLogger(__name__)
 
 # What can turn an INSERT into the table into nothing without an error:
 # enabled BEFORE INSERT row triggers (tgtype bits: row 1, before 2, insert 4),

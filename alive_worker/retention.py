@@ -13,13 +13,12 @@ servers get batches that fit them.
 
 from __future__ import annotations
 
-import logging
 import time
 
-from alive_worker import errors, spi
+from alive_worker import errors, pglog, spi
 from alive_worker.logtable import LogTable
 
-log = logging.getLogger(__name__)
+log = pglog.getLogger(__name__)
 
 BATCH_ROWS = 5000
 SMALLEST_BATCH_ROWS = 50

@@ -2,22 +2,42 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+# typing is not imported at run time (see spi.py); mypy reads the first branch.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NamedTuple
+
+    class _SettingsFields(NamedTuple):
+        database: str
+        role: str
+        schema: str
+        table: str
+        message: str
+        interval_ms: int
+        hook: str
+        retention_s: int
+
+    class _SnapshotFields(NamedTuple):
+        generation: int  # reloads so far, counted by the shim
+        settings: Settings
+        probe_role: str
+        hook_memory_limit_kb: int
+
+else:
+    from collections import namedtuple
+
+    _SettingsFields = namedtuple(
+        "Settings", ("database", "role", "schema", "table", "message", "interval_ms", "hook", "retention_s")
+    )
+    _SnapshotFields = namedtuple("Snapshot", ("generation", "settings", "probe_role", "hook_memory_limit_kb"))
 
 
-# A NamedTuple rather than a dataclass: dataclasses imports inspect, about
+# A named tuple rather than a dataclass: dataclasses imports inspect, about
 # 1.7 MB of modules that the worker would carry for nothing.
-class Settings(NamedTuple):
+class Settings(_SettingsFields):
     """What a hook is told of the settings (hooks.Tick.settings)."""
 
-    database: str
-    role: str
-    schema: str
-    table: str
-    message: str
-    interval_ms: int
-    hook: str
-    retention_s: int
+    __slots__ = ()
 
     @classmethod
     def current(cls) -> Settings:
@@ -25,14 +45,11 @@ class Settings(NamedTuple):
         return snapshot().settings
 
 
-class Snapshot(NamedTuple):
+class Snapshot(_SnapshotFields):
     """The settings the shim holds, handed over at start and after each reload (aw_settings in
     _bridge.h): Python reads none of them again from the server."""
 
-    generation: int  # reloads so far, counted by the shim
-    settings: Settings
-    probe_role: str
-    hook_memory_limit_kb: int
+    __slots__ = ()
 
 
 _snapshot: Snapshot | None = None

@@ -41,6 +41,7 @@ PGDLLEXPORT void alive_worker_ref_main(Datum main_arg);
 static char *ref_table = NULL;
 static int	ref_interval_ms = 10000;
 static bool ref_back_to_back = false;
+static int	ref_workers = 1;
 
 void
 _PG_init(void)
@@ -59,6 +60,11 @@ _PG_init(void)
 							 "Run ticks back to back, without sleeping.",
 							 NULL, &ref_back_to_back, false,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("alive_worker_ref.workers",
+							"Reference workers to start, all writing into the same table: "
+							"the baseline for memory per database (bench/cost.py).",
+							NULL, &ref_workers, 1, 1, 64,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("alive_worker_ref");
 
 	if (!process_shared_preload_libraries_in_progress)
@@ -72,7 +78,8 @@ _PG_init(void)
 	snprintf(worker.bgw_function_name, BGW_MAXLEN, "alive_worker_ref_main");
 	snprintf(worker.bgw_name, BGW_MAXLEN, "alive worker ref");
 	snprintf(worker.bgw_type, BGW_MAXLEN, "alive worker ref");
-	RegisterBackgroundWorker(&worker);
+	for (int i = 0; i < ref_workers; i++)
+		RegisterBackgroundWorker(&worker);
 }
 
 /*

@@ -38,6 +38,7 @@ import ledger_agreement
 from clients import measure_client_cost, measure_pgbench
 from cluster import Cluster, running
 from common import ALIVE, REF, TABLE_SHAPE, TABLES, Figures, bench_arguments, log, worker_settings
+from cost import cost_table, measure_cost
 from hook_host import measure_hook_host
 from lifecycle import measure_start_and_stop, measure_stop_with_hook
 from report import machine, report
@@ -51,6 +52,11 @@ def main() -> None:
     parser = bench_arguments(__doc__.splitlines()[0], 55433, "table and picture again from --out/bench.json")
     parser.add_argument(
         "--ticks-only", action="store_true", help="only CPU per tick and service time at 10 ms, printed"
+    )
+    parser.add_argument(
+        "--cost-only",
+        action="store_true",
+        help="only issue 25's figures: CPU per tick, memory per worker for 1, 8, 32 databases (bench/cost.py), printed",
     )
     parser.add_argument(
         "--stop-only",
@@ -104,6 +110,13 @@ def main() -> None:
     if args.hook_host_only:
         measure_hook_host(cluster, figures)
         (args.out / "hook_host.json").write_text(json.dumps(figures.values, indent=1) + "\n")
+        return
+
+    if args.cost_only:
+        measure_cost(cluster, figures)
+        (args.out / "cost.json").write_text(json.dumps(figures.values, indent=1) + "\n")
+        print()
+        print(cost_table(figures.values))
         return
 
     if args.stop_only:
