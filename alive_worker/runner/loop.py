@@ -65,6 +65,18 @@ WHERE n.nspname = $1 AND c.relname = $2
 """
 
 
+# How often psycopg looks up from a statement's wait to let a signal's handler run: its
+# own default (0.1 s) alone would use up the 100 ms that SIGTERM is given.
+SIGNAL_CHECK_SECONDS = 0.01
+
+
+class RunnerConnection(psycopg.Connection[Any]):
+    """A connection whose waits let SIGTERM's handler run within SIGNAL_CHECK_SECONDS."""
+
+    def wait(self, gen: Any, interval: float = SIGNAL_CHECK_SECONDS, timeout: float | None = None) -> Any:
+        return super().wait(gen, interval=min(interval, SIGNAL_CHECK_SECONDS), timeout=timeout)
+
+
 class Stop(BaseException):
     """SIGTERM or SIGINT: unwinds whatever runs (a statement, the hook, a sleep) at once."""
 
@@ -259,7 +271,7 @@ class Runner:
         }
         if "connect_timeout" not in params and "PGCONNECT_TIMEOUT" not in os.environ:
             extra["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
-        conn = psycopg.connect(settings.dsn, autocommit=False, **extra)
+        conn = RunnerConnection.connect(settings.dsn, autocommit=False, **extra)
         self.published_name = str(extra["application_name"])
         host = conn.info.host
         self.counters.server = (
@@ -408,7 +420,7 @@ class Runner:
         except client_spi.SPIError as error:
             if conn.broken or conn.closed:
                 raise LostConnection(error.message) from error
-            self._fail(f"{error.message} (SQLSTATE {error.sqlstate})")
+            self._fail(describe(error))
             self._sleep_until(time.monotonic() + self.settings.interval / 1000)
             return False
         if got != "t":
@@ -483,7 +495,7 @@ class Runner:
                 # The server became a standby under us (or never was writable): wait for a primary.
                 self._set_state(state.WAITING_FOR_RECOVERY, failure.message)
             else:
-                self._fail(f"{failure.message} (SQLSTATE {failure.sqlstate})")
+                self._fail(describe(failure))
         finally:
             self.previous_committed = committed
         if committed:
@@ -533,6 +545,13 @@ class Runner:
         from alive_worker.runner.metrics import serve
 
         serve(self.settings.metrics_listen, self)
+
+
+def describe(error: client_spi.SPIError) -> str:
+    """An error as the server log would give it: message, SQLSTATE, then detail and hint."""
+    parts = [f"{error.message} (SQLSTATE {error.sqlstate})"]
+    parts += [f"{label}: {text}" for label, text in (("detail", error.detail), ("hint", error.hint)) if text]
+    return "; ".join(parts)
 
 
 def client_spi_message(error: psycopg.Error) -> str:
