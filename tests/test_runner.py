@@ -110,7 +110,7 @@ def test_the_runner_writes_the_worker_s_numbered_rows_with_insert_rights_only(
         "SELECT a.usename, a.application_name, l.objid = 'public.log_table'::regclass FROM pg_locks l"
         " JOIN pg_stat_activity a USING (pid) WHERE l.locktype = 'advisory' AND l.granted"
     )
-    assert held == [("luca", "alive-worker run: sleeping (every 100 ms)", True)]
+    assert held == [("luca", "alive-worker run: sleeping (100ms)", True)]
 
 
 def test_the_runner_creates_its_table_when_its_role_may_and_says_what_to_grant_when_not(
@@ -337,7 +337,7 @@ def test_the_runner_waits_on_a_standby_and_writes_once_it_is_promoted(
     wait_for(
         lambda: (
             standby.sql("SELECT application_name FROM pg_stat_activity WHERE usename = 'luca'")
-            == [("alive-worker run: waiting for recovery to end (every 100 ms)",)]
+            == [("alive-worker run: waiting for recovery to end (100ms)",)]
         ),
         "the runner waiting on the standby",
     )

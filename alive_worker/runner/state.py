@@ -12,8 +12,8 @@ may read, needing no grant and writing no row:
   no holder in pg_locks means no runner, and there is no stale claim to
   clean up.  It also keeps a second runner off the same table: one writer,
   one numbering.
-- **the session's application_name**: ``alive-worker run: STATE (every N
-  ms)``, set when the state changes (not at every tick: it costs a round
+- **the session's application_name**: ``alive-worker run: STATE (Nms)``,
+  the state and the interval, set when the state changes (not at every tick: it costs a round
   trip).  pg_stat_activity shows application_name to every role.
 - **blocked**: a runner whose statement waits for a lock has an ungranted
   row in pg_locks (readable by everyone): ``alive-worker status`` reads
@@ -45,7 +45,7 @@ LOCKED_OUT = "another runner holds the lock"
 BLOCKED = "blocked on a lock"
 STATES = (CONNECTING, SLEEPING, IN_THE_HOOK, WAITING_FOR_RECOVERY, FAILING, LOCKED_OUT)
 
-_NAME = re.compile(rf"^{re.escape(APPLICATION_PREFIX)}: (?P<state>[a-z ]+) \(every (?P<interval>\d+) ms\)$")
+_NAME = re.compile(rf"^{re.escape(APPLICATION_PREFIX)}: (?P<state>[a-z ]+) \((?P<interval>\d+)ms\)$")
 
 
 class Published(NamedTuple):
@@ -56,7 +56,7 @@ class Published(NamedTuple):
 def application_name(state: str, interval_ms: int) -> str:
     """The session's name for state (at most 63 bytes, as NAMEDATALEN allows)."""
     assert state in STATES, state
-    name = f"{APPLICATION_PREFIX}: {state} (every {interval_ms} ms)"
+    name = f"{APPLICATION_PREFIX}: {state} ({interval_ms}ms)"
     assert len(name) < 64, name
     return name
 
