@@ -9,6 +9,7 @@ role holding INSERT on the table and USAGE on its sequence, nothing more
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import signal
@@ -274,8 +275,14 @@ def test_status_tells_a_writing_runner_a_blocked_one_and_no_runner(
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert ok.stdout.startswith("OK: 1 sleeping (alive-worker run on PostgreSQL")
     assert re.search(r"^postgres +sleeping +\d+ +public\.log_table +100 ms", ok.stdout, re.M)
-    # Without the extension, status finds the runner without being told.
+    # Without the extension, status finds the runner without being told, and so do the metrics.
     assert cli("status", "--dsn", superuser).returncode == 0
+    metrics = cli("metrics", "--dsn", superuser)
+    assert metrics.returncode == 0, metrics.stderr
+    assert 'alive_worker_up{database="postgres"} 1.0' in metrics.stdout
+    assert re.search(
+        r'^alive_worker_last_heartbeat_timestamp_seconds\{database="postgres"\} \S+$', metrics.stdout, re.M
+    )
 
     with managed.connect() as blocker, blocker.transaction():
         blocker.execute("LOCK TABLE public.log_table IN ACCESS EXCLUSIVE MODE")
@@ -300,6 +307,9 @@ def test_status_tells_a_writing_runner_a_blocked_one_and_no_runner(
     assert gone.stdout.startswith(
         "CRITICAL: no runner: no alive-worker run session is connected to this database"
     )
+    scrape = cli("metrics", "--dsn", superuser)
+    assert scrape.returncode == 3 and "alive_worker_scrape_success 0.0" in scrape.stdout
+    assert not re.search(r"^alive_worker_up\{", scrape.stdout, re.M)
 
 
 def test_the_runner_serves_its_own_metrics(
@@ -377,3 +387,36 @@ def test_the_runner_follows_a_promoted_standby_through_a_multi_host_dsn(
     after = numbers(rows)
     assert after[-1] > after[before - 1]
     assert sorted(set(after[before:])) == after[before:]
+
+
+# ---- lag and report, read from the table itself ----
+
+
+def test_lag_and_report_read_a_server_written_by_the_runner(
+    managed: Cluster, make_standby: Callable[[Cluster], Cluster], start_runner: Callable[..., RunningRunner]
+) -> None:
+    runner = start_runner("--dsn", dsn(managed), "--interval", INTERVAL)
+    managed.wait_for_heartbeats(5)
+    standby = make_standby(managed)
+    wait_for(lambda: len(standby.heartbeats()) >= 5, "heartbeats replayed on the standby")
+    on_standby = dsn(standby, user=standby.node.os_ops.username)
+    lag = cli("lag", "--dsn", on_standby, "--table", "public.log_table", "--warn", "5", "--crit", "10")
+    assert lag.returncode == 0, lag.stdout + lag.stderr
+    assert re.match(r"OK: lag \S+ s?\S*, standby", lag.stdout), lag.stdout
+    # A role that may not read the table is told what to grant, not given a number.
+    refused = cli("lag", "--dsn", dsn(standby), "--table", "public.log_table")
+    assert refused.returncode == 3
+    assert 'GRANT SELECT ON public.log_table TO "luca";' in refused.stdout + refused.stderr
+
+    # Two seconds without heartbeats: the runner stopped (SIGSTOP), then resumed.
+    runner.process.send_signal(signal.SIGSTOP)
+    time.sleep(2)
+    runner.process.send_signal(signal.SIGCONT)
+    managed.wait_for_heartbeats(len(managed.heartbeats()) + 5)
+    on_primary = dsn(managed, user=managed.node.os_ops.username)
+    # No --interval: the runner's session publishes it.
+    report = cli("report", "--dsn", on_primary, "--since", "5min", "--gap", "5", "--format", "json")
+    assert report.stdout.startswith("{"), report.stdout + report.stderr
+    found = json.loads(report.stdout)
+    lengths = [outage["length"] for outage in found["outages"]]
+    assert len(lengths) == 1 and 1.5 <= lengths[0] <= 3, found["outages"]
