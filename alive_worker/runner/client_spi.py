@@ -47,6 +47,7 @@ class _Session:
     """The connection statements run on, and where the runner hears what the policy reports."""
 
     conn: psycopg.Connection[Any] | None = None
+    cursor: psycopg.RawCursor[Any] | None = None
     generation = 0  # one more at every new connection: plans of an older one are gone
     settings: Callable[[str], str | None] = staticmethod(lambda name: None)
     on_in_hook: Callable[[bool], None] = staticmethod(lambda in_hook: None)
@@ -69,6 +70,8 @@ def attach(conn: psycopg.Connection[Any]) -> None:
     for made in _classes_by_oid.values():
         conn.adapters.register_dumper(made, _dumper_of[made])
     session.conn = conn
+    # One cursor for every statement: making one per statement costs more than the statement.
+    session.cursor = psycopg.RawCursor(conn)
     session.generation += 1
     session.savepoints = 0
     _parameter_types.clear()
@@ -138,9 +141,10 @@ def _parameter_class(type_name: str) -> type[_TypedText]:
 
 def _run(query: str, params: Sequence[Any] = (), prepare: bool | None = None) -> list[Row]:
     """Runs one statement; its rows (text), and last_rowcount() set.  Errors as SPIError."""
-    conn = _connection()
+    _connection()
+    cursor = session.cursor
+    assert cursor is not None
     try:
-        cursor = psycopg.RawCursor(conn)
         cursor.execute(query, list(params), prepare=prepare)
         session.rowcount = max(cursor.rowcount, 0)
         rows = cursor.fetchall() if cursor.description is not None else []

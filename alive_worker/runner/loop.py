@@ -365,7 +365,11 @@ class Runner:
                 raise LostConnection("a standby; looking for the primary among the DSN's hosts")
         self.counters.in_recovery = False
         if self.heartbeat is None:
-            self.heartbeat = client_heartbeat_class()()
+            conn = self.conn
+            assert conn is not None
+            # It reads the role: in a transaction of its own, ended before the ticks'.
+            with conn.transaction():
+                self.heartbeat = client_heartbeat_class()()
         if not self._take_lock():
             return
         interval = self.settings.interval / 1000
@@ -468,6 +472,13 @@ class Runner:
         heartbeat = self.heartbeat
         assert conn is not None and heartbeat is not None
         client_spi.begin_tick()
+        # A tick of one INSERT (no hook, no retention) needs no transaction block of
+        # its own: in autocommit it is one round trip instead of three (BEGIN,
+        # INSERT, COMMIT), the same atomic write.  Anything more gets the block that
+        # its savepoints need.
+        single_statement = not self.settings.hook and not self.settings.retention
+        if conn.autocommit != single_statement:
+            conn.autocommit = single_statement
         committed = False
         try:
             heartbeat.tick(self.generation, self.previous_committed)
