@@ -156,6 +156,26 @@ def test_settings_come_from_the_file_then_the_environment_then_the_flags(
     assert bad.returncode == 3 and "interval: not a time: 'soon'" in bad.stderr
 
 
+def test_sighup_reads_the_settings_file_again(
+    managed: Cluster, start_runner: Callable[..., RunningRunner], tmp_path: Path
+) -> None:
+    config = tmp_path / "runner.conf"
+    config.write_text(f"dsn = '{dsn(managed)}'\ninterval = 100ms\nmessage = 'before'\n")
+    os.chmod(tmp_path, 0o755)
+    runner = start_runner("--config", str(config))
+    managed.wait_for_heartbeats(2)
+    config.write_text(f"dsn = '{dsn(managed)}'\ninterval = 100ms\nmessage = 'after'\n")
+    runner.process.send_signal(signal.SIGHUP)
+    rows = wait_for(
+        lambda: r if (r := managed.heartbeats())[-1][1].startswith("after ") else None,
+        "rows with the new message",
+    )
+    # The numbering goes on through a reload, as the worker's does.
+    shown = [int(message.split()[-1]) for _, message in rows]
+    assert shown == list(range(1, len(shown) + 1))
+    assert runner.process.poll() is None
+
+
 # ---- stopping ----
 
 
