@@ -332,6 +332,40 @@ def test_status_tells_a_writing_runner_a_blocked_one_and_no_runner(
     assert not re.search(r"^alive_worker_up\{", scrape.stdout, re.M)
 
 
+def test_status_says_a_runner_is_failing_and_why_it_writes_no_more(
+    managed: Cluster, start_runner: Callable[..., RunningRunner]
+) -> None:
+    runner = start_runner("--dsn", dsn(managed), "--interval", INTERVAL)
+    managed.wait_for_heartbeats(2)
+    managed.sql("REVOKE INSERT ON public.log_table FROM luca")
+    superuser = dsn(managed, user=managed.node.os_ops.username)
+    failing = wait_for(
+        lambda: r if (r := cli("status", "--runner", "--dsn", superuser)).returncode == 2 else None,
+        "status CRITICAL for a failing runner",
+    )
+    assert failing.stdout.startswith("CRITICAL: 1 failing (alive-worker run"), failing.stdout
+    wait_for(
+        lambda: "permission denied for table log_table (SQLSTATE 42501)" in runner.log(), "the cause logged"
+    )
+    managed.sql("GRANT INSERT ON public.log_table TO luca")
+    wait_for(
+        lambda: cli("status", "--runner", "--dsn", superuser).returncode == 0, "the runner writing again"
+    )
+
+
+def test_the_runner_waits_for_a_server_that_is_down_and_writes_once_it_is_up(
+    managed: Cluster, start_runner: Callable[..., RunningRunner]
+) -> None:
+    managed.node.stop()
+    runner = start_runner("--dsn", dsn(managed), "--interval", INTERVAL, "--reconnect-max", "200ms")
+    wait_for(lambda: runner.log().count("cannot connect") >= 1, "the failed attempts logged")
+    time.sleep(1)
+    assert runner.process.poll() is None
+    managed.node.start()
+    rows = managed.wait_for_heartbeats(3)
+    assert numbers(rows)[:3] == [1, 2, 3]
+
+
 def test_the_runner_serves_its_own_metrics(
     managed: Cluster, start_runner: Callable[..., RunningRunner]
 ) -> None:
