@@ -114,6 +114,27 @@ def test_the_runner_writes_the_worker_s_numbered_rows_with_insert_rights_only(
     assert held == [("luca", "alive-worker run: sleeping (100ms)", True)]
 
 
+def test_a_second_runner_on_the_same_table_waits_for_the_first_one_s_lock(
+    managed: Cluster, start_runner: Callable[..., RunningRunner]
+) -> None:
+    first = start_runner("--dsn", dsn(managed), "--interval", INTERVAL, "--message", MESSAGE)
+    managed.wait_for_heartbeats(3)
+    second = start_runner("--dsn", dsn(managed), "--interval", INTERVAL, "--message", MESSAGE)
+    wait_for(
+        lambda: "another session holds the runner's lock on public.log_table" in second.log(), "the refusal"
+    )
+    rows = managed.wait_for_heartbeats(len(managed.heartbeats()) + 5)
+    # One writer, one numbering: no number twice.
+    assert numbers(rows) == list(range(1, len(rows) + 1))
+    # Once the first is gone, the second takes over (numbering from its own start, as a new worker's).
+    first.process.terminate()
+    first.process.wait(timeout=5)
+    wait_for(
+        lambda: managed.heartbeats()[-1][1] != rows[-1][1] and "sleeping" in second.log(),
+        "the second writing",
+    )
+
+
 def test_the_runner_creates_its_table_when_its_role_may_and_says_what_to_grant_when_not(
     make_cluster: Callable[..., Cluster], start_runner: Callable[..., RunningRunner]
 ) -> None:

@@ -174,7 +174,6 @@ class Runner:
         self.stopping = False
         self.in_hook = False
         self.published_name = ""
-        self.locked_table: int | None = None
         self._wakeup_read = -1
         self._multi_host = False
 
@@ -294,7 +293,6 @@ class Runner:
                 continue
             self.counters.connect_failures = 0
             client_spi.attach(self.conn)
-            self.locked_table = None
             if self.heartbeat is not None:
                 self.heartbeat.forget_connection()  # type: ignore[attr-defined]
             log.info(
@@ -315,7 +313,7 @@ class Runner:
             log.warning("alive-worker run: %s", message)
         counters.last_error = message
         counters.last_error_at = time.time()
-        self._set_state(new_state, message)
+        self._set_state(new_state)  # the warning above says why
 
     # ---- what the policy asks of the runner ----
 
@@ -435,7 +433,6 @@ class Runner:
             )
             self._sleep_until(time.monotonic() + self.settings.interval / 1000)
             return False
-        self.locked_table = int(oid)
         return True
 
     def _follow_reload(self) -> bool:
