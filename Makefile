@@ -127,6 +127,10 @@ test-all:
 bench:
 	PG_CONFIG="$(PG_CONFIG)" BENCH_ARGS="$(BENCH_ARGS)" scripts/bench
 
+# alive-worker run against pt-heartbeat, on servers without preload.
+bench-runner:
+	PG_CONFIG="$(PG_CONFIG)" BENCH_ARGS="$(BENCH_ARGS)" scripts/bench-runner
+
 # debian/ builds postgresql-MAJOR-alive-worker for Debian's servers
 # (debian/pgversions), from a copy of HEAD, into build/deb/.
 deb:
@@ -138,4 +142,4 @@ installcheck-deb:
 dist:
 	scripts/dist
 
-.PHONY: FORCE install-python clean-python demo test unit test-all bench deb installcheck-deb dist
+.PHONY: FORCE install-python clean-python demo test unit test-all bench bench-runner deb installcheck-deb dist

@@ -1,4 +1,14 @@
-"""The default tick: one heartbeat row per tick, through a kept plan."""
+"""The default tick: one heartbeat row per tick, through a kept plan.
+
+This is the heartbeat's policy (message, numbering, the table, retention, the
+hook's call), whoever runs its statements: ``alive_worker.spi`` is the
+transport (alive_worker/transport.py names what it must offer).  In the
+worker it is the guarded SPI bridge; in ``alive-worker run`` it is
+alive_worker.runner.client_spi, a psycopg connection, put in its place
+before this module is imported.  What only the worker has (the ledger, the
+hook host, the server log's level) is behind the methods a transport's
+Heartbeat overrides: _open_ledger, run_hook, _follow_log_level.
+"""
 
 from __future__ import annotations
 
@@ -112,8 +122,8 @@ class Heartbeat:
             raise error
         if self._debug:
             log.debug("alive_worker query OK")
-        assert self._events is not None
-        self._events.heartbeat_written()
+        if self._events is not None:
+            self._events.heartbeat_written()
 
     def _prepare(self, settings_generation: int) -> None:
         """Frees stale plans, follows a reload, loads the hook, prepares the INSERT."""
@@ -127,16 +137,21 @@ class Heartbeat:
             self._insert = table.prepare_insert()
             self._table = table
             if self._events is None:
-                # Imported only then: a worker that never writes keeps no ledger.
-                from alive_worker.events import EventLog
-
-                self._events = EventLog(table)
-            self._events.attach(table, self.settings.interval_ms, self.settings.retention_s)
+                self._events = self._open_ledger(table)
+            if self._events is not None:
+                self._events.attach(table, self.settings.interval_ms, self.settings.retention_s)
             if self.settings.retention_s > 0:
                 self._retention = self._set_up_retention(table)
             else:
                 spi.report_retention_error(None)
         self._ready_for = settings_generation
+
+    def _open_ledger(self, table: LogTable) -> EventLog | None:
+        """The ledger of gaps (alive_worker.events), kept by the worker; None where there is none."""
+        # Imported only then: a worker that never writes keeps no ledger.
+        from alive_worker.events import EventLog
+
+        return EventLog(table)
 
     def _set_up_retention(self, table: LogTable) -> Retention | None:
         """Retention for table, or None, reported, if it cannot work: the heartbeat goes on."""
@@ -163,6 +178,7 @@ class Heartbeat:
         """
         if self._host is None:
             # Imported only then: the tick without a hook starts no process.
+            from alive_worker import pglog
             from alive_worker._hook_client import HookHost
 
             global _early_host
@@ -186,7 +202,7 @@ class Heartbeat:
         previous = self.settings
         self.settings = Settings.current()
         self._generation = settings_generation
-        pglog.follow_server_level()
+        self._follow_log_level()
         # log_min_messages changes only with a reload, and so does this.
         self._debug = pglog.debug_enabled()
         table_settings = (self.settings.schema, self.settings.table, self.settings.retention_s)
@@ -195,6 +211,12 @@ class Heartbeat:
         if self.settings.hook != previous.hook and self._host is not None:
             self._host.stop()
             self._host = None
+
+    def _follow_log_level(self) -> None:
+        """Skips formatting DEBUG records the server would not log (log_min_messages)."""
+        from alive_worker import pglog
+
+        pglog.follow_server_level()
 
     def _discard_insert(self) -> None:
         # Freed at the next tick: this transaction may be failing right now.

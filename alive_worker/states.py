@@ -53,6 +53,12 @@ STATES: dict[str, State] = {
     )
 }
 
+# alive-worker run's own (alive_worker/runner/state.py): another runner writes the table.
+RUNNER_LOCKED_OUT = "another runner holds the lock"
+RUNNER_ONLY: dict[str, State] = {
+    RUNNER_LOCKED_OUT: State(RUNNER_LOCKED_OUT, available=False, rating="WARNING")
+}
+
 AVAILABLE = frozenset(word for word, s in STATES.items() if s.available)
 WAITING = frozenset(word for word, s in STATES.items() if s.waiting)
 NOT_EXPECTED_TO_WRITE = frozenset(word for word, s in STATES.items() if not s.expected_to_write)

@@ -233,12 +233,15 @@ def start_cluster(
     setup_sql: list[str] | None = None,
     conf: dict[str, str] | None = None,
     extension: bool = False,
+    preload: bool = True,
 ) -> Cluster:
     """initdb, run setup_sql if any, then start with alive_worker preloaded.
 
     settings are alive_worker.<name>; conf any other line of postgresql.conf
     (a hook's own settings, which ALTER SYSTEM of PostgreSQL 15 refuses).
     extension: CREATE EXTENSION alive_worker in database postgres, after setup_sql.
+    preload=False: a server as a managed service runs it, without our library
+    and without any alive_worker.* line (for alive-worker run).
     """
     setup_sql = [*(setup_sql or []), *([CREATE_EXTENSION] if extension else [])]
     base_dir = tmp_path_factory.mktemp("cluster")
@@ -250,14 +253,17 @@ def start_cluster(
         for statement in setup_sql:
             node.safe_psql(statement)
         node.stop()
-    node.append_conf(
-        shared_preload_libraries="alive_worker",
-        **{
-            "alive_worker.interval": TEST_INTERVAL,
-            **{f"alive_worker.{k}": v for k, v in (settings or {}).items()},
-            **(conf or {}),
-        },
-    )
+    if preload:
+        node.append_conf(
+            shared_preload_libraries="alive_worker",
+            **{
+                "alive_worker.interval": TEST_INTERVAL,
+                **{f"alive_worker.{k}": v for k, v in (settings or {}).items()},
+                **(conf or {}),
+            },
+        )
+    elif conf:
+        node.append_conf(**conf)
     node.start()
     return Cluster(node)
 
@@ -334,8 +340,9 @@ def make_cluster(
         setup_sql: list[str] | None = None,
         conf: dict[str, str] | None = None,
         extension: bool = False,
+        preload: bool = True,
     ) -> Cluster:
-        made.append(start_cluster(tmp_path_factory, settings, setup_sql, conf, extension))
+        made.append(start_cluster(tmp_path_factory, settings, setup_sql, conf, extension, preload))
         return made[-1]
 
     yield factory

@@ -100,3 +100,12 @@ def test_alive_worker_on_path_is_pg_wrapper_running_the_majors_command(
     assert result.stdout.startswith("OK: 1 ") and "alive_worker 1.2 on PostgreSQL" in result.stdout
     version = run(["alive-worker", "--version"])
     assert version.returncode == 0 and version.stdout.strip() == "alive-worker 1.2.0", version
+
+
+def test_the_runner_s_systemd_unit_is_installed_and_verified() -> None:
+    unit = Path("/lib/systemd/system/alive-worker-run@.service")
+    assert owner(unit) == "alive-worker-common"
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed")
+    result = run(["systemd-analyze", "verify", "alive-worker-run@test.service"])
+    assert result.returncode == 0 and result.stdout + result.stderr == "", result.stdout + result.stderr

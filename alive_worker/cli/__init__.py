@@ -1,4 +1,4 @@
-"""The alive-worker command: status, tail, lag, doctor, report, metrics, rules and exporter, from any client machine.
+"""The alive-worker command: status, tail, lag, doctor, report, metrics, rules, exporter and run, from any client machine.
 
 Installed as a console script of the package (into the server's virtual
 environment by make install).  It connects as any libpq client does: --dsn,
@@ -19,7 +19,7 @@ from typing import NoReturn, TextIO
 import psycopg
 
 from alive_worker import __version__
-from alive_worker.cli import doctor, lag, metrics, report, rules, status, tail
+from alive_worker.cli import doctor, lag, metrics, report, rules, run, status, tail
 from alive_worker.cli._common import CliError, Status, Style, print_json, safe_output, translate
 
 Runner = Callable[[argparse.Namespace, TextIO, Style], Status]
@@ -48,6 +48,11 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Run
         "serve the workers' status on /metrics for Prometheus",
         metrics.add_exporter_arguments,
         metrics.run_exporter,
+    ),
+    "run": (
+        "write the heartbeat from outside, for servers without the extension (until SIGTERM)",
+        run.add_arguments,
+        run.run,
     ),
 }
 

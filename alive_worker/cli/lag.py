@@ -19,12 +19,14 @@ from typing import Any, TextIO
 import psycopg
 from psycopg import sql
 
+from alive_worker.cli import _runners
 from alive_worker.cli._common import (
     CliError,
     Connection,
     Status,
     Style,
     connect,
+    installed_extension,
     print_json,
     require_extension,
     seconds_text,
@@ -81,12 +83,21 @@ def seconds_arg(text: str) -> float:
 
 
 def measure(conn: Connection, table: str | None) -> dict[str, Any]:
-    """One reading of alive_worker.lag(), or an error that says why there is none."""
-    extension = require_extension(conn, "1.1")
+    """One reading of alive_worker.lag(), or an error that says why there is none.
+
+    Without the extension (a server written by alive-worker run), the same
+    reading is computed from the table itself (alive_worker.cli._runners).
+    """
+    extension = installed_extension(conn)
+    reading: dict[str, Any] | None
     try:
-        if table is None:
+        if extension is None and (table is not None or _runners.read(conn)):
+            reading = _runners.lag_reading(conn, table)
+        elif table is None:
+            extension = require_extension(conn, "1.1")
             reading = conn.execute(sql.SQL("SELECT * FROM {}()").format(extension.name("lag"))).fetchone()
         else:
+            extension = require_extension(conn, "1.1")
             reading = conn.execute(
                 sql.SQL("SELECT * FROM {}(%s::pg_catalog.regclass)").format(extension.name("lag")), [table]
             ).fetchone()
@@ -152,7 +163,12 @@ def describe(reading: dict[str, Any]) -> str:
     """The text after the status: the lag, where it comes from, and why it might be so."""
     parts = [f"lag {seconds_text(reading['lag'].total_seconds())}"]
     if reading["in_recovery"]:
-        source = f"standby of system {reading['system_identifier']}"
+        # Read without the extension, the system's identifier is not known.
+        source = (
+            "standby"
+            if reading["system_identifier"] is None
+            else f"standby of system {reading['system_identifier']}"
+        )
         if reading["upstream"]:
             source += f" via {reading['upstream']} ({reading['receiver_status']})"
         else:

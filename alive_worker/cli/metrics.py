@@ -21,7 +21,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import psycopg
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
@@ -30,6 +30,7 @@ from prometheus_client.registry import Collector
 from psycopg import sql
 
 from alive_worker import __version__, states
+from alive_worker.cli import _runners
 from alive_worker.cli._common import (
     CliError,
     Connection,
@@ -37,6 +38,7 @@ from alive_worker.cli._common import (
     Status,
     Style,
     connect,
+    installed_extension,
     require_extension,
 )
 
@@ -218,12 +220,15 @@ class Families:
 
 
 def read_server(conn: Connection, families: Families, labels: list[str]) -> None:
-    extension = require_extension(conn)
+    extension = installed_extension(conn)
     server = conn.execute(
         "SELECT pg_catalog.split_part(pg_catalog.current_setting('server_version'), ' ', 1) AS server_version,"
         " pg_catalog.pg_is_in_recovery() AS in_recovery, pg_catalog.current_database() AS database"
     ).fetchone()
     assert server is not None
+    if extension is None:
+        read_runners(conn, families, labels, server)
+        return
     families.build_info.add_metric([*labels, __version__, extension.version, server["server_version"]], 1)
     families.in_recovery.add_metric(labels, 1 if server["in_recovery"] else 0)
     rows = conn.execute(
@@ -260,6 +265,22 @@ def read_server(conn: Connection, families: Families, labels: list[str]) -> None
             families.connect_failures.add_metric(db, row["connect_failures"])
     if server["in_recovery"]:
         read_standby(conn, extension, families, [*labels, server["database"]])
+
+
+def read_runners(conn: Connection, families: Families, labels: list[str], server: dict[str, Any]) -> None:
+    """A server without the extension: the alive-worker run sessions, as status reads them (_runners)."""
+    rows = _runners.read(conn)
+    if not rows:
+        require_extension(conn)  # neither: the same error as before, and scrape_success 0
+    families.build_info.add_metric([*labels, __version__, "", server["server_version"]], 1)
+    families.in_recovery.add_metric(labels, 1 if server["in_recovery"] else 0)
+    for row in rows:
+        db = [*labels, row["database"]]
+        families.up.add_metric(db, 1 if row["state"] in states.AVAILABLE else 0)
+        families.state.add_metric([*db, row["state"]], 1)
+        if row["last_ok_at"] is not None:
+            families.last_heartbeat.add_metric(db, row["last_ok_at"].timestamp())
+        families.interval.add_metric(db, row["tick_interval"].total_seconds())
 
 
 def read_standby(conn: Connection, extension: Extension, families: Families, db: list[str]) -> None:

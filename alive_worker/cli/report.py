@@ -20,6 +20,7 @@ from typing import Any, TextIO
 import psycopg
 from psycopg import sql
 
+from alive_worker.cli import _runners
 from alive_worker.cli._common import (
     CliError,
     Connection,
@@ -27,6 +28,7 @@ from alive_worker.cli._common import (
     Status,
     Style,
     connect,
+    installed_extension,
     interval_text,
     print_json,
     require_extension,
@@ -191,6 +193,17 @@ class HeartbeatReader:
             after_pk, after_ts = rows[-1]["pk"], rows[-1]["ts"] if rows[-1]["pk"] is None else None
 
 
+class TableHeartbeatReader(HeartbeatReader):
+    """The same pages, read from the table itself where the extension is not installed (_runners.TableReader)."""
+
+    def __init__(self, table: _runners.TableReader) -> None:
+        self.table = table
+
+    def read(self, rows: int, after_pk: int | None, after_ts: datetime | None) -> list[dict[str, Any]]:
+        # The table has an integer pk (TableReader checks it): pages go by pk, never by time.
+        return self.table.read(rows, after_pk)
+
+
 # Events this far outside the period may still explain a window that reaches into it (the event that
 # ends a window is stamped at its end, which may be after --until).
 EVENTS_AROUND = timedelta(days=7)
@@ -229,8 +242,16 @@ def server_interval(conn: Connection) -> timedelta:
 
 
 def ledger_of(conn: Connection, args: argparse.Namespace) -> tuple[Ledger, str, timedelta]:
-    extension = require_extension(conn, "1.3")
-    table, relid = resolve(conn, args.table)
+    extension = installed_extension(conn)
+    reader: HeartbeatReader
+    if extension is None and (args.table is not None or _runners.read(conn)):
+        # A server written by alive-worker run: the table itself, and no ledger of events.
+        direct, table = _runners.open_table(conn, args.table)
+        reader = TableHeartbeatReader(direct)
+    else:
+        extension = require_extension(conn, "1.3")
+        table, relid = resolve(conn, args.table)
+        reader = HeartbeatReader(conn, extension, relid)
     row = conn.execute(
         "SELECT pg_catalog.clock_timestamp() AS now, pg_catalog.pg_postmaster_start_time() AS started,"
         " pg_catalog.pg_is_in_recovery() AS standby, pg_catalog.pg_last_xact_replay_timestamp() AS replayed"
@@ -248,16 +269,16 @@ def ledger_of(conn: Connection, args: argparse.Namespace) -> tuple[Ledger, str, 
                 "Report on the primary, or on a standby that follows it.",
             )
         until = row["replayed"]
-    interval = args.interval or server_interval(conn)
+    interval = args.interval or (_runners.runner_interval(conn, table) if extension is None else None)
+    interval = interval or server_interval(conn)
     gap = interval * args.gap
-    reader = HeartbeatReader(conn, extension, relid)
     first = reader.first()
     # A heartbeat at or before since - gap stands for the last one before the period (ledger.build_ledger).
     not_before = since - gap
     times = list(reader.times(not_before, until))
     if first is not None and first["ts"] < not_before and (not times or times[0] > not_before):
         times.insert(0, not_before)
-    events = read_events(conn, extension, table, since, until)
+    events = [] if extension is None else read_events(conn, extension, table, since, until)
     ledger = build_ledger(
         times,
         since,

@@ -10,12 +10,14 @@ from typing import Any, TextIO
 import psycopg
 from psycopg import sql
 
+from alive_worker.cli import _runners
 from alive_worker.cli._common import (
     Cell,
     Status,
     Style,
     ago,
     connect,
+    installed_extension,
     interval_text,
     print_json,
     render_table,
@@ -24,10 +26,10 @@ from alive_worker.cli._common import (
     translate,
     where,
 )
-from alive_worker.states import NOT_EXPECTED_TO_WRITE, STATES, WAITING
+from alive_worker.states import NOT_EXPECTED_TO_WRITE, RUNNER_ONLY, STATES, WAITING
 
 # What each state means to a monitoring system (alive_worker/states.py).
-STATE_STATUS = {word: Status[state.rating] for word, state in STATES.items()}
+STATE_STATUS = {word: Status[state.rating] for word, state in {**STATES, **RUNNER_ONLY}.items()}
 DEFAULT_WARN_INTERVALS = 3.0
 DEFAULT_CRIT_INTERVALS = 10.0
 STATUS_STYLE = {Status.OK: "ok", Status.WARNING: "warning", Status.CRITICAL: "critical"}
@@ -54,6 +56,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_CRIT_INTERVALS,
         metavar="INTERVALS",
         help=f"CRITICAL when the last OK heartbeat is older than this many intervals (default {DEFAULT_CRIT_INTERVALS:g})",
+    )
+    parser.add_argument(
+        "--runner",
+        action="store_true",
+        help="judge the alive-worker run sessions of a server without the extension: CRITICAL when none "
+        "holds its lock (no runner), WARNING then CRITICAL while one is blocked (docs/MANAGED.md); without "
+        "this flag they are read only where the extension is not installed",
     )
     parser.add_argument(
         "--disk-warn",
@@ -87,13 +96,24 @@ def positive_float(text: str) -> float:
     return value
 
 
-def read(conn: psycopg.Connection[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The server's description and the view's rows."""
-    extension = require_extension(conn)
+def read(
+    conn: psycopg.Connection[dict[str, Any]], runner: bool = False
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The server's description and the view's rows, or the runners' (alive_worker.cli._runners).
+
+    With runner, or without the extension where runner sessions are found,
+    the rows are the runners': what a server written by alive-worker run says.
+    """
+    extension = None if runner else installed_extension(conn)
     try:
-        rows = conn.execute(
-            sql.SQL("SELECT * FROM {} ORDER BY database").format(extension.name("workers"))
-        ).fetchall()
+        if extension is None:
+            rows = _runners.read(conn)
+            if not rows and not runner:
+                require_extension(conn)
+        else:
+            rows = conn.execute(
+                sql.SQL("SELECT * FROM {} ORDER BY database").format(extension.name("workers"))
+            ).fetchall()
         # The clock is read after the rows: read before, an error the worker
         # records in between would show as "in 0.4 ms" rather than as past.
         server = conn.execute(
@@ -103,7 +123,7 @@ def read(conn: psycopg.Connection[dict[str, Any]]) -> tuple[dict[str, Any], list
     except psycopg.Error as error:
         raise translate(error, conn) from error
     assert server is not None
-    server["extension_version"] = extension.version
+    server["extension_version"] = None if extension is None else extension.version
     if server["in_recovery"]:
         try:
             receiver = conn.execute(
@@ -147,6 +167,9 @@ def judge(rows: list[dict[str, Any]], now: datetime, warn: float, crit: float) -
         if row["state"] in WAITING and since is not None and (now - since).total_seconds() < interval:
             row["state_status"] = Status.OK
         since = row["last_ok_at"] or row.get("started_at") or row.get("state_since")
+        if row.get("runner") and not row.get("heartbeat_age_known"):
+            # A runner's heartbeats this role may not read: only how long it has been blocked is known.
+            since = row["state_since"] if row["state"] in WAITING else None
         if last_tick_failed(row) and row["state"] not in ("stopped",):
             row["judged_status"] = Status.CRITICAL
             row["judged_reason"] = "its last tick failed"
@@ -222,7 +245,9 @@ def bytes_text(count: int) -> str:
     raise AssertionError("unreachable")
 
 
-def summary(rows: list[dict[str, Any]]) -> tuple[Status, str]:
+def summary(rows: list[dict[str, Any]], runner: bool = False) -> tuple[Status, str]:
+    if not rows and runner:
+        return Status.CRITICAL, "no runner: no alive-worker run session is connected to this database"
     if not rows:
         return Status.UNKNOWN, "no alive worker is configured"
     status = max(worker_status(row) for row in rows)
@@ -233,12 +258,12 @@ def summary(rows: list[dict[str, Any]]) -> tuple[Status, str]:
 
 def run(args: argparse.Namespace, out: TextIO, style: Style) -> Status:
     with connect(args.dsn) as conn:
-        server, rows = read(conn)
+        server, rows = read(conn, args.runner)
         place = where(conn)
     judge(rows, server["now"], args.warn, args.crit)
     judge_standby(rows, server, args.warn, args.crit)
     judge_disk(rows, args.disk_warn, args.disk_crit)
-    status, states = summary(rows)
+    status, states = summary(rows, args.runner)
     if args.json:
         for row in rows:
             row["status"] = worker_status(row)
@@ -248,8 +273,13 @@ def run(args: argparse.Namespace, out: TextIO, style: Style) -> Status:
         print_json({"status": status, "server": {**server, "connection": place}, "workers": rows}, out)
         return status
     role = "standby" if server["in_recovery"] else "primary"
+    what = (
+        "alive-worker run"
+        if server["extension_version"] is None
+        else f"alive_worker {server['extension_version']}"
+    )
     out.write(
-        f"{style.status(status)}: {states} (alive_worker {server['extension_version']} on PostgreSQL "
+        f"{style.status(status)}: {states} ({what} on PostgreSQL "
         f"{server['server_version']}, {role}, {place})\n"
     )
     if not rows:
@@ -302,9 +332,9 @@ def table(
             Cell("-" if row["pid"] is None else str(row["pid"]), right=True),
             Cell(row["target_table"]),
             Cell(interval_text(row["tick_interval"]), right=True),
-            Cell(str(row["ticks_ok"]), right=True),
-            Cell(str(row["ticks_failed"]), "critical" if row["ticks_failed"] else None, right=True),
-            Cell(str(row["ticks_skipped"]), "warning" if row["ticks_skipped"] else None, right=True),
+            Cell(count_text(row["ticks_ok"]), right=True),
+            Cell(count_text(row["ticks_failed"]), "critical" if row["ticks_failed"] else None, right=True),
+            Cell(count_text(row["ticks_skipped"]), "warning" if row["ticks_skipped"] else None, right=True),
             Cell(ago(row["last_ok_at"], now), right=True),
             Cell(ago(row["next_tick_at"], now), right=True),
             Cell(milliseconds(row["tick_ms_p50"]), right=True),
@@ -314,6 +344,11 @@ def table(
             cells.append(Cell(interval_text(row.get("replication_lag")), right=True))
         body.append(cells)
     return headers, body
+
+
+def count_text(value: int | None) -> str:
+    """A counter; "-" for a runner's, which the server does not hold."""
+    return "-" if value is None else str(value)
 
 
 def milliseconds(value: float | None) -> str:

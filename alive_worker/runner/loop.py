@@ -1,0 +1,605 @@
+"""alive-worker run: the worker's heartbeat written from outside the server, by an ordinary client.
+
+For servers that cannot load the extension (managed services, container
+images): one process, one connection, the worker's own policy
+(alive_worker.heartbeat, through alive_worker.runner.client_spi: see
+alive_worker/transport.py), on the worker's grid (alive_worker.runner.schedule).
+
+The loop, as the worker's main reads:
+
+1. connect (libpq: a multi-host DSN with target_session_attrs=read-write
+   finds the primary), with backoff between failures;
+2. on a standby, write nothing: wait, looking again every interval, until
+   it is promoted (or, with several hosts, until another is the primary);
+3. on a primary, make sure the table can take heartbeats, and take the
+   runner's advisory lock (alive_worker.runner.state): one runner per table;
+4. tick on the grid: a transaction with the heartbeat's INSERT, retention,
+   the hook in a savepoint, then COMMIT; a failed tick is rolled back and
+   counted, a lost connection goes back to 1.
+
+SIGTERM (or SIGINT) stops it at once, wherever it is: the signal's handler
+raises Stop, the connection is closed (the server rolls back a tick in
+flight) and the process exits 0; nothing waits for the hook or a statement.
+SIGHUP reads the configuration again at the next tick.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import signal
+import sys
+import time
+import types
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+import psycopg.conninfo
+
+from alive_worker.runner import client_log, client_spi, config, state
+from alive_worker.runner.schedule import after_tick
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from alive_worker.heartbeat import Heartbeat
+
+log = logging.getLogger("alive_worker.runner")
+
+CONNECT_TIMEOUT_SECONDS = 10
+FIRST_RECONNECT_SECONDS = 0.1
+# On a standby, how often to look again at most (and at least once an interval).
+STANDBY_POLL_SECONDS = 1.0
+
+# The settings of every session the runner opens, as the command's
+# (alive_worker.cli._common.PINNED_SETTINGS, docs/SECURITY.md): search_path
+# pg_catalog first, whatever the database or the role set, so that nothing
+# the policy runs resolves to another role's object.
+PINNED_SETTINGS = "-c search_path=pg_catalog,pg_temp -c DateStyle=ISO,MDY -c IntervalStyle=postgres"
+
+_FIND_TABLE = """
+SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relname = $2
+"""
+
+
+# How often psycopg looks up from a statement's wait to let a signal's handler run: its
+# own default (0.1 s) alone would use up the 100 ms that SIGTERM is given.
+SIGNAL_CHECK_SECONDS = 0.01
+
+
+class RunnerConnection(psycopg.Connection[Any]):
+    """A connection whose waits let SIGTERM's handler run within SIGNAL_CHECK_SECONDS."""
+
+    def wait(self, gen: Any, interval: float = SIGNAL_CHECK_SECONDS, timeout: float | None = None) -> Any:
+        return super().wait(gen, interval=min(interval, SIGNAL_CHECK_SECONDS), timeout=timeout)
+
+
+class Stop(BaseException):
+    """SIGTERM or SIGINT: unwinds whatever runs (a statement, the hook, a sleep) at once."""
+
+
+class LostConnection(Exception):
+    """The connection is gone: connect again."""
+
+
+def install_transport() -> None:
+    """Puts client_spi in place of alive_worker.spi, and client_log in place of alive_worker.pglog
+    (which writes to the server log through the embedding library), before the policy is imported
+    (transport.py)."""
+    import alive_worker
+
+    for name, stand_in in (("spi", client_spi), ("pglog", client_log)):
+        already = sys.modules.get(f"alive_worker.{name}")
+        if already is not None and already is not stand_in:
+            raise RuntimeError(
+                f"alive_worker.{name} was imported before the runner's transport was installed"
+            )
+        sys.modules[f"alive_worker.{name}"] = stand_in
+        setattr(alive_worker, name, stand_in)
+
+
+def client_heartbeat_class() -> type[Heartbeat]:
+    """The worker's Heartbeat, with the hook run in this process and no ledger."""
+    install_transport()
+    from alive_worker import hooks
+    from alive_worker.heartbeat import Heartbeat
+
+    class ClientHeartbeat(Heartbeat):
+        """The worker's policy; what only the worker has is left out or done here."""
+
+        _hook: hooks.Hook | None = None
+        _hook_spec = ""
+
+        def _open_ledger(self, table: Any) -> None:
+            # The ledger is the extension's table: a server without it keeps none.
+            return None
+
+        def _follow_log_level(self) -> None:
+            pass  # the runner's own --log-level, not the server's
+
+        def run_hook(self) -> None:
+            """Runs the hook here, in the tick's savepoint, with alive_worker.spi on our connection."""
+            if self._tick is None:
+                return
+            if self._hook is None or self._hook_spec != self.settings.hook:
+                self._hook = hooks.load(self.settings.hook)
+                self._hook_spec = self.settings.hook
+            if self._hook is None:
+                return
+            client_spi.report_in_hook(True)
+            try:
+                self._hook(self._tick)
+            finally:
+                client_spi.report_in_hook(False)
+
+        def forget_connection(self) -> None:
+            """The plans were the old connection's: prepared again at the next tick."""
+            self._discard_insert()
+            self._stale.clear()
+
+    return ClientHeartbeat
+
+
+class Counters:
+    """What the runner publishes on its /metrics (read by another thread: plain values only)."""
+
+    def __init__(self) -> None:
+        self.state = state.CONNECTING
+        self.state_since = time.time()
+        self.ticks_ok = 0
+        self.ticks_failed = 0
+        self.ticks_skipped = 0
+        self.hook_failures = 0
+        self.connect_failures = 0
+        self.last_ok_at: float | None = None
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+        self.retention_error: str | None = None
+        self.in_recovery: bool | None = None
+        self.server = ""
+
+
+class Runner:
+    def __init__(
+        self,
+        settings: config.RunnerSettings,
+        reread: Callable[[], config.RunnerSettings] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.reread = reread
+        self.counters = Counters()
+        self.conn: psycopg.Connection[Any] | None = None
+        self.heartbeat: Heartbeat | None = None
+        self.generation = 1
+        self.previous_committed = False
+        self.reload_requested = False
+        self.stopping = False
+        self.in_hook = False
+        self.published_name = ""
+        self._wakeup_read = -1
+        self._multi_host = False
+
+    # ---- signals and sleeping ----
+
+    def _install_signals(self) -> None:
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)
+        os.set_blocking(read_end, False)
+        self._wakeup_read = read_end
+        # Any signal writes a byte: the sleep's select() wakes, whatever it waits for.
+        signal.set_wakeup_fd(write_end)
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_reload)
+
+    def _on_stop(self, number: int, frame: types.FrameType | None) -> None:
+        # Once: the way out must not be interrupted again.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self.stopping = True
+        # Closed here, before anything unwinds: a transaction's __exit__ on the
+        # way out then finds no statement to wait for.  The server rolls back
+        # the tick in flight.  self.stopping ends every loop, should a handler
+        # on the way turn Stop into another exception.
+        conn = self.conn
+        if conn is not None:
+            conn.pgconn.finish()
+        raise Stop(signal.Signals(number).name)
+
+    def _on_reload(self, number: int, frame: types.FrameType | None) -> None:
+        self.reload_requested = True
+
+    def _sleep_until(self, deadline: float) -> None:
+        """Until the monotonic clock reaches deadline, or a reload is asked for."""
+        while not self.reload_requested:
+            if self.stopping:
+                raise Stop("stopping")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            readable, _, _ = select.select([self._wakeup_read], [], [], remaining)
+            if readable:
+                try:
+                    while os.read(self._wakeup_read, 64):
+                        pass
+                except BlockingIOError:
+                    pass
+
+    # ---- the published state ----
+
+    def _set_state(self, new_state: str, detail: str | None = None) -> None:
+        counters = self.counters
+        if new_state != counters.state:
+            counters.state = new_state
+            counters.state_since = time.time()
+            log.info("alive-worker run: %s%s", new_state, f": {detail}" if detail else "")
+        self._publish_name()
+
+    def _publish_name(self) -> None:
+        """The session's application_name says the state (state.py), set only when it changes."""
+        name = state.application_name(self.counters.state, self.settings.interval)
+        conn = self.conn
+        if conn is None or conn.closed or name == self.published_name:
+            return
+        try:
+            # set_config() outside the tick's transaction: a rolled-back tick must not undo it.
+            with conn.transaction():
+                conn.execute("SELECT pg_catalog.set_config('application_name', %s, false)", [name])
+            self.published_name = name
+        except psycopg.Error as error:
+            if conn.broken or conn.closed:
+                raise LostConnection(str(error)) from error
+            log.warning("alive-worker run cannot publish its state: %s", error)
+
+    def _report_in_hook(self, in_hook: bool) -> None:
+        # For /metrics only: naming the session at every tick would cost two round trips.
+        self.in_hook = in_hook
+
+    def _report_retention_error(self, message: str | None) -> None:
+        self.counters.retention_error = message
+
+    # ---- connecting ----
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        settings = self.settings
+        params = psycopg.conninfo.conninfo_to_dict(settings.dsn)
+        self._multi_host = "," in str(params.get("host") or os.environ.get("PGHOST", ""))
+        own_options = params.get("options") or os.environ.get("PGOPTIONS", "")
+        timeout = f"-c statement_timeout={settings.tick_timeout_ms}"
+        extra: dict[str, Any] = {
+            "application_name": state.application_name(state.CONNECTING, settings.interval),
+            "options": f"{own_options} {PINNED_SETTINGS} {timeout}".strip(),
+        }
+        if "connect_timeout" not in params and "PGCONNECT_TIMEOUT" not in os.environ:
+            extra["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+        conn = RunnerConnection.connect(settings.dsn, autocommit=False, **extra)
+        self.published_name = str(extra["application_name"])
+        host = conn.info.host
+        self.counters.server = (
+            f"{host}:{conn.info.port}" if not host.startswith("/") else f"{host} port {conn.info.port}"
+        )
+        return conn
+
+    def _connect_with_backoff(self) -> None:
+        delay = FIRST_RECONNECT_SECONDS
+        while True:
+            if self.stopping:
+                raise Stop("stopping")
+            try:
+                self.conn = self._connect()
+            except psycopg.Error as error:
+                self.counters.connect_failures += 1
+                self._fail(f"cannot connect: {client_spi_message(error)}", state.CONNECTING)
+                self._sleep_until(time.monotonic() + delay)
+                delay = min(delay * 2, self.settings.reconnect_max / 1000)
+                continue
+            self.counters.connect_failures = 0
+            client_spi.attach(self.conn)
+            if self.heartbeat is not None:
+                self.heartbeat.forget_connection()  # type: ignore[attr-defined]
+            log.info(
+                "alive-worker run connected to %s (database %s)", self.counters.server, self.conn.info.dbname
+            )
+            return
+
+    def _close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+        self.previous_committed = False
+
+    def _fail(self, message: str, new_state: str = state.FAILING) -> None:
+        counters = self.counters
+        if message != counters.last_error:
+            log.warning("alive-worker run: %s", message)
+        counters.last_error = message
+        counters.last_error_at = time.time()
+        self._set_state(new_state)  # the warning above says why
+
+    # ---- what the policy asks of the runner ----
+
+    def _setting(self, name: str) -> str | None:
+        """alive_worker.* as the policy reads them (Settings.current()): the runner's, and the session's."""
+        if name == "alive_worker.database":
+            return self.conn.info.dbname if self.conn is not None else ""
+        if name == "alive_worker.role":
+            return client_spi.current_role()
+        return self.settings.alive_worker_setting(name)
+
+    def _hand_over_settings(self) -> None:
+        """The settings snapshot the policy reads (alive_worker.settings), as the shim hands the worker
+        its own at start and after each reload; again only when the generation changed."""
+        from alive_worker import settings
+
+        held = settings._snapshot
+        if held is not None and held.generation == self.generation:
+            return
+
+        def text(name: str) -> str:
+            return self._setting(f"alive_worker.{name}") or ""
+
+        settings.receive(
+            settings.Snapshot(
+                generation=self.generation,
+                settings=settings.Settings(
+                    database=text("database"),
+                    role=text("role"),
+                    schema=text("schema"),
+                    table=text("table"),
+                    message=text("message"),
+                    interval_ms=int(text("interval") or 0),
+                    hook=text("hook"),
+                    retention_s=int(text("retention") or 0),
+                ),
+                probe_role="",
+                hook_memory_limit_kb=0,
+            )
+        )
+
+    # ---- the loop ----
+
+    def run(self) -> int:
+        self._install_signals()
+        client_spi.session.settings = self._setting
+        client_spi.session.on_in_hook = self._report_in_hook
+        client_spi.session.on_retention_error = self._report_retention_error
+        self._start_metrics()
+        try:
+            while not self.stopping:
+                if self.conn is None or self.conn.closed:
+                    self._close()
+                    self._connect_with_backoff()
+                try:
+                    self._serve_connection()
+                except LostConnection as error:
+                    self._fail(f"lost the connection: {error}", state.CONNECTING)
+                    self._close()
+        except BaseException as stop:
+            if not self.stopping:
+                raise
+            log.info("alive-worker run stopping (%s)", stop)
+        finally:
+            self._close()
+        return 0
+
+    def _serve_connection(self) -> None:
+        """Waits on a standby, then ticks on the grid while this connection lasts."""
+        while self._in_recovery():
+            self.counters.in_recovery = True
+            self._set_state(state.WAITING_FOR_RECOVERY)
+            self._sleep_until(time.monotonic() + min(STANDBY_POLL_SECONDS, self.settings.interval / 1000))
+            self._follow_reload()
+            if self._multi_host:
+                # Another host may be the primary now: libpq's target_session_attrs chooses.
+                raise LostConnection("a standby; looking for the primary among the DSN's hosts")
+        self.counters.in_recovery = False
+        if self.heartbeat is None:
+            conn = self.conn
+            assert conn is not None
+            # It reads the role: in a transaction of its own, ended before the ticks'.
+            with conn.transaction():
+                self._hand_over_settings()
+                self.heartbeat = client_heartbeat_class()()
+        if not self._take_lock():
+            return
+        interval = self.settings.interval / 1000
+        wall_minus_monotonic = time.time() - time.monotonic()
+        deadline = time.monotonic()
+        while True:
+            self._sleep_until(deadline)
+            if self._follow_reload():
+                if self.conn is None:
+                    return
+                interval = self.settings.interval / 1000
+            tick_deadline = deadline
+            self._tick()
+            if self.conn is None or self.conn.closed:
+                raise LostConnection("closed")
+            if self.counters.state == state.WAITING_FOR_RECOVERY:
+                return
+            following = after_tick(
+                tick_deadline, time.monotonic(), interval, self.settings.clock_aligned, wall_minus_monotonic
+            )
+            self.counters.ticks_skipped += following.skipped
+            deadline = following.deadline
+
+    def _in_recovery(self) -> bool:
+        conn = self.conn
+        assert conn is not None
+        try:
+            with conn.transaction():
+                rows = client_spi.execute("SELECT pg_catalog.pg_is_in_recovery()")
+        except (psycopg.Error, client_spi.SPIError) as error:
+            raise LostConnection(str(error)) from error
+        return rows[0][0] == "t"
+
+    def _take_lock(self) -> bool:
+        """The table ready and the runner's lock held (state.py); False, reported, if not yet."""
+        from alive_worker.logtable import LogTable
+
+        conn = self.conn
+        assert conn is not None
+        settings = self.settings
+        try:
+            with conn.transaction():
+                table = LogTable(settings.schema, settings.table, client_spi.current_role())
+                table.prepare_insert().free()  # creates it if missing and allowed, or says why not
+                oid = client_spi.execute(_FIND_TABLE, settings.schema, settings.table)[0][0]
+                assert oid is not None
+                got = client_spi.execute(
+                    "SELECT pg_catalog.pg_try_advisory_lock($1::pg_catalog.int4, $2::pg_catalog.oid::pg_catalog.int4)",
+                    str(state.LOCK_CLASS),
+                    oid,
+                )[0][0]
+        except client_spi.SPIError as error:
+            if conn.broken or conn.closed:
+                raise LostConnection(error.message) from error
+            self._fail(describe(error))
+            self._sleep_until(time.monotonic() + self.settings.interval / 1000)
+            return False
+        if got != "t":
+            self._fail(
+                f"another session holds the runner's lock on {settings.schema}.{settings.table}: "
+                "one runner writes a table",
+                state.LOCKED_OUT,
+            )
+            self._sleep_until(time.monotonic() + self.settings.interval / 1000)
+            return False
+        return True
+
+    def _follow_reload(self) -> bool:
+        """Reads the configuration again if SIGHUP asked; True if it did."""
+        if not self.reload_requested:
+            return False
+        self.reload_requested = False
+        if self.reread is None:
+            return False
+        try:
+            new = self.reread()
+        except config.ConfigError as error:
+            log.warning("alive-worker run keeps its settings: %s", error)
+            return False
+        old, self.settings = self.settings, new
+        self.generation += 1
+        log.info("alive-worker run read its configuration again")
+        if (old.dsn, old.schema, old.table, old.tick_timeout_ms) != (
+            new.dsn,
+            new.schema,
+            new.table,
+            new.tick_timeout_ms,
+        ):
+            # Another server, table or session timeout: start over with a new session and lock.
+            self._close()
+        else:
+            self.published_name = ""  # the interval in the name may have changed
+            self._publish_name()
+        return True
+
+    def _tick(self) -> None:
+        """One heartbeat in one transaction, as the worker's tick (alive_worker.c)."""
+        conn = self.conn
+        heartbeat = self.heartbeat
+        assert conn is not None and heartbeat is not None
+        client_spi.begin_tick()
+        # A tick of one INSERT (no hook, no retention) needs no transaction block of
+        # its own: in autocommit it is one round trip instead of three (BEGIN,
+        # INSERT, COMMIT), the same atomic write.  Anything more gets the block that
+        # its savepoints need.
+        single_statement = not self.settings.hook and not self.settings.retention
+        if conn.autocommit != single_statement:
+            conn.autocommit = single_statement
+        committed = False
+        try:
+            self._hand_over_settings()
+            # Numbered as the worker numbers: heartbeats committed since the start, across reconnects.
+            heartbeat.tick(self.counters.ticks_ok + 1, self.generation, self.previous_committed)
+            if self.settings.hook:
+                self._run_hook_in_savepoint(heartbeat)
+            try:
+                conn.commit()
+            except psycopg.Error as error:
+                client_spi.raise_as_spi_error(error)
+            committed = True
+        except Exception as raised:
+            failure: client_spi.SPIError
+            if isinstance(raised, client_spi.SPIError):
+                failure = raised
+            else:
+                # Not the server's: a bug or a bad setting, reported as the worker reports one (38000).
+                log.exception("alive-worker run: the tick failed")
+                failure = client_spi.errors.ExternalRoutineException(f"{type(raised).__name__}: {raised}")
+            self._rollback()
+            if conn.broken or conn.closed:
+                self.previous_committed = False
+                raise LostConnection(failure.message) from raised
+            self.counters.ticks_failed += 1
+            if failure.sqlstate == "25006":
+                # The server became a standby under us (or never was writable): wait for a primary.
+                self._set_state(state.WAITING_FOR_RECOVERY, failure.message)
+            else:
+                self._fail(describe(failure))
+        finally:
+            self.previous_committed = committed
+        if committed:
+            counters = self.counters
+            counters.ticks_ok += 1
+            counters.last_ok_at = time.time()
+            self._set_state(state.SLEEPING)
+
+    def _run_hook_in_savepoint(self, heartbeat: Heartbeat) -> None:
+        """The hook, as the shim runs it: its failure is logged (hook_failure = log) or fails the tick."""
+        try:
+            with client_spi.subtransaction():
+                heartbeat.run_hook()
+        except Stop:
+            raise
+        except Exception as error:
+            conn = self.conn
+            if conn is None or conn.broken or conn.closed:
+                raise
+            self.counters.hook_failures += 1
+            sqlstate = getattr(error, "sqlstate", "38000")
+            message = getattr(error, "message", None) or f"{type(error).__name__}: {error}"
+            if self.settings.hook_failure == "fail_tick":
+                raise client_spi.errors.from_sqlstate(
+                    sqlstate, f'alive_worker.hook "{self.settings.hook}" failed: {message}'
+                ) from error
+            log.warning(
+                'alive_worker.hook "%s" failed: %s (SQLSTATE %s)',
+                self.settings.hook,
+                message,
+                sqlstate,
+                exc_info=not hasattr(error, "sqlstate"),
+            )
+
+    def _rollback(self) -> None:
+        conn = self.conn
+        if conn is None or conn.closed:
+            return
+        with contextlib.suppress(psycopg.Error):
+            conn.rollback()
+
+    # ---- its own /metrics ----
+
+    def _start_metrics(self) -> None:
+        if not self.settings.metrics_listen:
+            return
+        from alive_worker.runner.metrics import serve
+
+        serve(self.settings.metrics_listen, self)
+
+
+def describe(error: client_spi.SPIError) -> str:
+    """An error as the server log would give it: message, SQLSTATE, then detail and hint."""
+    parts = [f"{error.message} (SQLSTATE {error.sqlstate})"]
+    parts += [f"{label}: {text}" for label, text in (("detail", error.detail), ("hint", error.hint)) if text]
+    return "; ".join(parts)
+
+
+def client_spi_message(error: psycopg.Error) -> str:
+    text = getattr(error.diag, "message_primary", None) or str(error)
+    return " ".join(text.split())

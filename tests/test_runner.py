@@ -1,0 +1,497 @@
+"""alive-worker run: the worker's heartbeat from outside, on servers without our library or extension.
+
+Every server here starts without shared_preload_libraries and without the
+extension, as a managed service's would, and the runner connects as luca, a
+role holding INSERT on the table and USAGE on its sequence, nothing more
+(conftest.LEAST_PRIVILEGE_SETUP), unless a test grants more.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import BIN_DIR, LEAST_PRIVILEGE_SETUP, MESSAGE, Cluster, free_port, wait_for, write_hook
+
+CLI = Path(BIN_DIR) / "alive-worker"
+INTERVAL = "100ms"
+
+
+def dsn(*clusters: Cluster, user: str = "luca", **extra: str) -> str:
+    hosts = ",".join(str(c.node.host) for c in clusters)
+    ports = ",".join(str(c.node.port) for c in clusters)
+    more = "".join(f" {key}={value}" for key, value in extra.items())
+    return f"host={hosts} port={ports} dbname=postgres user={user}{more}"
+
+
+class RunningRunner:
+    def __init__(self, process: subprocess.Popen[str], log_path: Path) -> None:
+        self.process = process
+        self.log_path = log_path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def start_runner(tmp_path: Path) -> Iterator[Callable[..., RunningRunner]]:
+    """alive-worker run processes, killed after the test (their stderr shown if it failed)."""
+    started: list[RunningRunner] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> RunningRunner:
+        log_path = tmp_path / f"runner-{len(started)}.log"
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ALIVE_WORKER_"))}
+        process = subprocess.Popen(
+            [str(CLI), "run", "--log-level", "debug", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=log_path.open("w"),
+            text=True,
+            env={**clean, **(env or {})},
+        )
+        started.append(RunningRunner(process, log_path))
+        return started[-1]
+
+    yield start
+    for runner in started:
+        if runner.process.poll() is None:
+            runner.process.kill()
+            runner.process.wait()
+        print(f"---- {runner.log_path} ----\n" + "\n".join(runner.log().splitlines()[-40:]))
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    result = subprocess.run([str(CLI), *args], capture_output=True, text=True, timeout=60, env=clean)
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    return result
+
+
+@pytest.fixture
+def managed(make_cluster: Callable[..., Cluster]) -> Cluster:
+    """A server as a managed service has it: no library, no extension; luca with INSERT only."""
+    cluster = make_cluster(setup_sql=LEAST_PRIVILEGE_SETUP, preload=False)
+    assert cluster.sql("SHOW shared_preload_libraries") == [("",)]
+    assert cluster.sql("SELECT count(*) FROM pg_extension WHERE extname = 'alive_worker'") == [(0,)]
+    return cluster
+
+
+def numbers(rows: list[tuple[int, str]]) -> list[int]:
+    prefix = f"{MESSAGE} "
+    assert all(message.startswith(prefix) for _, message in rows), rows
+    return [int(message.removeprefix(prefix)) for _, message in rows]
+
+
+# ---- heartbeats ----
+
+
+def test_the_runner_writes_the_worker_s_numbered_rows_with_insert_rights_only(
+    managed: Cluster, start_runner: Callable[..., RunningRunner]
+) -> None:
+    runner = start_runner("--dsn", dsn(managed), "--interval", INTERVAL, "--message", MESSAGE)
+    rows = managed.wait_for_heartbeats(10)
+    assert numbers(rows)[:10] == list(range(1, 11))
+    # On the worker's grid: ten ticks a second, the time a tick takes adding no drift.
+    times = [
+        t for (t,) in managed.sql("SELECT extract(epoch FROM ts)::float8 FROM public.log_table ORDER BY pk")
+    ]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert 0.09 < sum(gaps) / len(gaps) < 0.11, gaps
+    assert runner.process.poll() is None
+    # The session says who it is, and holds the runner's lock on the table.
+    held = managed.sql(
+        "SELECT a.usename, a.application_name, l.objid = 'public.log_table'::regclass FROM pg_locks l"
+        " JOIN pg_stat_activity a USING (pid) WHERE l.locktype = 'advisory' AND l.granted"
+    )
+    assert held == [("luca", "alive-worker run: sleeping (100ms)", True)]
+
+
+def test_a_second_runner_on_the_same_table_waits_for_the_first_one_s_lock(
+    managed: Cluster, start_runner: Callable[..., RunningRunner]
+) -> None:
+    first = start_runner("--dsn", dsn(managed), "--interval", INTERVAL, "--message", MESSAGE)
+    managed.wait_for_heartbeats(3)
+    second = start_runner("--dsn", dsn(managed), "--interval", INTERVAL, "--message", MESSAGE)
+    wait_for(
+        lambda: "another session holds the runner's lock on public.log_table" in second.log(), "the refusal"
+    )
+    rows = managed.wait_for_heartbeats(len(managed.heartbeats()) + 5)
+    # One writer, one numbering: no number twice.
+    assert numbers(rows) == list(range(1, len(rows) + 1))
+    # Once the first is gone, the second takes over (numbering from its own start, as a new worker's).
+    first.process.terminate()
+    first.process.wait(timeout=5)
+    wait_for(
+        lambda: managed.heartbeats()[-1][1] != rows[-1][1] and "sleeping" in second.log(),
+        "the second writing",
+    )
+
+
+def test_the_runner_creates_its_table_when_its_role_may_and_says_what_to_grant_when_not(
+    make_cluster: Callable[..., Cluster], start_runner: Callable[..., RunningRunner]
+) -> None:
+    cluster = make_cluster(
+        setup_sql=[
+            "CREATE ROLE luca LOGIN",
+            "CREATE SCHEMA beats AUTHORIZATION luca",
+            "CREATE ROLE nobody LOGIN",
+        ],
+        preload=False,
+    )
+    start_runner("--dsn", dsn(cluster), "--interval", INTERVAL, "--schema", "beats", "--table", "Odd Name")
+    rows = cluster.wait_for_heartbeats(3, table='beats."Odd Name"')
+    assert numbers(rows)[:3] == [1, 2, 3]
+    refused = start_runner("--dsn", dsn(cluster, user="nobody"), "--interval", INTERVAL, "--table", "other")
+    wait_for(
+        lambda: "cannot create log table public.other" in refused.log(), "the refusal to create the table"
+    )
+    assert 'grant INSERT on it and USAGE on its sequence to role "nobody"' in refused.log()
+
+
+def test_settings_come_from_the_file_then_the_environment_then_the_flags(
+    managed: Cluster, start_runner: Callable[..., RunningRunner], tmp_path: Path
+) -> None:
+    config = tmp_path / "runner.conf"
+    config.write_text(
+        "# as in postgresql.conf\nalive_worker.message = 'from the file'\ninterval = 100ms\nretention = 0\n"
+    )
+    os.chmod(tmp_path, 0o755)
+    start_runner(
+        "--config",
+        str(config),
+        "--message",
+        "from the flag",
+        env={"ALIVE_WORKER_MESSAGE": "from the environment", "ALIVE_WORKER_DSN": dsn(managed)},
+    )
+    rows = managed.wait_for_heartbeats(2)
+    assert rows[0][1] == "from the flag 1"
+    bad = cli("run", "--dsn", dsn(managed), "--interval", "soon")
+    assert bad.returncode == 3 and "interval: not a time: 'soon'" in bad.stderr
+
+
+def test_sighup_reads_the_settings_file_again(
+    managed: Cluster, start_runner: Callable[..., RunningRunner], tmp_path: Path
+) -> None:
+    config = tmp_path / "runner.conf"
+    config.write_text(f"dsn = '{dsn(managed)}'\ninterval = 100ms\nmessage = 'before'\n")
+    os.chmod(tmp_path, 0o755)
+    runner = start_runner("--config", str(config))
+    managed.wait_for_heartbeats(2)
+    config.write_text(f"dsn = '{dsn(managed)}'\ninterval = 100ms\nmessage = 'after'\n")
+    runner.process.send_signal(signal.SIGHUP)
+    rows = wait_for(
+        lambda: r if (r := managed.heartbeats())[-1][1].startswith("after ") else None,
+        "rows with the new message",
+    )
+    # The numbering goes on through a reload, as the worker's does.
+    shown = [int(message.split()[-1]) for _, message in rows]
+    assert shown == list(range(1, len(shown) + 1))
+    assert runner.process.poll() is None
+
+
+# ---- stopping ----
+
+
+def test_sigterm_stops_the_runner_within_100_ms_even_while_its_insert_waits_for_a_lock(
+    managed: Cluster, start_runner: Callable[..., RunningRunner]
+) -> None:
+    runner = start_runner("--dsn", dsn(managed), "--interval", INTERVAL, "--tick-timeout", "1min")
+    managed.wait_for_heartbeats(2)
+    with managed.connect() as blocker, blocker.transaction():
+        blocker.execute("LOCK TABLE public.log_table IN ACCESS EXCLUSIVE MODE")
+        wait_for(
+            lambda: managed.sql("SELECT count(*) FROM pg_locks l WHERE NOT l.granted")[0][0] > 0,
+            "the runner's INSERT waiting for the lock",
+        )
+        started = time.monotonic()
+        runner.process.send_signal(signal.SIGTERM)
+        code = runner.process.wait(timeout=5)
+        took = time.monotonic() - started
+    assert code == 0, runner.log()
+    assert took < 0.1, f"the runner took {took * 1000:.0f} ms to stop"
+    # Its session is gone with it: nothing holds the runner's lock, nothing waits.
+    wait_for(
+        lambda: managed.sql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'luca'") == [(0,)],
+        "luca gone",
+    )
+
+
+def test_sigterm_stops_the_runner_within_100_ms_while_it_sleeps(
+    managed: Cluster, start_runner: Callable[..., RunningRunner]
+) -> None:
+    runner = start_runner("--dsn", dsn(managed), "--interval", "10s")
+    managed.wait_for_heartbeats(1)
+    time.sleep(0.3)
+    started = time.monotonic()
+    runner.process.send_signal(signal.SIGTERM)
+    assert runner.process.wait(timeout=5) == 0
+    assert time.monotonic() - started < 0.1
+
+
+# ---- the hook and retention ----
+
+HOOK = """
+from alive_worker import spi
+
+def hook(tick):
+    spi.execute("INSERT INTO public.notes (number, message) VALUES ($1::int, $2)", str(tick.number), tick.message)
+    try:
+        with spi.subtransaction():
+            spi.execute("SELECT 1 / 0")
+    except spi.errors.DivisionByZero as error:
+        plan = spi.prepare("INSERT INTO public.notes (number, message) VALUES ($1, $2)", ["int4", "text"])
+        plan.execute(str(-tick.number), f"{type(error).__name__} {error.sqlstate} {tick.settings.interval_ms}")
+"""
+
+
+def test_a_hook_runs_in_the_runner_with_spi_on_its_connection_and_errors_by_sqlstate(
+    make_cluster: Callable[..., Cluster], start_runner: Callable[..., RunningRunner], tmp_path: Path
+) -> None:
+    cluster = make_cluster(
+        setup_sql=[
+            *LEAST_PRIVILEGE_SETUP,
+            "CREATE TABLE public.notes (number int, message text)",
+            "GRANT INSERT ON public.notes TO luca",
+        ],
+        preload=False,
+    )
+    (tmp_path / "hooks").mkdir()
+    hook = write_hook(tmp_path / "hooks", HOOK)
+    start_runner("--dsn", dsn(cluster), "--interval", INTERVAL, "--hook", hook, "--message", MESSAGE)
+    wait_for(lambda: len(cluster.sql("SELECT * FROM public.notes")) >= 6, "the hook's rows")
+    notes = cluster.sql("SELECT number, message FROM public.notes ORDER BY abs(number), number DESC")
+    assert notes[:2] == [(1, f"{MESSAGE} 1"), (-1, "DivisionByZero 22012 100")]
+    # The hook's rows commit with the heartbeat they belong to, in its transaction.
+    beats = {n for n in numbers(cluster.heartbeats())}
+    assert {number for number, _ in notes if number > 0} <= beats
+
+
+def test_a_failing_hook_is_logged_and_the_heartbeat_commits(
+    managed: Cluster, start_runner: Callable[..., RunningRunner], tmp_path: Path
+) -> None:
+    (tmp_path / "hooks").mkdir()
+    hook = write_hook(tmp_path / "hooks", "def hook(tick):\n    raise ValueError('no luck')\n")
+    runner = start_runner("--dsn", dsn(managed), "--interval", INTERVAL, "--hook", hook)
+    managed.wait_for_heartbeats(3)
+    assert "ValueError: no luck" in runner.log()
+
+
+def test_retention_deletes_old_heartbeats_from_outside(
+    make_cluster: Callable[..., Cluster], start_runner: Callable[..., RunningRunner]
+) -> None:
+    cluster = make_cluster(
+        setup_sql=[
+            *LEAST_PRIVILEGE_SETUP,
+            "INSERT INTO public.log_table (message, ts) SELECT 'old ' || i, now() - interval '2 days' FROM generate_series(1, 50) i",
+            "GRANT SELECT, DELETE ON public.log_table TO luca",
+        ],
+        preload=False,
+    )
+    start_runner("--dsn", dsn(cluster), "--interval", INTERVAL, "--retention", "1d")
+    wait_for(
+        lambda: cluster.sql("SELECT count(*) FROM public.log_table WHERE message LIKE 'old %'") == [(0,)],
+        "the old heartbeats deleted",
+    )
+    assert len(cluster.heartbeats()) >= 1
+
+
+# ---- its state, seen from outside ----
+
+
+def test_status_tells_a_writing_runner_a_blocked_one_and_no_runner(
+    managed: Cluster, start_runner: Callable[..., RunningRunner]
+) -> None:
+    runner = start_runner("--dsn", dsn(managed), "--interval", INTERVAL, "--tick-timeout", "1min")
+    managed.wait_for_heartbeats(3)
+    superuser = dsn(managed, user=managed.node.os_ops.username)
+    ok = cli("status", "--runner", "--dsn", superuser)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.startswith("OK: 1 sleeping (alive-worker run on PostgreSQL")
+    assert re.search(r"^postgres +sleeping +\d+ +public\.log_table +100 ms", ok.stdout, re.M)
+    # Without the extension, status finds the runner without being told, and so do the metrics.
+    assert cli("status", "--dsn", superuser).returncode == 0
+    metrics = cli("metrics", "--dsn", superuser)
+    assert metrics.returncode == 0, metrics.stderr
+    assert 'alive_worker_up{database="postgres"} 1.0' in metrics.stdout
+    assert re.search(
+        r'^alive_worker_last_heartbeat_timestamp_seconds\{database="postgres"\} \S+$', metrics.stdout, re.M
+    )
+
+    with managed.connect() as blocker, blocker.transaction():
+        blocker.execute("LOCK TABLE public.log_table IN ACCESS EXCLUSIVE MODE")
+        blocked = wait_for(
+            lambda: r if (r := cli("status", "--runner", "--dsn", superuser)).returncode == 2 else None,
+            "status CRITICAL for a runner blocked for 10 intervals",
+        )
+        assert "blocked on a lock" in blocked.stdout
+        # A role that may read nothing of the table tells blocked from absent too.
+        as_luca = cli("status", "--runner", "--dsn", dsn(managed))
+        assert "blocked on a lock" in as_luca.stdout and as_luca.returncode in (1, 2)
+    wait_for(
+        lambda: cli("status", "--runner", "--dsn", superuser).returncode == 0, "the runner writing again"
+    )
+
+    runner.process.kill()
+    runner.process.wait()
+    gone = wait_for(
+        lambda: r if (r := cli("status", "--runner", "--dsn", superuser)).returncode == 2 else None,
+        "status CRITICAL with no runner",
+    )
+    assert gone.stdout.startswith(
+        "CRITICAL: no runner: no alive-worker run session is connected to this database"
+    )
+    scrape = cli("metrics", "--dsn", superuser)
+    assert scrape.returncode == 3 and "alive_worker_scrape_success 0.0" in scrape.stdout
+    assert not re.search(r"^alive_worker_up\{", scrape.stdout, re.M)
+
+
+def test_status_says_a_runner_is_failing_and_why_it_writes_no_more(
+    managed: Cluster, start_runner: Callable[..., RunningRunner]
+) -> None:
+    runner = start_runner("--dsn", dsn(managed), "--interval", INTERVAL)
+    managed.wait_for_heartbeats(2)
+    managed.sql("REVOKE INSERT ON public.log_table FROM luca")
+    superuser = dsn(managed, user=managed.node.os_ops.username)
+    failing = wait_for(
+        lambda: r if (r := cli("status", "--runner", "--dsn", superuser)).returncode == 2 else None,
+        "status CRITICAL for a failing runner",
+    )
+    assert failing.stdout.startswith("CRITICAL: 1 failing (alive-worker run"), failing.stdout
+    wait_for(
+        lambda: "permission denied for table log_table (SQLSTATE 42501)" in runner.log(), "the cause logged"
+    )
+    managed.sql("GRANT INSERT ON public.log_table TO luca")
+    wait_for(
+        lambda: cli("status", "--runner", "--dsn", superuser).returncode == 0, "the runner writing again"
+    )
+
+
+def test_the_runner_waits_for_a_server_that_is_down_and_writes_once_it_is_up(
+    managed: Cluster, start_runner: Callable[..., RunningRunner]
+) -> None:
+    managed.node.stop()
+    runner = start_runner("--dsn", dsn(managed), "--interval", INTERVAL, "--reconnect-max", "200ms")
+    wait_for(lambda: runner.log().count("cannot connect") >= 1, "the failed attempts logged")
+    time.sleep(1)
+    assert runner.process.poll() is None
+    managed.node.start()
+    rows = managed.wait_for_heartbeats(3)
+    assert numbers(rows)[:3] == [1, 2, 3]
+
+
+def test_the_runner_serves_its_own_metrics(
+    managed: Cluster, start_runner: Callable[..., RunningRunner]
+) -> None:
+    port = free_port()
+    start_runner("--dsn", dsn(managed), "--interval", INTERVAL, "--metrics-listen", f"127.0.0.1:{port}")
+    managed.wait_for_heartbeats(3)
+
+    def scrape() -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                return str(response.read().decode())
+        except OSError:
+            return None
+
+    text = wait_for(scrape, "the runner's /metrics")
+    assert 'alive_worker_up{database="postgres",table="public.log_table"} 1.0' in text
+    assert 'alive_worker_state{database="postgres",state="sleeping",table="public.log_table"} 1.0' in text
+    ok = re.search(
+        r'alive_worker_ticks_total\{database="postgres",result="ok",table="public.log_table"\} (\d+)', text
+    )
+    assert ok and int(ok.group(1)) >= 3
+
+
+# ---- standbys ----
+
+
+def test_the_runner_waits_on_a_standby_and_writes_once_it_is_promoted(
+    managed: Cluster, make_standby: Callable[[Cluster], Cluster], start_runner: Callable[..., RunningRunner]
+) -> None:
+    managed.sql("SELECT pg_switch_wal()")
+    standby = make_standby(managed)
+    runner = start_runner("--dsn", dsn(standby), "--interval", INTERVAL)
+    wait_for(
+        lambda: (
+            standby.sql("SELECT application_name FROM pg_stat_activity WHERE usename = 'luca'")
+            == [("alive-worker run: waiting for recovery to end (100ms)",)]
+        ),
+        "the runner waiting on the standby",
+    )
+    time.sleep(0.5)
+    assert managed.heartbeats() == [] and standby.heartbeats() == []
+    status = cli("status", "--dsn", dsn(standby, user=standby.node.os_ops.username))
+    assert status.returncode == 0 and "waiting for recovery to end" in status.stdout
+    managed.node.stop()
+    standby.node.promote()
+    rows = standby.wait_for_heartbeats(3)
+    assert numbers(rows)[:3] == [1, 2, 3], runner.log()
+
+
+def test_the_runner_follows_a_promoted_standby_through_a_multi_host_dsn(
+    managed: Cluster, make_standby: Callable[[Cluster], Cluster], start_runner: Callable[..., RunningRunner]
+) -> None:
+    standby = make_standby(managed)
+    runner = start_runner(
+        "--dsn",
+        dsn(managed, standby, target_session_attrs="read-write"),
+        "--interval",
+        INTERVAL,
+        "--message",
+        MESSAGE,
+    )
+    before = len(managed.wait_for_heartbeats(5))
+    wait_for(lambda: len(standby.heartbeats()) >= before, "the heartbeats replayed on the standby")
+    managed.node.stop(["-m", "immediate"])
+    standby.node.promote()
+    rows = wait_for(
+        lambda: r if len(r := standby.heartbeats()) >= before + 5 else None,
+        "heartbeats on the promoted standby",
+        30,
+    )
+    assert runner.process.poll() is None
+    # One runner, one numbering, on through the switch (a tick lost with the old primary at most).
+    after = numbers(rows)
+    assert after[-1] > after[before - 1]
+    assert sorted(set(after[before:])) == after[before:]
+
+
+# ---- lag and report, read from the table itself ----
+
+
+def test_lag_and_report_read_a_server_written_by_the_runner(
+    managed: Cluster, make_standby: Callable[[Cluster], Cluster], start_runner: Callable[..., RunningRunner]
+) -> None:
+    runner = start_runner("--dsn", dsn(managed), "--interval", INTERVAL)
+    managed.wait_for_heartbeats(5)
+    standby = make_standby(managed)
+    wait_for(lambda: len(standby.heartbeats()) >= 5, "heartbeats replayed on the standby")
+    on_standby = dsn(standby, user=standby.node.os_ops.username)
+    lag = cli("lag", "--dsn", on_standby, "--table", "public.log_table", "--warn", "5", "--crit", "10")
+    assert lag.returncode == 0, lag.stdout + lag.stderr
+    assert re.match(r"OK: lag \S+ s?\S*, standby", lag.stdout), lag.stdout
+    # A role that may not read the table is told what to grant, not given a number.
+    refused = cli("lag", "--dsn", dsn(standby), "--table", "public.log_table")
+    assert refused.returncode == 3
+    assert 'GRANT SELECT ON public.log_table TO "luca";' in refused.stdout + refused.stderr
+
+    # Two seconds without heartbeats: the runner stopped (SIGSTOP), then resumed.
+    runner.process.send_signal(signal.SIGSTOP)
+    time.sleep(2)
+    runner.process.send_signal(signal.SIGCONT)
+    managed.wait_for_heartbeats(len(managed.heartbeats()) + 5)
+    on_primary = dsn(managed, user=managed.node.os_ops.username)
+    # No --interval: the runner's session publishes it.
+    report = cli("report", "--dsn", on_primary, "--since", "5min", "--gap", "5", "--format", "json")
+    assert report.stdout.startswith("{"), report.stdout + report.stderr
+    found = json.loads(report.stdout)
+    lengths = [outage["length"] for outage in found["outages"]]
+    assert len(lengths) == 1 and 1.5 <= lengths[0] <= 3, found["outages"]
