@@ -16,7 +16,7 @@ import signal
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -326,3 +326,40 @@ class PatroniCluster:
                 self.signal(self.etcd.pid, signal.SIGKILL)
                 self.etcd.wait(timeout=10)
             self.etcd = None
+
+
+# Patroni raises a smaller ttl to 20; the lines of each log shown after a failure.
+TTL = 20
+TAIL = 60
+
+
+def two_node_cluster(
+    request: Any, base: Path, bin_dir: str, settings: dict[str, str]
+) -> Iterator[PatroniCluster]:
+    """A leader and a replica on etcd, for a fixture to yield from: stopped at the end, and each node's
+    Patroni and PostgreSQL log tail printed when the test failed."""
+    import sys
+
+    import pytest
+
+    if not Path(ETCD).exists():
+        pytest.fail(f"no {ETCD}: scripts/setup-host installs Debian's etcd-server")
+    cluster = PatroniCluster(
+        base,
+        bin_dir=bin_dir,
+        patroni_bin_dir=str(Path(sys.executable).parent),
+        count=2,
+        ttl=TTL,
+        settings=settings,
+    )
+    try:
+        yield cluster
+    finally:
+        report = getattr(request.node, "report_call", None)
+        cluster.stop()
+        if report is None or report.failed:
+            for node in cluster.nodes:
+                for path in (node.patroni_log, node.pg_log_dir / "postgresql.log"):
+                    if path.exists():
+                        tail = path.read_text(errors="replace").splitlines()[-TAIL:]
+                        print(f"\n---- last lines of {path} ----\n" + "\n".join(tail))

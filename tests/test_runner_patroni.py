@@ -13,44 +13,21 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import BIN_DIR, MESSAGE, wait_for
-from patroni_cluster import ETCD, Node, PatroniCluster
+from patroni_cluster import Node, PatroniCluster, two_node_cluster
 
 pytestmark = pytest.mark.ha
 
 CLI = Path(BIN_DIR) / "alive-worker"
-TTL = 20
-TAIL = 60
 
 
 @pytest.fixture
 def patroni(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PatroniCluster]:
-    if not Path(ETCD).exists():
-        pytest.fail(f"no {ETCD}: scripts/setup-host installs Debian's etcd-server")
-    cluster = PatroniCluster(
-        tmp_path / "ha",
-        bin_dir=BIN_DIR,
-        patroni_bin_dir=str(Path(sys.executable).parent),
-        count=2,
-        ttl=TTL,
-        settings={"shared_preload_libraries": ""},
-    )
-    try:
-        yield cluster
-    finally:
-        report = getattr(request.node, "report_call", None)
-        cluster.stop()
-        if report is None or report.failed:
-            for node in cluster.nodes:
-                for path in (node.patroni_log, node.pg_log_dir / "postgresql.log"):
-                    if path.exists():
-                        tail = path.read_text(errors="replace").splitlines()[-TAIL:]
-                        print(f"\n---- last lines of {path} ----\n" + "\n".join(tail))
+    yield from two_node_cluster(request, tmp_path / "ha", BIN_DIR, {"shared_preload_libraries": ""})
 
 
 def numbers(node: Node) -> list[int]:
