@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 from alive_worker import pglog, settings, spi
 from alive_worker._native import ffi
-from alive_worker.logtable import LogTable
+from alive_worker.heartbeat_table import HeartbeatTable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ def start_facts() -> ledger.StartFacts:
 class EventLog:
     """The events of one worker's heartbeats; state lives across ticks."""
 
-    def __init__(self, table: LogTable) -> None:
+    def __init__(self, table: HeartbeatTable) -> None:
         self.table = table
         self.gap = timedelta(0)
         self.kept_seconds = 0
@@ -114,7 +114,7 @@ class EventLog:
         self._look_again_at = 0.0
         self.qualified = ""
 
-    def attach(self, table: LogTable, interval_ms: int, retention_s: int) -> None:
+    def attach(self, table: HeartbeatTable, interval_ms: int, retention_s: int) -> None:
         """Follows the heartbeat table and the settings; finds the events table if not found yet
         (the extension may have been created or updated since)."""
         self.table = table

@@ -13,7 +13,7 @@ Heartbeat overrides: _open_ledger, run_hook, _follow_log_level.
 from __future__ import annotations
 
 from alive_worker import pglog, spi
-from alive_worker.logtable import LogTable
+from alive_worker.heartbeat_table import HeartbeatTable
 from alive_worker.settings import Settings
 
 TYPE_CHECKING = False
@@ -58,7 +58,7 @@ class Heartbeat:
         self.role = spi.current_role()
         self._generation: int | None = None
         self._insert: spi.Plan | None = None
-        self._table: LogTable | None = None
+        self._table: HeartbeatTable | None = None
         self._retention: Retention | None = None
         self._stale: list[spi.Plan | Retention] = []
         self._host: HookHost | None = None  # runs the hook, once there is one
@@ -133,7 +133,7 @@ class Heartbeat:
         if settings_generation != self._generation:
             self._reload(settings_generation)
         if self._insert is None:
-            table = LogTable(self.settings.schema, self.settings.table, self.role)
+            table = HeartbeatTable(self.settings.schema, self.settings.table, self.role)
             self._insert = table.prepare_insert()
             self._table = table
             if self._events is None:
@@ -146,14 +146,14 @@ class Heartbeat:
                 spi.report_retention_error(None)
         self._ready_for = settings_generation
 
-    def _open_ledger(self, table: LogTable) -> EventLog | None:
+    def _open_ledger(self, table: HeartbeatTable) -> EventLog | None:
         """The ledger of gaps (alive_worker.events), kept by the worker; None where there is none."""
         # Imported only then: a worker that never writes keeps no ledger.
         from alive_worker.events import EventLog
 
         return EventLog(table)
 
-    def _set_up_retention(self, table: LogTable) -> Retention | None:
+    def _set_up_retention(self, table: HeartbeatTable) -> Retention | None:
         """Retention for table, or None, reported, if it cannot work: the heartbeat goes on."""
         # Imported only then: the default tick keeps every row.
         from alive_worker.retention import Retention

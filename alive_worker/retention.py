@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 
 from alive_worker import errors, pglog, spi
-from alive_worker.logtable import LogTable
+from alive_worker.heartbeat_table import HeartbeatTable
 
 log = pglog.getLogger(__name__)
 
@@ -30,7 +30,7 @@ IDLE_CHECK_MAX_SECONDS = 60.0
 class Retention:
     """Deletes one batch of expired heartbeats when one is due."""
 
-    def __init__(self, table: LogTable, retention_seconds: int) -> None:
+    def __init__(self, table: HeartbeatTable, retention_seconds: int) -> None:
         self.table = table
         self.max_age = f"{retention_seconds} seconds"  # an interval, as the DELETE takes it
         self.idle_check_seconds = min(IDLE_CHECK_MAX_SECONDS, retention_seconds / IDLE_CHECK_FRACTION)

@@ -1,6 +1,6 @@
 """What the heartbeat's policy needs of whoever runs its statements: one interface, two transports.
 
-The policy (alive_worker.heartbeat, logtable, retention, settings, and the
+The policy (alive_worker.heartbeat, heartbeat_table, retention, settings, and the
 hook API) calls ``alive_worker.spi``.  Which module that name holds is
 decided once per process, before the policy is imported:
 
@@ -28,7 +28,7 @@ Row = tuple[str | None, ...]
 
 
 class PreparedStatement(Protocol):
-    """A kept or per-tick plan: what heartbeat, logtable and retention call on one."""
+    """A kept or per-tick plan: what heartbeat, heartbeat_table and retention call on one."""
 
     query: str
 

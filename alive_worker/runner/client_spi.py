@@ -2,7 +2,7 @@
 
 The runner puts this module in place of alive_worker.spi (as the hook host
 puts alive_worker._host_spi) before it imports the heartbeat's policy, so
-that heartbeat, logtable, retention and the hooks it runs call the same
+that heartbeat, heartbeat_table, retention and the hooks it runs call the same
 functions as in the worker (the contract: alive_worker/transport.py), and
 meet the same errors: every server error becomes the alive_worker.errors
 class its SQLSTATE names (``spi.errors.DivisionByZero``), with detail, hint

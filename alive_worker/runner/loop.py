@@ -439,14 +439,14 @@ class Runner:
 
     def _take_lock(self) -> bool:
         """The table ready and the runner's lock held (state.py); False, reported, if not yet."""
-        from alive_worker.logtable import LogTable
+        from alive_worker.heartbeat_table import HeartbeatTable
 
         conn = self.conn
         assert conn is not None
         settings = self.settings
         try:
             with conn.transaction():
-                table = LogTable(settings.schema, settings.table, client_spi.current_role())
+                table = HeartbeatTable(settings.schema, settings.table, client_spi.current_role())
                 table.prepare_insert().free()  # creates it if missing and allowed, or says why not
                 oid = client_spi.execute(_FIND_TABLE, settings.schema, settings.table)[0][0]
                 assert oid is not None

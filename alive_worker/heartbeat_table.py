@@ -1,4 +1,4 @@
-"""The log table: finding it, creating it, checking it can take heartbeats."""
+"""The heartbeat table: finding it, creating it, checking it can take heartbeats."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ _TABLE_KINDS = ("r", "p")
 _KIND_NAMES = {"v": "a view", "m": "a materialized view", "f": "a foreign table", "S": "a sequence"}
 
 
-class LogTable:
+class HeartbeatTable:
     """One schema-qualified heartbeat table, as seen by the worker's role."""
 
     def __init__(self, schema: str, table: str, role: str) -> None:
