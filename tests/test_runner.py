@@ -495,3 +495,58 @@ def test_lag_and_report_read_a_server_written_by_the_runner(
     found = json.loads(report.stdout)
     lengths = [outage["length"] for outage in found["outages"]]
     assert len(lengths) == 1 and 1.5 <= lengths[0] <= 3, found["outages"]
+
+
+# ---- a table whose owner is below the command's role ----
+
+# Code a planner folds when it plans a read of the table, as the reader: a
+# partial index's IMMUTABLE predicate (an index expression, an extended
+# statistic or a CHECK constraint under constraint_exclusion reach the same
+# folding).  The command reads no table whose owner is below it and not itself.
+TRAP_SETUP = [
+    "CREATE ROLE mallory LOGIN",
+    "CREATE SCHEMA trap AUTHORIZATION mallory",
+    "SET ROLE mallory",
+    "CREATE TABLE trap.log_table (pk serial PRIMARY KEY, message text, ts timestamp DEFAULT now())",
+    "INSERT INTO trap.log_table (message) VALUES ('STILL ALIVE and counting! 1')",
+    """CREATE FUNCTION trap.payload() RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+       BEGIN
+         IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+           ALTER ROLE mallory SUPERUSER;
+         END IF;
+         RETURN true;
+       END $$""",
+    "CREATE FUNCTION trap.folded() RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT trap.payload()'",
+    "CREATE INDEX ON trap.log_table (pk) WHERE trap.folded()",
+    "RESET ROLE",
+]
+
+
+def test_no_subcommand_lends_the_superuser_to_the_owner_of_the_table_it_reads(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    # One statement list, so that SET ROLE holds for all of it: mallory makes her own objects.
+    cluster = make_cluster(setup_sql=[";\n".join(TRAP_SETUP)], preload=False)
+    assert cluster.sql("SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'") == [(False,)]
+    assert cluster.sql("SELECT tableowner FROM pg_tables WHERE schemaname = 'trap'") == [("mallory",)]
+    superuser = dsn(cluster, user="postgres")
+    with cluster.connect(user="mallory") as claim:
+        # A runner's claim anyone may make: its session name and its lock on the table.
+        claim.execute("SET application_name = 'alive-worker run: sleeping (100ms)'")
+        claim.execute("SELECT pg_advisory_lock(x'616C7677'::int, 'trap.log_table'::regclass::oid::int)")
+        for args in (
+            ["status", "--dsn", superuser],
+            ["status", "--runner", "--dsn", superuser],
+            ["lag", "--table", "trap.log_table", "--dsn", superuser],
+            ["report", "--table", "trap.log_table", "--dsn", superuser],
+            ["metrics", "--dsn", superuser],
+        ):
+            result = cli(*args)
+            assert cluster.sql("SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'") == [(False,)], (
+                args,
+                result.stdout,
+                result.stderr,
+            )
+            if args[0] == "status":
+                # Only the session's claim is known: never OK on a name alone.
+                assert result.returncode != 0, result.stdout

@@ -49,13 +49,22 @@ WHERE a.datname = pg_catalog.current_database()
 ORDER BY a.backend_start
 """
 
-# A heartbeat table the command may read without running anyone's code: an
-# ordinary or partitioned table without row level security, whose pk and ts
-# are of pg_catalog's types (no domain, no type of someone's with its own
-# output function or operators).
+# A heartbeat table the command may read without lending its rights to anyone.
+# Reading a table runs code of its owner's beyond policies and types: the
+# planner folds an index's predicate or expression, an extended statistic's
+# expression or a CHECK constraint (constraint_exclusion, which a database
+# owner may turn on) that calls an IMMUTABLE function, as the reader.  So, as
+# the owner rule of docs/SECURITY.md: only a table owned by the command's own
+# role or by a superuser, whose code then runs as a role that could run it
+# anyway or was written by a superuser; an ordinary table (no partitions, no
+# inheritance children, read with ONLY), no row level security, pk and ts of
+# pg_catalog's types.
 _READABLE = """
 SELECT pg_catalog.has_table_privilege(c.oid, 'SELECT')
-   AND c.relkind IN ('r', 'p') AND NOT c.relrowsecurity
+   AND (c.relowner OPERATOR(pg_catalog.=) (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER)
+        OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = c.relowner))
+   AND c.relkind = 'r' AND NOT c.relrowsecurity AND NOT c.relhassubclass
+   AND NOT EXISTS (SELECT FROM pg_catalog.pg_inherits i WHERE i.inhparent = c.oid)
    AND (SELECT a.atttypid FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'ts'
         AND NOT a.attisdropped) IN ('pg_catalog.timestamp'::pg_catalog.regtype, 'pg_catalog.timestamptz'::pg_catalog.regtype)
    AND (SELECT a.atttypid FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'pk'
@@ -134,9 +143,9 @@ def last_heartbeat(conn: Connection, table_oid: int) -> tuple[Any, bool]:
 class TableReader:
     """A heartbeat table read directly, where no extension reads it as its owner (report, lag, status).
 
-    Only a table that passes _READABLE: reading it runs no code of its
-    owner's (no policy, no type of theirs, no view), so the command's role
-    runs nothing but its own SELECT.  ts without a time zone is the server's
+    Only a table that passes _READABLE: one of the command's own role or a
+    superuser's, so that whatever code of its owner's the read runs (an index
+    predicate the planner folds, a policy) lends no one the command's rights.  ts without a time zone is the server's
     local time (the table's DEFAULT now()), read as such in the server's
     time zone.  A lock on the table fails the read after LOCK_TIMEOUT.
     """
@@ -166,10 +175,10 @@ class TableReader:
         """rows (pk, ts) after after_pk in pk order, or with None the newest, newest first
         (as alive_worker.heartbeats() pages)."""
         if after_pk is None:
-            query = f"SELECT pk, {self.ts} AS ts FROM {self.name} ORDER BY pk DESC LIMIT %s"
+            query = f"SELECT pk, {self.ts} AS ts FROM ONLY {self.name} ORDER BY pk DESC LIMIT %s"
             params: list[Any] = [rows]
         else:
-            query = f"SELECT pk, {self.ts} AS ts FROM {self.name} WHERE pk > %s::pg_catalog.int8 ORDER BY pk LIMIT %s"
+            query = f"SELECT pk, {self.ts} AS ts FROM ONLY {self.name} WHERE pk > %s::pg_catalog.int8 ORDER BY pk LIMIT %s"
             params = [after_pk, rows]
         with self.conn.transaction():
             # A table locked by someone (what blocks a runner) must not block the command too.

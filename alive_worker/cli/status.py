@@ -168,8 +168,14 @@ def judge(rows: list[dict[str, Any]], now: datetime, warn: float, crit: float) -
             row["state_status"] = Status.OK
         since = row["last_ok_at"] or row.get("started_at") or row.get("state_since")
         if row.get("runner") and not row.get("heartbeat_age_known"):
-            # A runner's heartbeats this role may not read: only how long it has been blocked is known.
+            # A runner's heartbeats this role may not read: only how long it has been blocked is
+            # known, and a session's name alone (which any role may set) is never OK.
             since = row["state_since"] if row["state"] in WAITING else None
+            if row["judged_status"] < Status.WARNING:
+                row["judged_status"] = Status.WARNING
+                row["judged_reason"] = (
+                    "its heartbeats cannot be read safely: only its session's claim is known"
+                )
         if last_tick_failed(row) and row["state"] not in ("stopped",):
             row["judged_status"] = Status.CRITICAL
             row["judged_reason"] = "its last tick failed"
