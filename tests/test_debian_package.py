@@ -97,9 +97,9 @@ def test_alive_worker_on_path_is_pg_wrapper_running_the_majors_command(
     cluster.wait_for_heartbeats(2)
     result = run(["alive-worker", "status", "--dsn", dsn(cluster)])
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.startswith("OK: 1 ") and "alive_worker 1.2 on PostgreSQL" in result.stdout
+    assert result.stdout.startswith("OK: 1 ") and f"alive_worker {SQL_VERSION} on PostgreSQL" in result.stdout
     version = run(["alive-worker", "--version"])
-    assert version.returncode == 0 and version.stdout.strip() == "alive-worker 1.2.0", version
+    assert version.returncode == 0 and version.stdout.strip() == f"alive-worker {SQL_VERSION}.0", version
 
 
 def test_the_runner_s_systemd_unit_is_installed_and_verified() -> None:
