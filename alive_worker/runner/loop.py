@@ -485,6 +485,7 @@ class Runner:
             return False
         old, self.settings = self.settings, new
         self.generation += 1
+        self._hand_over_settings()
         log.info("alive-worker run read its configuration again")
         if (old.dsn, old.schema, old.table, old.tick_timeout_ms) != (
             new.dsn,
@@ -514,7 +515,6 @@ class Runner:
             conn.autocommit = single_statement
         committed = False
         try:
-            self._hand_over_settings()
             # Numbered as the worker numbers: heartbeats committed since the start, across reconnects.
             heartbeat.tick(self.counters.ticks_ok + 1, self.generation, self.previous_committed)
             if self.settings.hook:
