@@ -211,7 +211,9 @@ def main() -> None:
     sys.modules["alive_worker.spi"] = _host_spi
     import alive_worker
 
-    alive_worker.spi = _host_spi
+    # The package imports no spi of its own (it needs PostgreSQL), so the
+    # attribute is new to mypy as it is to the package.
+    alive_worker.spi = _host_spi  # type: ignore[attr-defined]
     _host_spi.channel.call = connection.call
     _host_spi.channel.notify = connection.send
     _host_spi.channel.hook_thread = threading.get_ident()
