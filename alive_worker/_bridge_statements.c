@@ -241,6 +241,8 @@ lock_table_for_owner_run(const RangeVar *table, LOCKMODE lockmode, AclMode privi
 							quote_qualified_identifier(table->schemaname, table->relname))));
 		return owner;
 	}
+	table_owner_refuse_foreign_children(relid, owner,
+										quote_qualified_identifier(table->schemaname, table->relname));
 	missing = privileges & ~pg_class_aclmask(relid, worker_role, privileges, ACLMASK_ALL);
 	if (missing != 0)
 	{

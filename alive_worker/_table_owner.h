@@ -21,8 +21,15 @@
 
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "miscadmin.h"
+#include "nodes/pg_list.h"
+#include "storage/lockdefs.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
 
 /* The search_path of everything the worker or the extension runs. */
 #define ALIVE_WORKER_SEARCH_PATH "pg_catalog, pg_temp"
@@ -61,6 +68,51 @@ table_owner_end(const TableOwnerState *state)
 {
 	AtEOXact_GUC(false, state->nest_level);
 	table_owner_restore_user(state);
+}
+
+/*
+ * A statement on a table reaches its partitions and inheritance children
+ * too, and plans and runs their code (index predicates and expressions,
+ * constraints, statistics, triggers) as the role it runs as: the table's
+ * owner.  A child another role owns would lend that role the owner, so a
+ * table with one is refused.  Locks every child with lockmode, as the
+ * statement will.
+ */
+static inline void
+table_owner_refuse_foreign_children(Oid relid, Oid owner, const char *table_name)
+{
+	List	   *children = find_all_inheritors(relid, AccessShareLock, NULL);
+	ListCell   *cell;
+
+	foreach(cell, children)
+	{
+		Oid			child = lfirst_oid(cell);
+		HeapTuple	tuple;
+		Oid			child_owner;
+
+		if (child == relid)
+			continue;
+		tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(child));
+		if (!HeapTupleIsValid(tuple))
+			continue;			/* dropped meanwhile */
+		child_owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+		ReleaseSysCache(tuple);
+		if (child_owner != owner)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("heartbeat table %s has a child table %s owned by role \"%s\", not by its owner \"%s\"",
+							table_name,
+							quote_qualified_identifier(get_namespace_name(get_rel_namespace(child)),
+													   get_rel_name(child)),
+							GetUserNameFromId(child_owner, false),
+							GetUserNameFromId(owner, false)),
+					 errdetail("alive_worker runs statements on a heartbeat table as its owner, and they reach its partitions and children: a child's code would run as that owner."),
+					 errhint("ALTER TABLE %s OWNER TO %s;",
+							 quote_qualified_identifier(get_namespace_name(get_rel_namespace(child)),
+														get_rel_name(child)),
+							 quote_identifier(GetUserNameFromId(owner, false)))));
+	}
+	list_free(children);
 }
 
 /* What a relation is, for errors that refuse one that is not a table. */

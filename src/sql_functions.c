@@ -495,6 +495,7 @@ inspect_heartbeat_table(HeartbeatTable *table)
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("heartbeat table %s is %s, not a table", table->name, relkind_name(relkind)),
 				 errdetail("alive_worker reads heartbeats only from an ordinary or partitioned table.")));
+	table_owner_refuse_foreign_children(table->relid, table->owner, table->name);
 	/* The owner's code runs as the owner, but the owner's view of the rows is not the caller's. */
 	if (row_security)
 		ereport(ERROR,

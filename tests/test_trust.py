@@ -685,6 +685,84 @@ def test_a_database_s_settings_change_neither_who_we_run_as_nor_what_we_read(
         assert "unexpected" not in result.stdout + result.stderr
 
 
+CHILD_OWNED_BY_ANOTHER_ROLE = (
+    r'has a child table public\.\w+ owned by role "mallory", not by its owner "postgres"'
+)
+
+
+def test_a_child_table_another_role_owns_is_refused_by_every_reader(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    # A superuser's partitioned table and inheritance parent, each with a child mallory owns and
+    # a partial index on it whose predicate the planner runs: read as the parent's owner, a child's
+    # code would run as a superuser.
+    cluster = make_cluster(setup_sql=BASE_SETUP)
+    cluster.sql("CREATE EXTENSION alive_worker", dbname=HOSTILE_DB)
+    as_attacker(
+        cluster,
+        CANARY
+        + """;
+        CREATE FUNCTION public.planned() RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS
+            'BEGIN RETURN public.canary(); END';""",
+    )
+    with cluster.connect(HOSTILE_DB) as conn:
+        conn.execute(
+            f"""CREATE TABLE public.log_table (pk serial, message text, ts timestamp DEFAULT now())
+                    PARTITION BY RANGE (pk);
+                CREATE TABLE public.log_table_p0 PARTITION OF public.log_table FOR VALUES FROM (MINVALUE) TO (1000000);
+                INSERT INTO public.log_table (message) SELECT 'STILL ALIVE and counting! ' || i FROM generate_series(1, 5) i;
+                ALTER TABLE public.log_table_p0 OWNER TO {ATTACKER};
+                CREATE TABLE public.inherited (pk serial PRIMARY KEY, message text, ts timestamp DEFAULT now());
+                CREATE TABLE public.inherited_child () INHERITS (public.inherited);
+                ALTER TABLE public.inherited_child OWNER TO {ATTACKER};
+                GRANT SELECT ON public.log_table, public.inherited TO {MONITOR}"""
+        )
+    as_attacker(
+        cluster,
+        """CREATE INDEX ON public.log_table_p0 (pk) WHERE public.planned();
+           CREATE INDEX ON public.inherited_child (pk) WHERE public.planned();""",
+    )
+    for user in (None, MONITOR):
+        for table in ("public.log_table", "public.inherited"):
+            for command in (["tail", "--table", table, "--count", "1"],
+                            ["lag", "--table", table, "--warn", "3600"],
+                            ["report", "--table", table, "--since", "1h"]):  # fmt: skip
+                result = cli(*command, "--dsn", dsn(cluster, user, HOSTILE_DB))
+                assert result.returncode != 0, (command, result.stdout + result.stderr)
+                assert re.search(CHILD_OWNED_BY_ANOTHER_ROLE, result.stdout + result.stderr), (
+                    command,
+                    result.stdout + result.stderr,
+                )
+            with cluster.connect(HOSTILE_DB, user=user) as conn:
+                for query in (
+                    "SELECT lag FROM alive_worker.lag(%s)",
+                    "SELECT count(*) FROM alive_worker.heartbeats(%s)",
+                ):
+                    with pytest.raises(
+                        psycopg.errors.InsufficientPrivilege, match=CHILD_OWNED_BY_ANOTHER_ROLE
+                    ):
+                        conn.execute(query, (table,))
+                    conn.rollback()
+    assert_canary_silent(cluster, "reading a table with mallory's child")
+
+
+def test_the_worker_refuses_a_table_with_a_child_another_role_owns(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    cluster = make_cluster(
+        setup_sql=[
+            f"CREATE ROLE {ATTACKER} LOGIN",
+            """CREATE TABLE public.log_table (pk serial, message text, ts timestamp DEFAULT now())
+                   PARTITION BY RANGE (pk)""",
+            "CREATE TABLE public.log_table_p0 PARTITION OF public.log_table FOR VALUES FROM (MINVALUE) TO (1000000)",
+            f"ALTER TABLE public.log_table_p0 OWNER TO {ATTACKER}",
+        ],
+        extension=True,
+    )
+    cluster.wait_for_log(CHILD_OWNED_BY_ANOTHER_ROLE)
+    assert cluster.heartbeats() == []
+
+
 def test_an_unlogged_heartbeat_table_is_refused(make_cluster: Callable[..., Cluster]) -> None:
     # Its rows write no WAL: its commits would not wait for synchronous standbys that clients wait for.
     cluster = make_cluster(

@@ -148,9 +148,11 @@ def translate(error: psycopg.Error, conn: Connection | None = None) -> CliError:
     """A server error, with the fix for the ones an operator meets."""
     user = conn.info.user if conn is not None else "your role"
     if isinstance(error, psycopg.errors.InsufficientPrivilege):
+        # A refusal of ours (a table another role's code reaches) carries its own fix.
         return CliError(
             f"permission denied: {one_paragraph(error)}",
-            "A superuser can grant what monitoring needs: "
+            error.diag.message_hint
+            or "A superuser can grant what monitoring needs: "
             + shown_sql(conn, "GRANT pg_monitor TO {};", sql.Identifier(user)),
         )
     if isinstance(error, psycopg.errors.ObjectNotInPrerequisiteState) and "shared_preload_libraries" in str(

@@ -151,6 +151,8 @@ def run(args: argparse.Namespace, out: TextIO, style: Style) -> Status:
             follow(conn, lambda rows, after: conn.execute(read, [relid, rows, *after]).fetchall(),
                    status_query, grid, args, out, style)  # fmt: skip
         except psycopg.errors.InsufficientPrivilege as error:
+            if not (error.diag.message_primary or "").startswith("permission denied"):
+                raise translate(error, conn) from error
             raise CliError(
                 f"permission denied for table {table}",
                 "A superuser can grant it: "
