@@ -72,6 +72,9 @@ PGDLLEXPORT void alive_worker_main(Datum main_arg);
 /* How often a worker on a hot standby looks whether recovery has ended. */
 #define RECOVERY_POLL_MS 10
 
+/* At most this long for the last heartbeat before a shutdown (the shutdown waits). */
+#define LAST_HEARTBEAT_TIMEOUT_MS 500
+
 /*
  * The running worker: everything it knows across ticks.  Its status slot
  * (worker_status.c) is what it publishes of this for other sessions.
@@ -120,7 +123,8 @@ static void publish_settings(void);
 static void set_session_for_heartbeats(void);
 static void stay_idle_while_disabled(int recent_crashes);
 static bool wait_for_recovery_to_end(void);
-static bool run_tick(int64 tick_deadline);
+static bool run_tick(int64 tick_deadline, bool last_before_shutdown);
+static void write_last_heartbeat_if_shutting_down(void);
 static int	call_python_tick(void);
 static void probe_if_due(void);
 static int	errcode_for_probe(const char *sqlstate);
@@ -284,7 +288,7 @@ alive_worker_main(Datum main_arg)
 
 		/* The tick, and the hook inside it. */
 		worker.tick_deadline = worker.deadline;
-		worker.previous_committed = run_tick(worker.tick_deadline);
+		worker.previous_committed = run_tick(worker.tick_deadline, false);
 		if (worker.previous_committed)
 			worker.ticks_written++;
 		stop_on_sigterm();
@@ -557,7 +561,7 @@ call_python_tick(void)
  * transaction rolled back; the worker goes on at the next deadline.
  */
 static bool
-run_tick(int64 tick_deadline)
+run_tick(int64 tick_deadline, bool last_before_shutdown)
 {
 	MemoryContext loop_context = CurrentMemoryContext;
 	volatile bool committed = false;
@@ -569,6 +573,10 @@ run_tick(int64 tick_deadline)
 	volatile bool fired_before_commit = false;
 	int			timeout_ms = tick_timeout_in_force_ms();
 
+	/* Shutdown waits for this worker: the last heartbeat gets a short bound. */
+	if (last_before_shutdown)
+		timeout_ms = Min(timeout_ms, LAST_HEARTBEAT_TIMEOUT_MS);
+	worker.tick.last_before_shutdown = last_before_shutdown;
 	elog(DEBUG1, "alive_worker in main loop");
 	worker.tick_running = true;
 	worker_status_tick_begin();
@@ -599,8 +607,8 @@ run_tick(int64 tick_deadline)
 					 errmsg("alive_worker Python tick failed without reporting why"),
 					 errhint("Python's own message, if any, is in the server's standard error.")));
 
-		/* ---- the hook ---- */
-		if (tick_hook[0] != '\0')
+		/* ---- the hook (not while the server shuts down) ---- */
+		if (tick_hook[0] != '\0' && !last_before_shutdown)
 			run_hook(worker.ticks_written + 1, timeout_ms, &worker.got_sigterm);
 
 		SPI_finish();
@@ -844,6 +852,14 @@ stop_on_sigterm(void)
 {
 	if (!worker.got_sigterm)
 		return;
+
+	/*
+	 * The tick the SIGTERM arrived in has ended, committed or not: a cancel
+	 * it left pending would fail the last heartbeat, or the exit itself
+	 * (an ERROR in proc_exit, exit code 1: restarted).
+	 */
+	QueryCancelPending = false;
+	write_last_heartbeat_if_shutting_down();
 	if (!worker_status_record_sigterm(worker.sigterm_sender,
 									  sigterm_from_a_session(worker.sigterm_sender,
 															 worker.sigterm_sender_uid)))
@@ -863,6 +879,27 @@ stop_on_sigterm(void)
 			 errdetail("%lld ticks were skipped because the worker was more than an interval late.",
 					   (long long) worker.ticks_skipped) : 0));
 	worker_exit(0);
+}
+
+/*
+ * The server's shutdown (SIGTERM from the postmaster, stop() not called): one
+ * more heartbeat, with the ledger's "stopping" event, before the shutdown
+ * checkpoint.  The window the shutdown opens then starts when it did, not up
+ * to an interval earlier, and a standby promoted after it (a switchover) can
+ * tell from the event that its old primary shut down cleanly.  Only after a
+ * heartbeat that committed (a server that could not write a moment ago is
+ * not tried again) and never on a standby; a second SIGTERM cancels it.
+ */
+static void
+write_last_heartbeat_if_shutting_down(void)
+{
+	if (worker.sigterm_sender != PostmasterPid || worker_status_stop_was_requested() ||
+		!worker.previous_committed || worker.ticks_written == 0 || RecoveryInProgress())
+		return;
+	worker.got_sigterm = false;
+	if (run_tick(monotonic_us(), true))
+		worker.ticks_written++;
+	worker.got_sigterm = true;
 }
 
 /*

@@ -101,6 +101,7 @@ typedef struct aw_tick
 	const aw_settings *settings;
 	const aw_start_facts *start;	/* filled once, before the first tick */
 	aw_probe_facts probe;		/* filled while alive_worker.probe_role is set */
+	int			last_before_shutdown;	/* 1: the server shuts down; no hook */
 	/* Given back by Python, for the status the shim writes */
 	int			retention_reported; /* 1: retention_error is news */
 	char		retention_error[256];	/* why retention deletes nothing; "": it works */

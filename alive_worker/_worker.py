@@ -115,7 +115,12 @@ def aw_python_tick(tick: Any) -> int:
         if _heartbeat is None:
             # Reads the catalogs, so it waits for the first transaction.
             _heartbeat = Heartbeat()
-        _heartbeat.tick(int(tick.heartbeat_number), int(given.generation), tick.previous_committed != 0)
+        _heartbeat.tick(
+            int(tick.heartbeat_number),
+            int(given.generation),
+            tick.previous_committed != 0,
+            last_before_shutdown=tick.last_before_shutdown != 0,
+        )
         return _OK
     except BaseException as exc:
         return _record(exc, "tick")

@@ -112,6 +112,7 @@ class EventLog:
         self._pending_start = False
         self._pending_refused: tuple[datetime | None] | None = None
         self._look_again_at = 0.0
+        self.schema = ""  # the extension's, where the events table is
         self.qualified = ""
 
     def attach(self, table: HeartbeatTable, interval_ms: int, retention_s: int) -> None:
@@ -140,6 +141,7 @@ class EventLog:
             return
         schema = rows[0][0]
         assert schema is not None
+        self.schema = schema
         self.qualified = spi.qualified_name(schema, "events")
         self._insert = spi.prepare(
             f"""INSERT INTO {self.qualified}
@@ -198,7 +200,10 @@ class EventLog:
         if not self.started:
             self._pending_start = True
             last = self._last_heartbeat_before_start()
-            self._write(ledger.start_events(start_facts(), last, now, self.gap))
+            facts = start_facts()
+            # Promoted: did the old primary write its last heartbeat as it shut down?
+            old_primary_shut_down = facts.promoted_at is not None and self._newest_event_kind() == "stopping"
+            self._write(ledger.start_events(facts, last, now, self.gap, old_primary_shut_down))
         elif self.last_heartbeat is not None and now - self.last_heartbeat > self.gap:
             self._write(
                 [
@@ -229,6 +234,34 @@ class EventLog:
         if events and self._write(events):
             event = events[0]
             self._pending_refused = (event.at if event.kind == "refused" else None,)
+
+    def server_shutting_down(self) -> None:
+        """In the transaction of the last heartbeat before the server's shutdown."""
+        if self._insert is None:
+            return
+        from alive_worker import ledger
+
+        self._write([ledger.shutdown_event()])
+
+    def _newest_event_kind(self) -> str | None:
+        """The kind of this heartbeat table's newest event (replicated from the old primary, on a
+        standby just promoted)."""
+        try:
+            with spi.subtransaction():
+                plan = spi.prepare(
+                    f"""SELECT kind FROM {self.qualified}
+                        WHERE heartbeat_table OPERATOR(pg_catalog.=) $1
+                        ORDER BY at DESC LIMIT 1""",
+                    ["text"],
+                    as_owner_of=spi.TableAccess.of_the_extension(
+                        spi.TableAccess.for_select(self.schema, "events")
+                    ),
+                )
+                rows = plan.execute(self.table.qualified)
+        except spi.SPIError as error:
+            log.debug("alive_worker cannot read the ledger's newest event: %s", error.message)
+            return None
+        return str(rows[0][0]) if rows else None
 
     def _last_heartbeat_before_start(self) -> datetime | None:
         """The table's newest heartbeat but this tick's, read as its owner; else the previous worker's."""

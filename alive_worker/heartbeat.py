@@ -69,8 +69,15 @@ class Heartbeat:
         self._ready_for: int | None = None
         self._debug = False  # the server logs DEBUG1: set on each reload
 
-    def tick(self, number: int, settings_generation: int, previous_committed: bool) -> None:
-        """Writes heartbeat number (the shim counts those committed) in the shim's transaction."""
+    def tick(
+        self,
+        number: int,
+        settings_generation: int,
+        previous_committed: bool,
+        last_before_shutdown: bool = False,
+    ) -> None:
+        """Writes heartbeat number (the shim counts those committed) in the shim's transaction.
+        last_before_shutdown: the server is shutting down; the ledger says so, and no hook runs."""
         events = self._events
         if events is not None:
             events.tick_begins(previous_committed)
@@ -80,6 +87,10 @@ class Heartbeat:
             if self._events is not None:
                 self._events.tick_failed(error.sqlstate, error.message)
             raise
+        if last_before_shutdown:
+            if self._events is not None:
+                self._events.server_shutting_down()
+            return
         if self.settings.hook:
             # Imported only then: the tick without a hook needs none of it.
             from alive_worker import hooks

@@ -23,10 +23,11 @@ from alive_worker import states
 PLANNED = "planned"
 RESTART = "restart"
 CRASH = "crash"
+SWITCHOVER = "switchover"
 FAILOVER = "failover"
 BLOCKED = "blocked"
 UNKNOWN = "unknown"
-CAUSES = (PLANNED, RESTART, CRASH, FAILOVER, BLOCKED, UNKNOWN)
+CAUSES = (PLANNED, RESTART, CRASH, SWITCHOVER, FAILOVER, BLOCKED, UNKNOWN)
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,8 @@ EVENT_CAUSES = {
     "shutdown": PLANNED,  # the server shut down cleanly, and started again
     "restart": RESTART,  # the server started again; how it stopped is not known
     "crash": CRASH,  # recovered from a crash at the server's start, or a cluster reset
-    "promotion": FAILOVER,  # a standby became the primary: a switchover or a failover
+    "switchover": SWITCHOVER,  # a standby became the primary after its old primary shut down cleanly
+    "promotion": FAILOVER,  # a standby became the primary; its old primary's shutdown is not known
     "failing ticks": BLOCKED,  # ticks failed (a lock, read-only, a full disk...) and then committed
     "slow tick": BLOCKED,  # a tick waited (a lock, a synchronous standby) without failing
     "clients refused": BLOCKED,  # the client-path probe failed while heartbeats committed
@@ -382,12 +384,23 @@ def _utc(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def shutdown_event() -> NewEvent:
+    """Written with the last heartbeat before the server's shutdown (SIGTERM from the postmaster)."""
+    return NewEvent("stopping", "shutdown", "the server is shutting down: the last heartbeat before it")
+
+
 def start_events(
-    facts: StartFacts, last_heartbeat: datetime | None, now: datetime, gap: timedelta
+    facts: StartFacts,
+    last_heartbeat: datetime | None,
+    now: datetime,
+    gap: timedelta,
+    old_primary_shut_down: bool = False,
 ) -> list[NewEvent]:
     """The events of a worker's first heartbeat: how the gap since last_heartbeat came about
     (a "stopped" event at the stop's time, where it is known) and the start or the promotion
-    that ended it.  The gap is a window (outage_from) only if longer than ``gap``."""
+    that ended it.  The gap is a window (outage_from) only if longer than ``gap``.
+    old_primary_shut_down: promoted, and the table's newest event is the old primary's
+    "stopping" (its last heartbeat, written as it shut down): a switchover."""
     outage_from = last_heartbeat if last_heartbeat is not None and now - last_heartbeat > gap else None
 
     def in_gap(moment: datetime | None) -> bool:
@@ -403,6 +416,16 @@ def start_events(
             detail += f"; new primary {facts.new_primary}"
         if facts.old_primary:
             detail += f"; old primary {facts.old_primary}"
+        if old_primary_shut_down:
+            return [
+                NewEvent(
+                    "promoted",
+                    "switchover",
+                    f"switchover: the old primary shut down cleanly, then {detail}",
+                    outage_from=outage_from,
+                    timeline=facts.timeline or None,
+                )
+            ]
         return [
             NewEvent(
                 "promoted", "promotion", detail, outage_from=outage_from, timeline=facts.timeline or None

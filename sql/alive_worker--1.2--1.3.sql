@@ -305,12 +305,13 @@ CREATE TABLE events (
     sqlstate pg_catalog.text,
     detail pg_catalog.text NOT NULL DEFAULT '',
     CONSTRAINT events_kind CHECK (kind OPERATOR(pg_catalog.=) ANY
-        (ARRAY['started', 'stopped', 'promoted', 'resumed', 'refused', 'admitted']::pg_catalog.text[]))
+        (ARRAY['started', 'stopped', 'stopping', 'promoted', 'resumed', 'refused',
+               'admitted']::pg_catalog.text[]))
 );
 CREATE INDEX events_at ON events (at);
 
 COMMENT ON TABLE events IS
-    'The availability ledger: starts, stops, promotions and resumed heartbeats, each with what explains the gap before it; the client-path probe refused and admitted again';
+    'The availability ledger: starts, stops, promotions and resumed heartbeats, each with what explains the gap before it; the last heartbeat before a shutdown; the client-path probe refused and admitted again';
 COMMENT ON COLUMN events.outage_from IS
     'The last heartbeat before the gap this event ends (at is the first after it); NULL: no gap';
 

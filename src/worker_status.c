@@ -392,6 +392,19 @@ worker_status_stop_requested(int index, int pid, const char *role)
 	SpinLockRelease(&slot->mutex);
 }
 
+/* Whether stop() asked this worker to stop (its SIGTERM then comes from the postmaster). */
+bool
+worker_status_stop_was_requested(void)
+{
+	WorkerStatus *slot = owned_slot();
+	bool		requested;
+
+	SpinLockAcquire(&slot->mutex);
+	requested = slot->stop_requested_by != 0;
+	SpinLockRelease(&slot->mutex);
+	return requested;
+}
+
 bool
 worker_status_started(const char *role, const char *target_table,
 					  int interval_ms)

@@ -142,6 +142,7 @@ extern void worker_status_disk(int64 free_bytes, int64 size_bytes,
 
 /* stop() from a client backend: who asked, shown once the worker stopped. */
 extern void worker_status_stop_requested(int index, int pid, const char *role);
+extern bool worker_status_stop_was_requested(void);
 extern void worker_status_note_previous_run(int index);
 extern void worker_status_probe_outcome(bool *probing, bool *failing,
 													TimestampTz *last_probe_at,

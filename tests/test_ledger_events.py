@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from conftest import LEAST_PRIVILEGE_SETUP, Cluster, streaming_standby, wait_for
 from test_report import report, utc
 
@@ -79,6 +80,10 @@ def test_a_clean_restart_is_planned_and_an_immediate_stop_a_crash_on_the_primary
     primary.node.start()
     planned = wait_for_event(primary, "started", "shutdown", after=seen)
     assert "the server shut down cleanly" in events(primary, "stopped")[-1]["detail"]
+    # The worker wrote one more heartbeat as the shutdown began: the window starts there.
+    [stopping] = [e for e in events(primary)[seen:] if e["kind"] == "stopping"]
+    assert stopping["cause"] == "shutdown", stopping
+    assert abs(stopping["at"] - planned["outage_from"]) < timedelta(milliseconds=5), (stopping, planned)
     seen = len(events(primary))
     primary.node.stop(["-m", "immediate"])
     time.sleep(1)
@@ -125,20 +130,34 @@ def test_a_backend_killed_resets_the_cluster_and_the_window_says_crash(
     assert the_window(cluster)["cause"] == "crash"
 
 
-def test_a_promotion_is_an_event_with_its_timeline_and_a_failover_window(
-    make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
+@pytest.mark.parametrize(
+    ("stop_mode", "cause", "window"),
+    [
+        # A clean shutdown: the old primary's last heartbeat and its "stopping" event replicate.
+        ("fast", "switchover", "switchover"),
+        # No shutdown checkpoint, no last heartbeat: the old primary was lost.
+        ("immediate", "promotion", "failover"),
+    ],
+)
+def test_a_promotion_is_an_event_with_its_timeline_and_a_switchover_or_failover_window(
+    make_cluster: Callable[..., Cluster],
+    make_standby: Callable[[Cluster], Cluster],
+    stop_mode: str,
+    cause: str,
+    window: str,
 ) -> None:
     primary = make_cluster(settings={"interval": "200ms"}, extension=True)
     standby = streaming_standby(primary, make_standby)
-    primary.node.stop()
+    wait_for(lambda: len(events(standby)) == len(events(primary)) > 0 or None, "the first event replayed")
+    primary.node.stop(["-m", stop_mode])
     time.sleep(1)
     standby.node.promote()
-    promoted = wait_for_event(standby, "promoted", "promotion")
+    promoted = wait_for_event(standby, "promoted", cause)
     assert promoted["timeline"] == 2 and "timeline 2" in promoted["detail"]
     # The old primary as the standby's primary_conninfo names it (host and port, never a password).
     assert f"old primary {primary.node.host}:{primary.node.port}" in promoted["detail"], promoted
     outage = the_window(standby)
-    assert outage["cause"] == "failover", outage
+    assert outage["cause"] == window, outage
     assert (utc(outage["start"]), utc(outage["end"])) == (promoted["outage_from"], promoted["at"])
 
 

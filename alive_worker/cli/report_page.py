@@ -15,12 +15,13 @@ from html import escape
 from typing import Any
 
 from alive_worker.cli._common import seconds_text
-from alive_worker.ledger import BLOCKED, CRASH, FAILOVER, PLANNED, RESTART, UNKNOWN, Ledger
+from alive_worker.ledger import BLOCKED, CRASH, FAILOVER, PLANNED, RESTART, SWITCHOVER, UNKNOWN, Ledger
 
 CAUSE_COLOURS = {
     PLANNED: "#5b8def",
     RESTART: "#f0a202",
     CRASH: "#d7263d",
+    SWITCHOVER: "#3aa6a0",
     FAILOVER: "#8e44ad",
     BLOCKED: "#e4572e",
     UNKNOWN: "#6c757d",

@@ -6,10 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 from alive_worker.ledger import (
     BLOCKED,
+    CLOSING_KINDS,
     CRASH,
     FAILOVER,
     PLANNED,
     RESTART,
+    SWITCHOVER,
     UNKNOWN,
     Event,
     NewEvent,
@@ -23,6 +25,7 @@ from alive_worker.ledger import (
     probe_events,
     refusals,
     resumed_event,
+    shutdown_event,
     start_events,
 )
 
@@ -81,6 +84,36 @@ def test_a_promotion_is_one_event_with_its_timeline() -> None:
     [promoted] = start_events(facts, T0, T0 + 6 * SECOND, GAP)
     assert (promoted.kind, promoted.cause, promoted.timeline) == ("promoted", "promotion", 3)
     assert promoted.outage_from == T0 and "timeline 3" in promoted.detail
+
+
+def test_a_promotion_after_the_old_primarys_clean_shutdown_is_a_switchover() -> None:
+    facts = StartFacts(T0 - timedelta(days=1), promoted_at=T0 + 2 * SECOND, timeline=2)
+    [promoted] = start_events(facts, T0, T0 + 3 * SECOND, GAP, old_primary_shut_down=True)
+    assert (promoted.kind, promoted.cause, promoted.timeline) == ("promoted", "switchover", 2)
+    assert promoted.detail.startswith("switchover: the old primary shut down cleanly, then promoted at")
+    window = explain([Outage(T0, T0 + 3 * SECOND)], [], [_as_row(promoted, T0 + 3 * SECOND)])
+    assert window[0].cause == SWITCHOVER
+    # Without the old primary's last heartbeat of a shutdown, a promotion is a failover.
+    [promoted] = start_events(facts, T0, T0 + 3 * SECOND, GAP)
+    assert (
+        explain([Outage(T0, T0 + 3 * SECOND)], [], [_as_row(promoted, T0 + 3 * SECOND)])[0].cause == FAILOVER
+    )
+
+
+def test_the_last_heartbeat_before_a_shutdown_is_a_stopping_event_that_closes_no_window() -> None:
+    stopping = shutdown_event()
+    assert (stopping.kind, stopping.cause, stopping.at, stopping.outage_from) == (
+        "stopping",
+        "shutdown",
+        None,
+        None,
+    )
+    assert stopping.kind not in CLOSING_KINDS
+
+
+def _as_row(event: NewEvent, at: datetime) -> Event:
+    """A NewEvent as the report reads it back, stamped at."""
+    return Event(at, event.kind, event.cause, event.outage_from, event.detail, event.sqlstate, event.timeline)
 
 
 def test_a_gap_no_longer_than_the_limit_is_no_window() -> None:
