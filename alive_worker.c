@@ -729,15 +729,10 @@ read_disk_space_if_due(void)
 static void
 schedule_next_tick(void)
 {
-	int64		skipped = 0;
-
 	worker.deadline = schedule_next_deadline(worker.tick_deadline, tick_interval_ms, clock_aligned);
 	if (!back_to_back)
-	{
-		skipped = schedule_ticks_late(worker.deadline, monotonic_us(), tick_interval_ms);
-		worker.ticks_skipped += skipped;
-		worker.deadline += skipped * tick_interval_ms * 1000;
-	}
+		worker.deadline = schedule_skip_late_ticks(worker.deadline, monotonic_us(),
+												   tick_interval_ms, &worker.ticks_skipped);
 	worker_status_schedule(GetCurrentTimestamp() + (worker.deadline - monotonic_us()),
 						   worker.ticks_skipped);
 	if (!tick_timeout_set(tick_must_end_at(worker.deadline, tick_timeout_in_force_ms())))
