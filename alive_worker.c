@@ -60,6 +60,7 @@
 #include "settings.h"
 #include "sigterm_sender.h"
 #include "tick_timeout.h"
+#include "worker_failure.h"
 #include "worker_status.h"
 
 ALIVE_WORKER_MODULE_MAGIC;
@@ -132,6 +133,8 @@ static bool act_on_signals(void);
 static void stop_on_sigterm(void);
 static void stop_as_duplicate(void);
 static void worker_exit(int code);
+static void worker_exit_fatal(const WorkerFailure *failure);
+static void worker_exit_on_errno(const char *what);
 
 void
 _PG_init(void)
@@ -187,6 +190,7 @@ alive_worker_main(Datum main_arg)
 	CrashGuardVerdict verdict;
 	char		worker_name[16];
 	aw_worker_flags flags;
+	WorkerFailure failure;
 
 	/* ---- start ---- */
 	worker.database = list_nth(worker_status_databases(), index);
@@ -221,11 +225,9 @@ alive_worker_main(Datum main_arg)
 	publish_settings();
 	set_session_for_heartbeats();
 	if (!schedule_init())
-		ereport(FATAL,
-				(errmsg("alive_worker could not create its tick timer: %m")));
+		worker_exit_on_errno("create its tick timer");
 	if (!tick_timeout_init())
-		ereport(FATAL,
-				(errmsg("alive_worker could not create its tick timeout timer: %m")));
+		worker_exit_on_errno("create its tick timeout timer");
 
 	/* Connected even when disabled, so that pg_stat_activity shows why. */
 	if (verdict.disabled)
@@ -238,7 +240,8 @@ alive_worker_main(Datum main_arg)
 	/* Before any promotion: the first heartbeat then follows it at once. */
 	flags.stop_requested = &worker.got_sigterm;
 	flags.timeout_fired = tick_timeout_fired_flag();
-	start_python(&worker.settings, &flags);
+	if (!start_python(&worker.settings, &flags, &failure))
+		worker_exit_fatal(&failure);
 	if (wait_for_recovery_to_end())
 		publish_settings();
 	/* For the ledger's first events: how this worker came to start. */
@@ -581,8 +584,7 @@ run_tick(int64 tick_deadline)
 		SetCurrentStatementStartTimestamp();
 		/* SPI does not arm statement_timeout: bound the whole tick here. */
 		if (!tick_timeout_begin(tick_must_end_at(tick_deadline, timeout_ms)))
-			ereport(FATAL,
-					(errmsg("alive_worker could not set its tick timeout timer: %m")));
+			worker_exit_on_errno("set its tick timeout timer");
 		StartTransactionCommand();
 		/* What a client's new session would get, read again every tick. */
 		session_settings_apply();
@@ -736,8 +738,7 @@ schedule_next_tick(void)
 	worker_status_schedule(GetCurrentTimestamp() + (worker.deadline - monotonic_us()),
 						   worker.ticks_skipped);
 	if (!tick_timeout_set(tick_must_end_at(worker.deadline, tick_timeout_in_force_ms())))
-		ereport(FATAL,
-				(errmsg("alive_worker could not set its tick timeout timer: %m")));
+		worker_exit_on_errno("set its tick timeout timer");
 }
 
 /* What a sleep ended with: postmaster death ends the worker, as WL_EXIT_ON_PM_DEATH would. */
@@ -747,8 +748,7 @@ after_sleep(SleepOutcome outcome)
 	if (outcome == POSTMASTER_DIED)
 		worker_exit(1);
 	if (outcome == TIMER_FAILED)
-		ereport(FATAL,
-				(errmsg("alive_worker could not set its tick timer: %m")));
+		worker_exit_on_errno("set its tick timer");
 	return act_on_signals();
 }
 
@@ -804,7 +804,7 @@ install_sigterm_handler(void)
 	action.sa_flags = SA_SIGINFO | SA_RESTART;
 	sigemptyset(&action.sa_mask);
 	if (sigaction(SIGTERM, &action, NULL) != 0)
-		elog(FATAL, "alive_worker could not install its SIGTERM handler: %m");
+		worker_exit_on_errno("install its SIGTERM handler");
 }
 
 /*
@@ -874,8 +874,8 @@ stop_as_duplicate(void)
 }
 
 /*
- * The one way out of the worker but a FATAL: 0 tells the postmaster not to
- * start it again, 1 to start it after the restart delay.  Exit callbacks
+ * The one way out of the worker: 0 tells the postmaster not to start it
+ * again, 1 to start it after the restart delay.  Exit callbacks
  * (crash_guard.c's record, worker_status.c's slot, the hook host's end) run
  * in proc_exit.
  */
@@ -883,4 +883,36 @@ static void
 worker_exit(int code)
 {
 	proc_exit(code);
+}
+
+/*
+ * The worker cannot go on (no timer, no Python): the one FATAL of the
+ * worker's own, which logs why and leaves through proc_exit(1), so that
+ * the postmaster starts it again after the restart delay.  The leaves
+ * return what failed; only here is it reported.  When Python recorded why
+ * it failed, the bridge reports that error itself, at FATAL, as it reports
+ * a tick's at ERROR.
+ */
+static void
+worker_exit_fatal(const WorkerFailure *failure)
+{
+	if (failure->python_error)
+		embedded_python.finish_call(AW_ERROR, FATAL);
+	ereport(FATAL,
+			(errmsg_internal("%s", failure->message),
+			 failure->detail[0] != '\0' ? errdetail_internal("%s", failure->detail) : 0,
+			 failure->hint[0] != '\0' ? errhint("%s", failure->hint) : 0));
+}
+
+/* A system call failed: "alive_worker could not <what>: <errno's message>", at FATAL. */
+static void
+worker_exit_on_errno(const char *what)
+{
+	int			failed_errno = errno;
+	WorkerFailure failure;
+
+	memset(&failure, 0, sizeof(failure));
+	snprintf(failure.message, sizeof(failure.message), "alive_worker could not %s: %s",
+			 what, strerror(failed_errno));
+	worker_exit_fatal(&failure);
 }
