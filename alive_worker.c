@@ -8,10 +8,11 @@
  * This file is the shim that owns the worker process, read top to bottom:
  * _PG_init, then the worker's main (start, connect, the loop), then the
  * steps the loop takes in order: the tick, the hook, the probe, the sleep,
- * signals, and the one way out, worker_exit.  Every piece of the worker's
- * state is in the struct Worker below; the helpers in src/ are leaves that
- * take what they need as arguments and return what happened, and never
- * call back in here.
+ * signals, and the one way out, worker_exit (worker_exit_fatal for what
+ * the worker cannot go on without, which the leaves return).  Every piece
+ * of the worker's state is in the struct Worker below; the helpers in src/
+ * are leaves that take what they need as arguments and return what
+ * happened, and never call back in here.
  *
  * What a tick writes is decided by the Python package alive_worker, reached
  * through a cffi embedding library that only the worker process loads
