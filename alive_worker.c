@@ -8,10 +8,11 @@
  * This file is the shim that owns the worker process, read top to bottom:
  * _PG_init, then the worker's main (start, connect, the loop), then the
  * steps the loop takes in order: the tick, the hook, the probe, the sleep,
- * signals, and the one way out, worker_exit.  Every piece of the worker's
- * state is in the struct Worker below; the helpers in src/ are leaves that
- * take what they need as arguments and return what happened, and never
- * call back in here.
+ * signals, and the one way out, worker_exit (worker_exit_fatal for what
+ * the worker cannot go on without, which the leaves return).  Every piece
+ * of the worker's state is in the struct Worker below; the helpers in src/
+ * are leaves that take what they need as arguments and return what
+ * happened, and never call back in here.
  *
  * What a tick writes is decided by the Python package alive_worker, reached
  * through a cffi embedding library that only the worker process loads
@@ -60,6 +61,7 @@
 #include "settings.h"
 #include "sigterm_sender.h"
 #include "tick_timeout.h"
+#include "worker_failure.h"
 #include "worker_status.h"
 
 ALIVE_WORKER_MODULE_MAGIC;
@@ -136,6 +138,8 @@ static bool act_on_signals(void);
 static void stop_on_sigterm(void);
 static void stop_as_duplicate(void);
 static void worker_exit(int code);
+static void worker_exit_fatal(const WorkerFailure *failure);
+static void worker_exit_on_errno(const char *what);
 
 void
 _PG_init(void)
@@ -191,6 +195,7 @@ alive_worker_main(Datum main_arg)
 	CrashGuardVerdict verdict;
 	char		worker_name[16];
 	aw_worker_flags flags;
+	WorkerFailure failure;
 
 	/* ---- start ---- */
 	worker.database = list_nth(worker_status_databases(), index);
@@ -225,11 +230,9 @@ alive_worker_main(Datum main_arg)
 	publish_settings();
 	set_session_for_heartbeats();
 	if (!schedule_init())
-		ereport(FATAL,
-				(errmsg("alive_worker could not create its tick timer: %m")));
+		worker_exit_on_errno("create its tick timer");
 	if (!tick_timeout_init())
-		ereport(FATAL,
-				(errmsg("alive_worker could not create its tick timeout timer: %m")));
+		worker_exit_on_errno("create its tick timeout timer");
 
 	/* Connected even when disabled, so that pg_stat_activity shows why. */
 	if (verdict.disabled)
@@ -242,7 +245,8 @@ alive_worker_main(Datum main_arg)
 	/* Before any promotion: the first heartbeat then follows it at once. */
 	flags.stop_requested = &worker.got_sigterm;
 	flags.timeout_fired = tick_timeout_fired_flag();
-	start_python(&worker.settings, &flags);
+	if (!start_python(&worker.settings, &flags, &failure))
+		worker_exit_fatal(&failure);
 	if (wait_for_recovery_to_end())
 		publish_settings();
 	/* For the ledger's first events: how this worker came to start. */
@@ -589,8 +593,7 @@ run_tick(int64 tick_deadline, bool last_before_shutdown)
 		SetCurrentStatementStartTimestamp();
 		/* SPI does not arm statement_timeout: bound the whole tick here. */
 		if (!tick_timeout_begin(tick_must_end_at(tick_deadline, timeout_ms)))
-			ereport(FATAL,
-					(errmsg("alive_worker could not set its tick timeout timer: %m")));
+			worker_exit_on_errno("set its tick timeout timer");
 		StartTransactionCommand();
 		/* What a client's new session would get, read again every tick. */
 		session_settings_apply();
@@ -737,20 +740,14 @@ read_disk_space_if_due(void)
 static void
 schedule_next_tick(void)
 {
-	int64		skipped = 0;
-
 	worker.deadline = schedule_next_deadline(worker.tick_deadline, tick_interval_ms, clock_aligned);
 	if (!back_to_back)
-	{
-		skipped = schedule_ticks_late(worker.deadline, monotonic_us(), tick_interval_ms);
-		worker.ticks_skipped += skipped;
-		worker.deadline += skipped * tick_interval_ms * 1000;
-	}
+		worker.deadline = schedule_skip_late_ticks(worker.deadline, monotonic_us(),
+												   tick_interval_ms, &worker.ticks_skipped);
 	worker_status_schedule(GetCurrentTimestamp() + (worker.deadline - monotonic_us()),
 						   worker.ticks_skipped);
 	if (!tick_timeout_set(tick_must_end_at(worker.deadline, tick_timeout_in_force_ms())))
-		ereport(FATAL,
-				(errmsg("alive_worker could not set its tick timeout timer: %m")));
+		worker_exit_on_errno("set its tick timeout timer");
 }
 
 /* What a sleep ended with: postmaster death ends the worker, as WL_EXIT_ON_PM_DEATH would. */
@@ -760,8 +757,7 @@ after_sleep(SleepOutcome outcome)
 	if (outcome == POSTMASTER_DIED)
 		worker_exit(1);
 	if (outcome == TIMER_FAILED)
-		ereport(FATAL,
-				(errmsg("alive_worker could not set its tick timer: %m")));
+		worker_exit_on_errno("set its tick timer");
 	return act_on_signals();
 }
 
@@ -817,7 +813,7 @@ install_sigterm_handler(void)
 	action.sa_flags = SA_SIGINFO | SA_RESTART;
 	sigemptyset(&action.sa_mask);
 	if (sigaction(SIGTERM, &action, NULL) != 0)
-		elog(FATAL, "alive_worker could not install its SIGTERM handler: %m");
+		worker_exit_on_errno("install its SIGTERM handler");
 }
 
 /*
@@ -916,8 +912,8 @@ stop_as_duplicate(void)
 }
 
 /*
- * The one way out of the worker but a FATAL: 0 tells the postmaster not to
- * start it again, 1 to start it after the restart delay.  Exit callbacks
+ * The one way out of the worker: 0 tells the postmaster not to start it
+ * again, 1 to start it after the restart delay.  Exit callbacks
  * (crash_guard.c's record, worker_status.c's slot, the hook host's end) run
  * in proc_exit.
  */
@@ -925,4 +921,36 @@ static void
 worker_exit(int code)
 {
 	proc_exit(code);
+}
+
+/*
+ * The worker cannot go on (no timer, no Python): the one FATAL of the
+ * worker's own, which logs why and leaves through proc_exit(1), so that
+ * the postmaster starts it again after the restart delay.  The leaves
+ * return what failed; only here is it reported.  When Python recorded why
+ * it failed, the bridge reports that error itself, at FATAL, as it reports
+ * a tick's at ERROR.
+ */
+static void
+worker_exit_fatal(const WorkerFailure *failure)
+{
+	if (failure->python_error)
+		embedded_python.finish_call(AW_ERROR, FATAL);
+	ereport(FATAL,
+			(errmsg_internal("%s", failure->message),
+			 failure->detail[0] != '\0' ? errdetail_internal("%s", failure->detail) : 0,
+			 failure->hint[0] != '\0' ? errhint("%s", failure->hint) : 0));
+}
+
+/* A system call failed: "alive_worker could not <what>: <errno's message>", at FATAL. */
+static void
+worker_exit_on_errno(const char *what)
+{
+	int			failed_errno = errno;
+	WorkerFailure failure;
+
+	memset(&failure, 0, sizeof(failure));
+	snprintf(failure.message, sizeof(failure.message), "alive_worker could not %s: %s",
+			 what, strerror(failed_errno));
+	worker_exit_fatal(&failure);
 }

@@ -31,8 +31,6 @@
 
 #include "crash_guard.h"
 
-#define MAX_RECORDED_CRASHES 32
-
 typedef struct RunRecord
 {
 	int64		postmaster_start;	/* PgStartTime of the server that wrote it */
@@ -103,16 +101,40 @@ write_record(void)
 		elog(WARNING, "alive_worker could not write \"%s\": %m", record_path);
 }
 
-static void
-forget_old_crashes(int window_seconds)
+/*
+ * The crashes that count at this start, at now (seconds since the epoch):
+ * those recorded (crash_times, crash_count of them, oldest first), with this
+ * start's if the previous run crashed (the oldest given up when the record
+ * is full), less those not within window_seconds.  Rewrites crash_times, of
+ * room for MAX_RECORDED_CRASHES; returns how many it keeps.
+ */
+int
+crash_guard_count_crashes(int64 *crash_times, int crash_count, bool previous_run_crashed,
+						  int64 now, int window_seconds)
 {
-	int64		horizon = now_seconds() - window_seconds;
+	int64		horizon = now - window_seconds;
 	int			kept = 0;
 
-	for (int i = 0; i < record.crash_count; i++)
-		if (record.crash_times[i] > horizon)
-			record.crash_times[kept++] = record.crash_times[i];
-	record.crash_count = kept;
+	if (previous_run_crashed)
+	{
+		if (crash_count == MAX_RECORDED_CRASHES)
+		{
+			memmove(crash_times, crash_times + 1, sizeof(int64) * (MAX_RECORDED_CRASHES - 1));
+			crash_count--;
+		}
+		crash_times[crash_count++] = now;
+	}
+	for (int i = 0; i < crash_count; i++)
+		if (crash_times[i] > horizon)
+			crash_times[kept++] = crash_times[i];
+	return kept;
+}
+
+/* Whether crash_count recent crashes disable the worker under crash_limit (0: never). */
+bool
+crash_guard_holds(int crash_count, int crash_limit)
+{
+	return crash_limit > 0 && crash_count >= crash_limit;
 }
 
 static void
@@ -151,20 +173,12 @@ crash_guard_start(const char *worker_name, int crash_limit, int window_seconds,
 
 	read_record();
 	told_to_quit = unlink(quit_marker_path) == 0;
-	if (record.running && !told_to_quit)
-	{
-		if (record.crash_count == MAX_RECORDED_CRASHES)
-		{
-			memmove(record.crash_times, record.crash_times + 1,
-					sizeof(int64) * (MAX_RECORDED_CRASHES - 1));
-			record.crash_count--;
-		}
-		record.crash_times[record.crash_count++] = now_seconds();
-	}
-	forget_old_crashes(window_seconds);
+	record.crash_count = crash_guard_count_crashes(record.crash_times, record.crash_count,
+												   record.running && !told_to_quit,
+												   now_seconds(), window_seconds);
 
 	verdict->recent_crashes = record.crash_count;
-	verdict->disabled = crash_limit > 0 && record.crash_count >= crash_limit;
+	verdict->disabled = crash_guard_holds(record.crash_count, crash_limit);
 	verdict->connect_failures = record.connect_failures;
 
 	record.running = true;
@@ -177,7 +191,7 @@ bool
 crash_guard_still_disabled(int crash_limit)
 {
 	/* Old crashes still count: waiting out the window would only loop slower. */
-	return crash_limit > 0 && record.crash_count >= crash_limit;
+	return crash_guard_holds(record.crash_count, crash_limit);
 }
 
 void

@@ -5,6 +5,9 @@
 #ifndef ALIVE_WORKER_CRASH_GUARD_H
 #define ALIVE_WORKER_CRASH_GUARD_H
 
+/* The crashes a record keeps, at most: the newest. */
+#define MAX_RECORDED_CRASHES 32
+
 typedef struct CrashGuardVerdict
 {
 	bool		disabled;		/* too many recent crashes: stay idle */
@@ -27,5 +30,19 @@ extern bool crash_guard_still_disabled(int crash_limit);
 extern void crash_guard_connected(void);
 
 extern const char *crash_guard_record_path(void);
+
+/*
+ * The verdict's arithmetic, pure (no clock, no file, no state; compiled
+ * alone by tests/unit/test_c_crash_guard.py).  The crashes that count at
+ * this start, at now in seconds: crash_times (oldest first, room for
+ * MAX_RECORDED_CRASHES) is rewritten to keep them, and their number
+ * returned.
+ */
+extern int	crash_guard_count_crashes(int64 *crash_times, int crash_count,
+									  bool previous_run_crashed, int64 now,
+									  int window_seconds);
+
+/* Whether crash_count recent crashes disable the worker under crash_limit (0: never). */
+extern bool crash_guard_holds(int crash_count, int crash_limit);
 
 #endif							/* ALIVE_WORKER_CRASH_GUARD_H */

@@ -26,12 +26,25 @@
 ErrorThrottle	tick_errors = {.of_hooks = false};
 ErrorThrottle	hook_errors = {.of_hooks = true};
 
-static bool
-same_as_last(const ErrorThrottle *throttle, const ErrorData *edata)
+/*
+ * Whether a failure (sqlerrcode, message; NULL for none) repeats the one
+ * reported last (last_message NULL: none since the last success).
+ */
+bool
+error_throttle_repeats(const char *last_message, int last_sqlerrcode,
+					   const char *message, int sqlerrcode)
 {
-	return throttle->message != NULL &&
-		edata->sqlerrcode == throttle->sqlerrcode &&
-		strcmp(edata->message ? edata->message : "", throttle->message) == 0;
+	return last_message != NULL &&
+		sqlerrcode == last_sqlerrcode &&
+		strcmp(message ? message : "", last_message) == 0;
+}
+
+/* Whether repeats counted since last_report_at are due a summary at now. */
+bool
+error_throttle_summary_due(TimestampTz last_report_at, TimestampTz now)
+{
+	/* As TimestampDifferenceExceeds, which is the server's. */
+	return now - last_report_at >= (int64) REPEAT_REPORT_INTERVAL_MS * 1000;
 }
 
 static void
@@ -57,11 +70,11 @@ bool
 error_throttle_failed(ErrorThrottle *throttle, const ErrorData *edata)
 {
 	throttle->in_a_row++;
-	if (same_as_last(throttle, edata))
+	if (error_throttle_repeats(throttle->message, throttle->sqlerrcode,
+							   edata->message, edata->sqlerrcode))
 	{
 		throttle->unreported++;
-		if (TimestampDifferenceExceeds(throttle->last_report_at, GetCurrentTimestamp(),
-									   REPEAT_REPORT_INTERVAL_MS))
+		if (error_throttle_summary_due(throttle->last_report_at, GetCurrentTimestamp()))
 			report_repeats(throttle);
 		return false;
 	}

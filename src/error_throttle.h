@@ -42,4 +42,15 @@ extern void error_throttle_report_current_error(const ErrorData *edata);
 /* A tick succeeded: says so once if ticks had been failing. */
 extern void error_throttle_tick_succeeded(void);
 
+/*
+ * The throttle's two judgements, pure (no clock, no memory, no log; compiled
+ * alone by tests/unit/test_c_error_throttle.py): whether a failure (its
+ * sqlerrcode and message, NULL for none) repeats the one reported last
+ * (last_message NULL: none), and whether the repeats counted since
+ * last_report_at are due their summary at now (once a minute).
+ */
+extern bool error_throttle_repeats(const char *last_message, int last_sqlerrcode,
+								   const char *message, int sqlerrcode);
+extern bool error_throttle_summary_due(TimestampTz last_report_at, TimestampTz now);
+
 #endif							/* ALIVE_WORKER_ERROR_THROTTLE_H */

@@ -47,46 +47,61 @@ prepare_python_environment(void)
 	setenv("PYTHONDONTWRITEBYTECODE", "1", 1);
 }
 
+/* The entry point name of library, or NULL with failure filled in. */
 static void *
-find_entry_point(void *library, const char *name)
+find_entry_point(void *library, const char *name, WorkerFailure *failure)
 {
 	void	   *entry = dlsym(library, name);
 
-	if (entry == NULL)
-		ereport(FATAL,
-				(errmsg("alive_worker library \"%s\" has no entry point \"%s\"",
-						ALIVE_WORKER_PYTHON_LIBRARY, name),
-				 errhint("Reinstall alive_worker: its package, or make install from the source it was built from.")));
+	if (entry == NULL && failure->message[0] == '\0')
+	{
+		snprintf(failure->message, sizeof(failure->message),
+				 "alive_worker library \"%s\" has no entry point \"%s\"",
+				 ALIVE_WORKER_PYTHON_LIBRARY, name);
+		strlcpy(failure->hint,
+				"Reinstall alive_worker: its package, or make install from the source it was built from.",
+				sizeof(failure->hint));
+	}
 	return entry;
 }
 
 /*
  * Loads the embedding library and starts Python now, outside any
  * transaction, so that a broken installation ends in one clear FATAL line
- * rather than in silent failures at every tick.
+ * rather than in silent failures at every tick.  Returns false, with
+ * failure filled in, for the shim to report and exit.
  */
-void
-start_python(const aw_settings *settings, const aw_worker_flags *flags)
+bool
+start_python(const aw_settings *settings, const aw_worker_flags *flags, WorkerFailure *failure)
 {
 	void	   *library;
 	int			result;
 
+	memset(failure, 0, sizeof(*failure));
 	prepare_python_environment();
 
 	/* RTLD_GLOBAL: extension modules such as _cffi_backend need libpython's symbols. */
 	library = dlopen(ALIVE_WORKER_PYTHON_LIBRARY, RTLD_NOW | RTLD_GLOBAL);
 	if (library == NULL)
-		ereport(FATAL,
-				(errmsg("alive_worker could not load its Python library \"%s\": %s",
-						ALIVE_WORKER_PYTHON_LIBRARY, dlerror()),
-				 errhint("Reinstall alive_worker: its package, or make install as the user who built it.")));
+	{
+		snprintf(failure->message, sizeof(failure->message),
+				 "alive_worker could not load its Python library \"%s\": %s",
+				 ALIVE_WORKER_PYTHON_LIBRARY, dlerror());
+		strlcpy(failure->hint,
+				"Reinstall alive_worker: its package, or make install as the user who built it.",
+				sizeof(failure->hint));
+		return false;
+	}
 
-	embedded_python.start = find_entry_point(library, "aw_python_start");
-	embedded_python.tick = find_entry_point(library, "aw_python_tick");
-	embedded_python.hook = find_entry_point(library, "aw_python_hook");
-	embedded_python.bridge_start = find_entry_point(library, "aw_bridge_start");
-	embedded_python.finish_call = find_entry_point(library, "aw_finish_python_call");
-	embedded_python.hook_end = find_entry_point(library, "aw_hook_end");
+	embedded_python.start = find_entry_point(library, "aw_python_start", failure);
+	embedded_python.tick = find_entry_point(library, "aw_python_tick", failure);
+	embedded_python.hook = find_entry_point(library, "aw_python_hook", failure);
+	embedded_python.bridge_start = find_entry_point(library, "aw_bridge_start", failure);
+	embedded_python.finish_call = find_entry_point(library, "aw_finish_python_call", failure);
+	embedded_python.hook_end = find_entry_point(library, "aw_hook_end", failure);
+	/* The first one missing is named, as when each was a FATAL of its own. */
+	if (failure->message[0] != '\0')
+		return false;
 
 	/*
 	 * cffi answers 0 from every entry point when the interpreter or the
@@ -94,14 +109,20 @@ start_python(const aw_settings *settings, const aw_worker_flags *flags)
 	 * server log); AW_OK is never 0.
 	 */
 	result = embedded_python.start(settings);
-	if (result == AW_ERROR)
-		embedded_python.finish_call(result, FATAL);
 	if (result != AW_OK)
-		ereport(FATAL,
-				(errmsg("alive_worker could not start Python from \"%s\"",
-						ALIVE_WORKER_PYTHON_EXECUTABLE),
-				 errdetail("The library \"%s\" failed to initialise; Python's own message precedes this line.",
-						   ALIVE_WORKER_PYTHON_LIBRARY),
-				 errhint("Check that the server's OS user can read the virtual environment, or reinstall alive_worker (its package, or make install).")));
+	{
+		failure->python_error = result == AW_ERROR;
+		snprintf(failure->message, sizeof(failure->message),
+				 "alive_worker could not start Python from \"%s\"",
+				 ALIVE_WORKER_PYTHON_EXECUTABLE);
+		snprintf(failure->detail, sizeof(failure->detail),
+				 "The library \"%s\" failed to initialise; Python's own message precedes this line.",
+				 ALIVE_WORKER_PYTHON_LIBRARY);
+		strlcpy(failure->hint,
+				"Check that the server's OS user can read the virtual environment, or reinstall alive_worker (its package, or make install).",
+				sizeof(failure->hint));
+		return false;
+	}
 	embedded_python.bridge_start(flags);
+	return true;
 }

@@ -6,6 +6,7 @@
 #define ALIVE_WORKER_PYTHON_LOADER_H
 
 #include "alive_worker/_bridge.h"
+#include "worker_failure.h"
 
 /*
  * The one table of the shim's calls into the embedding library, found with
@@ -27,9 +28,10 @@ extern EmbeddedPython embedded_python;
 
 /*
  * Loads the embedding library and starts Python with the settings, outside
- * any transaction, then gives the bridge the worker's flags; FATAL, with
- * the reason, if either fails.
+ * any transaction, then gives the bridge the worker's flags.  Returns false,
+ * with the reason in failure, if either fails: the shim reports it and exits.
  */
-extern void start_python(const aw_settings *settings, const aw_worker_flags *flags);
+extern bool start_python(const aw_settings *settings, const aw_worker_flags *flags,
+						 WorkerFailure *failure);
 
 #endif							/* ALIVE_WORKER_PYTHON_LOADER_H */

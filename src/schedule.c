@@ -52,9 +52,16 @@ monotonic_us(void)
 int64
 tick_must_end_at(int64 tick_deadline, int timeout_ms)
 {
+	return tick_end_deadline(tick_deadline, timeout_ms, monotonic_us());
+}
+
+/* The same, at now: pure, for the unit tests (tests/unit/test_c_schedule.py). */
+int64
+tick_end_deadline(int64 tick_deadline, int timeout_ms, int64 now)
+{
 	int64		timeout = (int64) timeout_ms * 1000;
 
-	return Max(tick_deadline + timeout, monotonic_us() + timeout / 2);
+	return Max(tick_deadline + timeout, now + timeout / 2);
 }
 
 /* Until the latch is set or timeout_ms passes (-1: no timeout). */
@@ -144,10 +151,28 @@ schedule_sleep_until(int64 deadline, int interval_ms)
  * later, or, with alive_worker.clock_aligned, the next wall-clock multiple of
  * the interval at least half an interval later (the first tick, at start,
  * is off the grid; on it, that is one interval later).  Kept on the
- * monotonic clock: only the grid's phase comes from the wall clock.
+ * monotonic clock: only the grid's phase comes from the wall clock, read
+ * here.
  */
 int64
 schedule_next_deadline(int64 tick_deadline, int interval_ms, bool clock_aligned)
+{
+	int64		wall_offset = 0;
+
+	if (clock_aligned)
+		wall_offset = clock_us(CLOCK_REALTIME) - monotonic_us();
+	return schedule_next_deadline_at(tick_deadline, interval_ms, clock_aligned, wall_offset);
+}
+
+/*
+ * The same, given wall_offset, the wall clock's reading minus the monotonic
+ * clock's (microseconds): pure, for the unit tests.  A jump of the wall
+ * clock changes wall_offset, so it moves the aligned grid's phase, never the
+ * gap between two ticks beyond half to one and a half intervals.
+ */
+int64
+schedule_next_deadline_at(int64 tick_deadline, int interval_ms, bool clock_aligned,
+						  int64 wall_offset)
 {
 	int64		interval = (int64) interval_ms * 1000;
 	int64		wall;
@@ -155,7 +180,7 @@ schedule_next_deadline(int64 tick_deadline, int interval_ms, bool clock_aligned)
 	if (!clock_aligned)
 		return tick_deadline + interval;
 	/* The wall-clock time of tick_deadline + interval / 2. */
-	wall = clock_us(CLOCK_REALTIME) - monotonic_us() + tick_deadline + interval / 2;
+	wall = wall_offset + tick_deadline + interval / 2;
 	return tick_deadline + interval / 2 + (interval - wall % interval);
 }
 
@@ -167,4 +192,19 @@ schedule_ticks_late(int64 deadline, int64 now, int interval_ms)
 	int64		late = now - deadline;
 
 	return late >= interval ? late / interval : 0;
+}
+
+/*
+ * The deadline to wait for at now, for the tick due at deadline: itself, or,
+ * more than an interval late, the last deadline of its grid not after now,
+ * so that the worker ticks at once but never twice to catch up.  Adds the
+ * ticks passed over to *skipped.
+ */
+int64
+schedule_skip_late_ticks(int64 deadline, int64 now, int interval_ms, int64 *skipped)
+{
+	int64		late_ticks = schedule_ticks_late(deadline, now, interval_ms);
+
+	*skipped += late_ticks;
+	return deadline + late_ticks * interval_ms * 1000;
 }

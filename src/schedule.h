@@ -29,6 +29,9 @@ schedule_timer_spec(int64 at_us, int64 period_us)
  */
 extern int64 tick_must_end_at(int64 tick_deadline, int timeout_ms);
 
+/* The same at now (monotonic, microseconds): pure. */
+extern int64 tick_end_deadline(int64 tick_deadline, int timeout_ms, int64 now);
+
 /*
  * The deadline of the tick after the one due at tick_deadline: one interval
  * later, or with clock_aligned the next wall-clock multiple of the interval.
@@ -37,10 +40,26 @@ extern int64 schedule_next_deadline(int64 tick_deadline, int interval_ms,
 									bool clock_aligned);
 
 /*
+ * The same, given the wall clock's reading minus the monotonic clock's
+ * (microseconds): pure.  The functions said pure here read no clock and no
+ * state, and call nothing of the server's; tests/unit/test_c_schedule.py
+ * compiles them alone.
+ */
+extern int64 schedule_next_deadline_at(int64 tick_deadline, int interval_ms,
+									   bool clock_aligned, int64 wall_offset);
+
+/*
  * How many whole intervals the worker is late for deadline at now: the
- * ticks it skips.
+ * ticks it skips.  Pure.
  */
 extern int64 schedule_ticks_late(int64 deadline, int64 now, int interval_ms);
+
+/*
+ * The deadline to wait for at now: deadline, or past the ticks skipped,
+ * which are added to *skipped.  Pure.
+ */
+extern int64 schedule_skip_late_ticks(int64 deadline, int64 now, int interval_ms,
+									  int64 *skipped);
 
 /*
  * Creates the timer the worker sleeps on between ticks; returns false, with
