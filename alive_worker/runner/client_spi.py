@@ -259,6 +259,17 @@ class Plan:
         self._released = True
 
 
+def run_script(script: str) -> None:
+    """Runs statements of the runner's own, without parameters, in one round trip (a simple query)."""
+    _connection()
+    cursor = session.cursor
+    assert cursor is not None
+    try:
+        cursor.execute(script, prepare=False)
+    except psycopg.Error as error:
+        raise_as_spi_error(error)
+
+
 def begin_tick() -> None:
     """Called by the runner first in each tick: ends the last tick's plans, as the worker does."""
     for plan in _tick_plans:
