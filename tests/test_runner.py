@@ -675,3 +675,23 @@ def test_a_tick_refused_by_the_table_is_logged_rolled_back_counted_and_reported(
         return int(found.group(1)) if found and int(found.group(1)) >= 2 else None
 
     assert wait_for(failed_ticks, "the failed ticks counted") >= 2
+
+
+def test_the_owner_warning_names_the_runner_s_role_which_the_table_s_code_runs_as(
+    make_cluster: Callable[..., Cluster], start_runner: Callable[..., RunningRunner]
+) -> None:
+    cluster = make_cluster(
+        setup_sql=[
+            *LEAST_PRIVILEGE_SETUP,
+            "CREATE ROLE mallory LOGIN",
+            "ALTER TABLE public.log_table OWNER TO mallory",
+        ],
+        preload=False,
+    )
+    runner = start_runner("--dsn", dsn(cluster), "--interval", INTERVAL)
+    cluster.wait_for_heartbeats(2)
+    assert (
+        'alive_worker log table public.log_table is owned by role "mallory", neither the runner\'s role "luca" '
+        'nor a superuser: its triggers, defaults, rules and policies run as "luca", and "mallory" can also '
+        "change or delete the heartbeats"
+    ) in runner.log()

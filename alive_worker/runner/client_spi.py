@@ -39,6 +39,10 @@ from alive_worker.errors import SPIError as SPIError
 
 Row = tuple[str | None, ...]
 
+# A client cannot act as another role: the table's code runs as the runner's own (alive_worker.spi).
+WRITER = "runner"
+TABLE_CODE_RUNS_AS_OWNER = False
+
 # Class 08 (connection exception): what a statement meets when the connection is gone.
 CONNECTION_FAILURE = "08006"
 
