@@ -695,3 +695,48 @@ def test_the_owner_warning_names_the_runner_s_role_which_the_table_s_code_runs_a
         'nor a superuser: its triggers, defaults, rules and policies run as "luca", and "mallory" can also '
         "change or delete the heartbeats"
     ) in runner.log()
+
+
+def test_status_counts_a_runner_s_claim_only_for_the_table_it_was_asked_about(
+    make_cluster: Callable[..., Cluster], start_runner: Callable[..., RunningRunner]
+) -> None:
+    cluster = make_cluster(
+        setup_sql=[
+            *LEAST_PRIVILEGE_SETUP,
+            "CREATE TABLE public.other (pk serial PRIMARY KEY, message text, ts timestamp DEFAULT now())",
+        ],
+        preload=False,
+    )
+    superuser = dsn(cluster, user=cluster.node.os_ops.username)
+    with cluster.connect(user="luca") as claim:
+        # A forged claim, with fresh rows to show: the lock and the name on a table of another's.
+        cluster.sql("INSERT INTO public.other (message) VALUES ('fresh')")
+        claim.execute("SET application_name = 'alive-worker run: sleeping (60000ms)'")
+        claim.execute("SELECT pg_advisory_lock(x'616C7677'::int, 'public.other'::regclass::oid::int)")
+        pid = claim.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+        refusal = (
+            f"alive-worker run session {pid} of role luca holds the runner's lock on public.other, "
+            "not on public.log_table, the table asked about (--table): not counted"
+        )
+        for args in (["status", "--runner", "--dsn", superuser], ["status", "--dsn", superuser]):
+            refused = cli(*args)
+            assert refused.returncode == 2, refused.stdout + refused.stderr
+            assert refused.stdout.startswith(
+                "CRITICAL: no runner: no alive-worker run session writes the table asked about "
+                "(1 claim on another table not counted)"
+            ), refused.stdout
+            assert refusal in refused.stdout
+        # A runner of the table asked about counts; the claim beside it still does not.
+        start_runner("--dsn", dsn(cluster), "--interval", INTERVAL)
+        cluster.wait_for_heartbeats(3)
+        ok = wait_for(
+            lambda: r if (r := cli("status", "--runner", "--dsn", superuser)).returncode == 0 else None,
+            "status OK for the runner of public.log_table",
+        )
+        assert ok.stdout.startswith("OK: 1 sleeping"), ok.stdout
+        assert refusal in ok.stdout
+        # Asked about the other table, the claim on it is what counts.
+        other = cli("status", "--runner", "--table", "public.other", "--dsn", superuser)
+        assert other.returncode == 0, other.stdout
+        assert re.search(r"^postgres +sleeping +\d+ +public\.other ", other.stdout, re.M), other.stdout
+        assert "holds the runner's lock on public.log_table, not on public.other" in other.stdout
