@@ -740,3 +740,36 @@ def test_status_counts_a_runner_s_claim_only_for_the_table_it_was_asked_about(
         assert other.returncode == 0, other.stdout
         assert re.search(r"^postgres +sleeping +\d+ +public\.other ", other.stdout, re.M), other.stdout
         assert "holds the runner's lock on public.log_table, not on public.other" in other.stdout
+
+
+def test_a_hook_that_outlives_tick_timeout_is_cut_off_and_the_runner_goes_on(
+    managed: Cluster, start_runner: Callable[..., RunningRunner], tmp_path: Path
+) -> None:
+    # No statement of the server's to time out: only the runner's own deadline ends this tick.
+    (tmp_path / "hooks").mkdir()
+    marker = tmp_path / "hooks" / "hung once"
+    hook = write_hook(
+        tmp_path / "hooks",
+        f"""
+import pathlib
+import time
+
+def hook(tick):
+    marker = pathlib.Path({str(marker)!r})
+    if tick.number == 3 and not marker.exists():
+        marker.touch()
+        while True:
+            try:
+                time.sleep(60)
+            except Exception:
+                pass
+""",
+    )
+    runner = start_runner(
+        "--dsn", dsn(managed), "--interval", INTERVAL, "--tick-timeout", "300ms", "--hook", hook
+    )
+    managed.wait_for_heartbeats(2)
+    wait_for(lambda: "the tick took longer than tick_timeout (300 ms)" in runner.log(), "the tick cut off", 3)
+    # The tick's heartbeat was rolled back with it; the next commits, as number 3.
+    rows = managed.wait_for_heartbeats(4)
+    assert numbers(rows)[:4] == [1, 2, 3, 4], runner.log()
