@@ -278,10 +278,15 @@ class Runner:
         conn = self.conn
         if conn is None or conn.closed:
             return
+        self._cancel_statement(conn)
+        conn.pgconn.finish()
+
+    @staticmethod
+    def _cancel_statement(conn: psycopg.Connection[Any]) -> None:
+        """Asks the server to cancel the statement in flight, if one is (a server ignores one between)."""
         if conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.ACTIVE:
             with contextlib.suppress(Exception):
                 conn.cancel_safe(timeout=CANCEL_TIMEOUT_SECONDS)
-        conn.pgconn.finish()
 
     def _start_tick_deadline(self) -> None:
         self.deadline_passed = False
@@ -301,8 +306,7 @@ class Runner:
             self.deadline_passed = True
             signal.setitimer(signal.ITIMER_REAL, TICK_GRACE_SECONDS)
             if conn is not None and not conn.closed:
-                with contextlib.suppress(Exception):
-                    conn.cancel_safe(timeout=CANCEL_TIMEOUT_SECONDS)
+                self._cancel_statement(conn)
             return
         self._cancel_and_close()
         raise TickOverran(
