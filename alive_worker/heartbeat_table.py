@@ -143,12 +143,17 @@ class HeartbeatTable:
                 f'"{self.role}"\'s.',
             )
         if owner != self.role and owner_is_superuser != "t":
+            # In the runner the table's code runs as the runner's role, in its session (client_spi).
+            runs_as = owner if spi.TABLE_CODE_RUNS_AS_OWNER else self.role
             log.warning(
-                'alive_worker log table %s is owned by role "%s", neither the worker\'s role "%s" nor a superuser: '
-                'its triggers, defaults, rules and policies run as "%s", who can also change or delete the heartbeats',
+                'alive_worker log table %s is owned by role "%s", neither the %s\'s role "%s" nor a superuser: '
+                'its triggers, defaults, rules and policies run as "%s", and "%s" can also change or delete '
+                "the heartbeats",
                 self.qualified,
                 owner,
+                spi.WRITER,
                 self.role,
+                runs_as,
                 owner,
             )
         if may_insert != "t":

@@ -44,6 +44,12 @@ else:
 
 Row = tuple[str | None, ...]
 
+# Who writes the heartbeats through this transport, in the words of its messages, and
+# whether the table's code (triggers, defaults, policies) runs as the table's owner: the
+# worker's INSERT is a security-restricted operation as the owner (docs/SECURITY.md).
+WRITER = "worker"
+TABLE_CODE_RUNS_AS_OWNER = True
+
 # Looked up once: every lookup on lib costs a dictionary search in cffi.
 _OK = int(lib.AW_OK)
 _execute_text = lib.aw_execute_text

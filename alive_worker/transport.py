@@ -44,6 +44,10 @@ class PreparedStatement(Protocol):
 class Statements(Protocol):
     """The module-level functions of a transport (see the module's docstring)."""
 
+    # Who writes through it ("worker", "runner"), and whether the table's code runs as its owner.
+    WRITER: str
+    TABLE_CODE_RUNS_AS_OWNER: bool
+
     def prepare(
         self, query: str, argtypes: Sequence[str] = (), *, keep: bool = False, as_owner_of: Any = None
     ) -> PreparedStatement: ...

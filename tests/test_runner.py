@@ -550,3 +550,226 @@ def test_no_subcommand_lends_the_superuser_to_the_owner_of_the_table_it_reads(
             if args[0] == "status":
                 # Only the session's claim is known: never OK on a name alone.
                 assert result.returncode != 0, result.stdout
+
+
+# ---- what the table's code can do to the runner's session ----
+
+# A trigger of the table's owner, run as the runner's role in its session: it
+# lifts the session's timeouts (committed with each heartbeat, so lasting past
+# the tick), then, at the fourth row, sleeps, trapping the first cancel.
+HOSTILE_TRIGGER = [
+    """CREATE FUNCTION public.stall() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN
+         PERFORM pg_catalog.set_config('statement_timeout', '0', false);
+         PERFORM pg_catalog.set_config('lock_timeout', '0', false);
+         PERFORM pg_catalog.set_config('idle_in_transaction_session_timeout', '0', false);
+         IF NEW.pk = 4 THEN
+           BEGIN
+             PERFORM pg_catalog.pg_sleep(60);
+           EXCEPTION WHEN query_canceled THEN
+             PERFORM pg_catalog.pg_sleep(60);
+           END;
+         END IF;
+         RETURN NEW;
+       END $$""",
+    "CREATE TRIGGER stall BEFORE INSERT ON public.log_table FOR EACH ROW EXECUTE FUNCTION public.stall()",
+]
+
+
+def sleeping_in_the_trigger(cluster: Cluster) -> bool:
+    rows = cluster.sql(
+        "SELECT count(*) FROM pg_stat_activity WHERE usename = 'luca' AND wait_event = 'PgSleep'"
+    )
+    return rows == [(1,)]
+
+
+def test_a_trigger_that_lifts_the_timeouts_and_sleeps_fails_the_tick_at_tick_timeout(
+    make_cluster: Callable[..., Cluster], start_runner: Callable[..., RunningRunner]
+) -> None:
+    cluster = make_cluster(setup_sql=[*LEAST_PRIVILEGE_SETUP, *HOSTILE_TRIGGER], preload=False)
+    runner = start_runner("--dsn", dsn(cluster), "--interval", INTERVAL, "--tick-timeout", "500ms")
+    cluster.wait_for_heartbeats(3)
+    wait_for(lambda: sleeping_in_the_trigger(cluster), "the fourth INSERT sleeping in the trigger")
+    slept_from = time.monotonic()
+    # The settings the trigger committed hold for no later tick: the tick's own statement_timeout
+    # (then the runner's cancel, then closing the connection) ends it.
+    wait_for(lambda: "SQLSTATE 57014" in runner.log(), "the tick failed by its timeout", 5)
+    wait_for(lambda: not sleeping_in_the_trigger(cluster), "no statement left sleeping", 5)
+    assert time.monotonic() - slept_from < 0.5 + 1.0 + 1.0, runner.log()
+    assert runner.process.poll() is None
+    # It goes on writing, the lifted timeouts gone with that tick's transaction.
+    assert numbers(cluster.wait_for_heartbeats(5))[:5] == [1, 2, 3, 4, 5]
+
+
+def test_sigterm_ends_the_session_and_frees_the_lock_while_a_trigger_sleeps(
+    make_cluster: Callable[..., Cluster], start_runner: Callable[..., RunningRunner]
+) -> None:
+    cluster = make_cluster(setup_sql=[*LEAST_PRIVILEGE_SETUP, *HOSTILE_TRIGGER], preload=False)
+    first = start_runner("--dsn", dsn(cluster), "--interval", INTERVAL, "--tick-timeout", "1min")
+    cluster.wait_for_heartbeats(3)
+    wait_for(lambda: sleeping_in_the_trigger(cluster), "the fourth INSERT sleeping in the trigger")
+    started = time.monotonic()
+    first.process.send_signal(signal.SIGTERM)
+    assert first.process.wait(timeout=5) == 0
+    assert time.monotonic() - started < 1.0, "SIGTERM took a second or more"
+    # The server's session goes with it, and the lock: a second runner takes over at once.
+    second = start_runner("--dsn", dsn(cluster), "--interval", INTERVAL)
+    wait_for(
+        lambda: "sleeping" in second.log(),
+        "the second runner writing",
+        2.5,
+    )
+
+
+def test_a_tick_refused_by_the_table_is_logged_rolled_back_counted_and_reported(
+    make_cluster: Callable[..., Cluster], start_runner: Callable[..., RunningRunner]
+) -> None:
+    cluster = make_cluster(
+        setup_sql=[
+            *LEAST_PRIVILEGE_SETUP,
+            """CREATE FUNCTION public.refuse_third() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN
+                 IF NEW.pk = 3 THEN RAISE EXCEPTION 'no third row' USING HINT = 'by design'; END IF;
+                 RETURN NEW;
+               END $$""",
+            "CREATE TRIGGER refuse_third BEFORE INSERT ON public.log_table FOR EACH ROW "
+            "EXECUTE FUNCTION public.refuse_third()",
+            "ALTER TABLE public.log_table ADD CHECK (message NOT LIKE '% 5')",
+        ],
+        preload=False,
+    )
+    port = free_port()
+    runner = start_runner(
+        "--dsn",
+        dsn(cluster),
+        "--interval",
+        INTERVAL,
+        "--message",
+        MESSAGE,
+        "--metrics-listen",
+        f"127.0.0.1:{port}",
+    )
+    superuser = dsn(cluster, user=cluster.node.os_ops.username)
+    # The fifth heartbeat is refused by the CHECK at every try: the runner is failing, and says so.
+    wait_for(lambda: "(SQLSTATE 23514)" in runner.log(), "the CHECK's refusal logged")
+    failing = wait_for(
+        lambda: r if "1 failing" in (r := cli("status", "--runner", "--dsn", superuser)).stdout else None,
+        "status CRITICAL while the CHECK refuses every tick",
+    )
+    assert failing.stdout.startswith("CRITICAL: 1 failing (alive-worker run"), failing.stdout
+    log = runner.log()
+    assert "no third row (SQLSTATE P0001); hint: by design" in log
+    assert 'violates check constraint "log_table_message_check" (SQLSTATE 23514)' in log
+    # Rolled back: no row of a failed tick, the numbering without a gap.
+    rows = cluster.sql("SELECT pk, message FROM public.log_table ORDER BY pk")
+    assert 3 not in [pk for pk, _ in rows]
+    assert numbers(rows) == [1, 2, 3, 4]
+
+    def failed_ticks() -> int | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                text = response.read().decode()
+        except OSError:
+            return None
+        found = re.search(r'alive_worker_ticks_total\{[^}]*result="failed"[^}]*\} (\d+)', text)
+        return int(found.group(1)) if found and int(found.group(1)) >= 2 else None
+
+    assert wait_for(failed_ticks, "the failed ticks counted") >= 2
+
+
+def test_the_owner_warning_names_the_runner_s_role_which_the_table_s_code_runs_as(
+    make_cluster: Callable[..., Cluster], start_runner: Callable[..., RunningRunner]
+) -> None:
+    cluster = make_cluster(
+        setup_sql=[
+            *LEAST_PRIVILEGE_SETUP,
+            "CREATE ROLE mallory LOGIN",
+            "ALTER TABLE public.log_table OWNER TO mallory",
+        ],
+        preload=False,
+    )
+    runner = start_runner("--dsn", dsn(cluster), "--interval", INTERVAL)
+    cluster.wait_for_heartbeats(2)
+    assert (
+        'alive_worker log table public.log_table is owned by role "mallory", neither the runner\'s role "luca" '
+        'nor a superuser: its triggers, defaults, rules and policies run as "luca", and "mallory" can also '
+        "change or delete the heartbeats"
+    ) in runner.log()
+
+
+def test_status_counts_a_runner_s_claim_only_for_the_table_it_was_asked_about(
+    make_cluster: Callable[..., Cluster], start_runner: Callable[..., RunningRunner]
+) -> None:
+    cluster = make_cluster(
+        setup_sql=[
+            *LEAST_PRIVILEGE_SETUP,
+            "CREATE TABLE public.other (pk serial PRIMARY KEY, message text, ts timestamp DEFAULT now())",
+        ],
+        preload=False,
+    )
+    superuser = dsn(cluster, user=cluster.node.os_ops.username)
+    with cluster.connect(user="luca") as claim:
+        # A forged claim, with fresh rows to show: the lock and the name on a table of another's.
+        cluster.sql("INSERT INTO public.other (message) VALUES ('fresh')")
+        claim.execute("SET application_name = 'alive-worker run: sleeping (60000ms)'")
+        claim.execute("SELECT pg_advisory_lock(x'616C7677'::int, 'public.other'::regclass::oid::int)")
+        pid = claim.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+        refusal = (
+            f"alive-worker run session {pid} of role luca holds the runner's lock on public.other, "
+            "not on public.log_table, the table asked about (--table): not counted"
+        )
+        for args in (["status", "--runner", "--dsn", superuser], ["status", "--dsn", superuser]):
+            refused = cli(*args)
+            assert refused.returncode == 2, refused.stdout + refused.stderr
+            assert refused.stdout.startswith(
+                "CRITICAL: no runner: no alive-worker run session writes the table asked about "
+                "(1 claim on another table not counted)"
+            ), refused.stdout
+            assert refusal in refused.stdout
+        # A runner of the table asked about counts; the claim beside it still does not.
+        start_runner("--dsn", dsn(cluster), "--interval", INTERVAL)
+        cluster.wait_for_heartbeats(3)
+        ok = wait_for(
+            lambda: r if (r := cli("status", "--runner", "--dsn", superuser)).returncode == 0 else None,
+            "status OK for the runner of public.log_table",
+        )
+        assert ok.stdout.startswith("OK: 1 sleeping"), ok.stdout
+        assert refusal in ok.stdout
+        # Asked about the other table, the claim on it is what counts.
+        other = cli("status", "--runner", "--table", "public.other", "--dsn", superuser)
+        assert other.returncode == 0, other.stdout
+        assert re.search(r"^postgres +sleeping +\d+ +public\.other ", other.stdout, re.M), other.stdout
+        assert "holds the runner's lock on public.log_table, not on public.other" in other.stdout
+
+
+def test_a_hook_that_outlives_tick_timeout_is_cut_off_and_the_runner_goes_on(
+    managed: Cluster, start_runner: Callable[..., RunningRunner], tmp_path: Path
+) -> None:
+    # No statement of the server's to time out: only the runner's own deadline ends this tick.
+    (tmp_path / "hooks").mkdir()
+    marker = tmp_path / "hooks" / "hung once"
+    hook = write_hook(
+        tmp_path / "hooks",
+        f"""
+import pathlib
+import time
+
+def hook(tick):
+    marker = pathlib.Path({str(marker)!r})
+    if tick.number == 3 and not marker.exists():
+        marker.touch()
+        while True:
+            try:
+                time.sleep(60)
+            except Exception:
+                pass
+""",
+    )
+    runner = start_runner(
+        "--dsn", dsn(managed), "--interval", INTERVAL, "--tick-timeout", "300ms", "--hook", hook
+    )
+    managed.wait_for_heartbeats(2)
+    wait_for(lambda: "the tick took longer than tick_timeout (300 ms)" in runner.log(), "the tick cut off", 3)
+    # The tick's heartbeat was rolled back with it; the next commits, as number 3.
+    rows = managed.wait_for_heartbeats(4)
+    assert numbers(rows)[:4] == [1, 2, 3, 4], runner.log()

@@ -73,17 +73,43 @@ FROM pg_catalog.pg_class c WHERE c.oid = %s::pg_catalog.oid
 """
 
 
+# The table a runner writes when none is configured (alive_worker/runner/config.py).
+DEFAULT_TABLE = "public.log_table"
+
+
 def read(conn: Connection) -> list[dict[str, Any]]:
     """One row per runner session of this database, shaped as alive_worker.workers' rows."""
+    return read_claims(conn, None)[0]
+
+
+def read_claims(
+    conn: Connection, asked: tuple[int | None, str] | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The runner sessions' rows, and with asked (asked_table()) the claims refused.
+
+    With asked, only a session holding the runner's lock on that table, or
+    none yet, is a row: one that holds it on another table is refused,
+    unread, and counts for nothing.  Any role may take that lock and name its
+    session so, on a table of its own choosing with fresh rows of its own:
+    such a claim says nothing of the table asked about.
+    """
     sessions = conn.execute(
         _RUNNERS, {"lock_class": state.LOCK_CLASS, "prefix": f"{state.APPLICATION_PREFIX}:%"}
     ).fetchall()
     rows = []
+    refused = []
     for session in sessions:
         published = state.read_application_name(session["application_name"])
         if published is None:
             continue
         row = as_worker_row(session, published)
+        if asked is not None and session["table_oid"] is not None and session["table_oid"] != asked[0]:
+            row["refused_because"] = (
+                f"alive-worker run session {session['pid']} of role {session['role']} holds the runner's lock on "
+                f"{row['target_table']}, not on {asked[1]}, the table asked about (--table): not counted"
+            )
+            refused.append(row)
+            continue
         if session["table_oid"] is not None:
             row["last_ok_at"], row["heartbeat_age_known"] = last_heartbeat(conn, int(session["table_oid"]))
         if not row["heartbeat_age_known"]:
@@ -91,7 +117,7 @@ def read(conn: Connection) -> list[dict[str, Any]]:
                 f" (heartbeat age unknown: role {conn.info.user} cannot read the table safely)"
             )
         rows.append(row)
-    return rows
+    return rows, refused
 
 
 def as_worker_row(session: dict[str, Any], published: state.Published) -> dict[str, Any]:
@@ -186,20 +212,28 @@ class TableReader:
             return self.conn.execute(query, params).fetchall()
 
 
-def table_oid(conn: Connection, table: str | None) -> tuple[int, str]:
-    """The heartbeat table named (default public.log_table, as the runner's): its oid and quoted name."""
+def asked_table(conn: Connection, table: str | None) -> tuple[int | None, str]:
+    """The oid of the table named (None if there is none) and its name as the server quotes it."""
     row = conn.execute(
         "SELECT c.oid, pg_catalog.format('%%I.%%I', n.nspname, c.relname) AS name FROM pg_catalog.pg_class c"
         " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
         " WHERE c.oid = pg_catalog.to_regclass(%s::pg_catalog.text)",
-        [table or "public.log_table"],
+        [table or DEFAULT_TABLE],
     ).fetchone()
     if row is None:
+        return None, table or DEFAULT_TABLE
+    return int(row["oid"]), str(row["name"])
+
+
+def table_oid(conn: Connection, table: str | None) -> tuple[int, str]:
+    """The heartbeat table named (default public.log_table, as the runner's): its oid and quoted name."""
+    oid, name = asked_table(conn, table)
+    if oid is None:
         raise CliError(
-            f"no heartbeat table {table or 'public.log_table'} in database {conn.info.dbname}",
+            f"no heartbeat table {name} in database {conn.info.dbname}",
             "Name the table alive-worker run writes with --table.",
         )
-    return int(row["oid"]), str(row["name"])
+    return oid, name
 
 
 def open_table(conn: Connection, table: str | None) -> tuple[TableReader, str]:

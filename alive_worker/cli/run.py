@@ -25,7 +25,7 @@ FLAG_HELP = {
     "interval": "time between heartbeats, e.g. 1s, 500ms (default 10s)",
     "hook": "Python callable run in every tick after the INSERT, in this process: module:function or /path/file.py:function",
     "hook_failure": "log (the heartbeat commits) or fail_tick (the tick is rolled back) when the hook fails",
-    "tick_timeout": "longest a tick's statement may run; 0 means the interval",
+    "tick_timeout": "longest a tick may run: its statement is then cancelled, its connection closed a second later; 0 means the interval",
     "retention": "heartbeats older than this are deleted, in batches; 0 keeps them all (e.g. 7d)",
     "clock_aligned": "on: ticks fall on wall-clock multiples of the interval",
     "metrics_listen": "serve the runner's own /metrics on ADDRESS:PORT (e.g. 127.0.0.1:9188)",

@@ -65,6 +65,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "this flag they are read only where the extension is not installed",
     )
     parser.add_argument(
+        "--table",
+        metavar="TABLE",
+        help="the heartbeat table the runners write (default public.log_table, as alive-worker run's): a "
+        "runner's claim on another table is not counted",
+    )
+    parser.add_argument(
         "--disk-warn",
         type=positive_float,
         default=DEFAULT_DISK_WARN_PERCENT,
@@ -97,18 +103,20 @@ def positive_float(text: str) -> float:
 
 
 def read(
-    conn: psycopg.Connection[dict[str, Any]], runner: bool = False
+    conn: psycopg.Connection[dict[str, Any]], runner: bool = False, table: str | None = None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The server's description and the view's rows, or the runners' (alive_worker.cli._runners).
 
     With runner, or without the extension where runner sessions are found,
-    the rows are the runners': what a server written by alive-worker run says.
+    the rows are the runners' of table: what a server written by alive-worker
+    run says.  Claims on other tables are in server["refused_claims"].
     """
     extension = None if runner else installed_extension(conn)
+    refused: list[dict[str, Any]] = []
     try:
         if extension is None:
-            rows = _runners.read(conn)
-            if not rows and not runner:
+            rows, refused = _runners.read_claims(conn, _runners.asked_table(conn, table))
+            if not rows and not refused and not runner:
                 require_extension(conn)
         else:
             rows = conn.execute(
@@ -124,6 +132,7 @@ def read(
         raise translate(error, conn) from error
     assert server is not None
     server["extension_version"] = None if extension is None else extension.version
+    server["refused_claims"] = [row["refused_because"] for row in refused]
     if server["in_recovery"]:
         try:
             receiver = conn.execute(
@@ -251,7 +260,12 @@ def bytes_text(count: int) -> str:
     raise AssertionError("unreachable")
 
 
-def summary(rows: list[dict[str, Any]], runner: bool = False) -> tuple[Status, str]:
+def summary(rows: list[dict[str, Any]], runner: bool = False, refused: int = 0) -> tuple[Status, str]:
+    if not rows and refused:
+        return Status.CRITICAL, (
+            f"no runner: no alive-worker run session writes the table asked about ({refused} "
+            f"claim{'s' if refused > 1 else ''} on another table not counted)"
+        )
     if not rows and runner:
         return Status.CRITICAL, "no runner: no alive-worker run session is connected to this database"
     if not rows:
@@ -264,12 +278,12 @@ def summary(rows: list[dict[str, Any]], runner: bool = False) -> tuple[Status, s
 
 def run(args: argparse.Namespace, out: TextIO, style: Style) -> Status:
     with connect(args.dsn) as conn:
-        server, rows = read(conn, args.runner)
+        server, rows = read(conn, args.runner, args.table)
         place = where(conn)
     judge(rows, server["now"], args.warn, args.crit)
     judge_standby(rows, server, args.warn, args.crit)
     judge_disk(rows, args.disk_warn, args.disk_crit)
-    status, states = summary(rows, args.runner)
+    status, states = summary(rows, args.runner, len(server["refused_claims"]))
     if args.json:
         for row in rows:
             row["status"] = worker_status(row)
@@ -288,6 +302,8 @@ def run(args: argparse.Namespace, out: TextIO, style: Style) -> Status:
         f"{style.status(status)}: {states} ({what} on PostgreSQL "
         f"{server['server_version']}, {role}, {place})\n"
     )
+    for refusal in server["refused_claims"]:
+        out.write(style(refusal, "critical" if not rows else "warning") + "\n")
     if not rows:
         return status
     out.write(render_table(*table(rows, server, style), style) + "\n")

@@ -39,6 +39,10 @@ from alive_worker.errors import SPIError as SPIError
 
 Row = tuple[str | None, ...]
 
+# A client cannot act as another role: the table's code runs as the runner's own (alive_worker.spi).
+WRITER = "runner"
+TABLE_CODE_RUNS_AS_OWNER = False
+
 # Class 08 (connection exception): what a statement meets when the connection is gone.
 CONNECTION_FAILURE = "08006"
 
@@ -257,6 +261,17 @@ class Plan:
     def free(self) -> None:
         """Releases the plan (psycopg's cache of prepared statements frees the server's side)."""
         self._released = True
+
+
+def run_script(script: str) -> None:
+    """Runs statements of the runner's own, without parameters, in one round trip (a simple query)."""
+    _connection()
+    cursor = session.cursor
+    assert cursor is not None
+    try:
+        cursor.execute(script, prepare=False)
+    except psycopg.Error as error:
+        raise_as_spi_error(error)
 
 
 def begin_tick() -> None:

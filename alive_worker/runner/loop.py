@@ -18,9 +18,18 @@ The loop, as the worker's main reads:
    counted, a lost connection goes back to 1.
 
 SIGTERM (or SIGINT) stops it at once, wherever it is: the signal's handler
-raises Stop, the connection is closed (the server rolls back a tick in
-flight) and the process exits 0; nothing waits for the hook or a statement.
+cancels a statement in flight, closes the connection (the server rolls back
+a tick in flight and ends the session, and the runner's lock with it) and
+raises Stop; the process exits 0; nothing waits for the hook or a statement.
 SIGHUP reads the configuration again at the next tick.
+
+The table's code (its triggers and defaults, run as the runner's role) may
+change the settings of the runner's session.  So that nothing it sets
+outlives a tick, every tick's transaction starts by setting again, for
+itself, the timeouts, search_path and role (tick_start()); and a tick is
+bounded from here too, whatever the server does: at tick_timeout its
+statement is cancelled, and TICK_GRACE_SECONDS later the connection is
+closed and the tick counted as failed (docs/SECURITY.md, the runner).
 """
 
 from __future__ import annotations
@@ -65,6 +74,46 @@ WHERE n.nspname = $1 AND c.relname = $2
 """
 
 
+# How long a tick may outlive its tick_timeout, once its statement was cancelled, before the
+# connection is closed: table code may trap the cancel (an EXCEPTION block) and go on.
+TICK_GRACE_SECONDS = 1.0
+# How long a cancel request may take on the way out: SIGTERM's second must hold.
+CANCEL_TIMEOUT_SECONDS = 0.3
+# How often the server looks whether the runner's socket is still open while a statement of a
+# tick runs (client_connection_check_interval, PostgreSQL 14 and later): a session whose runner
+# is gone ends within this, and releases the runner's lock, even if table code ignores cancels.
+CONNECTION_CHECK_MS = 500
+
+
+def tick_start(tick_timeout_ms: int, server_version: int) -> str:
+    """BEGIN, and what the tick's transaction sets for itself, in one round trip (a simple query).
+
+    SET LOCAL, in every tick: a SET by the table's code in an earlier tick (it
+    runs as the runner's role, in the runner's session) ends with this tick's
+    transaction at the latest.  The statement timer of PostgreSQL is armed when
+    a statement starts, so a SET inside the INSERT no longer lifts that
+    INSERT's bound.  Values are integers and fixed words: nothing is pasted in.
+    """
+    timeout = int(tick_timeout_ms)
+    lines = [
+        "BEGIN",
+        # Back to the role that connected: SET ROLE in a trigger lasts the session.
+        "SET LOCAL SESSION AUTHORIZATION DEFAULT",
+        "SET LOCAL ROLE NONE",
+        "SET LOCAL search_path = pg_catalog, pg_temp",
+        "SET LOCAL DateStyle = ISO, MDY",
+        "SET LOCAL IntervalStyle = postgres",
+        f"SET LOCAL statement_timeout = {timeout}",
+        # Bounded by statement_timeout; a shorter one set by the table's code would fail ticks.
+        "SET LOCAL lock_timeout = 0",
+        # A runner stopped mid-tick (SIGSTOP, a frozen host) leaves no transaction open for long.
+        f"SET LOCAL idle_in_transaction_session_timeout = {timeout}",
+    ]
+    if server_version >= 140000:
+        lines.append(f"SET LOCAL client_connection_check_interval = {CONNECTION_CHECK_MS}")
+    return "; ".join(lines)
+
+
 # How often psycopg looks up from a statement's wait to let a signal's handler run: its
 # own default (0.1 s) alone would use up the 100 ms that SIGTERM is given.
 SIGNAL_CHECK_SECONDS = 0.01
@@ -83,6 +132,13 @@ class Stop(BaseException):
 
 class LostConnection(Exception):
     """The connection is gone: connect again."""
+
+
+class TickOverran(BaseException):
+    """The tick outlived tick_timeout and its grace: the connection was closed under it.
+
+    A BaseException, as Stop, so that a hook's ``except Exception`` does not
+    keep the tick going."""
 
 
 def install_transport() -> None:
@@ -181,6 +237,7 @@ class Runner:
         self.published_name = ""
         self._wakeup_read = -1
         self._multi_host = False
+        self.deadline_passed = False
 
     # ---- signals and sleeping ----
 
@@ -194,6 +251,7 @@ class Runner:
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_reload)
+        signal.signal(signal.SIGALRM, self._on_tick_deadline)
 
     def _on_stop(self, number: int, frame: types.FrameType | None) -> None:
         # Once: the way out must not be interrupted again.
@@ -204,10 +262,57 @@ class Runner:
         # way out then finds no statement to wait for.  The server rolls back
         # the tick in flight.  self.stopping ends every loop, should a handler
         # on the way turn Stop into another exception.
-        conn = self.conn
-        if conn is not None:
-            conn.pgconn.finish()
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        self._cancel_and_close()
         raise Stop(signal.Signals(number).name)
+
+    def _cancel_and_close(self) -> None:
+        """Ends the server's side of the session now, even while table code sleeps in a statement.
+
+        Closing the socket alone would leave a backend that sleeps in a
+        trigger running, holding the runner's lock, until it next reads from
+        the client; the cancel ends the statement, after which it reads the
+        end of the connection and exits.  Code that traps the cancel is ended
+        by client_connection_check_interval (tick_start), where the server has
+        it."""
+        conn = self.conn
+        if conn is None or conn.closed:
+            return
+        self._cancel_statement(conn)
+        conn.pgconn.finish()
+
+    @staticmethod
+    def _cancel_statement(conn: psycopg.Connection[Any]) -> None:
+        """Asks the server to cancel the statement in flight, if one is (a server ignores one between)."""
+        if conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.ACTIVE:
+            with contextlib.suppress(Exception):
+                conn.cancel_safe(timeout=CANCEL_TIMEOUT_SECONDS)
+
+    def _start_tick_deadline(self) -> None:
+        self.deadline_passed = False
+        signal.setitimer(signal.ITIMER_REAL, self.settings.tick_timeout_ms / 1000)
+
+    def _stop_tick_deadline(self) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def _on_tick_deadline(self, number: int, frame: types.FrameType | None) -> None:
+        """tick_timeout passed: cancel the statement; TICK_GRACE_SECONDS later, close and fail the tick.
+
+        The server's statement_timeout (tick_start) should have ended the
+        statement already; this bounds what it cannot: a hook's own Python,
+        table code that traps the cancel, a server that does not answer."""
+        conn = self.conn
+        if not self.deadline_passed:
+            self.deadline_passed = True
+            signal.setitimer(signal.ITIMER_REAL, TICK_GRACE_SECONDS)
+            if conn is not None and not conn.closed:
+                self._cancel_statement(conn)
+            return
+        self._cancel_and_close()
+        raise TickOverran(
+            f"the tick took longer than tick_timeout ({self.settings.tick_timeout_ms} ms) and "
+            f"{TICK_GRACE_SECONDS:g} s more after its statement was cancelled: the connection was closed"
+        )
 
     def _on_reload(self, number: int, frame: types.FrameType | None) -> None:
         self.reload_requested = True
@@ -275,7 +380,8 @@ class Runner:
         }
         if "connect_timeout" not in params and "PGCONNECT_TIMEOUT" not in os.environ:
             extra["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
-        conn = RunnerConnection.connect(settings.dsn, autocommit=False, **extra)
+        # Autocommit: the runner opens each tick's transaction itself, with tick_start's settings.
+        conn = RunnerConnection.connect(settings.dsn, autocommit=True, **extra)
         self.published_name = str(extra["application_name"])
         host = conn.info.host
         self.counters.server = (
@@ -375,7 +481,7 @@ class Runner:
                     self._connect_with_backoff()
                 try:
                     self._serve_connection()
-                except LostConnection as error:
+                except (LostConnection, TickOverran) as error:
                     self._fail(f"lost the connection: {error}", state.CONNECTING)
                     self._close()
         except BaseException as stop:
@@ -506,15 +612,11 @@ class Runner:
         heartbeat = self.heartbeat
         assert conn is not None and heartbeat is not None
         client_spi.begin_tick()
-        # A tick of one INSERT (no hook, no retention) needs no transaction block of
-        # its own: in autocommit it is one round trip instead of three (BEGIN,
-        # INSERT, COMMIT), the same atomic write.  Anything more gets the block that
-        # its savepoints need.
-        single_statement = not self.settings.hook and not self.settings.retention
-        if conn.autocommit != single_statement:
-            conn.autocommit = single_statement
         committed = False
+        self._start_tick_deadline()
         try:
+            # The transaction, and the settings it holds whatever the table's code set before.
+            client_spi.run_script(tick_start(self.settings.tick_timeout_ms, conn.info.server_version))
             # Numbered as the worker numbers: heartbeats committed since the start, across reconnects.
             heartbeat.tick(self.counters.ticks_ok + 1, self.generation, self.previous_committed)
             if self.settings.hook:
@@ -524,6 +626,11 @@ class Runner:
             except psycopg.Error as error:
                 client_spi.raise_as_spi_error(error)
             committed = True
+        except TickOverran as overran:
+            self.counters.ticks_failed += 1
+            self._fail(f"{overran} (SQLSTATE 57014)")
+            self.previous_committed = False
+            raise LostConnection(str(overran)) from overran
         except Exception as raised:
             failure: client_spi.SPIError
             if isinstance(raised, client_spi.SPIError):
@@ -543,6 +650,7 @@ class Runner:
             else:
                 self._fail(describe(failure))
         finally:
+            self._stop_tick_deadline()
             self.previous_committed = committed
         if committed:
             counters = self.counters
