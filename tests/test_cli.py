@@ -305,6 +305,13 @@ def test_lag_reports_as_a_monitoring_plugin(
     assert down.returncode == 3 and down.stdout.startswith("UNKNOWN: cannot connect")
 
 
+def interruptible() -> None:
+    """In the command's process before exec: SIGINT as a terminal gives it.  A suite started in
+    the background of a shell (``make test &``) inherits SIGINT ignored, and Python then installs
+    no KeyboardInterrupt: Ctrl-C could not be tested."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_lag_watch_prints_until_interrupted(
     make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
 ) -> None:
@@ -314,6 +321,7 @@ def test_lag_watch_prints_until_interrupted(
         [str(CLI), "lag", "--watch", "0.2", "--json", "--dsn", dsn(standby)],
         stdout=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     assert process.stdout is not None
     lines = [json.loads(process.stdout.readline()) for _ in range(3)]
@@ -332,6 +340,7 @@ def test_lag_watch_reconnects_after_a_lost_connection(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     try:
         assert process.stdout is not None
