@@ -49,7 +49,7 @@ EXPECTED_CAUSE = {
     "restart": "planned",
     "crash": "crash",
     "lock 5 s": "blocked",
-    "switchover": "failover",
+    "switchover": "switchover",
     "failover": "failover",
 }
 
