@@ -327,10 +327,16 @@ forget_owner_runs(Oid relid)
 	}
 }
 
+/*
+ * Any relation's, not only the kept table's: a child's owner changed (or a
+ * child attached) sends its own relation's invalidation, not the parent's,
+ * and the refusal of a child another role owns must see it.  Relcache
+ * invalidations are rare in a steady state (DDL, VACUUM's statistics).
+ */
 static void
 owner_run_relcache_callback(Datum arg, Oid relid)
 {
-	forget_owner_runs(relid);
+	forget_owner_runs(InvalidOid);
 }
 
 static void
