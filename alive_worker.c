@@ -892,6 +892,7 @@ write_last_heartbeat_if_shutting_down(void)
 	if (worker.sigterm_sender != PostmasterPid || worker_status_stop_was_requested() ||
 		!worker.previous_committed || worker.ticks_written == 0 || RecoveryInProgress())
 		return;
+	/* Cleared for the tick, which reads it as "a SIGTERM came during me": one now cancels it. */
 	worker.got_sigterm = false;
 	if (run_tick(monotonic_us(), true))
 		worker.ticks_written++;

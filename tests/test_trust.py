@@ -215,6 +215,13 @@ def assert_canary_silent(cluster: Cluster, what: str) -> None:
     assert not attacker_is_superuser(cluster), f"{what} made mallory a superuser:\n{fired}"
 
 
+def extension_in_the_hostile_database(make_cluster: Callable[..., Cluster]) -> Cluster:
+    """A cluster with mallory's database, the extension created there by a superuser."""
+    cluster = make_cluster(setup_sql=BASE_SETUP)
+    cluster.sql("CREATE EXTENSION alive_worker", dbname=HOSTILE_DB)
+    return cluster
+
+
 def as_attacker(cluster: Cluster, statements: str, dbname: str = HOSTILE_DB) -> None:
     with cluster.connect(dbname, user=ATTACKER) as conn:
         conn.execute(statements)
@@ -429,8 +436,7 @@ def test_the_command_refuses_an_extension_schema_given_to_a_lesser_role(
 
 
 def test_a_table_of_a_lesser_role_is_read_as_that_role(make_cluster: Callable[..., Cluster]) -> None:
-    cluster = make_cluster(setup_sql=BASE_SETUP)
-    cluster.sql("CREATE EXTENSION alive_worker", dbname=HOSTILE_DB)
+    cluster = extension_in_the_hostile_database(make_cluster)
     as_attacker(
         cluster,
         CANARY
@@ -457,8 +463,7 @@ def test_a_table_of_a_lesser_role_is_read_as_that_role(make_cluster: Callable[..
 def test_a_view_in_place_of_the_table_is_refused_by_every_reader(
     make_cluster: Callable[..., Cluster],
 ) -> None:
-    cluster = make_cluster(setup_sql=BASE_SETUP)
-    cluster.sql("CREATE EXTENSION alive_worker", dbname=HOSTILE_DB)
+    cluster = extension_in_the_hostile_database(make_cluster)
     as_attacker(
         cluster,
         CANARY + "CREATE VIEW public.log_table AS SELECT 1 AS pk, now()::timestamp AS ts, 'x' AS message"
@@ -696,8 +701,7 @@ def test_a_child_table_another_role_owns_is_refused_by_every_reader(
     # A superuser's partitioned table and inheritance parent, each with a child mallory owns and
     # a partial index on it whose predicate the planner runs: read as the parent's owner, a child's
     # code would run as a superuser.
-    cluster = make_cluster(setup_sql=BASE_SETUP)
-    cluster.sql("CREATE EXTENSION alive_worker", dbname=HOSTILE_DB)
+    cluster = extension_in_the_hostile_database(make_cluster)
     as_attacker(
         cluster,
         CANARY
