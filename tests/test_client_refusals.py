@@ -100,7 +100,7 @@ def system(setting: str, value: str | None) -> Step:
             scene.superuser(f"ALTER SYSTEM RESET {setting}")
         else:
             scene.superuser(f"ALTER SYSTEM SET {setting} = '{value}'")
-        scene.superuser("SELECT pg_reload_conf()")
+        reload(scene)
 
     return run
 
@@ -114,7 +114,7 @@ def hba(*lines: str) -> Step:
             kept = [line for line in file.read().splitlines() if "# situation" not in line]
         with open(path, "w") as file:
             file.write("\n".join([*(f"{line}  # situation" for line in lines), *kept]) + "\n")
-        scene.superuser("SELECT pg_reload_conf()")
+        reload(scene)
 
     return run
 
@@ -128,7 +128,7 @@ def conf(*lines: str) -> Step:
             kept = [line for line in file.read().splitlines() if "# situation" not in line]
         with open(path, "w") as file:
             file.write("\n".join([*kept, *(f"{line}  # situation" for line in lines)]) + "\n")
-        scene.superuser("SELECT pg_reload_conf()")
+        reload(scene)
 
     return run
 
@@ -146,7 +146,19 @@ def restarted(*options: str) -> Step:
 
 
 def reload(scene: Scene) -> None:
+    """pg_reload_conf(), and waits until the postmaster has read the files.
+
+    pg_reload_conf() only signals: a session started just after it may still
+    be forked with the old settings, and two reloads in a row may be read as
+    one (an invalid value then keeps the value before the first, not the
+    first's).  A fresh session inherits the postmaster's pg_conf_load_time().
+    """
+    before = scene.cluster.sql("SELECT pg_conf_load_time()", dbname=WATCH)[0][0]
     scene.superuser("SELECT pg_reload_conf()")
+    wait_for(
+        lambda: scene.cluster.sql("SELECT pg_conf_load_time() > %s", (before,), dbname=WATCH)[0][0] or None,
+        "the postmaster to read the configuration files again",
+    )
 
 
 def fill_connection_slots(scene: Scene) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import PKGLIB_DIR, Cluster, write_hook
+from conftest import PKGLIB_DIR, UNHURRIED, Cluster, write_hook
 
 
 def maps_libpython(pid: int) -> bool:
@@ -43,7 +43,7 @@ def hook(tick):
     spi.execute("INSERT INTO public.facts VALUES ($1)", repr(facts))
 """,
     )
-    cluster = make_cluster(settings={"hook": hook}, setup_sql=["CREATE TABLE facts (f text)"])
+    cluster = make_cluster(settings={"hook": hook, **UNHURRIED}, setup_sql=["CREATE TABLE facts (f text)"])
     cluster.wait_for_heartbeats(1)
     expected_prefix = f"{PKGLIB_DIR}/alive_worker"
     assert cluster.sql("SELECT f FROM facts LIMIT 1") == [(repr([False, False, False, expected_prefix]),)]

@@ -176,7 +176,7 @@ def hook(tick):
     spi.execute("INSERT INTO public.notes VALUES ($1)", repr(rows))
 """,
     )
-    cluster = make_cluster(settings={"hook": hook}, setup_sql=["CREATE TABLE notes (note text)"])
+    cluster = make_cluster(settings={"hook": hook, **UNHURRIED}, setup_sql=["CREATE TABLE notes (note text)"])
     cluster.wait_for_heartbeats(1)
     assert cluster.sql("SELECT note FROM notes LIMIT 1") == [("[('hi!', None, '42'), ('hi!', None, '42')]",)]
 
@@ -196,7 +196,7 @@ def hook(tick):
             spi.execute("INSERT INTO public.notes VALUES ($1)", f"{error.sqlstate} {error.message}")
 """,
     )
-    cluster = make_cluster(settings={"hook": hook}, setup_sql=["CREATE TABLE notes (note text)"])
+    cluster = make_cluster(settings={"hook": hook, **UNHURRIED}, setup_sql=["CREATE TABLE notes (note text)"])
     cluster.wait_for_heartbeats(1)
     refused = "26000 alive_worker plan was freed and cannot be executed"
     assert cluster.sql("SELECT note FROM notes LIMIT 2") == [(refused,), (refused,)]
@@ -232,7 +232,7 @@ def hook(tick):
         spi.execute("INSERT INTO public.notes VALUES ($1)", outcome)
 """,
     )
-    cluster = make_cluster(settings={"hook": hook}, setup_sql=["CREATE TABLE notes (note text)"])
+    cluster = make_cluster(settings={"hook": hook, **UNHURRIED}, setup_sql=["CREATE TABLE notes (note text)"])
     pid = cluster.wait_for_worker()
     cluster.wait_for_heartbeats(2)
     refused = "0A000 alive_worker.spi was called from a thread other than the worker's"
