@@ -21,7 +21,7 @@ import psycopg
 import psycopg.sql
 import pytest
 import testgres
-from parallel import PORTS, make_lock_dir, postgres_node, run_lock, slowest_first
+from parallel import PORTS, group_by_shared_cluster, make_lock_dir, postgres_node, run_lock, slowest_first
 
 PG_CONFIG = os.environ.get("PG_CONFIG", "pg_config")
 BIN_DIR = subprocess.check_output([PG_CONFIG, "--bindir"], text=True).strip()
@@ -288,6 +288,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     slowest_first(items)
+    group_by_shared_cluster(items)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -152,25 +152,32 @@ def run_lock(alone: bool) -> Iterator[None]:
         yield
 
 
-# ---- the order files go out in ----
+# ---- how tests are handed out ----
 
-# The files that take longest, slowest first, as measured (--durations=0:
-# their tests' set-up, call and teardown, 300 s down to 60 s with four workers
-# on two cores; the rest take under 45 s each).  With --dist loadfile and
-# --no-loadscope-reorder, xdist hands out whole files in collection order:
-# a long file that started last would keep the run going alone.
+# The files whose units take longest, as measured (--durations=0: their
+# tests' set-up, call and teardown, with four workers on two cores): a file's
+# one long test, or a whole file whose tests share a cluster (one unit, see
+# group_by_shared_cluster), first; then the files of many tests of ten
+# seconds or so.  xdist (--dist loadgroup, --no-loadscope-reorder) hands out
+# its units in collection order: a long one that started last would keep the
+# run going alone.
 SLOWEST_FILES = (
-    "test_hooks.py",
-    "test_cli.py",
-    "test_security.py",
-    "test_lag.py",
-    "test_python.py",
+    "test_patroni.py",  # one test, 55 s
+    "test_trust.py",  # one unit, 85 s
+    "test_hooks.py",  # 172 s, one test of 45 s
+    "test_report.py",  # one unit, 40 s
+    "test_load.py",  # one test, 31 s
+    "test_clock_skew.py",  # one unit, 23 s
+    "test_runner_patroni.py",  # one test, 21 s
+    "test_client_refusals.py",  # 385 s, 37 tests of 9 to 13 s
     "test_retention.py",
-    "test_status.py",
-    "test_patroni.py",
-    "test_upgrade.py",
     "test_prometheus.py",
-    "test_privileges.py",
+    "test_logical.py",
+    "test_connection_settings.py",
+    "test_ledger_events.py",
+    "test_client_probe.py",
+    "test_cli.py",
+    "test_hook_process_properties.py",
 )
 
 
@@ -178,3 +185,21 @@ def slowest_first(items: list[pytest.Item]) -> None:
     """Sorts the collected tests so that SLOWEST_FILES come first, in that order; the rest keep theirs."""
     rank = {name: index for index, name in enumerate(SLOWEST_FILES)}
     items.sort(key=lambda item: rank.get(item.path.name, len(SLOWEST_FILES)))
+
+
+def shares_a_module_fixture(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(defs and defs[-1].scope in ("module", "package") for defs in info.name2fixturedefs.values())
+
+
+def group_by_shared_cluster(items: list[pytest.Item]) -> None:
+    """The tests of a file that share a module-scoped fixture (a cluster made
+    once) go to one worker, as one unit; every other test is a unit of its
+    own.  Whole files as units (--dist loadfile) left a file of forty
+    situations, each with a cluster of its own, to one worker for six minutes
+    while the others had finished."""
+    for item in items:
+        if shares_a_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.path.name))
