@@ -533,16 +533,22 @@ def test_a_trigger_granted_on_a_superuser_s_table_runs_as_the_worker_s_role(
     assert not attacker_is_superuser(cluster)
 
 
+@pytest.mark.parametrize(
+    "where",
+    ["public.log_table", "public.log_table_2025"],
+    ids=["on the table", "on an inheritance child the retention deletes from"],
+)
 def test_doctor_warns_when_a_superuser_worker_writes_a_table_with_others_code(
-    make_cluster: Callable[..., Cluster],
+    make_cluster: Callable[..., Cluster], where: str
 ) -> None:
     # Harmless code of mallory's this time: with both superusers it runs as one.
     others_code = f"""
-    GRANT TRIGGER ON public.log_table TO {ATTACKER};
+    CREATE TABLE public.log_table_2025 () INHERITS (public.log_table);
+    GRANT TRIGGER ON {where} TO {ATTACKER};
     GRANT CREATE ON SCHEMA public TO {ATTACKER};
     SET ROLE {ATTACKER};
     CREATE FUNCTION public.noop() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';
-    CREATE TRIGGER noop BEFORE INSERT ON public.log_table FOR EACH ROW EXECUTE FUNCTION public.noop();
+    CREATE TRIGGER noop BEFORE INSERT OR DELETE ON {where} FOR EACH ROW EXECUTE FUNCTION public.noop();
     """
     cluster = make_cluster(
         setup_sql=[f"CREATE ROLE {ATTACKER} LOGIN", ORIGINAL_TABLE, others_code], extension=True

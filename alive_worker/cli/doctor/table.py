@@ -11,13 +11,18 @@ from alive_worker.table_facts import TABLE_FACTS_PSYCOPG
 # Who below superuser could have code run in the table's statements: roles
 # granted TRIGGER on it (PUBLIC too), and the owners of whatever its
 # triggers, column defaults and types, indexes, constraints, policies and
-# rules call or use (each recorded in pg_depend).  With a superuser table
-# and a superuser worker, that code runs as the superuser (the owner rule,
-# docs/SECURITY.md).
+# rules call or use (each recorded in pg_depend); the same of every partition
+# and inheritance child, at any depth, whose code an INSERT routed there or
+# the retention's DELETE runs.  With a superuser table and a superuser
+# worker, that code runs as the superuser (the owner rule, docs/SECURITY.md).
 FOREIGN_CODE = """
+WITH RECURSIVE tree(oid) AS (
+    SELECT %(oid)s::pg_catalog.oid
+    UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree ON i.inhparent OPERATOR(pg_catalog.=) tree.oid)
 SELECT (SELECT pg_catalog.string_agg(DISTINCT CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0::pg_catalog.oid
                                                    THEN 'PUBLIC' ELSE r.rolname::pg_catalog.text END, ', ')
-        FROM pg_catalog.aclexplode(c.relacl) a LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+        FROM tree JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) tree.oid
+        CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
         WHERE a.privilege_type = 'TRIGGER'::pg_catalog.text AND NOT coalesce(r.rolsuper, false)) AS trigger_grantees,
        (SELECT pg_catalog.string_agg(DISTINCT r.rolname::pg_catalog.text, ', ')
         FROM pg_catalog.pg_depend d
@@ -29,14 +34,14 @@ SELECT (SELECT pg_catalog.string_agg(DISTINCT CASE WHEN a.grantee OPERATOR(pg_ca
                ON d.refclassid = 'pg_catalog.pg_operator'::pg_catalog.regclass AND o.oid = d.refobjid
         JOIN pg_catalog.pg_roles r ON r.oid = coalesce(p.proowner, t.typowner, o.oprowner)
         WHERE NOT r.rolsuper AND d.objid IN (
-              SELECT c.oid
-              UNION ALL SELECT x.oid FROM pg_catalog.pg_attrdef x WHERE x.adrelid = c.oid
-              UNION ALL SELECT x.indexrelid FROM pg_catalog.pg_index x WHERE x.indrelid = c.oid
-              UNION ALL SELECT x.oid FROM pg_catalog.pg_trigger x WHERE x.tgrelid = c.oid
-              UNION ALL SELECT x.oid FROM pg_catalog.pg_constraint x WHERE x.conrelid = c.oid
-              UNION ALL SELECT x.oid FROM pg_catalog.pg_policy x WHERE x.polrelid = c.oid
-              UNION ALL SELECT x.oid FROM pg_catalog.pg_rewrite x WHERE x.ev_class = c.oid)) AS code_owners
-FROM pg_catalog.pg_class c WHERE c.oid = %(oid)s::pg_catalog.oid
+              SELECT tree.oid FROM tree
+              UNION ALL SELECT x.oid FROM pg_catalog.pg_attrdef x WHERE x.adrelid IN (SELECT oid FROM tree)
+              UNION ALL SELECT x.indexrelid FROM pg_catalog.pg_index x WHERE x.indrelid IN (SELECT oid FROM tree)
+              UNION ALL SELECT x.oid FROM pg_catalog.pg_trigger x WHERE x.tgrelid IN (SELECT oid FROM tree)
+              UNION ALL SELECT x.oid FROM pg_catalog.pg_constraint x WHERE x.conrelid IN (SELECT oid FROM tree)
+              UNION ALL SELECT x.oid FROM pg_catalog.pg_policy x WHERE x.polrelid IN (SELECT oid FROM tree)
+              UNION ALL SELECT x.oid FROM pg_catalog.pg_rewrite x WHERE x.ev_class IN (SELECT oid FROM tree)))
+       AS code_owners
 """
 
 # Whether the worker's role may create the table (and its schema, if missing).
