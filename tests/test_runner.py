@@ -156,6 +156,43 @@ def test_the_runner_creates_its_table_when_its_role_may_and_says_what_to_grant_w
     assert 'grant INSERT on it and USAGE on its sequence to role "nobody"' in refused.log()
 
 
+def test_the_runner_refuses_to_write_as_a_superuser_whose_rights_the_table_s_code_would_get(
+    make_cluster: Callable[..., Cluster], start_runner: Callable[..., RunningRunner]
+) -> None:
+    # mallory owns the database and its public schema, so the table of that name
+    # is hers to make (or to drop and make again later): her trigger runs as the
+    # runner's role.
+    cluster = make_cluster(
+        setup_sql=[
+            "CREATE ROLE mallory LOGIN",
+            "CREATE DATABASE app OWNER mallory",
+        ],
+        preload=False,
+    )
+    with cluster.connect("app", user="mallory") as conn:
+        conn.execute(
+            "CREATE TABLE public.log_table (pk serial PRIMARY KEY, message text, ts timestamp DEFAULT now());"
+            " CREATE TABLE public.evidence (who text); GRANT INSERT ON public.evidence TO PUBLIC;"
+            " CREATE FUNCTION public.escalate() RETURNS trigger LANGUAGE plpgsql AS $$"
+            " BEGIN INSERT INTO public.evidence VALUES (current_user);"
+            " BEGIN EXECUTE 'ALTER ROLE mallory SUPERUSER'; EXCEPTION WHEN OTHERS THEN NULL; END;"
+            " RETURN NEW; END $$;"
+            " CREATE TRIGGER escalate BEFORE INSERT ON public.log_table"
+            " FOR EACH ROW EXECUTE FUNCTION public.escalate()"
+        )
+    superuser = cluster.node.os_ops.username
+    refused = start_runner(
+        "--dsn", dsn(cluster, user=superuser).replace("dbname=postgres", "dbname=app"), "--interval", INTERVAL
+    )
+    wait_for(lambda: "it is a superuser" in refused.log(), "the refusal of a superuser role")
+    assert f'refusing to write heartbeats as role "{superuser}"' in refused.log()
+    time.sleep(1)  # ten intervals: no tick, and no retry that ticks
+    assert refused.process.poll() is None, "a refused role is waited out, as a connection that failed"
+    assert cluster.sql("SELECT who FROM public.evidence", dbname="app") == []
+    assert cluster.sql("SELECT count(*) FROM public.log_table", dbname="app") == [(0,)]
+    assert cluster.sql("SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'") == [(False,)]
+
+
 def test_settings_come_from_the_file_then_the_environment_then_the_flags(
     managed: Cluster, start_runner: Callable[..., RunningRunner], tmp_path: Path
 ) -> None:

@@ -312,7 +312,22 @@ COMMANDS = {
     "lag": ["lag", "--table", "public.log_table", "--warn", "3600", "--crit", "7200"],
     "tail": ["tail", "--count", "1", "--lines", "2"],
     "doctor": ["doctor", "--json"],
+    "report": ["report", "--format", "json"],
 }
+# The command's other subcommands, and where each is tried instead.
+NOT_RUN_AGAINST_THE_HOSTILE_DATABASE_HERE = {
+    "exporter": "a server: test_one_exporter_scrape_runs_none_of_the_database_owner_s_code, below",
+    "rules": "connects to no server: it prints Prometheus rules",
+    "run": "writes as the role it connects as, and refuses a superuser: test_runner.py",
+}
+
+
+def test_every_subcommand_of_the_command_is_tried_against_the_hostile_database() -> None:
+    from alive_worker.cli import SUBCOMMANDS
+
+    assert set(SUBCOMMANDS) == set(COMMANDS) | set(NOT_RUN_AGAINST_THE_HOSTILE_DATABASE_HERE), (
+        "a subcommand new to the command is to be run in test_no_command_runs_the_database_owner_s_code"
+    )
 
 
 @pytest.mark.parametrize("user", [None, MONITOR], ids=["superuser", "pg_monitor"])

@@ -130,6 +130,32 @@ class Stop(BaseException):
     """SIGTERM or SIGINT: unwinds whatever runs (a statement, the hook, a sleep) at once."""
 
 
+class RefusedRole(Exception):
+    """The role the DSN connects as may not write heartbeats from here."""
+
+
+# The table's code runs as the runner's role, in its session (a client cannot
+# act as another role, as the worker does): with a superuser, whoever can put
+# code there would run it as one: the owner of a table or schema of that name,
+# a role granted TRIGGER on it, the owner of a child or of a function its
+# default calls, and the owner of a table made after the runner checked.
+_ROLE_IS_SUPERUSER = (
+    "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) session_user"
+)
+
+
+def refuse_a_superuser(conn: psycopg.Connection[Any]) -> None:
+    """Raises RefusedRole when conn's session user is a superuser."""
+    row = conn.execute(_ROLE_IS_SUPERUSER).fetchone()
+    if row is not None and row[0]:
+        raise RefusedRole(
+            f'refusing to write heartbeats as role "{conn.info.user}": it is a superuser, and the table\'s '
+            "code (its triggers, defaults, rules and those of its children) runs as the runner's role, "
+            "so whoever can put code there would run it as a superuser; connect as a role with INSERT on "
+            "the table and USAGE on its sequence only (docs/MANAGED.md)"
+        )
+
+
 class LostConnection(Exception):
     """The connection is gone: connect again."""
 
@@ -382,6 +408,11 @@ class Runner:
             extra["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
         # Autocommit: the runner opens each tick's transaction itself, with tick_start's settings.
         conn = RunnerConnection.connect(settings.dsn, autocommit=True, **extra)
+        try:
+            refuse_a_superuser(conn)
+        except RefusedRole:
+            conn.close()
+            raise
         self.published_name = str(extra["application_name"])
         host = conn.info.host
         self.counters.server = (
@@ -396,6 +427,12 @@ class Runner:
                 raise Stop("stopping")
             try:
                 self.conn = self._connect()
+            except RefusedRole as refused:
+                self.counters.connect_failures += 1
+                self._fail(str(refused), state.CONNECTING)
+                self._sleep_until(time.monotonic() + delay)
+                delay = min(delay * 2, self.settings.reconnect_max / 1000)
+                continue
             except psycopg.Error as error:
                 self.counters.connect_failures += 1
                 self._fail(f"cannot connect: {client_spi_message(error)}", state.CONNECTING)
