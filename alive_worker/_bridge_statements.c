@@ -384,6 +384,22 @@ owner_run_still_holds(aw_plan *plan, LOCKMODE lockmode)
 	return false;
 }
 
+/*
+ * The table a run as its owner locked, while its body runs: the statement
+ * must still name it when it is prepared or executed (_table_owner.h).
+ */
+static Oid	owner_run_relid = InvalidOid;
+static const RangeVar *owner_run_table = NULL;
+
+static void
+must_name_the_locked_table(SPIPlanPtr plan)
+{
+	if (OidIsValid(owner_run_relid))
+		table_owner_plan_must_name(plan, owner_run_relid,
+								   quote_qualified_identifier(owner_run_table->schemaname,
+															  owner_run_table->relname));
+}
+
 static void
 run_as_table_owner(TableOwnerRun *run, aw_plan *plan)
 {
@@ -391,9 +407,14 @@ run_as_table_owner(TableOwnerRun *run, aw_plan *plan)
 	Oid			relid;
 	Oid			run_as;
 	TableOwnerState state;
+	Oid			outer_relid = owner_run_relid;
+	const RangeVar *outer_table = owner_run_table;
 
 	if (plan != NULL && plan->in_cached_runs && owner_run_still_holds(plan, run->lockmode))
+	{
 		run_as = plan->cached_run_as;
+		relid = plan->cached_relid;
+	}
 	else
 	{
 		owner = lock_table_for_owner_run(run->table, run->lockmode, run->privileges, &relid);
@@ -416,17 +437,23 @@ run_as_table_owner(TableOwnerRun *run, aw_plan *plan)
 		}
 	}
 	table_owner_begin(run_as, &state);
+	owner_run_relid = relid;
+	owner_run_table = run->table;
 	PG_TRY();
 	{
 		run->body(run->arg);
 	}
 	PG_CATCH();
 	{
+		owner_run_relid = outer_relid;
+		owner_run_table = outer_table;
 		/* Python runs again before the abort that would give the user back. */
 		table_owner_restore_user(&state);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	owner_run_relid = outer_relid;
+	owner_run_table = outer_table;
 	table_owner_end(&state);
 }
 
@@ -458,6 +485,8 @@ spi_prepare_body(void *arg)
 	SPIPrepareArgs *args = arg;
 
 	args->plan->plan = SPI_prepare(args->query, args->plan->nargs, args->types);
+	if (args->plan->plan != NULL)
+		must_name_the_locked_table(args->plan->plan);
 }
 
 static void
@@ -621,6 +650,7 @@ spi_execute_body(void *arg)
 {
 	SPIExecuteArgs *args = arg;
 
+	must_name_the_locked_table(args->plan);
 	args->rc = SPI_execute_plan(args->plan, args->datums, args->nulls, false, args->tcount);
 }
 

@@ -23,7 +23,12 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
 #include "miscadmin.h"
+#include "executor/spi.h"
+#include "nodes/nodeFuncs.h"
 #include "nodes/pg_list.h"
+#include "parser/analyze.h"
+#include "storage/lmgr.h"
+#include "utils/plancache.h"
 #include "storage/lockdefs.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -131,6 +136,95 @@ relkind_name(char relkind)
 			return "a sequence";
 		default:
 			return "not a table";
+	}
+}
+
+
+/*
+ * The name a statement was written with is looked up again whenever its
+ * plan is analysed again, and a schema can be renamed without any lock on
+ * its tables: between the lock that told us whose table it is and the
+ * statement's planning, "public.log_table" can come to mean another role's
+ * table, which would then be planned (its partial indexes' predicates run)
+ * and written as the first table's owner.  So, with the table locked, every
+ * relation the statement was analysed with is locked as its plan will lock
+ * it (letting in the invalidations a new lock lets in), and the statement,
+ * analysed again here if they made its plan invalid, must name relid among
+ * its relations.  Analysis runs none of a table's code.  The plan's own
+ * analysis then finds every lock held: no invalidation reaches it before
+ * planning, and it resolves the names as here.
+ */
+typedef struct NamesRelid
+{
+	Oid			relid;
+	bool		found;
+	bool		lock;			/* lock each relation as its plan would */
+} NamesRelid;
+
+static inline bool
+table_owner_names_relid_walker(Node *node, void *context)
+{
+	NamesRelid *names = (NamesRelid *) context;
+
+	if (node == NULL)
+		return false;
+	if (IsA(node, RangeTblEntry))
+	{
+		RangeTblEntry *rte = (RangeTblEntry *) node;
+
+		if (rte->rtekind == RTE_RELATION)
+		{
+			if (names->lock)
+				LockRelationOid(rte->relid, rte->rellockmode);
+			if (rte->relid == names->relid)
+				names->found = true;
+		}
+		return false;
+	}
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, table_owner_names_relid_walker, context,
+								 QTW_EXAMINE_RTES_BEFORE);
+	return expression_tree_walker(node, table_owner_names_relid_walker, context);
+}
+
+static inline bool
+table_owner_queries_name(List *queries, Oid relid, bool lock)
+{
+	NamesRelid	names = {relid, false, lock};
+	ListCell   *query_cell;
+
+	foreach(query_cell, queries)
+		(void) table_owner_names_relid_walker((Node *) lfirst(query_cell), &names);
+	return names.found;
+}
+
+static inline void
+table_owner_plan_must_name(SPIPlanPtr plan, Oid relid, const char *name)
+{
+	ListCell   *source_cell;
+
+	foreach(source_cell, SPI_plan_get_plan_sources(plan))
+	{
+		CachedPlanSource *source = (CachedPlanSource *) lfirst(source_cell);
+		bool		found = false;
+
+		if (source->is_valid)
+			found = table_owner_queries_name(source->query_list, relid, true);
+		if (!source->is_valid && source->raw_parse_tree != NULL)
+		{
+			Query	   *query = parse_analyze_fixedparams(copyObject(source->raw_parse_tree),
+														  source->query_string ? source->query_string : "",
+														  source->param_types, source->num_params, NULL);
+
+			found = table_owner_queries_name(list_make1(query), relid, false);
+		}
+		if (!found)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("alive_worker: %s no longer names the table it named when it was locked", name),
+					 errdetail("A schema was renamed, or the table replaced, between the lock and the statement: "
+							   "the statement would have run another table's code as the first one's owner."),
+					 errhint("If the owner of the table's schema is not a superuser, use a schema that one owns.")));
 	}
 }
 

@@ -594,6 +594,7 @@ read_heartbeats(const HeartbeatTable *table, int max_rows, bool after_null, Datu
 	Datum		values[2] = {after, Int32GetDatum(max_rows)};
 	char		nulls[2] = {after_null ? 'n' : ' ', ' '};
 	char	   *query;
+	SPIPlanPtr	plan;
 	TableOwnerState state;
 
 	query = psprintf("SELECT pk, ts, message FROM"
@@ -607,7 +608,13 @@ read_heartbeats(const HeartbeatTable *table, int max_rows, bool after_null, Datu
 	table_owner_begin(table->owner, &state);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args(query, 2, argtypes, values, nulls, true, 0) != SPI_OK_SELECT)
+	plan = SPI_prepare(query, 2, argtypes);
+	if (plan == NULL)
+		elog(ERROR, "alive_worker could not read heartbeat table %s: %s", table->name,
+			 SPI_result_code_string(SPI_result));
+	/* The name, looked up again by the statement, must still mean the table locked. */
+	table_owner_plan_must_name(plan, table->relid, table->name);
+	if (SPI_execute_plan(plan, values, nulls, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "alive_worker could not read heartbeat table %s", table->name);
 	for (uint64 i = 0; i < SPI_processed; i++)
 		emit(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, arg);

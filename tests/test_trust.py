@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import re
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -75,9 +76,10 @@ END $$;
 
 
 def product_sql_text() -> str:
-    """Every string constant of the command's modules, and every extension script."""
+    """Every string constant of the package's modules (the command's, the runner's, the worker's),
+    and every extension script."""
     texts = []
-    for path in sorted((ROOT / "alive_worker" / "cli").rglob("*.py")):
+    for path in sorted((ROOT / "alive_worker").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 texts.append(node.value)
@@ -318,14 +320,15 @@ COMMANDS = {
 NOT_RUN_AGAINST_THE_HOSTILE_DATABASE_HERE = {
     "exporter": "a server: test_one_exporter_scrape_runs_none_of_the_database_owner_s_code, below",
     "rules": "connects to no server: it prints Prometheus rules",
-    "run": "writes as the role it connects as, and refuses a superuser: test_runner.py",
 }
+# Started against it, as a long-running writer: below.
+RUN = "run"
 
 
 def test_every_subcommand_of_the_command_is_tried_against_the_hostile_database() -> None:
     from alive_worker.cli import SUBCOMMANDS
 
-    assert set(SUBCOMMANDS) == set(COMMANDS) | set(NOT_RUN_AGAINST_THE_HOSTILE_DATABASE_HERE), (
+    assert set(SUBCOMMANDS) == {*COMMANDS, *NOT_RUN_AGAINST_THE_HOSTILE_DATABASE_HERE, RUN}, (
         "a subcommand new to the command is to be run in test_no_command_runs_the_database_owner_s_code"
     )
 
@@ -339,6 +342,45 @@ def test_no_command_runs_the_database_owner_s_code(hostile: Hostile, command: st
     # And it still works there: a verdict (OK, WARNING, CRITICAL), not an error.
     assert result.returncode in (0, 1, 2), result.stdout + result.stderr
     assert "not to be trusted" not in result.stdout + result.stderr
+
+
+@pytest.mark.usefixtures("silent_again")
+def test_the_runner_in_the_hostile_database_runs_none_of_its_owner_s_code(hostile: Hostile) -> None:
+    # A runner's role of least privilege, writing a table of its own in a
+    # schema of its own: a superuser made both, mallory's look-alikes and
+    # search_path are all around.
+    cluster = hostile.cluster
+    cluster.sql("DO $$BEGIN CREATE ROLE beat LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END$$")
+    cluster.sql("CREATE SCHEMA IF NOT EXISTS beats AUTHORIZATION beat", dbname=HOSTILE_DB)
+    runner = subprocess.Popen(
+        [
+            *(str(CLI), RUN, "--dsn", dsn(hostile.cluster, "beat", HOSTILE_DB), "--schema", "beats"),
+            *("--interval", "100ms", "--retention", "1s"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # Its statements: the table's facts, CREATE TABLE, the lock, INSERTs and retention's DELETEs.
+        def retention_deleted_the_first() -> bool:
+            # pg_catalog's by name: this session follows mallory's search_path.
+            made = cluster.sql(
+                "SELECT pg_catalog.to_regclass('beats.log_table') IS NOT NULL", dbname=HOSTILE_DB
+            )
+            ready = (
+                "SELECT pg_catalog.min(pk) OPERATOR(pg_catalog.>) 1"
+                " AND pg_catalog.count(*) OPERATOR(pg_catalog.>=) 5 FROM beats.log_table"
+            )
+            return made == [(True,)] and cluster.sql(ready, dbname=HOSTILE_DB) == [(True,)]
+
+        wait_for(retention_deleted_the_first, "heartbeats, and retention deleting the first", timeout=30)
+    finally:
+        runner.terminate()
+        _, stderr = runner.communicate(timeout=30)
+        print(f"---- alive-worker run's log ----\n{stderr[-4000:]}")
+    assert_canary_silent(cluster, "alive-worker run")
+    assert "Traceback" not in stderr, stderr
 
 
 @pytest.mark.parametrize("user", [None, MONITOR], ids=["superuser", "pg_monitor"])
@@ -393,6 +435,83 @@ def test_no_sql_function_runs_the_database_owner_s_code(hostile: Hostile, user: 
         for query in SQL_FUNCTIONS:
             conn.execute(query).fetchall()
     assert_canary_silent(hostile.cluster, "the extension's SQL functions")
+
+
+# ---- a name that comes to mean another table between the lock and the statement ----
+
+# mallory's: a table of hers whose partial index's predicate is her code,
+# ready to be renamed into public.log_table's place; what records her code's
+# runs lives in a schema no one renames.
+SWAP_READY = """
+CREATE SCHEMA m;
+GRANT USAGE ON SCHEMA m TO PUBLIC;
+CREATE TABLE m.seen (who text, super boolean);
+GRANT INSERT ON m.seen TO PUBLIC;
+CREATE FUNCTION m.hit() RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+    INSERT INTO m.seen SELECT current_user, rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user;
+    RETURN true;
+END $$;
+CREATE FUNCTION m.predicate(integer) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS 'BEGIN RETURN m.hit(); END';
+CREATE SCHEMA swap;
+CREATE TABLE swap.log_table (pk serial PRIMARY KEY, message text, ts timestamp DEFAULT now());
+CREATE INDEX planned_as_the_reader ON swap.log_table (pk) WHERE m.predicate(1);
+GRANT USAGE ON SCHEMA swap TO PUBLIC;
+GRANT SELECT, INSERT ON swap.log_table TO PUBLIC;
+GRANT USAGE ON SEQUENCE swap.log_table_pk_seq TO PUBLIC;
+TRUNCATE m.seen;
+"""
+FLIP = (
+    "BEGIN; ALTER SCHEMA public RENAME TO flipping; ALTER SCHEMA swap RENAME TO public;"
+    " ALTER SCHEMA flipping RENAME TO swap; COMMIT"
+)
+
+
+def test_a_schema_renamed_between_the_lock_and_the_statement_runs_no_other_table_s_code(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    # The worker (the bootstrap superuser) writes public.log_table in mallory's
+    # database, and superusers read it through heartbeats(), while she swaps
+    # her table into its name by renaming schemas, which takes no lock on
+    # either table (the red team's race: about a hundred swaps were enough).
+    cluster = make_cluster(settings={"databases": f"postgres, {HOSTILE_DB}"}, setup_sql=BASE_SETUP)
+    cluster.sql("CREATE EXTENSION alive_worker", dbname=HOSTILE_DB)
+    cluster.wait_for_heartbeats(3, dbname=HOSTILE_DB, timeout=30)
+    as_attacker(cluster, SWAP_READY)
+    stop = threading.Event()
+    reads_refused: list[str] = []
+
+    def read_as_a_superuser() -> None:
+        with cluster.connect(HOSTILE_DB) as conn:
+            conn.autocommit = True
+            while not stop.is_set():
+                try:
+                    conn.execute("SELECT * FROM alive_worker.heartbeats(NULL, 1)").fetchall()
+                except psycopg.Error as error:
+                    reads_refused.append(str(error).splitlines()[0])
+
+    readers = [threading.Thread(target=read_as_a_superuser) for _ in range(3)]
+    for reader in readers:
+        reader.start()
+    swaps = 0
+    try:
+        with cluster.connect(HOSTILE_DB, user=ATTACKER) as conn:
+            conn.autocommit = True
+            until = time.monotonic() + 8
+            while time.monotonic() < until:
+                conn.execute(FLIP)
+                swaps += 1
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join(30)
+    ran = cluster.sql("SELECT who, super FROM m.seen WHERE who <> %s", [ATTACKER], dbname=HOSTILE_DB)
+    assert ran == [], (
+        f"after {swaps} swaps her code ran {len(ran)} times, as {sorted(set(ran))};"
+        f" reads refused: {sorted(set(reads_refused))}"
+    )
+    assert not attacker_is_superuser(cluster)
+    assert swaps > 100, swaps
 
 
 # ---- case 1: a schema made before the extension ----
