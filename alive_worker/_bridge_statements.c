@@ -436,8 +436,9 @@ run_as_table_owner(TableOwnerRun *run, aw_plan *plan)
 			plan->cached_relid = relid;
 		}
 	}
+	/* Run as its own role, a statement lends no one anything, whatever its name means. */
+	owner_run_relid = run_as != GetUserId() ? relid : InvalidOid;
 	table_owner_begin(run_as, &state);
-	owner_run_relid = relid;
 	owner_run_table = run->table;
 	PG_TRY();
 	{

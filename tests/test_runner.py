@@ -20,7 +20,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import BIN_DIR, LEAST_PRIVILEGE_SETUP, MESSAGE, Cluster, free_port, wait_for, write_hook
+from conftest import (
+    BIN_DIR,
+    LEAST_PRIVILEGE_SETUP,
+    MESSAGE,
+    ORIGINAL_TABLE,
+    Cluster,
+    free_port,
+    wait_for,
+    write_hook,
+)
 
 CLI = Path(BIN_DIR) / "alive-worker"
 INTERVAL = "100ms"
@@ -589,6 +598,48 @@ def test_no_subcommand_lends_the_superuser_to_the_owner_of_the_table_it_reads(
                 assert result.returncode != 0, result.stdout
 
 
+def test_what_a_database_owner_or_any_role_sets_moves_no_reading_of_a_runner_s_table(
+    managed: Cluster, start_runner: Callable[..., RunningRunner]
+) -> None:
+    # The red team's three: a superuser's table in a schema the database's
+    # owner owns (who may rename it under a read), the database's TimeZone
+    # (which moved every reading of ts by hours), and a claim by a role that
+    # may not write the table (whose session name set the interval judged).
+    superuser = dsn(managed, user=managed.node.os_ops.username)
+    managed.sql("CREATE ROLE mallory LOGIN")
+    managed.sql("CREATE ROLE eve LOGIN")
+    managed.sql("CREATE DATABASE app OWNER mallory")
+    managed.sql(ORIGINAL_TABLE, dbname="app")
+    managed.sql("INSERT INTO public.log_table (message) VALUES ('STILL ALIVE and counting! 1')", dbname="app")
+    refused = cli(
+        "lag", "--table", "public.log_table", "--dsn", superuser.replace("dbname=postgres", "dbname=app")
+    )
+    assert "cannot read heartbeat table public.log_table safely" in refused.stdout + refused.stderr, refused
+    assert "as its schema is" in refused.stdout + refused.stderr
+
+    # The database's TimeZone five hours behind UTC, for the runner's session and the command's.
+    managed.sql("ALTER DATABASE postgres SET TimeZone = 'Etc/GMT+5'")
+    runner = start_runner("--dsn", dsn(managed), "--interval", INTERVAL, "--message", MESSAGE)
+    managed.wait_for_heartbeats(5)
+    # ts is written in UTC whatever the server's or the database's TimeZone.
+    written = managed.sql("SELECT ts FROM public.log_table ORDER BY pk DESC LIMIT 1")[0][0]
+    now_utc = managed.sql("SELECT now() AT TIME ZONE 'UTC'")[0][0]
+    assert abs((now_utc - written).total_seconds()) < 5, (written, now_utc)
+    runner.process.terminate()
+    runner.process.wait(timeout=10)
+    time.sleep(2)  # twenty intervals without a heartbeat
+    with managed.connect(user="eve") as claim:
+        claim.execute("SET application_name = 'alive-worker run: sleeping (86400000ms)'")
+        claim.execute("SELECT pg_advisory_lock(x'616C7677'::int, 'public.log_table'::regclass::oid::int)")
+        status = cli("status", "--runner", "--json", "--dsn", superuser)
+        assert status.returncode == 2, status.stdout
+        assert "its role may not write public.log_table" in status.stdout, status.stdout
+        # The newest heartbeat's age as the clock says (the runner stopped some 2 s ago), not 5 h off.
+        lag = cli("lag", "--table", "public.log_table", "--dsn", superuser)
+        age = re.search(r"heartbeat_age=([0-9.]+)s", lag.stdout)
+        assert age is not None and 1 < float(age.group(1)) < 60, lag.stdout
+
+
 # ---- what the table's code can do to the runner's session ----
 
 # A trigger of the table's owner, run as the runner's role in its session: it
@@ -774,8 +825,10 @@ def test_status_counts_a_runner_s_claim_only_for_the_table_it_was_asked_about(
         assert refusal in ok.stdout
         # Asked about the other table, the claim on it is what counts.
         other = cli("status", "--runner", "--table", "public.other", "--dsn", superuser)
-        assert other.returncode == 0, other.stdout
-        assert re.search(r"^postgres +sleeping +\d+ +public\.other ", other.stdout, re.M), other.stdout
+        # ... and luca may not write it: a claim, never OK (red team: any role's claim set the interval judged).
+        assert other.returncode == 2, other.stdout
+        assert "its role may not write public.other" in other.stdout, other.stdout
+        assert re.search(r"^postgres +failing +\d+ +public\.other ", other.stdout, re.M), other.stdout
         assert "holds the runner's lock on public.log_table, not on public.other" in other.stdout
 
 

@@ -34,6 +34,8 @@ LOCK_TIMEOUT = "200ms"
 _RUNNERS = """
 SELECT a.pid, a.usename AS role, a.application_name, a.backend_start AS started_at,
        a.datname AS database, lock.objid AS table_oid,
+       -- Any role may take the lock and name its session so: only one that may write the table is its runner.
+       CASE WHEN c.oid IS NOT NULL THEN pg_catalog.has_table_privilege(a.usesysid, c.oid, 'INSERT') END AS may_write,
        CASE WHEN c.oid IS NOT NULL THEN pg_catalog.format('%%I.%%I', n.nspname, c.relname) END AS target_table,
        (SELECT pg_catalog.min(w.waitstart) FROM pg_catalog.pg_locks w
         WHERE w.pid = a.pid AND NOT w.granted) AS blocked_since,
@@ -58,9 +60,19 @@ ORDER BY a.backend_start
 # role or by a superuser, whose code then runs as a role that could run it
 # anyway or was written by a superuser; an ordinary table (no partitions, no
 # inheritance children, read with ONLY), no row level security, pk and ts of
-# pg_catalog's types.
+# pg_catalog's types.  Its schema too must be owned by the command's role or
+# a superuser (pg_database_owner's is the database's owner): the owner of a
+# schema may rename it, which takes no lock on its tables, and put another
+# schema's table in the name between this check and a read (red team).
 _READABLE = """
 SELECT pg_catalog.has_table_privilege(c.oid, 'SELECT')
+   AND (SELECT r.oid OPERATOR(pg_catalog.=) (SELECT u.oid FROM pg_catalog.pg_roles u WHERE u.rolname = CURRENT_USER)
+               OR r.rolsuper
+        FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r
+          ON r.oid OPERATOR(pg_catalog.=) CASE WHEN n.nspowner OPERATOR(pg_catalog.=) 'pg_database_owner'::pg_catalog.regrole
+                        THEN (SELECT d.datdba FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
+                        ELSE n.nspowner END
+        WHERE n.oid OPERATOR(pg_catalog.=) c.relnamespace)
    AND (c.relowner OPERATOR(pg_catalog.=) (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER)
         OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = c.relowner))
    AND c.relkind = 'r' AND NOT c.relrowsecurity AND NOT c.relhassubclass
@@ -110,6 +122,10 @@ def read_claims(
             )
             refused.append(row)
             continue
+        if session["table_oid"] is not None and not session["may_write"]:
+            # A runner whose INSERT was revoked, or a claim anyone may forge (its interval too): never OK.
+            row["state"] = state.FAILING
+            row["state_detail"] += f" (its role may not write {row['target_table']}: failing, or no runner)"
         if session["table_oid"] is not None:
             row["last_ok_at"], row["heartbeat_age_known"] = last_heartbeat(conn, int(session["table_oid"]))
         if not row["heartbeat_age_known"]:
@@ -171,15 +187,15 @@ class TableReader:
 
     Only a table that passes _READABLE: one of the command's own role or a
     superuser's, so that whatever code of its owner's the read runs (an index
-    predicate the planner folds, a policy) lends no one the command's rights.  ts without a time zone is the server's
-    local time (the table's DEFAULT now()), read as such in the server's
-    time zone.  A lock on the table fails the read after LOCK_TIMEOUT.
+    predicate the planner folds, a policy) lends no one the command's rights.  ts without a time zone is UTC,
+    as the worker and the runner write it (their sessions' TimeZone is UTC), read as such whatever
+    TimeZone the database sets for this session.  A lock on the table fails the read after LOCK_TIMEOUT.
     """
 
     def __init__(self, conn: Connection, name: str, without_zone: bool) -> None:
         self.conn = conn
         self.name = name  # quoted by the server's format('%I.%I')
-        self.ts = "pg_catalog.timezone(pg_catalog.current_setting('TimeZone'), ts)" if without_zone else "ts"
+        self.ts = "pg_catalog.timezone('UTC'::pg_catalog.text, ts)" if without_zone else "ts"
 
     @classmethod
     def open(cls, conn: Connection, table_oid: int) -> TableReader | None:
@@ -244,7 +260,8 @@ def open_table(conn: Connection, table: str | None) -> tuple[TableReader, str]:
         raise CliError(
             f"role {conn.info.user} cannot read heartbeat table {name} safely without the extension",
             "Without the extension the command reads the table itself: it needs SELECT on it, an ordinary "
-            "table without row level security, with pk and ts of pg_catalog's types. "
+            "table without row level security, with pk and ts of pg_catalog's types, owned, as its schema is, "
+            "by this role or a superuser (docs/SECURITY.md). "
             + shown_sql(conn, "GRANT SELECT ON {} TO {};", sql.SQL(name), sql.Identifier(conn.info.user)),
         )
     return reader, name

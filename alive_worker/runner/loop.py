@@ -66,7 +66,9 @@ STANDBY_POLL_SECONDS = 1.0
 # (alive_worker.cli._common.PINNED_SETTINGS, docs/SECURITY.md): search_path
 # pg_catalog first, whatever the database or the role set, so that nothing
 # the policy runs resolves to another role's object.
-PINNED_SETTINGS = "-c search_path=pg_catalog,pg_temp -c DateStyle=ISO,MDY -c IntervalStyle=postgres"
+PINNED_SETTINGS = (
+    "-c search_path=pg_catalog,pg_temp -c DateStyle=ISO,MDY -c IntervalStyle=postgres -c TimeZone=UTC"
+)
 
 _FIND_TABLE = """
 SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -103,6 +105,8 @@ def tick_start(tick_timeout_ms: int, server_version: int) -> str:
         "SET LOCAL search_path = pg_catalog, pg_temp",
         "SET LOCAL DateStyle = ISO, MDY",
         "SET LOCAL IntervalStyle = postgres",
+        # ts DEFAULT now() in UTC, as the worker writes it and the command reads it.
+        "SET LOCAL TimeZone = UTC",
         f"SET LOCAL statement_timeout = {timeout}",
         # Bounded by statement_timeout; a shorter one set by the table's code would fail ticks.
         "SET LOCAL lock_timeout = 0",
