@@ -309,3 +309,25 @@ def test_a_server_s_text_is_escaped_in_files_too(fixture_cluster: Cluster, tmp_p
         content = written.read_text()
         assert "disk full" in content, content
         assert "\x1b" not in content and "\x07" not in content and "\u202e" not in content, form
+
+
+def test_rows_dated_in_the_future_end_no_reading_and_open_no_window(fixture_cluster: Cluster) -> None:
+    # A role with INSERT on the table dates rows as it likes: a hundred and twenty dated 2100, between
+    # heartbeats of the last two minutes in pk order (red team: the reading stopped at them, and the
+    # last minute was an outage still open).
+    with fixture_cluster.connect() as conn:
+        conn.execute(
+            """CREATE TABLE public.stray_beats (pk bigint PRIMARY KEY, message text, ts timestamptz);
+            INSERT INTO public.stray_beats
+            SELECT i, 'STILL ALIVE and counting! ' || i, now() - (121 - i) * interval '1 second'
+            FROM generate_series(1, 60) i;
+            INSERT INTO public.stray_beats
+            SELECT i, 'x', timestamptz '2100-01-01 00:00:00+00' FROM generate_series(61, 180) i;
+            INSERT INTO public.stray_beats
+            SELECT i, 'STILL ALIVE and counting! ' || i, now() - (241 - i) * interval '1 second'
+            FROM generate_series(181, 240) i;"""
+        )
+    _, found = report(
+        fixture_cluster, "--table", "public.stray_beats", "--interval", "1s", "--gap", "3", "--since", "100s"
+    )
+    assert found["outages"] == [], found["outages"]

@@ -125,6 +125,7 @@ def read_claims(
         if session["table_oid"] is not None and not session["may_write"]:
             # A runner whose INSERT was revoked, or a claim anyone may forge (its interval too): never OK.
             row["state"] = state.FAILING
+            row["may_write"] = False
             row["state_detail"] += f" (its role may not write {row['target_table']}: failing, or no runner)"
         if session["table_oid"] is not None:
             row["last_ok_at"], row["heartbeat_age_known"] = last_heartbeat(conn, int(session["table_oid"]))
@@ -270,7 +271,8 @@ def open_table(conn: Connection, table: str | None) -> tuple[TableReader, str]:
 def runner_interval(conn: Connection, table: str) -> timedelta | None:
     """The interval a runner of this table publishes, if one is connected."""
     for row in read(conn):
-        if row["target_table"] == table:
+        # Not the interval of a session whose role may not write the table: anyone may name one so.
+        if row["target_table"] == table and row.get("may_write", True):
             interval: timedelta = row["tick_interval"]
             return interval
     return None

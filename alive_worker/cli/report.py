@@ -171,8 +171,12 @@ class HeartbeatReader:
                 hi = mid - 1
         return lo - 1, None
 
-    def times(self, not_before: datetime, until: datetime) -> Iterator[datetime]:
-        """Heartbeat times from the first at or after not_before (roughly) to the first after until."""
+    def times(self, not_before: datetime, until: datetime, now: datetime) -> Iterator[datetime]:
+        """Heartbeat times from the first at or after not_before (roughly) to the first after until.
+
+        A row dated after now (the server's, as the reading began) is no heartbeat and ends nothing:
+        a role with INSERT on the table may write many (red team: a hundred rows dated 2100 ended the
+        reading there, and every heartbeat after them in pk order was an outage)."""
         first = self.first()
         if first is None:
             return
@@ -184,6 +188,8 @@ class HeartbeatReader:
                 if row["ts"] <= until:
                     yield row["ts"]
                     past_until = 0
+                    continue
+                if row["ts"] > now:
                     continue
                 past_until += 1
                 if past_until >= ROWS_PAST_UNTIL:
@@ -275,7 +281,7 @@ def ledger_of(conn: Connection, args: argparse.Namespace) -> tuple[Ledger, str, 
     first = reader.first()
     # A heartbeat at or before since - gap stands for the last one before the period (ledger.build_ledger).
     not_before = since - gap
-    times = list(reader.times(not_before, until))
+    times = list(reader.times(not_before, until, row["now"]))
     if first is not None and first["ts"] < not_before and (not times or times[0] > not_before):
         times.insert(0, not_before)
     events = [] if extension is None else read_events(conn, extension, table, since, until)
