@@ -391,13 +391,21 @@ owner_run_still_holds(aw_plan *plan, LOCKMODE lockmode)
 static Oid	owner_run_relid = InvalidOid;
 static const RangeVar *owner_run_table = NULL;
 
+/*
+ * Runs body(arg), the statement of text (and plan, once prepared), so that
+ * every analysis of it must name the table locked (_table_owner.h).
+ */
 static void
-must_name_the_locked_table(SPIPlanPtr plan)
+naming_the_locked_table(const char *text, SPIPlanPtr plan, void (*body) (void *), void *arg)
 {
-	if (OidIsValid(owner_run_relid))
-		table_owner_plan_must_name(plan, owner_run_relid,
-								   quote_qualified_identifier(owner_run_table->schemaname,
-															  owner_run_table->relname));
+	if (!OidIsValid(owner_run_relid))
+	{
+		body(arg);
+		return;
+	}
+	table_owner_run_naming(owner_run_relid, text,
+						   quote_qualified_identifier(owner_run_table->schemaname, owner_run_table->relname),
+						   plan, body, arg);
 }
 
 static void
@@ -436,8 +444,12 @@ run_as_table_owner(TableOwnerRun *run, aw_plan *plan)
 			plan->cached_relid = relid;
 		}
 	}
-	/* Run as its own role, a statement lends no one anything, whatever its name means. */
-	owner_run_relid = run_as != GetUserId() ? relid : InvalidOid;
+	/*
+	 * Checked even as the worker's own role: a superuser worker's own table
+	 * is the default, and another table's code run as it would be a
+	 * superuser's (red team, round two).
+	 */
+	owner_run_relid = relid;
 	table_owner_begin(run_as, &state);
 	owner_run_table = run->table;
 	PG_TRY();
@@ -481,13 +493,19 @@ typedef struct SPIPrepareArgs
 } SPIPrepareArgs;
 
 static void
-spi_prepare_body(void *arg)
+spi_prepare_unguarded(void *arg)
 {
 	SPIPrepareArgs *args = arg;
 
 	args->plan->plan = SPI_prepare(args->query, args->plan->nargs, args->types);
-	if (args->plan->plan != NULL)
-		must_name_the_locked_table(args->plan->plan);
+}
+
+static void
+spi_prepare_body(void *arg)
+{
+	SPIPrepareArgs *args = arg;
+
+	naming_the_locked_table(args->query, NULL, spi_prepare_unguarded, args);
 }
 
 static void
@@ -647,12 +665,21 @@ typedef struct SPIExecuteArgs
 } SPIExecuteArgs;
 
 static void
-spi_execute_body(void *arg)
+spi_execute_unguarded(void *arg)
 {
 	SPIExecuteArgs *args = arg;
 
-	must_name_the_locked_table(args->plan);
 	args->rc = SPI_execute_plan(args->plan, args->datums, args->nulls, false, args->tcount);
+}
+
+static void
+spi_execute_body(void *arg)
+{
+	SPIExecuteArgs *args = arg;
+	List	   *sources = SPI_plan_get_plan_sources(args->plan);
+	const char *text = sources != NIL ? ((CachedPlanSource *) linitial(sources))->query_string : "";
+
+	naming_the_locked_table(text, args->plan, spi_execute_unguarded, args);
 }
 
 #define MAX_STACK_ARGS 8

@@ -27,6 +27,7 @@
 #include "nodes/nodeFuncs.h"
 #include "nodes/pg_list.h"
 #include "parser/analyze.h"
+#include "parser/parse_node.h"
 #include "storage/lmgr.h"
 #include "utils/plancache.h"
 #include "storage/lockdefs.h"
@@ -146,13 +147,14 @@ relkind_name(char relkind)
  * its tables: between the lock that told us whose table it is and the
  * statement's planning, "public.log_table" can come to mean another role's
  * table, which would then be planned (its partial indexes' predicates run)
- * and written as the first table's owner.  So, with the table locked, every
- * relation the statement was analysed with is locked as its plan will lock
- * it (letting in the invalidations a new lock lets in), and the statement,
- * analysed again here if they made its plan invalid, must name relid among
- * its relations.  Analysis runs none of a table's code.  The plan's own
- * analysis then finds every lock held: no invalidation reaches it before
- * planning, and it resolves the names as here.
+ * and written as the first table's owner.  So while a statement runs as a
+ * table's owner, every analysis of that statement's text (the one the plan
+ * cache does before planning included) must name the table locked, or it
+ * fails before anything of the table's runs: post_parse_analyze_hook, which
+ * every analysis calls, checks it (table_owner_guard_*).  Analysis runs
+ * none of a table's code.  A plan still valid is checked before it runs, its
+ * relations locked as its plan will lock them, so that any invalidation a
+ * new lock lets in is taken first.
  */
 typedef struct NamesRelid
 {
@@ -199,33 +201,92 @@ table_owner_queries_name(List *queries, Oid relid, bool lock)
 }
 
 static inline void
-table_owner_plan_must_name(SPIPlanPtr plan, Oid relid, const char *name)
+table_owner_refuse_name(const char *name)
 {
-	ListCell   *source_cell;
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("alive_worker: the statement run as the owner of %s does not name that table as it was locked", name),
+			 errdetail("It names no such table, or a schema was renamed or the table replaced since the lock: "
+					   "the statement would have run another table's code as the first one's owner."),
+			 errhint("If the owner of the table's schema is not a superuser, use a schema that one owns.")));
+}
 
-	foreach(source_cell, SPI_plan_get_plan_sources(plan))
+/* What the analysis hook checks: the statement (by its text) and the table it must name. */
+typedef struct TableOwnerGuard
+{
+	Oid			relid;			/* InvalidOid: no statement runs as an owner */
+	const char *text;
+	const char *name;
+	bool		installed;
+	post_parse_analyze_hook_type previous;
+} TableOwnerGuard;
+
+static inline TableOwnerGuard *
+table_owner_guard(void)
+{
+	static TableOwnerGuard guard;
+
+	return &guard;
+}
+
+static inline void
+table_owner_guard_analysis(ParseState *pstate, Query *query, JumbleState *jstate)
+{
+	TableOwnerGuard *guard = table_owner_guard();
+
+	if (guard->previous)
+		guard->previous(pstate, query, jstate);
+	if (OidIsValid(guard->relid) && pstate->p_sourcetext != NULL &&
+		strcmp(pstate->p_sourcetext, guard->text) == 0 &&
+		!table_owner_queries_name(list_make1(query), guard->relid, false))
+		table_owner_refuse_name(guard->name);
+}
+
+/*
+ * Runs body(arg) with every analysis of text checked to name relid; a plan
+ * (if any) still valid is checked now.  The caller is in the owner run.
+ */
+static inline void
+table_owner_run_naming(Oid relid, const char *text, const char *name, SPIPlanPtr plan,
+					   void (*body) (void *), void *arg)
+{
+	TableOwnerGuard *guard = table_owner_guard();
+	TableOwnerGuard outer = *guard;
+
+	if (!guard->installed)
 	{
-		CachedPlanSource *source = (CachedPlanSource *) lfirst(source_cell);
-		bool		found = false;
-
-		if (source->is_valid)
-			found = table_owner_queries_name(source->query_list, relid, true);
-		if (!source->is_valid && source->raw_parse_tree != NULL)
-		{
-			Query	   *query = parse_analyze_fixedparams(copyObject(source->raw_parse_tree),
-														  source->query_string ? source->query_string : "",
-														  source->param_types, source->num_params, NULL);
-
-			found = table_owner_queries_name(list_make1(query), relid, false);
-		}
-		if (!found)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("alive_worker: %s no longer names the table it named when it was locked", name),
-					 errdetail("A schema was renamed, or the table replaced, between the lock and the statement: "
-							   "the statement would have run another table's code as the first one's owner."),
-					 errhint("If the owner of the table's schema is not a superuser, use a schema that one owns.")));
+		guard->previous = post_parse_analyze_hook;
+		post_parse_analyze_hook = table_owner_guard_analysis;
+		guard->installed = true;
+		outer.previous = guard->previous;
+		outer.installed = true;
 	}
+	if (plan != NULL)
+	{
+		ListCell   *source_cell;
+
+		foreach(source_cell, SPI_plan_get_plan_sources(plan))
+		{
+			CachedPlanSource *source = (CachedPlanSource *) lfirst(source_cell);
+
+			if (source->is_valid && !table_owner_queries_name(source->query_list, relid, true))
+				table_owner_refuse_name(name);
+		}
+	}
+	guard->relid = relid;
+	guard->text = text;
+	guard->name = name;
+	PG_TRY();
+	{
+		body(arg);
+	}
+	PG_FINALLY();
+	{
+		guard->relid = outer.relid;
+		guard->text = outer.text;
+		guard->name = outer.name;
+	}
+	PG_END_TRY();
 }
 
 #endif							/* ALIVE_WORKER_TABLE_OWNER_H */

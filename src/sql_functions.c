@@ -578,6 +578,23 @@ open_heartbeat_table(Oid relid, HeartbeatTable *table)
 	inspect_heartbeat_table(table);
 }
 
+typedef struct HeartbeatRead
+{
+	const char *query;
+	Oid		   *argtypes;
+	Datum	   *values;
+	char	   *nulls;
+	int			rc;
+} HeartbeatRead;
+
+static void
+read_heartbeats_unguarded(void *arg)
+{
+	HeartbeatRead *read = arg;
+
+	read->rc = SPI_execute_with_args(read->query, 2, read->argtypes, read->values, read->nulls, true, 0);
+}
+
 /*
  * Reads rows (pk, ts, message) oldest first, as the table's owner: the newest
  * max_rows, or the first max_rows after the key given (pk, or ts for a table
@@ -594,7 +611,6 @@ read_heartbeats(const HeartbeatTable *table, int max_rows, bool after_null, Datu
 	Datum		values[2] = {after, Int32GetDatum(max_rows)};
 	char		nulls[2] = {after_null ? 'n' : ' ', ' '};
 	char	   *query;
-	SPIPlanPtr	plan;
 	TableOwnerState state;
 
 	query = psprintf("SELECT pk, ts, message FROM"
@@ -608,14 +624,14 @@ read_heartbeats(const HeartbeatTable *table, int max_rows, bool after_null, Datu
 	table_owner_begin(table->owner, &state);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	plan = SPI_prepare(query, 2, argtypes);
-	if (plan == NULL)
-		elog(ERROR, "alive_worker could not read heartbeat table %s: %s", table->name,
-			 SPI_result_code_string(SPI_result));
-	/* The name, looked up again by the statement, must still mean the table locked. */
-	table_owner_plan_must_name(plan, table->relid, table->name);
-	if (SPI_execute_plan(plan, values, nulls, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "alive_worker could not read heartbeat table %s", table->name);
+	{
+		/* The name, looked up again by each analysis, must still mean the table locked. */
+		HeartbeatRead read = {query, argtypes, values, nulls, 0};
+
+		table_owner_run_naming(table->relid, query, table->name, NULL, read_heartbeats_unguarded, &read);
+		if (read.rc != SPI_OK_SELECT)
+			elog(ERROR, "alive_worker could not read heartbeat table %s", table->name);
+	}
 	for (uint64 i = 0; i < SPI_processed; i++)
 		emit(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, arg);
 	SPI_finish();

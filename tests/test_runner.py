@@ -31,6 +31,8 @@ from conftest import (
     write_hook,
 )
 
+from alive_worker.runner import state
+
 CLI = Path(BIN_DIR) / "alive-worker"
 INTERVAL = "100ms"
 
@@ -634,6 +636,15 @@ def test_what_a_database_owner_or_any_role_sets_moves_no_reading_of_a_runner_s_t
         status = cli("status", "--runner", "--json", "--dsn", superuser)
         assert status.returncode == 2, status.stdout
         assert "its role may not write public.log_table" in status.stdout, status.stdout
+    # A session named as a runner waiting for recovery, on a primary, without the lock: anyone's claim.
+    with managed.connect(user="eve") as claim:
+        claim.execute(f"SET application_name = '{state.application_name(state.WAITING_FOR_RECOVERY, 1000)}'")
+        waiting = cli("status", "--runner", "--dsn", superuser)
+        assert waiting.returncode == 2, waiting.stdout
+        assert re.search(r"^postgres +failing ", waiting.stdout, re.M), waiting.stdout
+    with managed.connect(user="eve") as claim:
+        claim.execute("SET application_name = 'alive-worker run: sleeping (86400000ms)'")
+        claim.execute("SELECT pg_advisory_lock(x'616C7677'::int, 'public.log_table'::regclass::oid::int)")
         # The newest heartbeat's age as the clock says (the runner stopped some 2 s ago), not 5 h off.
         lag = cli("lag", "--table", "public.log_table", "--dsn", superuser)
         age = re.search(r"heartbeat_age=([0-9.]+)s", lag.stdout)

@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 import psycopg.errors
 import pytest
-from conftest import LEAST_PRIVILEGE_SETUP, ORIGINAL_TABLE, Cluster, free_port, wait_for
+from conftest import LEAST_PRIVILEGE_SETUP, ORIGINAL_TABLE, UNHURRIED, Cluster, free_port, wait_for
 from psycopg import sql
 from test_cli import CLI, cli, dsn
 
@@ -445,11 +445,13 @@ def test_no_sql_function_runs_the_database_owner_s_code(hostile: Hostile, user: 
 SWAP_READY = """
 CREATE SCHEMA m;
 GRANT USAGE ON SCHEMA m TO PUBLIC;
-CREATE TABLE m.seen (who text, super boolean);
+CREATE TABLE m.seen (who text, super boolean, backend text);
 GRANT INSERT ON m.seen TO PUBLIC;
 CREATE FUNCTION m.hit() RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog AS $$
 BEGIN
-    INSERT INTO m.seen SELECT current_user, rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user;
+    INSERT INTO m.seen SELECT current_user, rolsuper,
+        (SELECT backend_type FROM pg_catalog.pg_stat_activity WHERE pid = pg_catalog.pg_backend_pid())
+    FROM pg_catalog.pg_roles WHERE rolname = current_user;
     RETURN true;
 END $$;
 CREATE FUNCTION m.predicate(integer) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS 'BEGIN RETURN m.hit(); END';
@@ -461,6 +463,9 @@ GRANT SELECT, INSERT ON swap.log_table TO PUBLIC;
 GRANT USAGE ON SEQUENCE swap.log_table_pk_seq TO PUBLIC;
 TRUNCATE m.seen;
 """
+# Long enough that, without the check, the race was won by the readers hundreds of times and by
+# the worker's INSERT several times (measured: tests/test_trust.py's history, docs/SECURITY.md).
+SWAP_SECONDS = 20
 FLIP = (
     "BEGIN; ALTER SCHEMA public RENAME TO flipping; ALTER SCHEMA swap RENAME TO public;"
     " ALTER SCHEMA flipping RENAME TO swap; COMMIT"
@@ -474,7 +479,11 @@ def test_a_schema_renamed_between_the_lock_and_the_statement_runs_no_other_table
     # database, and superusers read it through heartbeats(), while she swaps
     # her table into its name by renaming schemas, which takes no lock on
     # either table (the red team's race: about a hundred swaps were enough).
-    cluster = make_cluster(settings={"databases": f"postgres, {HOSTILE_DB}"}, setup_sql=BASE_SETUP)
+    # A tick every 10 ms: the worker's INSERT, its own table's as a superuser (the default), is raced too.
+    cluster = make_cluster(
+        settings={"databases": f"postgres, {HOSTILE_DB}", "interval": "10ms", **UNHURRIED},
+        setup_sql=BASE_SETUP,
+    )
     cluster.sql("CREATE EXTENSION alive_worker", dbname=HOSTILE_DB)
     cluster.wait_for_heartbeats(3, dbname=HOSTILE_DB, timeout=30)
     as_attacker(cluster, SWAP_READY)
@@ -497,7 +506,7 @@ def test_a_schema_renamed_between_the_lock_and_the_statement_runs_no_other_table
     try:
         with cluster.connect(HOSTILE_DB, user=ATTACKER) as conn:
             conn.autocommit = True
-            until = time.monotonic() + 8
+            until = time.monotonic() + SWAP_SECONDS
             while time.monotonic() < until:
                 conn.execute(FLIP)
                 swaps += 1
@@ -505,7 +514,7 @@ def test_a_schema_renamed_between_the_lock_and_the_statement_runs_no_other_table
         stop.set()
         for reader in readers:
             reader.join(30)
-    ran = cluster.sql("SELECT who, super FROM m.seen WHERE who <> %s", [ATTACKER], dbname=HOSTILE_DB)
+    ran = cluster.sql("SELECT who, super, backend FROM m.seen WHERE who <> %s", [ATTACKER], dbname=HOSTILE_DB)
     assert ran == [], (
         f"after {swaps} swaps her code ran {len(ran)} times, as {sorted(set(ran))};"
         f" reads refused: {sorted(set(reads_refused))}"

@@ -110,11 +110,12 @@ def read_claims(
     ).fetchall()
     rows = []
     refused = []
+    primary = not bool(conn.execute("SELECT pg_catalog.pg_is_in_recovery() AS standby").fetchone()["standby"])  # type: ignore[index]
     for session in sessions:
         published = state.read_application_name(session["application_name"])
         if published is None:
             continue
-        row = as_worker_row(session, published)
+        row = as_worker_row(session, published, primary)
         if asked is not None and session["table_oid"] is not None and session["table_oid"] != asked[0]:
             row["refused_because"] = (
                 f"alive-worker run session {session['pid']} of role {session['role']} holds the runner's lock on "
@@ -137,15 +138,19 @@ def read_claims(
     return rows, refused
 
 
-def as_worker_row(session: dict[str, Any], published: state.Published) -> dict[str, Any]:
+def as_worker_row(
+    session: dict[str, Any], published: state.Published, primary: bool = True
+) -> dict[str, Any]:
     current = published.state
     since = session["started_at"]
     if session["blocked"]:
         # A blocked session cannot rename itself: the waiting lock says it.
         current = state.BLOCKED
         since = session["blocked_since"] or since
-    elif published.state == state.SLEEPING and session["table_oid"] is None:
-        # Writing needs the lock: a session named so without it is no runner of a table.
+    elif session["table_oid"] is None and (published.state == state.SLEEPING or primary):
+        # Writing needs the lock: a session named so without it is no runner of a table.  On a
+        # primary, a runner without it writes nothing whatever its name says ("waiting for
+        # recovery to end" is anyone's to claim: red team, round two).
         current = state.FAILING
     return {
         "database": session["database"],
