@@ -984,7 +984,7 @@ def test_a_table_replaced_under_a_kept_plan_runs_its_new_owner_s_code_as_them(
     # The replication_slots example keeps its INSERT's plan; the schema's owner
     # drops the table it checked and makes one with a trigger in its place.
     cluster = make_cluster(
-        settings={"hook": "alive_worker.examples.replication_slots:hook"},
+        settings={"hook": "alive_worker.examples.replication_slots:hook", **UNHURRIED},
         setup_sql=[
             f"CREATE ROLE {ATTACKER} LOGIN",
             f"ALTER SCHEMA public OWNER TO {ATTACKER}",
@@ -995,6 +995,11 @@ def test_a_table_replaced_under_a_kept_plan_runs_its_new_owner_s_code_as_them(
         ],
     )
     cluster.wait_for_heartbeats(3)
+    # The hook has kept its plan before the table is replaced (a hook host slow to start on a busy
+    # machine left the first ticks without the hook, and the example then checked the new table):
+    # its host started, then ticks, each with the hook.
+    wait_for(lambda: re.search(r"hook host \(PID \d+\) started", cluster.log()), "the hook host")
+    cluster.wait_for_heartbeats(len(cluster.heartbeats()) + 3)
     as_attacker(
         cluster,
         f"""DROP TABLE public.replication_slot_sizes;
