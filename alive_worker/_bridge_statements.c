@@ -389,7 +389,6 @@ owner_run_still_holds(aw_plan *plan, LOCKMODE lockmode)
  * must still name it when it is prepared or executed (_table_owner.h).
  */
 static Oid	owner_run_relid = InvalidOid;
-static const RangeVar *owner_run_table = NULL;
 
 /*
  * Runs body(arg), the statement of text (and plan, once prepared), so that
@@ -403,9 +402,7 @@ naming_the_locked_table(const char *text, SPIPlanPtr plan, void (*body) (void *)
 		body(arg);
 		return;
 	}
-	table_owner_run_naming(owner_run_relid, text,
-						   quote_qualified_identifier(owner_run_table->schemaname, owner_run_table->relname),
-						   plan, body, arg);
+	table_owner_run_naming(owner_run_relid, text, plan, body, arg);
 }
 
 static void
@@ -416,7 +413,6 @@ run_as_table_owner(TableOwnerRun *run, aw_plan *plan)
 	Oid			run_as;
 	TableOwnerState state;
 	Oid			outer_relid = owner_run_relid;
-	const RangeVar *outer_table = owner_run_table;
 
 	if (plan != NULL && plan->in_cached_runs && owner_run_still_holds(plan, run->lockmode))
 	{
@@ -451,7 +447,6 @@ run_as_table_owner(TableOwnerRun *run, aw_plan *plan)
 	 */
 	owner_run_relid = relid;
 	table_owner_begin(run_as, &state);
-	owner_run_table = run->table;
 	PG_TRY();
 	{
 		run->body(run->arg);
@@ -459,14 +454,12 @@ run_as_table_owner(TableOwnerRun *run, aw_plan *plan)
 	PG_CATCH();
 	{
 		owner_run_relid = outer_relid;
-		owner_run_table = outer_table;
 		/* Python runs again before the abort that would give the user back. */
 		table_owner_restore_user(&state);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 	owner_run_relid = outer_relid;
-	owner_run_table = outer_table;
 	table_owner_end(&state);
 }
 

@@ -22,19 +22,19 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
-#include "miscadmin.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "nodes/nodeFuncs.h"
 #include "nodes/pg_list.h"
 #include "parser/analyze.h"
 #include "parser/parse_node.h"
 #include "storage/lmgr.h"
-#include "utils/plancache.h"
 #include "storage/lockdefs.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/plancache.h"
 #include "utils/syscache.h"
 
 /* The search_path of everything the worker or the extension runs. */
@@ -200,9 +200,14 @@ table_owner_queries_name(List *queries, Oid relid, bool lock)
 	return names.found;
 }
 
+/* The table locked is named as it is now: the message is the only use of its name. */
 static inline void
-table_owner_refuse_name(const char *name)
+table_owner_refuse_name(Oid relid)
 {
+	char	   *schema = get_namespace_name(get_rel_namespace(relid));
+	char	   *table = get_rel_name(relid);
+	const char *name = table != NULL ? quote_qualified_identifier(schema, table) : "a dropped table";
+
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg("alive_worker: the statement run as the owner of %s does not name that table as it was locked", name),
@@ -216,7 +221,6 @@ typedef struct TableOwnerGuard
 {
 	Oid			relid;			/* InvalidOid: no statement runs as an owner */
 	const char *text;
-	const char *name;
 	bool		installed;
 	post_parse_analyze_hook_type previous;
 } TableOwnerGuard;
@@ -239,7 +243,7 @@ table_owner_guard_analysis(ParseState *pstate, Query *query, JumbleState *jstate
 	if (OidIsValid(guard->relid) && pstate->p_sourcetext != NULL &&
 		strcmp(pstate->p_sourcetext, guard->text) == 0 &&
 		!table_owner_queries_name(list_make1(query), guard->relid, false))
-		table_owner_refuse_name(guard->name);
+		table_owner_refuse_name(guard->relid);
 }
 
 /*
@@ -247,19 +251,17 @@ table_owner_guard_analysis(ParseState *pstate, Query *query, JumbleState *jstate
  * (if any) still valid is checked now.  The caller is in the owner run.
  */
 static inline void
-table_owner_run_naming(Oid relid, const char *text, const char *name, SPIPlanPtr plan,
-					   void (*body) (void *), void *arg)
+table_owner_run_naming(Oid relid, const char *text, SPIPlanPtr plan, void (*body) (void *), void *arg)
 {
 	TableOwnerGuard *guard = table_owner_guard();
-	TableOwnerGuard outer = *guard;
+	Oid			outer_relid = guard->relid;
+	const char *outer_text = guard->text;
 
 	if (!guard->installed)
 	{
 		guard->previous = post_parse_analyze_hook;
 		post_parse_analyze_hook = table_owner_guard_analysis;
 		guard->installed = true;
-		outer.previous = guard->previous;
-		outer.installed = true;
 	}
 	if (plan != NULL)
 	{
@@ -270,21 +272,19 @@ table_owner_run_naming(Oid relid, const char *text, const char *name, SPIPlanPtr
 			CachedPlanSource *source = (CachedPlanSource *) lfirst(source_cell);
 
 			if (source->is_valid && !table_owner_queries_name(source->query_list, relid, true))
-				table_owner_refuse_name(name);
+				table_owner_refuse_name(relid);
 		}
 	}
 	guard->relid = relid;
 	guard->text = text;
-	guard->name = name;
 	PG_TRY();
 	{
 		body(arg);
 	}
 	PG_FINALLY();
 	{
-		guard->relid = outer.relid;
-		guard->text = outer.text;
-		guard->name = outer.name;
+		guard->relid = outer_relid;
+		guard->text = outer_text;
 	}
 	PG_END_TRY();
 }

@@ -628,7 +628,7 @@ read_heartbeats(const HeartbeatTable *table, int max_rows, bool after_null, Datu
 		/* The name, looked up again by each analysis, must still mean the table locked. */
 		HeartbeatRead read = {query, argtypes, values, nulls, 0};
 
-		table_owner_run_naming(table->relid, query, table->name, NULL, read_heartbeats_unguarded, &read);
+		table_owner_run_naming(table->relid, query, NULL, read_heartbeats_unguarded, &read);
 		if (read.rc != SPI_OK_SELECT)
 			elog(ERROR, "alive_worker could not read heartbeat table %s", table->name);
 	}
