@@ -19,6 +19,7 @@ the heartbeats: alive-worker report reads both.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from alive_worker import pglog, settings, spi
@@ -31,14 +32,19 @@ if TYPE_CHECKING:
 
 log = pglog.getLogger(__name__)
 
+UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 # A heartbeat later than this many intervals after the previous one ends a gap the ledger keeps.
 GAP_INTERVALS = 2
 EVENTS_KEPT_SECONDS = 400 * 86400
 PRUNE_EVERY_SECONDS = 3600.0
 # How many of the newest rows the first heartbeat reads to find the last one before the gap.
 LAST_ROWS_READ = 100
-# Without a ledger (no extension, no grant yet), how often to look again.
+# Without a ledger (no extension, no grant yet), how often to look again.  A ledger that
+# could not be prepared (its table locked, the tick timeout: that tick fails) is tried again
+# sooner, FIRST_RETRY_SECONDS after the first failure and twice as long after each next one.
 LOOK_AGAIN_SECONDS = 60.0
+FIRST_RETRY_SECONDS = 1.0
 
 # The extension's own table, found through pg_depend: a look-alike in a
 # schema of the same name that is not the extension's is never written.
@@ -102,6 +108,12 @@ class EventLog:
         self._failing: str | None = None  # the last write error logged
         self.started = False  # the start's events are committed
         self.last_heartbeat: datetime | None = None  # the last committed one, as this worker saw it
+        # This worker's first committed heartbeat (its transaction's time, as its row), and the
+        # table's newest before it: the gap its start ends, written with a later heartbeat if the
+        # first could not write it.
+        self.first_heartbeat: datetime | None = None
+        self._pending_first: datetime | None = None
+        self._before_start: tuple[datetime | None] | None = None  # None: not read yet
         self.failures = 0  # failed ticks since it
         self.first_failure: tuple[str, str] | None = None
         self.first_failed_at: datetime | None = None
@@ -112,6 +124,7 @@ class EventLog:
         self._pending_start = False
         self._pending_refused: tuple[datetime | None] | None = None
         self._look_again_at = 0.0
+        self._attach_failures = 0
         self.schema = ""  # the extension's, where the events table is
         self.qualified = ""
 
@@ -130,9 +143,20 @@ class EventLog:
             with spi.subtransaction():
                 self._prepare()
         except spi.SPIError as error:
-            # The heartbeat goes on without a ledger.
-            log.warning("alive_worker keeps no ledger: %s (SQLSTATE %s)", error.message, error.sqlstate)
+            # The heartbeat goes on without a ledger for now; the start's events wait for it.
+            if error.message != self._failing:
+                log.warning(
+                    "alive_worker keeps no ledger for now: %s (SQLSTATE %s); it tries again",
+                    error.message,
+                    error.sqlstate,
+                )
+            self._failing = error.message
             self._insert = self._prune = None
+            retry = min(LOOK_AGAIN_SECONDS, FIRST_RETRY_SECONDS * 2**self._attach_failures)
+            self._attach_failures += 1
+            self._look_again_at = time.monotonic() + retry
+            return
+        self._attach_failures = 0
 
     def _prepare(self) -> None:
         rows = spi.execute(_EVENTS_TABLE)
@@ -165,6 +189,7 @@ class EventLog:
         if self._pending_at is not None:
             if previous_committed:
                 self.last_heartbeat = self._pending_at
+                self.first_heartbeat = self.first_heartbeat or self._pending_first
                 self.started = self.started or self._pending_start
                 if self._pending_refused is not None:
                     self.refused_since = self._pending_refused[0]
@@ -187,6 +212,12 @@ class EventLog:
         """In the tick's transaction, after its heartbeat: the events of a gap this heartbeat ends."""
         now = datetime.now(UTC)
         self._pending_at = now
+        if not self.started:
+            # Before any heartbeat of this worker's has committed, whether or not the ledger is
+            # ready yet: its start's events may be written ticks later.
+            if self._before_start is None:
+                self._before_start = (self._read_last_heartbeat(),)
+            self._pending_first = self._transaction_start() or now
         if self._insert is None:
             # CREATE EXTENSION, or the grant, may come after the worker's start.
             if time.monotonic() < self._look_again_at:
@@ -198,12 +229,17 @@ class EventLog:
         from alive_worker import ledger
 
         if not self.started:
-            self._pending_start = True
-            last = self._last_heartbeat_before_start()
+            # Written with this worker's first heartbeat; if that tick could not write them (a
+            # lock, the tick timeout), with a later one, for the gap the first heartbeat ended.
+            first = self.first_heartbeat or now
+            last = self._before_start[0] if self._before_start is not None else None
             facts = start_facts()
             # Promoted: did the old primary write its last heartbeat as it shut down?
             old_primary_shut_down = facts.promoted_at is not None and self._newest_event_kind() == "stopping"
-            self._write(ledger.start_events(facts, last, now, self.gap, old_primary_shut_down))
+            found = ledger.start_events(facts, last, first, self.gap, old_primary_shut_down)
+            if self.first_heartbeat is not None:
+                found = [replace(event, at=event.at or first) for event in found]
+            self._pending_start = self._write(found)
         elif self.last_heartbeat is not None and now - self.last_heartbeat > self.gap:
             self._write(
                 [
@@ -263,7 +299,18 @@ class EventLog:
             return None
         return str(rows[0][0]) if rows else None
 
-    def _last_heartbeat_before_start(self) -> datetime | None:
+    def _transaction_start(self) -> datetime | None:
+        """now(), the time of this tick's heartbeat row (the tick may have waited since)."""
+        try:
+            with spi.subtransaction():
+                # numeric, to the microsecond: the row's own time, as the report reads it.
+                rows = spi.execute("SELECT EXTRACT(epoch FROM pg_catalog.now())")
+        except spi.SPIError:
+            return None
+        seconds, _, fraction = str(rows[0][0]).partition(".")
+        return UNIX_EPOCH + timedelta(seconds=int(seconds), microseconds=int(fraction.ljust(6, "0")[:6]))
+
+    def _read_last_heartbeat(self) -> datetime | None:
         """The table's newest heartbeat but this tick's, read as its owner; else the previous worker's."""
         try:
             with spi.subtransaction():

@@ -69,6 +69,35 @@ def test_stop_and_start_is_a_planned_window_naming_the_caller_on_the_primary_and
     assert the_window(standby) == outage
 
 
+def test_a_start_whose_ledger_is_held_up_writes_its_window_with_a_later_heartbeat(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    """The first heartbeats after a start may commit while the ledger cannot be written (its table
+    locked, or a tick timeout on a loaded server): the start's events come with a later heartbeat,
+    for the window that the first heartbeat ended."""
+    cluster = make_cluster(settings={"interval": "200ms", "tick_timeout": "500ms"}, extension=True)
+    wait_for_event(cluster, "started", "first start")
+    cluster.wait_for_heartbeats(3)
+    cluster.sql("SELECT alive_worker.stop('postgres')")
+    time.sleep(1.5)
+    cluster.mark_log()
+    with cluster.connect() as holder:
+        holder.autocommit = False
+        holder.execute("LOCK TABLE alive_worker.events IN ACCESS EXCLUSIVE MODE")
+        cluster.sql("SELECT alive_worker.start('postgres')")
+        cluster.wait_for_log(r"WARNING:  alive_worker keeps no ledger for now: canceling statement")
+        count = len(cluster.heartbeats())
+        cluster.wait_for_heartbeats(count + 5)  # committed while the ledger waits
+        released_at = datetime.now(UTC)
+    started = wait_for_event(cluster, "started", "stop")
+    assert started["at"] < released_at - timedelta(seconds=0.5), (started, released_at)
+    outage = the_window(cluster)
+    assert outage["cause"] == "planned", (outage, events(cluster))
+    assert utc(outage["start"]) == started["outage_from"]
+    # Stamped as its first heartbeat, whose tick waited for the lock before its INSERT.
+    assert started["at"] == utc(outage["end"]), (started, outage)
+
+
 def test_a_clean_restart_is_planned_and_an_immediate_stop_a_crash_on_the_primary_and_a_standby(
     make_cluster: Callable[..., Cluster], make_standby: Callable[[Cluster], Cluster]
 ) -> None:
