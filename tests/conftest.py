@@ -46,6 +46,9 @@ TEST_INTERVAL = "100ms"
 # workers, other users) a tick can outlast 100 ms, the first above all, which
 # loads the hook.  A timed-out tick fails and is rolled back.
 UNHURRIED = {"tick_timeout": "1min"}
+# So every cluster with a hook is unhurried unless its test sets tick_timeout:
+# a hook's start, and its statements, are what a loaded machine slows most
+# (a first tick's hook timed out in CI and the row it writes was never there).
 MESSAGE = "STILL ALIVE and counting!"
 
 T = TypeVar("T")
@@ -244,6 +247,8 @@ def start_cluster(
     and without any alive_worker.* line (for alive-worker run).
     """
     setup_sql = [*(setup_sql or []), *([CREATE_EXTENSION] if extension else [])]
+    if settings and "hook" in settings:
+        settings = {**UNHURRIED, **settings}
     base_dir = tmp_path_factory.mktemp("cluster")
     node = postgres_node(base_dir, BIN_DIR)
     node.init()

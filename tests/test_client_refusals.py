@@ -58,6 +58,9 @@ SETTINGS = {
 JUDGE_DEADLINE = 3.0
 # How long a verdict must hold once reached: several probes and ticks.
 HOLDS_FOR = 1.5
+# How long the server must refuse every new session of app before its slots count as used up:
+# past the probe's timeout, the longest a session of the worker's probe lasts.
+SLOTS_STAY_FULL_SECONDS = 2.0
 WATCH = "watch"
 OK_STATES = {"sleeping", "ticking", "in the hook"}
 
@@ -162,12 +165,19 @@ def reload(scene: Scene) -> None:
 
 
 def fill_connection_slots(scene: Scene) -> None:
-    """Idle sessions of app until the server refuses one: what is left is the superusers'."""
-    while True:
+    """Idle sessions of app until the server refuses one: what is left is the superusers'.
+
+    A session that ends just after a refusal (the worker's probe, a command's)
+    frees its slot: so the filling goes on, refused every time, for longer than
+    such sessions last (in CI, a client then wrote in a slot filled too early)."""
+    refused_since: float | None = None
+    while refused_since is None or time.monotonic() - refused_since < SLOTS_STAY_FULL_SECONDS:
         try:
             scene.held.append(connect_as_app(scene.cluster))
+            refused_since = None
         except psycopg.OperationalError:
-            return
+            refused_since = refused_since or time.monotonic()
+            time.sleep(0.05)
 
 
 def hold_lock(scene: Scene) -> None:

@@ -364,7 +364,7 @@ def test_a_hook_whose_import_outlasts_the_tick_timeout_runs(
 ) -> None:
     """The import is the host's start: a 100 ms tick timeout does not end it at every first call."""
     hook = write_hook(tmp_path, SLOW_IMPORT)
-    cluster = make_cluster(settings={"hook": hook, "interval": "100ms"})
+    cluster = make_cluster(settings={"hook": hook, "interval": "100ms", "tick_timeout": "100ms"})
     cluster.wait_for_worker()
     wait_for(lambda: (tmp_path / "ran").exists(), "the hook to run", timeout=20)
     assert (tmp_path / "ran").read_text().endswith(" 1")
@@ -374,7 +374,7 @@ def test_a_hook_that_keeps_outlasting_the_tick_timeout_is_restarted_with_a_backo
     make_cluster: Callable[..., Cluster], tmp_path: Path
 ) -> None:
     hook = write_hook(tmp_path, "import time\n\ndef hook(tick):\n    time.sleep(1)\n")
-    cluster = make_cluster(settings={"hook": hook, "interval": "100ms"})
+    cluster = make_cluster(settings={"hook": hook, "interval": "100ms", "tick_timeout": "100ms"})
     cluster.wait_for_worker()
     cluster.wait_for_log(
         r"canceling statement due to statement timeout; the hook host was killed", timeout=20
