@@ -19,7 +19,6 @@ the heartbeats: alive-worker report reads both.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from alive_worker import pglog, settings, spi
@@ -238,6 +237,8 @@ class EventLog:
             old_primary_shut_down = facts.promoted_at is not None and self._newest_event_kind() == "stopping"
             found = ledger.start_events(facts, last, first, self.gap, old_primary_shut_down)
             if self.first_heartbeat is not None:
+                from dataclasses import replace  # as the ledger does: not on a plain tick's path
+
                 found = [replace(event, at=event.at or first) for event in found]
             self._pending_start = self._write(found)
         elif self.last_heartbeat is not None and now - self.last_heartbeat > self.gap:
