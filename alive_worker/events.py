@@ -211,7 +211,7 @@ class EventLog:
         """In the tick's transaction, after its heartbeat: the events of a gap this heartbeat ends."""
         now = datetime.now(UTC)
         self._pending_at = now
-        if not self.started:
+        if self.first_heartbeat is None:
             # Before any heartbeat of this worker's has committed, whether or not the ledger is
             # ready yet: its start's events may be written ticks later.
             if self._before_start is None:

@@ -192,6 +192,17 @@ def test_a_restart_is_an_outage_named_by_the_ledgers_events_on_the_primary_and_t
     primary.node.start()
     started_at = datetime.now(UTC)
     primary.wait_for_worker()
+    # Written with the first heartbeat after the start, or (a first tick held up on a loaded
+    # machine) with a later one.
+    wait_for(
+        lambda: (
+            primary.sql(
+                "SELECT count(*) FROM alive_worker.events WHERE kind = 'started' AND cause = 'shutdown'"
+            )[0][0]
+            or None
+        ),
+        "the start's events",
+    )
     count = len(primary.heartbeats())
     wait_for(lambda: len(standby.heartbeats()) > count + 5, "heartbeats after the restart, replayed")
     until = datetime.now(UTC).isoformat()
