@@ -21,7 +21,6 @@ host starts after a backoff that doubles from :data:`FIRST_BACKOFF_S` to
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import select
 import signal
@@ -345,7 +344,7 @@ class HookHost:
             text = str(message.get("message"))
             if thread:
                 text = f"alive_worker, thread {thread}{pglog.hook_context}: {text}"
-            level = int(message.get("level", logging.INFO))
+            level = int(message.get("level", pglog.INFO))
             lib.aw_log(pglog.server_level(level), text.encode(errors="replace"))
         elif op == "drop":
             # Dropping the worker's Plan frees it at the next tick (spi.begin_tick).

@@ -6,8 +6,8 @@ transport (alive_worker/transport.py names what it must offer).  In the
 worker it is the guarded SPI bridge; in ``alive-worker run`` it is
 alive_worker.runner.client_spi, a psycopg connection, put in its place
 before this module is imported.  What only the worker has (the ledger, the
-hook host, the server log's level) is behind the methods a transport's
-Heartbeat overrides: _open_ledger, run_hook, _follow_log_level.
+hook host) is behind the methods a transport's Heartbeat overrides:
+_open_ledger, run_hook.
 """
 
 from __future__ import annotations
@@ -213,7 +213,6 @@ class Heartbeat:
         previous = self.settings
         self.settings = Settings.current()
         self._generation = settings_generation
-        self._follow_log_level()
         # log_min_messages changes only with a reload, and so does this.
         self._debug = pglog.debug_enabled()
         table_settings = (self.settings.schema, self.settings.table, self.settings.retention_s)
@@ -222,12 +221,6 @@ class Heartbeat:
         if self.settings.hook != previous.hook and self._host is not None:
             self._host.stop()
             self._host = None
-
-    def _follow_log_level(self) -> None:
-        """Skips formatting DEBUG records the server would not log (log_min_messages)."""
-        from alive_worker import pglog
-
-        pglog.follow_server_level()
 
     def _discard_insert(self) -> None:
         # Freed at the next tick: this transaction may be failing right now.

@@ -1,14 +1,15 @@
-"""Python's logging, routed to the PostgreSQL server log through ereport.
+"""The worker's log records, written to the PostgreSQL server log through ereport.
 
-The logging package is imported at the first record the worker writes, not
-at its start: with threading, traceback, string and re it costs each worker
-a megabyte and more (issue 25), and a worker whose ticks go well writes none.
-The worker's modules log through getLogger() below, whose loggers import
-logging and install the server's handler on their first use (DEBUG records
-are dropped before that when the server would not log them).  Hooks run in
-the hook host, which sets up its own logging (_host.py).  Until the first
-record, Python's warnings go to the worker's standard error, which is the
-server log too.
+The worker's modules log through getLogger() below, named and called as
+Python's logging is, but the worker never imports logging: with threading,
+traceback, string and re it cost a worker 2 MB, and it came in with the
+first record (a worker that created its table said so and kept the 2 MB:
+issue 25's memory per database).  A record is formatted as logging's
+default format would ("message % args") and handed to the bridge at the
+matching level; DEBUG records are dropped before formatting when the server
+would not log them.  Hooks run in the hook host, which sets up its own
+logging (_host.py).  Python's warnings go to the worker's standard error,
+which is the server log too.
 """
 
 from __future__ import annotations
@@ -17,26 +18,18 @@ import sys
 
 from alive_worker._native import lib
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    import logging
-
-LOGGER_NAME = "alive_worker"
-
 # logging's own level numbers, documented as part of its interface.
-_DEBUG, _INFO, _WARNING = 10, 20, 30
+DEBUG, INFO, WARNING, ERROR = 10, 20, 30, 40
 
 # Names the hook in what its threads log (set when the hook is loaded).
 hook_context = ""
 
-_installed = False
-
 
 def server_level(levelno: int) -> int:
     """The bridge's level for a Python level: DEBUG1, LOG or WARNING."""
-    if levelno < _INFO:
+    if levelno < INFO:
         return int(lib.AW_LOG_DEBUG)
-    if levelno < _WARNING:
+    if levelno < WARNING:
         return int(lib.AW_LOG_LOG)
     # ERROR and CRITICAL too: a PostgreSQL ERROR would abort the tick.
     return int(lib.AW_LOG_WARNING)
@@ -47,72 +40,35 @@ def debug_enabled() -> bool:
     return bool(lib.aw_log_enabled(lib.AW_LOG_DEBUG))
 
 
-def install_now() -> None:
-    """Imports logging and sends every logger's records (hooks' included) to the server log."""
-    global _installed
-    import logging
-
-    class ServerLogHandler(logging.Handler):
-        """Writes each record to the server log at the matching level."""
-
-        def emit(self, record: logging.LogRecord) -> None:
-            try:
-                message = self.format(record)
-            except Exception:
-                self.handleError(record)
-                return
-            if lib.aw_log(server_level(record.levelno), message.encode(errors="replace")) != lib.AW_OK:
-                # Refused: a hook's thread may not call into PostgreSQL.  The
-                # worker's standard error goes to the server log too.
-                sys.stderr.write(f"alive_worker, thread {record.threadName}{hook_context}: {message}\n")
-
-    if not _installed:
-        logging.getLogger().handlers[:] = [ServerLogHandler()]
-        logging.captureWarnings(True)
-        _installed = True
-    follow_server_level()
-
-
-def follow_server_level() -> None:
-    """Skips formatting DEBUG records the server would not log (log_min_messages); nothing before logging is."""
-    logging = sys.modules.get("logging")
-    if logging is None or not _installed:
-        return
-    logging.getLogger().setLevel(_DEBUG if debug_enabled() else _INFO)
+def write(levelno: int, message: str, args: tuple[object, ...]) -> None:
+    """One record to the server log, as logging's default format would make it."""
+    text = message % args if args else message
+    if lib.aw_log(server_level(levelno), text.encode(errors="replace")) != lib.AW_OK:
+        # Refused: not from the worker's main thread.  Its standard error goes to the server log too.
+        sys.stderr.write(f"alive_worker{hook_context}: {text}\n")
 
 
 class Logger:
-    """A logging.Logger by name, made (and logging imported) at its first record."""
+    """A logger by name, as logging's, writing to the server log (module docstring)."""
 
-    __slots__ = ("_logger", "name")
+    __slots__ = ("name",)
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._logger: logging.Logger | None = None
-
-    def _real(self) -> logging.Logger:
-        if self._logger is None:
-            if not _installed:
-                install_now()
-            import logging
-
-            self._logger = logging.getLogger(self.name)
-        return self._logger
 
     def debug(self, message: str, *args: object) -> None:
-        # The usual case, answered without logging: the server does not log DEBUG1.
-        if self._logger is None and not debug_enabled():
-            return
-        self._real().debug(message, *args)
+        # The usual case: the server does not log DEBUG1, and nothing is formatted.
+        if debug_enabled():
+            write(DEBUG, message, args)
 
     def info(self, message: str, *args: object) -> None:
-        self._real().info(message, *args)
+        write(INFO, message, args)
 
     def warning(self, message: str, *args: object) -> None:
-        self._real().warning(message, *args)
+        write(WARNING, message, args)
 
     def error(self, message: str, *args: object) -> None:
-        self._real().error(message, *args)
+        write(ERROR, message, args)
 
 
 def getLogger(name: str) -> Logger:

@@ -25,9 +25,10 @@ pytestmark = pytest.mark.skipif(
 # What only errors, hooks, reloads, the ledger or a log line need.
 LATE_MODULES = ("logging", "threading", "traceback", "tokenize", "typing", "re", "dataclasses", "inspect")
 
-SETUP = [
-    "CREATE EXTENSION plpython3u",
-    "CREATE TABLE public.log_table (pk serial PRIMARY KEY, message text, ts timestamp DEFAULT now())",
+LOG_TABLE = "CREATE TABLE public.log_table (pk serial PRIMARY KEY, message text, ts timestamp DEFAULT now())"
+# A trigger on the log table, in plpython3u: it runs in the worker's interpreter and notes
+# which of LATE_MODULES it has imported, at every heartbeat.
+NOTE_IMPORTS = [
     "CREATE TABLE public.imported (pk int, modules text)",
     f"""CREATE FUNCTION public.note_imports() RETURNS trigger LANGUAGE plpython3u AS $$
 import sys
@@ -36,8 +37,9 @@ plan = plpy.prepare("INSERT INTO public.imported VALUES ($1, $2)", ["int", "text
 plpy.execute(plan, [TD["new"]["pk"], " ".join(late)])
 return None
 $$""",
-    "CREATE TRIGGER note_imports AFTER INSERT ON public.log_table FOR EACH ROW EXECUTE FUNCTION public.note_imports()",
 ]
+NOTE_ON_LOG_TABLE = "CREATE TRIGGER note_imports AFTER INSERT ON public.log_table FOR EACH ROW EXECUTE FUNCTION public.note_imports()"
+SETUP = ["CREATE EXTENSION plpython3u", LOG_TABLE, *NOTE_IMPORTS, NOTE_ON_LOG_TABLE]
 
 
 def imported_at_tick(cluster: Cluster, after_pk: int) -> str:
@@ -58,3 +60,13 @@ def test_a_worker_whose_ticks_go_well_has_imported_no_logging_traceback_typing_o
     cluster = make_cluster(setup_sql=SETUP, conf={"log_min_messages": "warning"})
     cluster.wait_for_heartbeats(3)
     assert imported_at_tick(cluster, 2) == ""
+
+
+def test_a_worker_that_writes_log_records_imports_no_logging(make_cluster: Callable[..., Cluster]) -> None:
+    """Its records go to the server log without Python's logging: a worker that created its table,
+    and said so, kept logging's 2 MB before (issue 25's memory per database)."""
+    cluster = make_cluster(setup_sql=["CREATE EXTENSION plpython3u", *NOTE_IMPORTS])
+    cluster.wait_for_log(r"LOG:  alive_worker created log table public.log_table")
+    cluster.sql(NOTE_ON_LOG_TABLE)
+    count = len(cluster.heartbeats())
+    assert imported_at_tick(cluster, count) == ""

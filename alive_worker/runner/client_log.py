@@ -19,7 +19,3 @@ def getLogger(name: str) -> logging.Logger:
 
 def debug_enabled() -> bool:
     return logging.getLogger().isEnabledFor(logging.DEBUG)
-
-
-def follow_server_level() -> None:
-    """The runner follows its own --log-level, not a server's."""

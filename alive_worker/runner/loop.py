@@ -203,9 +203,6 @@ def client_heartbeat_class() -> type[Heartbeat]:
             # The ledger is the extension's table: a server without it keeps none.
             return None
 
-        def _follow_log_level(self) -> None:
-            pass  # the runner's own --log-level, not the server's
-
         def run_hook(self) -> None:
             """Runs the hook here, in the tick's savepoint, with alive_worker.spi on our connection."""
             if self._tick is None:
