@@ -275,7 +275,11 @@ class EventLog:
     def server_shutting_down(self) -> None:
         """In the transaction of the last heartbeat before the server's shutdown."""
         if self._insert is None:
-            return
+            # The extension may have come since the last look (LOOK_AGAIN_SECONDS): a standby
+            # promoted next names a switchover only if this event is there.
+            self.attach(self.table, *self._settings)
+            if self._insert is None:
+                return
         from alive_worker import ledger
 
         self._write([ledger.shutdown_event()])

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import LEAST_PRIVILEGE_SETUP, Cluster, streaming_standby, wait_for
+from conftest import CREATE_EXTENSION, LEAST_PRIVILEGE_SETUP, Cluster, streaming_standby, wait_for
 from test_report import report, utc
 
 EVENT_COLUMNS = "kind, cause, at, outage_from, detail, sqlstate, timeline"
@@ -130,6 +130,24 @@ def test_a_clean_restart_is_planned_and_an_immediate_stop_a_crash_on_the_primary
             (planned["outage_from"], planned["at"], "planned"),
             (crashed["outage_from"], crashed["at"], "crash"),
         ], (cluster, found["outages"])
+
+
+def test_an_extension_created_while_the_worker_runs_has_the_shutdown_s_event(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    """The worker looks for the ledger once a minute, and again as the server shuts down: a
+    shutdown soon after CREATE EXTENSION still writes its "stopping" event (a standby promoted
+    after it names a switchover by it; make bench's Patroni switchover was named failover)."""
+    cluster = make_cluster(settings={"interval": "200ms"})
+    cluster.wait_for_heartbeats(3)
+    cluster.sql(CREATE_EXTENSION)
+    cluster.node.stop()  # fast: a shutdown checkpoint
+    time.sleep(1)  # a window: longer than two intervals
+    cluster.node.start()
+    started = wait_for_event(cluster, "started", "shutdown")
+    [stopping] = events(cluster, "stopping")
+    assert stopping["cause"] == "shutdown", stopping
+    assert abs(stopping["at"] - started["outage_from"]) < timedelta(milliseconds=5), (stopping, started)
 
 
 def test_a_backend_killed_resets_the_cluster_and_the_window_says_crash(
