@@ -63,6 +63,21 @@ def _moment(seconds: float) -> datetime | None:
     return datetime.fromtimestamp(seconds, UTC) if seconds else None
 
 
+def _from_epoch_text(value: object) -> datetime | None:
+    """A numeric epoch as the server prints it, to the microsecond; None for NULL or a time Python
+    cannot hold (a row dated BC by a role with INSERT: no heartbeat, and never a failed tick)."""
+    if value is None:
+        return None
+    text = str(value)
+    sign = -1 if text.startswith("-") else 1
+    seconds, _, fraction = text.lstrip("-").partition(".")
+    try:
+        micro = int(seconds) * 1_000_000 + int(fraction.ljust(6, "0")[:6])
+        return UNIX_EPOCH + timedelta(microseconds=sign * micro)
+    except (ValueError, OverflowError):
+        return None
+
+
 def _text(pointer: object) -> str:
     return "" if pointer == ffi.NULL else str(ffi.string(pointer).decode(errors="replace"))
 
@@ -312,8 +327,7 @@ class EventLog:
                 rows = spi.execute("SELECT EXTRACT(epoch FROM pg_catalog.now())")
         except spi.SPIError:
             return None
-        seconds, _, fraction = str(rows[0][0]).partition(".")
-        return UNIX_EPOCH + timedelta(seconds=int(seconds), microseconds=int(fraction.ljust(6, "0")[:6]))
+        return _from_epoch_text(rows[0][0])
 
     def _read_last_heartbeat(self) -> datetime | None:
         """The table's newest heartbeat but this tick's, read as its owner; else the previous worker's."""
@@ -322,9 +336,12 @@ class EventLog:
                 plan = spi.prepare(
                     # The newest of the last rows by pk but this tick's own (stamped now()):
                     # a stray row of a client's, with a high pk or an odd time, is outvoted.
-                    f"""SELECT pg_catalog.date_part('epoch', pg_catalog.max(ts)::pg_catalog.timestamptz)
+                    # EXTRACT's numeric, not date_part's float8, whose text a database's
+                    # extra_float_digits rounds; -infinity is no heartbeat.
+                    f"""SELECT EXTRACT(epoch FROM pg_catalog.max(ts)::pg_catalog.timestamptz)
                         FROM (SELECT ts FROM {self.table.qualified} ORDER BY pk DESC LIMIT {LAST_ROWS_READ}) newest
-                        WHERE ts::pg_catalog.timestamptz OPERATOR(pg_catalog.<) pg_catalog.now()""",
+                        WHERE ts::pg_catalog.timestamptz OPERATOR(pg_catalog.<) pg_catalog.now()
+                          AND pg_catalog.isfinite(ts)""",
                     as_owner_of=spi.TableAccess.for_select(self.table.schema, self.table.table),
                 )
                 rows = plan.execute()
@@ -333,9 +350,7 @@ class EventLog:
                 "alive_worker cannot read the last heartbeat of %s: %s", self.table.qualified, error.message
             )
             return start_facts().previous_last_ok_at
-        if rows and rows[0][0] is not None:
-            return datetime.fromtimestamp(float(rows[0][0]), UTC)
-        return None
+        return _from_epoch_text(rows[0][0]) if rows else None
 
     def _write(self, events: list[ledger.NewEvent]) -> bool:
         assert self._insert is not None

@@ -150,6 +150,43 @@ def test_an_extension_created_while_the_worker_runs_has_the_shutdown_s_event(
     assert abs(stopping["at"] - started["outage_from"]) < timedelta(milliseconds=5), (stopping, started)
 
 
+def test_rows_a_client_dated_bc_or_minus_infinity_fail_no_tick_after_a_restart(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    """The start reads the table's newest heartbeat before it: rows of a role with INSERT dated
+    where Python's datetime cannot go are no heartbeat, never a tick that fails (a red team's
+    rows stopped every heartbeat until a superuser deleted them)."""
+    cluster = make_cluster(settings={"interval": "200ms"}, extension=True)
+    cluster.wait_for_heartbeats(3)
+    cluster.sql(
+        "INSERT INTO public.log_table (pk, message, ts) SELECT 2147483647 - g, 'x', "
+        "CASE WHEN g % 2 = 0 THEN '-infinity'::timestamp ELSE '0001-01-01 BC'::timestamp END "
+        "FROM generate_series(0, 99) g"
+    )
+    cluster.node.stop()
+    cluster.node.start()
+    # The window itself is hidden: a hundred rows with the highest pks outvote the worker's
+    # (docs/SECURITY.md: only the worker's role should hold INSERT on the table).
+    wait_for(lambda: len(events(cluster, "started")) >= 2 or None, "the start's events")
+    count = len(cluster.heartbeats())
+    cluster.wait_for_heartbeats(count + 5)
+    assert cluster.sql("SELECT ticks_failed FROM alive_worker.workers") == [(0,)]
+
+
+def test_a_database_s_extra_float_digits_moves_no_window(make_cluster: Callable[..., Cluster]) -> None:
+    """The last heartbeat before a start is read as numeric, which no session setting rounds (as
+    float8 text, extra_float_digits = -10 made a 1 s window 10 hours long)."""
+    cluster = make_cluster(settings={"interval": "200ms"}, extension=True)
+    wait_for_event(cluster, "started", "first start")
+    cluster.sql("ALTER DATABASE postgres SET extra_float_digits = -10")
+    cluster.node.stop()  # fast: the worker reconnects with the database's settings
+    time.sleep(1)
+    cluster.node.start()
+    started = wait_for_event(cluster, "started", "shutdown")
+    [stopping] = events(cluster, "stopping")
+    assert abs(stopping["at"] - started["outage_from"]) < timedelta(milliseconds=5), (stopping, started)
+
+
 def test_a_backend_killed_resets_the_cluster_and_the_window_says_crash(
     make_cluster: Callable[..., Cluster],
 ) -> None:

@@ -306,6 +306,11 @@ def escape_controls(text: str) -> str:
     )
 
 
+def one_line(text: str) -> str:
+    """A server's text on one line of the command's output: a newline in it would forge a line."""
+    return text.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+
+
 class SafeOutput(io.TextIOBase):
     """A text stream that escapes control characters, but for Style's sequences."""
 

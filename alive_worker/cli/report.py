@@ -30,6 +30,7 @@ from alive_worker.cli._common import (
     connect,
     installed_extension,
     interval_text,
+    one_line,
     print_json,
     require_extension,
     safe_output,
@@ -371,7 +372,8 @@ def write_text(report: dict[str, Any], ledger: Ledger, out: TextIO, style: Style
         )
     out.write(f"\n{len(report['outages'])} outages\n")
     for outage in report["outages"]:
-        detail = f" ({outage['detail']})" if outage["detail"] else ""
+        # An event's detail may hold a trigger's error message: one line, so it forges no outage.
+        detail = f" ({one_line(outage['detail'])})" if outage["detail"] else ""
         out.write(
             f"  {when(outage['start'])} to {when(outage['end'])}  "
             f"{seconds_text(outage['length'].total_seconds()):>8}  {outage['cause']}{detail}\n"

@@ -29,6 +29,7 @@ from alive_worker.cli._common import (
     Style,
     connect,
     heartbeat_table,
+    one_line,
     print_json,
     require_extension,
     seconds_text,
@@ -235,6 +236,6 @@ def write(row: dict[str, Any], grid: Grid, args: argparse.Namespace, out: TextIO
     late_style = "warning" if late is not None and interval and late > interval / 2 else "dim"
     # One row, one line: whoever may insert into the table could otherwise
     # forge rows on the operator's screen with a newline in a message.
-    message = (row["message"] or "").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    message = one_line(row["message"] or "")
     out.write(f"{pk:>8}  {stamp}  {message}  {style(late_text, late_style)}\n")
     out.flush()

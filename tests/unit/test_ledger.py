@@ -120,3 +120,38 @@ def test_the_error_budget() -> None:
     assert budget.left_share == pytest.approx(0.1)
     assert ledger.mean_time_to_recover() == timedelta(seconds=4.5)
     assert ledger.longest() == ledger.outages[1]
+
+
+def test_a_detail_with_a_newline_forges_no_line_of_the_text_report() -> None:
+    """An event's detail may hold a trigger's error message: the text report keeps it on its line."""
+    import io
+
+    from alive_worker.cli._common import Style
+    from alive_worker.cli.report import as_dict, write_text
+    from alive_worker.ledger import Event
+
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    times = [*beats(start, 60), *beats(start + timedelta(seconds=90), 30)]
+    forged = "disk full\n  2026-12-01 00:00:00 to 2026-12-01 01:00:00    1 h  planned"
+    resumed = Event(
+        start + timedelta(seconds=90), "resumed", "failing ticks", start + timedelta(seconds=59), forged
+    )
+    ledger = build_ledger(
+        times,
+        start,
+        start + timedelta(seconds=120),
+        timedelta(seconds=3),
+        events=[resumed],
+        slack=timedelta(seconds=1),
+    )
+    out = io.StringIO()
+    write_text(
+        as_dict(ledger, "public.log_table", timedelta(seconds=1), 99.9), ledger, out, Style(out, "never")
+    )
+    [outage_line] = [line for line in out.getvalue().splitlines() if "disk full" in line]
+    assert "disk full\\n  2026-12-01 00:00:00" in outage_line
+    assert "1 outages" in out.getvalue()
+    assert not any(
+        line.startswith("  2026-12-01 00:00:00 to 2026-12-01 01:00:00")
+        for line in out.getvalue().splitlines()
+    )
