@@ -335,7 +335,8 @@ class EventLog:
             with spi.subtransaction():
                 plan = spi.prepare(
                     # The newest of the last rows by pk but this tick's own (stamped now()):
-                    # a stray row of a client's, with a high pk or an odd time, is outvoted.
+                    # a few stray rows of a client's, with high pks or odd times, are outvoted
+                    # (a hundred are not: docs/SECURITY.md, a role with INSERT).
                     # EXTRACT's numeric, not date_part's float8, whose text a database's
                     # extra_float_digits rounds; -infinity is no heartbeat.
                     f"""SELECT EXTRACT(epoch FROM pg_catalog.max(ts)::pg_catalog.timestamptz)
