@@ -67,6 +67,8 @@ def test_a_worker_that_writes_log_records_imports_no_logging(make_cluster: Calla
     and said so, kept logging's 2 MB before (issue 25's memory per database)."""
     cluster = make_cluster(setup_sql=["CREATE EXTENSION plpython3u", *NOTE_IMPORTS])
     cluster.wait_for_log(r"LOG:  alive_worker created log table public.log_table")
+    # The line is logged before the table's transaction commits; a heartbeat is after it.
+    cluster.wait_for_heartbeats(1)
     cluster.sql(NOTE_ON_LOG_TABLE)
     count = len(cluster.heartbeats())
     assert imported_at_tick(cluster, count) == ""
