@@ -255,8 +255,14 @@ def start_cluster(
     node.append_conf(log_statement="none", log_min_messages="debug1", max_worker_processes="16")
     if setup_sql:
         node.start()
-        for statement in setup_sql:
-            node.safe_psql(statement)
+        # One session for all of it, each statement run as psql -c would run it in a session of
+        # its own (autocommit, one simple query, then DISCARD ALL: a SET ROLE in one ends with it).
+        # A psql per statement cost the suite a process start each.
+        with Cluster(node).connect() as conn:
+            for statement in setup_sql:
+                # Never prepared: DISCARD ALL would drop a statement psycopg thinks it has.
+                conn.execute(statement, prepare=False)
+                conn.execute("DISCARD ALL", prepare=False)
         node.stop()
     if preload:
         node.append_conf(

@@ -11,50 +11,79 @@ one message with a hint, never a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn, TextIO
+from typing import Any, NamedTuple, NoReturn, TextIO
 
 import psycopg
 
 from alive_worker import __version__
-from alive_worker.cli import doctor, lag, metrics, report, rules, run, status, tail
 from alive_worker.cli._common import CliError, Status, Style, print_json, safe_output, translate
 
 Runner = Callable[[argparse.Namespace, TextIO, Style], Status]
 
-SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner]] = {
-    "status": ("the workers: state, counters, last error, tick times", status.add_arguments, status.run),
-    "tail": ("follow the heartbeats as they arrive, with each tick's lateness", tail.add_arguments, tail.run),
-    "lag": ("a standby's replication lag, for monitoring (exit 0/1/2/3)", lag.add_arguments, lag.run),
-    "doctor": ("check an installation end to end and say how to fix it", doctor.add_arguments, doctor.run),
-    "metrics": (
-        "the workers' status in Prometheus' text format (stdout or --output FILE)",
-        metrics.add_arguments,
-        metrics.run,
+
+class Subcommand(NamedTuple):
+    """A subcommand's summary, and where its arguments and its run are (a module of alive_worker.cli).
+
+    Named, not imported: a command imports the one module it runs (a
+    monitoring system may start it every few seconds), not those of the other
+    eight (prometheus_client, the report's page, the doctor's checks).
+    """
+
+    summary: str
+    module: str
+    add_arguments: str = "add_arguments"
+    run: str = "run"
+
+    def add_to(self, parser: argparse.ArgumentParser) -> None:
+        add: Callable[[argparse.ArgumentParser], None] = self._attribute(self.add_arguments)
+        add(parser)
+
+    def runner(self) -> Runner:
+        run: Runner = self._attribute(self.run)
+        return run
+
+    def _attribute(self, name: str) -> Any:
+        return getattr(importlib.import_module(f"alive_worker.cli.{self.module}"), name)
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "status": Subcommand("the workers: state, counters, last error, tick times", "status"),
+    "tail": Subcommand("follow the heartbeats as they arrive, with each tick's lateness", "tail"),
+    "lag": Subcommand("a standby's replication lag, for monitoring (exit 0/1/2/3)", "lag"),
+    "doctor": Subcommand("check an installation end to end and say how to fix it", "doctor"),
+    "metrics": Subcommand(
+        "the workers' status in Prometheus' text format (stdout or --output FILE)", "metrics"
     ),
-    "report": (
-        "write outages, availability per day, week and month, and the SLO's error budget",
-        report.add_arguments,
-        report.run,
+    "report": Subcommand(
+        "write outages, availability per day, week and month, and the SLO's error budget", "report"
     ),
-    "rules": (
-        "Prometheus recording rules and burn-rate alerts for a write-availability SLO",
-        rules.add_arguments,
-        rules.run,
+    "rules": Subcommand(
+        "Prometheus recording rules and burn-rate alerts for a write-availability SLO", "rules"
     ),
-    "exporter": (
+    "exporter": Subcommand(
         "serve the workers' status on /metrics for Prometheus",
-        metrics.add_exporter_arguments,
-        metrics.run_exporter,
+        "metrics",
+        "add_exporter_arguments",
+        "run_exporter",
     ),
-    "run": (
-        "write the heartbeat from outside, for servers without the extension (until SIGTERM)",
-        run.add_arguments,
-        run.run,
+    "run": Subcommand(
+        "write the heartbeat from outside, for servers without the extension (until SIGTERM)", "run"
     ),
 }
+
+
+def chosen_subcommand(argv: Sequence[str]) -> str | None:
+    """The subcommand argv names: its first word that is not an option (the top level takes no values)."""
+    for word in argv:
+        if word == "--":
+            return None
+        if not word.startswith("-"):
+            return word if word in SUBCOMMANDS else None
+    return None
 
 
 class Parser(argparse.ArgumentParser):
@@ -65,7 +94,8 @@ class Parser(argparse.ArgumentParser):
         self.exit(Status.UNKNOWN, f"{self.prog}: error: {message}\n")
 
 
-def parser() -> Parser:
+def parser(chosen: str | None = None) -> Parser:
+    """The command's parser; only the chosen subcommand's arguments are added (None: every one's)."""
     common = Parser(add_help=False)
     common.add_argument(
         "--dsn",
@@ -88,18 +118,20 @@ def parser() -> Parser:
     )
     top.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
-    for name, (summary, add_arguments, _) in SUBCOMMANDS.items():
-        sub = commands.add_parser(name, parents=[common], help=summary)
-        add_arguments(sub)
+    for name, subcommand in SUBCOMMANDS.items():
+        sub = commands.add_parser(name, parents=[common], help=subcommand.summary)
+        if chosen is None or name == chosen:
+            subcommand.add_to(sub)
     return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    args = parser(chosen_subcommand(words)).parse_args(words)
     # Nothing the server sends reaches the terminal unescaped (_common.SafeOutput).
     out = safe_output(sys.stdout)
     style = Style(out, args.color)
-    run = SUBCOMMANDS[args.command][2]
+    run = SUBCOMMANDS[args.command].runner()
     try:
         return int(run(args, out, style))
     except CliError as error:
