@@ -21,7 +21,15 @@ import psycopg
 import psycopg.sql
 import pytest
 import testgres
-from parallel import PORTS, group_by_shared_cluster, make_lock_dir, postgres_node, run_lock, slowest_first
+from parallel import (
+    PORTS,
+    group_by_shared_cluster,
+    initialised,
+    make_lock_dir,
+    postgres_node,
+    run_lock,
+    slowest_first,
+)
 
 PG_CONFIG = os.environ.get("PG_CONFIG", "pg_config")
 BIN_DIR = subprocess.check_output([PG_CONFIG, "--bindir"], text=True).strip()
@@ -250,8 +258,7 @@ def start_cluster(
     if settings and "hook" in settings:
         settings = {**UNHURRIED, **settings}
     base_dir = tmp_path_factory.mktemp("cluster")
-    node = postgres_node(base_dir, BIN_DIR)
-    node.init()
+    node = initialised(postgres_node(base_dir, BIN_DIR))
     node.append_conf(log_statement="none", log_min_messages="debug1", max_worker_processes="16")
     if setup_sql:
         node.start()
