@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 import io
 import json
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -13,7 +15,7 @@ import psycopg
 import psycopg.errors
 import pytest
 
-from alive_worker.cli import main
+from alive_worker.cli import chosen_subcommand, main
 from alive_worker.cli._common import (
     CliError,
     Status,
@@ -139,3 +141,60 @@ def test_the_first_file_other_users_cannot_read_is_named(tmp_path: Path) -> None
     assert unreadable_by_others(tmp_path) == tmp_path / "lib" / "secret.py"
     (tmp_path / "lib").chmod(0o750)
     assert unreadable_by_others(tmp_path) == tmp_path / "lib"
+
+
+# A subcommand's module and what it alone needs: none of them is imported for another subcommand.
+OTHER_SUBCOMMANDS_MODULES = (
+    "alive_worker.cli.doctor",
+    "alive_worker.cli.metrics",
+    "alive_worker.cli.report",
+    "alive_worker.cli.report_page",
+    "alive_worker.cli.rules",
+    "alive_worker.cli.run",
+    "alive_worker.cli.tail",
+    "alive_worker.cli.lag",
+    "alive_worker.ledger",
+    "prometheus_client",
+)
+
+
+def test_the_command_imports_only_the_module_of_the_subcommand_it_runs() -> None:
+    """A monitoring system may start `alive-worker status` every few seconds: it pays for status alone."""
+    probe = (
+        "import sys\n"
+        "from alive_worker.cli import main\n"
+        "try:\n"
+        "    main(['status', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('\\n'.join(sorted(sys.modules)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    imported = set(result.stdout.split())
+    assert "alive_worker.cli.status" in imported
+    assert imported.isdisjoint(OTHER_SUBCOMMANDS_MODULES), imported & set(OTHER_SUBCOMMANDS_MODULES)
+
+
+@pytest.mark.parametrize(
+    ("argv", "chosen"),
+    [
+        (["status", "--json"], "status"),
+        (["exporter", "--listen", "127.0.0.1:9187"], "exporter"),
+        (["--version"], None),
+        (["--help"], None),
+        (["no-such-command"], None),
+        (["--", "status"], None),
+    ],
+)
+def test_the_subcommand_is_the_first_word_that_is_no_option(argv: list[str], chosen: str | None) -> None:
+    assert chosen_subcommand(argv) == chosen
+
+
+def test_a_command_unknown_or_mistyped_gets_argparse_s_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for argv in (["no-such-command"], ["status", "--no-such-option"]):
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        assert exited.value.code == Status.UNKNOWN
+    assert "invalid choice: 'no-such-command'" in capsys.readouterr().err
