@@ -63,6 +63,8 @@ HOLDS_FOR = 1.0
 SLOTS_STAY_FULL_SECONDS = 2.0
 WATCH = "watch"
 OK_STATES = {"sleeping", "ticking", "in the hook"}
+# A worker (re)started and not yet ticked says nothing of clients either way: no verdict.
+NO_VERDICT_YET = {"starting", "restarting", "connecting"}
 
 
 @dataclass
@@ -340,6 +342,8 @@ def agrees_and_holds(cluster: Cluster, clients_can_write_now: bool, when: str) -
 
     def view_agrees() -> bool | None:
         last[:] = [what_the_view_says(cluster)]
+        if last[0]["state"] in NO_VERDICT_YET:
+            return None
         return (last[0]["state"] in OK_STATES) is clients_can_write_now or None
 
     try:
