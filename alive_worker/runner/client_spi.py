@@ -42,8 +42,8 @@ from types import TracebackType
 from typing import Any, NamedTuple, NoReturn
 
 import psycopg
-import psycopg.generators
 from psycopg import pq
+from psycopg.generators import fetch_many, send
 
 # Re-exported, as alive_worker.spi does: hooks write spi.SPIError and spi.errors.QueryCanceled.
 from alive_worker import errors as errors
@@ -69,11 +69,12 @@ class _Session:
     on_retention_error: Callable[[str | None], None] = staticmethod(lambda message: None)
     rowcount = 0
     savepoints = 0
-    # The tick's settings statement while its transaction is still to be opened (begin_tick):
-    # sent after BEGIN with the tick's next statement.  Set again after a COMMIT that went with
-    # the INSERT: a statement after it runs in a transaction of its own, with the settings.
-    opening: bytes | None = None
-    tick_opening: bytes | None = None
+    # BEGIN and the tick's settings statement while its transaction is still to be opened
+    # (begin_tick): sent with the tick's next statement.  Set again after a COMMIT that went
+    # with the INSERT: a statement after it runs in a transaction of its own, with the settings.
+    opening: list[_Statement] | None = None
+    tick_opening: list[_Statement] | None = None
+    opening_text: str | None = None
     # The heartbeat's INSERT is the tick's last statement: its COMMIT goes with it.
     commit_with_insert = False
     names_made = 0
@@ -97,7 +98,7 @@ def attach(conn: psycopg.Connection[Any]) -> None:
     session.conn = conn
     session.generation += 1
     session.savepoints = 0
-    session.opening = session.tick_opening = None
+    session.opening = session.tick_opening = session.opening_text = None
     session.commit_with_insert = False
     session.prepared = set()
     session.named_texts = {}
@@ -171,6 +172,12 @@ def _new_name() -> bytes:
     return b"alive_worker_%d" % session.names_made
 
 
+_BEGIN: _Statement = (b"alive_worker_begin", b"BEGIN", (), ())
+_COMMIT: _Statement = (b"alive_worker_commit", b"COMMIT", (), ())
+_FATAL_ERROR = pq.ExecStatus.FATAL_ERROR
+_COMMAND_OK = pq.ExecStatus.COMMAND_OK
+
+
 def _named(text: bytes) -> _Statement:
     """A statement of the runner's own without parameters, prepared under one name per connection."""
     name = session.named_texts.get(text)
@@ -196,12 +203,14 @@ def _pipeline(statements: list[_Statement]) -> list[pq.abc.PGresult]:
     exchange (SIGTERM, tick_timeout, a lost connection) leaves the connection
     closed: what the server did is not known, and the runner connects again."""
     conn = _connection()
-    owed: list[_Statement] = [(None, b"DEALLOCATE " + freed, (), ()) for freed in session.to_close]
-    session.to_close = []
-    if session.opening is not None:
-        owed += [_named(b"BEGIN"), _named(session.opening)]
+    owed = 0
+    if session.to_close or session.opening is not None:
+        before: list[_Statement] = [(None, b"DEALLOCATE " + freed, (), ()) for freed in session.to_close]
+        session.to_close = []
+        before += session.opening or []
         session.opening = None
-    statements = owed + statements
+        owed = len(before)
+        statements = before + statements
     pgconn = conn.pgconn
     parsed: list[bytes | None] = []  # per command sent: the name its Parse prepares, or None
     pgconn.enter_pipeline_mode()
@@ -219,19 +228,21 @@ def _pipeline(statements: list[_Statement]) -> list[pq.abc.PGresult]:
         pgconn.pipeline_sync()
         *batches, _sync = conn.wait(_exchange(pgconn, len(parsed)))
         pgconn.exit_pipeline_mode()
-    except BaseException:
+    except BaseException as stopped:
         if not conn.closed:
             conn.close()
+        if isinstance(stopped, psycopg.Error):
+            raise_as_spi_error(stopped)  # a lost connection: class 08, as a statement meets it
         raise
     results: list[pq.abc.PGresult] = []
     failed: pq.abc.PGresult | None = None
     for prepared_as, batch in zip(parsed, batches, strict=True):
         result = batch[-1]
-        if result.status == pq.ExecStatus.FATAL_ERROR and failed is None:
+        if result.status == _FATAL_ERROR and failed is None:
             failed = result
         if prepared_as is None:
             results.append(result)
-        elif result.status != pq.ExecStatus.COMMAND_OK:
+        elif result.status != _COMMAND_OK:
             session.prepared.discard(prepared_as)  # prepared by the next pipeline that runs it
     if failed is not None:
         error = psycopg.errors.error_from_result(failed, encoding=conn.info.encoding)
@@ -240,7 +251,7 @@ def _pipeline(statements: list[_Statement]) -> list[pq.abc.PGresult]:
             session.prepared.clear()
             session.to_close = [b"ALL"]
         raise_as_spi_error(error)
-    return results[len(owed) :]
+    return results[owed:] if owed else results
 
 
 def _exchange(pgconn: pq.abc.PGconn, commands: int) -> Any:
@@ -248,10 +259,10 @@ def _exchange(pgconn: pq.abc.PGconn, commands: int) -> Any:
 
     psycopg's generators (version pinned: scripts/requirements/runtime.txt),
     waited on by the connection's wait(): SIGTERM's handler runs meanwhile."""
-    yield from psycopg.generators.send(pgconn)
+    yield from send(pgconn)
     batches = []
     for _ in range(commands + 1):
-        batches.append((yield from psycopg.generators.fetch_many(pgconn)))
+        batches.append((yield from fetch_many(pgconn)))
     return batches
 
 
@@ -379,7 +390,7 @@ class Plan:
         commit = session.commit_with_insert
         session.commit_with_insert = False
         if commit:
-            statements.append(_named(b"COMMIT"))
+            statements.append(_COMMIT)
         result = _pipeline(statements)[0]
         session.rowcount = result.command_tuples or 0
         if commit:
@@ -408,19 +419,22 @@ def begin_tick(opening: str | None = None, commit_with_insert: bool = False) -> 
     for plan in _tick_plans:
         plan._released = True
     _tick_plans.clear()
-    session.opening = session.tick_opening = None if opening is None else opening.encode()
+    if opening is not session.opening_text:
+        session.opening_text = opening
+        session.tick_opening = None if opening is None else [_BEGIN, _named(opening.encode())]
+    session.opening = session.tick_opening
     session.commit_with_insert = commit_with_insert
 
 
 def commit() -> None:
     """Ends the tick's transaction with COMMIT, if the INSERT's round trip did not (nothing is open then)."""
     if _connection().pgconn.transaction_status != pq.TransactionStatus.IDLE:
-        _pipeline([_named(b"COMMIT")])
+        _pipeline([_COMMIT])
 
 
 def end_tick() -> None:
     """Called by the runner last in each tick: statements outside ticks open no tick transaction."""
-    session.opening = session.tick_opening = None
+    session.opening = None
     session.commit_with_insert = False
 
 
