@@ -1034,3 +1034,28 @@ def test_an_insert_that_writes_nothing_fails_the_tick_and_says_why(
     # The numbering goes on from the last heartbeat written: the ticks that wrote nothing count none.
     beats = numbers(cluster.wait_for_heartbeats(5))
     assert beats == list(range(1, len(beats) + 1)), beats
+
+
+def test_a_trigger_that_deallocates_the_runner_s_statements_fails_one_tick_only(
+    make_cluster: Callable[..., Cluster], start_runner: Callable[..., RunningRunner]
+) -> None:
+    cluster = make_cluster(
+        setup_sql=[
+            *LEAST_PRIVILEGE_SETUP,
+            """CREATE FUNCTION public.forget() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN
+                 IF NEW.pk = 4 THEN EXECUTE 'DEALLOCATE ALL'; END IF;
+                 RETURN NEW;
+               END $$""",
+            "CREATE TRIGGER forget BEFORE INSERT ON public.log_table FOR EACH ROW "
+            "EXECUTE FUNCTION public.forget()",
+        ],
+        preload=False,
+    )
+    runner = start_runner("--dsn", dsn(cluster), "--interval", INTERVAL, "--message", MESSAGE)
+    # The fourth INSERT's trigger deallocates the tick's COMMIT (and the rest) under it: that tick
+    # fails; the next one prepares them again, and the numbering goes on without a gap.
+    rows = cluster.wait_for_heartbeats(6)
+    assert 4 not in [pk for pk, _ in rows]
+    assert numbers(rows)[:6] == [1, 2, 3, 4, 5, 6]
+    assert runner.log().count("(SQLSTATE 26000)") == 1, runner.log()
