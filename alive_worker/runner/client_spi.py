@@ -163,7 +163,7 @@ def _parameter_class(type_name: str) -> type[_TypedText]:
 # each time), its text, its values (text, None for NULL) and their types' oids.
 _Statement = tuple[bytes | None, bytes, Sequence[bytes | None], Sequence[int]]
 # No name is prepared twice: a name of ours missing on the server (SQLSTATE 26000), or there
-# already (42P05), means that something else deallocated ours (DEALLOCATE, DISCARD).
+# already (42P05), means that a DEALLOCATE of the table's code or a hook took ours.
 _NAMES_LOST = ("26000", "42P05")
 
 
