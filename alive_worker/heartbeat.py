@@ -99,6 +99,17 @@ class Heartbeat:
         if self._retention is not None:
             self._retention.run_if_due()
 
+    def inserts_alone(self, settings_generation: int) -> bool:
+        """Whether the next tick() runs no statement after the heartbeat's INSERT, as far as it can
+        tell before: the plans ready for this generation, no ledger, no hook, no retention batch
+        due.  A transport may then send the transaction's end with the INSERT (the runner's
+        client_spi does: one round trip).  A statement that runs after all (a retention batch
+        that fell due meanwhile, the catalog read of an INSERT that wrote nothing) is the
+        transport's to run in a transaction of its own."""
+        if settings_generation != self._ready_for or self._events is not None or self.settings.hook:
+            return False
+        return self._retention is None or not self._retention.due()
+
     def _write(self, number: int, settings_generation: int) -> None:
         """The heartbeat's INSERT, and the ledger's events of a gap it ends."""
         # One test on the path of an ordinary tick; the rest only after a change.

@@ -47,6 +47,10 @@ class Retention:
         self._next_check = 0.0
         self._failing: str | None = None
 
+    def due(self) -> bool:
+        """Whether run_if_due() would delete now (a backlog, or the clock says so)."""
+        return time.monotonic() >= self._next_check
+
     def run_if_due(self) -> None:
         """Deletes up to batch_rows expired rows, when a backlog or the clock says so."""
         now = time.monotonic()

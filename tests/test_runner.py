@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -874,3 +875,187 @@ def hook(tick):
     # The tick's heartbeat was rolled back with it; the next commits, as number 3.
     rows = managed.wait_for_heartbeats(4)
     assert numbers(rows)[:4] == [1, 2, 3, 4], runner.log()
+
+
+# ---- the tick's round trips, and what its one statement of settings sets ----
+
+# What tick_start's one statement stands for: the SET LOCAL statements the runner's ticks sent
+# until 1.3, one each, in this order.
+SET_LOCAL_EQUIVALENT = [
+    "SET LOCAL SESSION AUTHORIZATION DEFAULT",
+    "SET LOCAL ROLE NONE",
+    "SET LOCAL search_path = pg_catalog, pg_temp",
+    "SET LOCAL DateStyle = ISO, MDY",
+    "SET LOCAL IntervalStyle = postgres",
+    "SET LOCAL TimeZone = UTC",
+    "SET LOCAL statement_timeout = 2500",
+    "SET LOCAL lock_timeout = 0",
+    "SET LOCAL idle_in_transaction_session_timeout = 2500",
+    "SET LOCAL client_connection_check_interval = 500",
+]
+# What the table's code, run as the runner's role, could have set for the session before a tick.
+HOSTILE_SESSION = [
+    "SET ROLE mallory",
+    "SET search_path = public",
+    "SET DateStyle = SQL, DMY",
+    "SET IntervalStyle = iso_8601",
+    "SET TimeZone = 'Pacific/Chatham'",
+    "SET statement_timeout = 0",
+    "SET lock_timeout = 1",
+    "SET idle_in_transaction_session_timeout = 0",
+    "SET client_connection_check_interval = 0",
+]
+SETTINGS_READ = (
+    "SELECT session_user, current_user, current_setting('role'), current_setting('session_authorization'), "
+    + ", ".join(
+        f"current_setting('{name}')"
+        for name in (
+            "search_path",
+            "DateStyle",
+            "IntervalStyle",
+            "TimeZone",
+            "statement_timeout",
+            "lock_timeout",
+            "idle_in_transaction_session_timeout",
+            "client_connection_check_interval",
+        )
+    )
+)
+
+
+def test_the_tick_s_settings_statement_sets_what_set_local_sets(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    import psycopg
+
+    from alive_worker.runner.loop import tick_start
+
+    cluster = make_cluster(
+        setup_sql=[*LEAST_PRIVILEGE_SETUP, "CREATE ROLE mallory", "GRANT mallory TO luca"], preload=False
+    )
+    with psycopg.connect(dsn(cluster), autocommit=True) as conn:
+        if conn.info.server_version < 140000:
+            pytest.skip("client_connection_check_interval is PostgreSQL 14's")
+        for statement in HOSTILE_SESSION:
+            conn.execute(statement)
+        hostile = conn.execute(SETTINGS_READ).fetchone()
+        seen = []
+        for settings in ([tick_start(2500, conn.info.server_version)], SET_LOCAL_EQUIVALENT):
+            with conn.transaction():
+                for statement in settings:
+                    conn.execute(statement)
+                seen.append(conn.execute(SETTINGS_READ).fetchone())
+            # Local to the transaction: the session's own come back after it.
+            assert conn.execute(SETTINGS_READ).fetchone() == hostile
+    by_set_config, by_set_local = seen
+    assert by_set_config == by_set_local
+    assert by_set_config == (
+        "luca", "luca", "none", "luca", "pg_catalog, pg_temp", "ISO, MDY", "postgres", "UTC",
+        "2500ms", "0", "2500ms", "500ms",
+    )  # fmt: skip
+
+
+# Runs the runner of this checkout in a process of its own, on the grid at 10 ms, and prints
+# how many times each tick waited for the server: every exchange with the server goes through
+# psycopg's Connection.wait() (its cursors, commit and rollback, and client_spi's pipeline), and
+# each wait is one round trip: what the client sends, then the server's answer.
+COUNT_ROUND_TRIPS = r"""
+import json, sys
+from alive_worker.runner import config, loop
+
+class Counting(loop.RunnerConnection):
+    waits = 0
+    def wait(self, gen, *args, **kwargs):
+        Counting.waits += 1
+        return super().wait(gen, *args, **kwargs)
+
+loop.RunnerConnection = Counting
+per_tick = []
+tick = loop.Runner._tick
+
+def counted_tick(self):
+    Counting.waits = 0
+    tick(self)
+    per_tick.append(Counting.waits)
+    if len(per_tick) == int(sys.argv[3]):
+        self.stopping = True
+        raise loop.Stop("enough")
+
+loop.Runner._tick = counted_tick
+flags = {"dsn": sys.argv[1], "interval": "10ms", "tick_timeout": "10s", **json.loads(sys.argv[2])}
+runner = loop.Runner(config.build(None, flags))
+runner.run()
+print(json.dumps({"per_tick": per_tick, "ok": runner.counters.ticks_ok}))
+"""
+
+
+def round_trips_per_tick(cluster: Cluster, ticks: int, **flags: str) -> list[int]:
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "-c", COUNT_ROUND_TRIPS, dsn(cluster), json.dumps(flags), str(ticks)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=root,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("PG", "ALIVE_WORKER_"))},
+    )
+    assert result.returncode == 0, result.stderr
+    counted = json.loads(result.stdout)
+    assert counted["ok"] == ticks, result.stderr
+    return list(counted["per_tick"])
+
+
+def test_a_tick_without_hook_or_retention_due_is_one_round_trip(managed: Cluster, tmp_path: Path) -> None:
+    # The first tick prepares (the table's checks) and names the session: more; then one each,
+    # BEGIN, the settings, the INSERT and COMMIT together.
+    assert round_trips_per_tick(managed, 8)[2:] == [1] * 6
+    assert numbers(managed.heartbeats()) == list(range(1, 9))
+    # With a hook, the hook runs after the INSERT and before COMMIT: more round trips (the hook's
+    # savepoint, its release, COMMIT), the INSERT still with the transaction's start.
+    (tmp_path / "hooks").mkdir()
+    hook = write_hook(tmp_path / "hooks", "def hook(tick):\n    pass\n")
+    with_hook = round_trips_per_tick(managed, 4, hook=hook)
+    assert with_hook[2:] == [4, 4], with_hook
+
+
+def test_an_insert_that_writes_nothing_fails_the_tick_and_says_why(
+    make_cluster: Callable[..., Cluster], start_runner: Callable[..., RunningRunner]
+) -> None:
+    cluster = make_cluster(setup_sql=LEAST_PRIVILEGE_SETUP, preload=False)
+    runner = start_runner("--dsn", dsn(cluster), "--interval", INTERVAL, "--message", MESSAGE)
+    cluster.wait_for_heartbeats(2)
+    cluster.sql("CREATE RULE nothing_here AS ON INSERT TO public.log_table DO INSTEAD NOTHING")
+    wait_for(
+        lambda: "wrote no row: DO INSTEAD rule nothing_here discarded it (SQLSTATE 55000)" in runner.log(),
+        "the INSERT that wrote nothing reported",
+    )
+    assert runner.process.poll() is None
+    cluster.sql("DROP RULE nothing_here ON public.log_table")
+    # The numbering goes on from the last heartbeat written: the ticks that wrote nothing count none.
+    beats = numbers(cluster.wait_for_heartbeats(5))
+    assert beats == list(range(1, len(beats) + 1)), beats
+
+
+def test_a_trigger_that_deallocates_the_runner_s_statements_fails_one_tick_only(
+    make_cluster: Callable[..., Cluster], start_runner: Callable[..., RunningRunner]
+) -> None:
+    cluster = make_cluster(
+        setup_sql=[
+            *LEAST_PRIVILEGE_SETUP,
+            """CREATE FUNCTION public.forget() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN
+                 IF NEW.pk = 4 THEN EXECUTE 'DEALLOCATE ALL'; END IF;
+                 RETURN NEW;
+               END $$""",
+            "CREATE TRIGGER forget BEFORE INSERT ON public.log_table FOR EACH ROW "
+            "EXECUTE FUNCTION public.forget()",
+        ],
+        preload=False,
+    )
+    runner = start_runner("--dsn", dsn(cluster), "--interval", INTERVAL, "--message", MESSAGE)
+    # The fourth INSERT's trigger deallocates the tick's COMMIT (and the rest) under it: that tick
+    # fails; the next one prepares them again, and the numbering goes on without a gap.
+    rows = cluster.wait_for_heartbeats(6)
+    assert 4 not in [pk for pk, _ in rows]
+    assert numbers(rows)[:6] == [1, 2, 3, 4, 5, 6]
+    assert runner.log().count("(SQLSTATE 26000)") == 1, runner.log()

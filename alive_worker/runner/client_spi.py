@@ -10,9 +10,22 @@ and context.  Statements run on the runner's one connection, inside the
 transaction the runner opens for each tick; :class:`subtransaction` is a
 SAVEPOINT in it.
 
+Every statement goes through libpq's pipeline mode (psycopg.pq, below
+psycopg's cursors, whose own work per statement cost more client CPU than
+the round trip: docs/BENCHMARKS.md).  Each tick's transaction is opened by
+the runner (begin_tick) and sent with the tick's first statement: BEGIN,
+the statement that sets what the tick needs for itself, and that
+statement, in one round trip.  When nothing runs after the heartbeat's
+INSERT, its COMMIT goes in that round trip too: the tick is one round trip.
+
 Values cross as text, as they do through SPI: each parameter is sent with
 the type the prepared statement declares (its oid, looked up once), and every
 column comes back as its text form (``'t'``, ``'42'``), whatever its type.
+Kept plans, BEGIN, COMMIT and the tick's settings are prepared on the server
+under names of ours (``alive_worker_N``) the first time they run; psycopg's
+own preparing is off on the runner's connection (loop.py), so that nothing
+deallocates them behind our back but a statement of the table's code or of
+a hook, which the next pipeline recovers from (_pipeline).
 
 What differs from the worker, by necessity, and is written in
 docs/MANAGED.md: a client cannot act as another role, so ``as_owner_of``
@@ -29,9 +42,8 @@ from types import TracebackType
 from typing import Any, NamedTuple, NoReturn
 
 import psycopg
-import psycopg.adapt
-import psycopg.postgres
-from psycopg.types.string import TextLoader
+from psycopg import pq
+from psycopg.generators import fetch_many, send
 
 # Re-exported, as alive_worker.spi does: hooks write spi.SPIError and spi.errors.QueryCanceled.
 from alive_worker import errors as errors
@@ -51,13 +63,31 @@ class _Session:
     """The connection statements run on, and where the runner hears what the policy reports."""
 
     conn: psycopg.Connection[Any] | None = None
-    cursor: psycopg.RawCursor[Any] | None = None
     generation = 0  # one more at every new connection: plans of an older one are gone
     settings: Callable[[str], str | None] = staticmethod(lambda name: None)
     on_in_hook: Callable[[bool], None] = staticmethod(lambda in_hook: None)
     on_retention_error: Callable[[str | None], None] = staticmethod(lambda message: None)
     rowcount = 0
     savepoints = 0
+    # BEGIN and the tick's settings statement while its transaction is still to be opened
+    # (begin_tick): sent with the tick's next statement.  Set again after a COMMIT that went
+    # with the INSERT: a statement after it runs in a transaction of its own, with the settings.
+    opening: list[_Statement] | None = None
+    tick_opening: list[_Statement] | None = None
+    opening_text: str | None = None
+    # The heartbeat's INSERT is the tick's last statement: its COMMIT goes with it.
+    commit_with_insert = False
+    names_made = 0
+    # Statements prepared on this connection, by name; the names of BEGIN, COMMIT and the
+    # settings by their text; what to DEALLOCATE (freed plans) first in the next pipeline.
+    prepared: set[bytes]
+    named_texts: dict[bytes, bytes]
+    to_close: list[bytes]
+
+    def __init__(self) -> None:
+        self.prepared = set()
+        self.named_texts = {}
+        self.to_close = []
 
 
 session = _Session()
@@ -65,19 +95,14 @@ session = _Session()
 
 def attach(conn: psycopg.Connection[Any]) -> None:
     """Makes conn the connection every statement runs on (the runner's, after each connect)."""
-    conn.adapters.register_loader(0, TextLoader)
-    # Every type psycopg knows is read as its text: what SPI gives the policy.
-    for info in psycopg.postgres.types:
-        conn.adapters.register_loader(info.oid, TextLoader)
-        if info.array_oid:
-            conn.adapters.register_loader(info.array_oid, TextLoader)
-    for made in _classes_by_oid.values():
-        conn.adapters.register_dumper(made, _dumper_of[made])
     session.conn = conn
-    # One cursor for every statement: making one per statement costs more than the statement.
-    session.cursor = psycopg.RawCursor(conn)
     session.generation += 1
     session.savepoints = 0
+    session.opening = session.tick_opening = session.opening_text = None
+    session.commit_with_insert = False
+    session.prepared = set()
+    session.named_texts = {}
+    session.to_close = []
     _parameter_types.clear()
 
 
@@ -109,25 +134,14 @@ class _TypedText(str):
 
 _parameter_types: dict[str, type[_TypedText]] = {}
 _classes_by_oid: dict[int, type[_TypedText]] = {}
-_dumper_of: dict[type[_TypedText], type[psycopg.adapt.Dumper]] = {}
 
 
 def _typed_class(type_oid: int) -> type[_TypedText]:
-    """A str subclass whose dumper sends its text as the type type_oid (made once per oid)."""
+    """A str subclass whose values are sent as the type type_oid (made once per oid)."""
     made = _classes_by_oid.get(type_oid)
     if made is None:
-        made = type(f"_Text{type_oid}", (_TypedText,), {"type_oid": type_oid})
-        dumper = type(f"_Text{type_oid}Dumper", (_TextDumper,), {"oid": type_oid})
-        _dumper_of[made] = dumper
-        _classes_by_oid[type_oid] = made
-        if session.conn is not None:
-            session.conn.adapters.register_dumper(made, dumper)
+        made = _classes_by_oid[type_oid] = type(f"_Text{type_oid}", (_TypedText,), {"type_oid": type_oid})
     return made
-
-
-class _TextDumper(psycopg.adapt.Dumper):
-    def dump(self, obj: Any) -> bytes:
-        return str.encode(obj)
 
 
 def _parameter_class(type_name: str) -> type[_TypedText]:
@@ -143,18 +157,131 @@ def _parameter_class(type_name: str) -> type[_TypedText]:
     return made
 
 
-def _run(query: str, params: Sequence[Any] = (), prepare: bool | None = None) -> list[Row]:
-    """Runs one statement; its rows (text), and last_rowcount() set.  Errors as SPIError."""
-    _connection()
-    cursor = session.cursor
-    assert cursor is not None
+# ---- statements, in libpq's pipeline mode ----
+
+# A statement for _pipeline: the name it is prepared as (None: the unnamed statement, parsed
+# each time), its text, its values (text, None for NULL) and their types' oids.
+_Statement = tuple[bytes | None, bytes, Sequence[bytes | None], Sequence[int]]
+# No name is prepared twice: a name of ours missing on the server (SQLSTATE 26000), or there
+# already (42P05), means that a DEALLOCATE of the table's code or a hook took ours.
+_NAMES_LOST = ("26000", "42P05")
+
+
+def _new_name() -> bytes:
+    session.names_made += 1
+    return b"alive_worker_%d" % session.names_made
+
+
+_BEGIN: _Statement = (b"alive_worker_begin", b"BEGIN", (), ())
+_COMMIT: _Statement = (b"alive_worker_commit", b"COMMIT", (), ())
+_FATAL_ERROR = pq.ExecStatus.FATAL_ERROR
+_COMMAND_OK = pq.ExecStatus.COMMAND_OK
+
+
+def _named(text: bytes) -> _Statement:
+    """A statement of the runner's own without parameters, prepared under one name per connection."""
+    name = session.named_texts.get(text)
+    if name is None:
+        name = session.named_texts[text] = _new_name()
+    return (name, text, (), ())
+
+
+def _statement(name: bytes | None, query: str, params: Sequence[_TypedText | None]) -> _Statement:
+    values = [None if value is None else value.encode() for value in params]
+    return (name, query.encode(), values, [0 if value is None else value.type_oid for value in params])
+
+
+def _pipeline(statements: list[_Statement]) -> list[pq.abc.PGresult]:
+    """Runs statements in one round trip (libpq's pipeline mode, one Sync); returns their results.
+
+    What is owed goes first: the DEALLOCATE of freed plans, then the tick's
+    opening (BEGIN and its settings) if it is still to be sent.  A named
+    statement is prepared in the same round trip the first time.  The first
+    error is raised (SPIError by its SQLSTATE) once every result is read: the
+    statements after it did not run, and the transaction, if one was open,
+    is failed (the runner rolls it back).  Anything else that stops the
+    exchange (SIGTERM, tick_timeout, a lost connection) leaves the connection
+    closed: what the server did is not known, and the runner connects again."""
+    conn = _connection()
+    owed = 0
+    if session.to_close or session.opening is not None:
+        before: list[_Statement] = [(None, b"DEALLOCATE " + freed, (), ()) for freed in session.to_close]
+        session.to_close = []
+        before += session.opening or []
+        session.opening = None
+        owed = len(before)
+        statements = before + statements
+    pgconn = conn.pgconn
+    parsed: list[bytes | None] = []  # per command sent: the name its Parse prepares, or None
+    pgconn.enter_pipeline_mode()
     try:
-        cursor.execute(query, list(params), prepare=prepare)
-        session.rowcount = max(cursor.rowcount, 0)
-        rows = cursor.fetchall() if cursor.description is not None else []
-    except psycopg.Error as error:
+        for name, text, values, types in statements:
+            if name is None:
+                pgconn.send_query_params(text, values, param_types=types)
+            else:
+                if name not in session.prepared:
+                    pgconn.send_prepare(name, text, param_types=types)
+                    parsed.append(name)
+                    session.prepared.add(name)
+                pgconn.send_query_prepared(name, values)
+            parsed.append(None)
+        pgconn.pipeline_sync()
+        *batches, _sync = conn.wait(_exchange(pgconn, len(parsed)))
+        pgconn.exit_pipeline_mode()
+    except BaseException as stopped:
+        if not conn.closed:
+            conn.close()
+        if isinstance(stopped, psycopg.Error):
+            raise_as_spi_error(stopped)  # a lost connection: class 08, as a statement meets it
+        raise
+    results: list[pq.abc.PGresult] = []
+    failed: pq.abc.PGresult | None = None
+    for prepared_as, batch in zip(parsed, batches, strict=True):
+        result = batch[-1]
+        if result.status == _FATAL_ERROR and failed is None:
+            failed = result
+        if prepared_as is None:
+            results.append(result)
+        elif result.status != _COMMAND_OK:
+            session.prepared.discard(prepared_as)  # prepared by the next pipeline that runs it
+    if failed is not None:
+        error = psycopg.errors.error_from_result(failed, encoding=conn.info.encoding)
+        if error.sqlstate in _NAMES_LOST:
+            # Start again from nothing: every name is prepared anew after a DEALLOCATE ALL.
+            session.prepared.clear()
+            session.to_close = [b"ALL"]
         raise_as_spi_error(error)
-    return [tuple(row) for row in rows]
+    return results[owed:] if owed else results
+
+
+def _exchange(pgconn: pq.abc.PGconn, commands: int) -> Any:
+    """Sends what the pipeline holds, then reads each command's results and the Sync's.
+
+    psycopg's generators (version pinned: scripts/requirements/runtime.txt),
+    waited on by the connection's wait(): SIGTERM's handler runs meanwhile."""
+    yield from send(pgconn)
+    batches = []
+    for _ in range(commands + 1):
+        batches.append((yield from fetch_many(pgconn)))
+    return batches
+
+
+def _run(query: str, params: Sequence[_TypedText | None] = (), name: bytes | None = None) -> list[Row]:
+    """Runs one statement (prepared as name, if one is given); its rows (text), and last_rowcount()
+    set.  Errors as SPIError."""
+    result = _pipeline([_statement(name, query, params)])[0]
+    session.rowcount = result.command_tuples or 0
+    if result.status != pq.ExecStatus.TUPLES_OK:
+        return []
+    encoding = _connection().info.encoding
+    columns = range(result.nfields)
+    return [
+        tuple(
+            None if (value := result.get_value(row, column)) is None else value.decode(encoding)
+            for column in columns
+        )
+        for row in range(result.ntuples)
+    ]
 
 
 # ---- the transport's functions (alive_worker/transport.py) ----
@@ -191,7 +318,7 @@ _tick_plans: list[Plan] = []
 class Plan:
     """A statement with declared parameter types, prepared on the server at its first run."""
 
-    __slots__ = ("_generation", "_prepare", "_released", "_types", "keep", "nargs", "query")
+    __slots__ = ("_generation", "_name", "_released", "_types", "keep", "nargs", "query")
 
     def __init__(self, query: str, argtypes: Sequence[str], keep: bool, once: bool = False) -> None:
         if "\x00" in query:
@@ -205,12 +332,13 @@ class Plan:
         self._types = [_parameter_class(name) for name in argtypes]
         self._generation = session.generation
         self._released = False
-        # Prepared on the server only if run again: spi.execute()'s statements run once.
-        self._prepare: bool | None = None if once else True
+        # Prepared on the server under this name at its first run if kept (spi.execute()'s
+        # statements run once; a tick's own plans are parsed at each run).
+        self._name: bytes | None = _new_name() if keep and not once else None
         if not keep:
             _tick_plans.append(self)
 
-    def _values(self, values: Sequence[str | None]) -> list[Any]:
+    def _values(self, values: Sequence[str | None]) -> list[_TypedText | None]:
         if len(values) != self.nargs:
             raise TypeError(f"{self.query!r} takes {self.nargs} values, got {len(values)}")
         if self._released:
@@ -224,7 +352,7 @@ class Plan:
             raise errors.InvalidSqlStatementName(
                 f"alive_worker plan for {self.query!r} was prepared on a connection that has since ended"
             )
-        typed: list[Any] = []
+        typed: list[_TypedText | None] = []
         for index, (kind, value) in enumerate(zip(self._types, values, strict=True)):
             if value is not None and "\x00" in value:
                 raise errors.from_sqlstate(
@@ -237,7 +365,7 @@ class Plan:
 
     def execute(self, *values: str | None, max_rows: int = 0, max_bytes: int = 0) -> list[Row]:
         """Runs the plan with text values (None is SQL NULL); returns its rows."""
-        rows = _run(self.query, self._values(values), prepare=self._prepare)
+        rows = _run(self.query, self._values(values), self._name)
         if max_rows and len(rows) > max_rows:
             raise errors.ProgramLimitExceeded(
                 f"alive_worker: the hook's statement returns more than {max_rows} rows"
@@ -251,34 +379,63 @@ class Plan:
         return rows
 
     def execute_text(self, value: str) -> None:
-        """Runs a plan of one text parameter, leaving any rows unread: the heartbeat's path."""
-        _run(self.query, self._values([value]), prepare=self._prepare)
+        """Runs a plan of one text parameter, leaving any rows unread: the heartbeat's path.
+
+        In one round trip with the tick's opening, if it is still to be sent,
+        and with its COMMIT when the runner said that nothing follows
+        (begin_tick): the COMMIT then precedes the check of
+        rows_processed(), and whatever runs after it runs in a transaction
+        of its own, opened with the tick's settings again."""
+        statements = [_statement(self._name, self.query, self._values([value]))]
+        commit = session.commit_with_insert
+        session.commit_with_insert = False
+        if commit:
+            statements.append(_COMMIT)
+        result = _pipeline(statements)[0]
+        session.rowcount = result.command_tuples or 0
+        if commit:
+            session.opening = session.tick_opening
 
     def rows_processed(self) -> int:
-        """After :meth:`execute_text`: the rows it inserted or changed (the cursor's rowcount)."""
+        """After :meth:`execute_text`: the rows it inserted or changed (its command's count)."""
         return session.rowcount
 
     def free(self) -> None:
-        """Releases the plan (psycopg's cache of prepared statements frees the server's side)."""
+        """Releases the plan; its server side is deallocated first in the next pipeline."""
         self._released = True
+        name, self._name = self._name, None
+        if name is not None and self._generation == session.generation and name in session.prepared:
+            session.prepared.discard(name)
+            session.to_close.append(name)
 
 
-def run_script(script: str) -> None:
-    """Runs statements of the runner's own, without parameters, in one round trip (a simple query)."""
-    _connection()
-    cursor = session.cursor
-    assert cursor is not None
-    try:
-        cursor.execute(script, prepare=False)
-    except psycopg.Error as error:
-        raise_as_spi_error(error)
+def begin_tick(opening: str | None = None, commit_with_insert: bool = False) -> None:
+    """Called by the runner first in each tick: ends the last tick's plans, as the worker does.
 
-
-def begin_tick() -> None:
-    """Called by the runner first in each tick: ends the last tick's plans, as the worker does."""
+    opening: the statement that sets what the tick's transaction needs for
+    itself; BEGIN and it are sent with the tick's first statement, in its
+    round trip.  commit_with_insert: nothing runs after the heartbeat's
+    INSERT (Heartbeat.inserts_alone), whose COMMIT then goes with it."""
     for plan in _tick_plans:
         plan._released = True
     _tick_plans.clear()
+    if opening is not session.opening_text:
+        session.opening_text = opening
+        session.tick_opening = None if opening is None else [_BEGIN, _named(opening.encode())]
+    session.opening = session.tick_opening
+    session.commit_with_insert = commit_with_insert
+
+
+def commit() -> None:
+    """Ends the tick's transaction with COMMIT, if the INSERT's round trip did not (nothing is open then)."""
+    if _connection().pgconn.transaction_status != pq.TransactionStatus.IDLE:
+        _pipeline([_COMMIT])
+
+
+def end_tick() -> None:
+    """Called by the runner last in each tick: statements outside ticks open no tick transaction."""
+    session.opening = None
+    session.commit_with_insert = False
 
 
 def prepare(

@@ -88,34 +88,49 @@ CONNECTION_CHECK_MS = 500
 
 
 def tick_start(tick_timeout_ms: int, server_version: int) -> str:
-    """BEGIN, and what the tick's transaction sets for itself, in one round trip (a simple query).
+    """What the tick's transaction sets for itself: one statement, sent after BEGIN with the tick's
+    first statement, in its round trip (client_spi.begin_tick).
 
-    SET LOCAL, in every tick: a SET by the table's code in an earlier tick (it
-    runs as the runner's role, in the runner's session) ends with this tick's
-    transaction at the latest.  The statement timer of PostgreSQL is armed when
-    a statement starts, so a SET inside the INSERT no longer lifts that
-    INSERT's bound.  Values are integers and fixed words: nothing is pasted in.
+    set_config(name, value, true) is SET LOCAL (the same call into
+    PostgreSQL, at the same level); set_config(name, NULL, true) is SET LOCAL
+    name TO DEFAULT, as SET LOCAL SESSION AUTHORIZATION DEFAULT is; one
+    SELECT rather than one SET per setting, since each statement in a
+    pipeline is a message of its own (test_runner.py,
+    test_the_tick_s_settings_statement_sets_what_set_local_sets).  In every
+    tick: a SET by the table's code in an earlier tick (it runs as the
+    runner's role, in the runner's session) ends with this tick's
+    transaction at the latest.  The statement timer of PostgreSQL is armed
+    when a statement starts (each message of a pipeline, the INSERT's too,
+    starts a fresh one), so a SET inside the INSERT does not lift that
+    INSERT's bound.  Values are integers and fixed words: nothing is pasted
+    in.
     """
     timeout = int(tick_timeout_ms)
-    lines = [
-        "BEGIN",
-        # Back to the role that connected: SET ROLE in a trigger lasts the session.
-        "SET LOCAL SESSION AUTHORIZATION DEFAULT",
-        "SET LOCAL ROLE NONE",
-        "SET LOCAL search_path = pg_catalog, pg_temp",
-        "SET LOCAL DateStyle = ISO, MDY",
-        "SET LOCAL IntervalStyle = postgres",
+    settings = [
+        # Back to the role that connected: SET ROLE in a trigger lasts the session.  In this order,
+        # as SET LOCAL SESSION AUTHORIZATION DEFAULT; SET LOCAL ROLE NONE.
+        ("session_authorization", None),
+        ("role", "none"),
+        ("search_path", "pg_catalog, pg_temp"),
+        ("DateStyle", "ISO, MDY"),
+        ("IntervalStyle", "postgres"),
         # ts DEFAULT now() in UTC, as the worker writes it and the command reads it.
-        "SET LOCAL TimeZone = UTC",
-        f"SET LOCAL statement_timeout = {timeout}",
+        ("TimeZone", "UTC"),
+        ("statement_timeout", str(timeout)),
         # Bounded by statement_timeout; a shorter one set by the table's code would fail ticks.
-        "SET LOCAL lock_timeout = 0",
+        ("lock_timeout", "0"),
         # A runner stopped mid-tick (SIGSTOP, a frozen host) leaves no transaction open for long.
-        f"SET LOCAL idle_in_transaction_session_timeout = {timeout}",
+        ("idle_in_transaction_session_timeout", str(timeout)),
     ]
     if server_version >= 140000:
-        lines.append(f"SET LOCAL client_connection_check_interval = {CONNECTION_CHECK_MS}")
-    return "; ".join(lines)
+        settings.append(("client_connection_check_interval", str(CONNECTION_CHECK_MS)))
+
+    def literal(value: str | None) -> str:
+        return "NULL" if value is None else f"'{value}'"
+
+    return "SELECT " + ", ".join(
+        f"pg_catalog.set_config('{name}', {literal(value)}, true)" for name, value in settings
+    )
 
 
 # How often psycopg looks up from a statement's wait to let a signal's handler run: its
@@ -265,6 +280,8 @@ class Runner:
         self._wakeup_read = -1
         self._multi_host = False
         self.deadline_passed = False
+        # What each tick's transaction sets for itself (tick_start), for this connection.
+        self.tick_settings = ""
 
     # ---- signals and sleeping ----
 
@@ -408,7 +425,9 @@ class Runner:
         if "connect_timeout" not in params and "PGCONNECT_TIMEOUT" not in os.environ:
             extra["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
         # Autocommit: the runner opens each tick's transaction itself, with tick_start's settings.
-        conn = RunnerConnection.connect(settings.dsn, autocommit=True, **extra)
+        # psycopg prepares nothing on its own: it would DEALLOCATE ALL after a rollback, the
+        # statements client_spi prepared with the rest (client_spi's docstring).
+        conn = RunnerConnection.connect(settings.dsn, autocommit=True, prepare_threshold=None, **extra)
         try:
             refuse_a_superuser(conn)
         except RefusedRole:
@@ -442,6 +461,7 @@ class Runner:
                 continue
             self.counters.connect_failures = 0
             client_spi.attach(self.conn)
+            self.tick_settings = tick_start(self.settings.tick_timeout_ms, self.conn.info.server_version)
             if self.heartbeat is not None:
                 self.heartbeat.forget_connection()  # type: ignore[attr-defined]
             log.info(
@@ -649,20 +669,18 @@ class Runner:
         conn = self.conn
         heartbeat = self.heartbeat
         assert conn is not None and heartbeat is not None
-        client_spi.begin_tick()
+        # The transaction, and the settings it holds whatever the table's code set before, sent
+        # with the tick's first statement; with no hook and no retention batch due, COMMIT goes
+        # with the INSERT: the tick is one round trip.
+        client_spi.begin_tick(self.tick_settings, heartbeat.inserts_alone(self.generation))
         committed = False
         self._start_tick_deadline()
         try:
-            # The transaction, and the settings it holds whatever the table's code set before.
-            client_spi.run_script(tick_start(self.settings.tick_timeout_ms, conn.info.server_version))
             # Numbered as the worker numbers: heartbeats committed since the start, across reconnects.
             heartbeat.tick(self.counters.ticks_ok + 1, self.generation, self.previous_committed)
             if self.settings.hook:
                 self._run_hook_in_savepoint(heartbeat)
-            try:
-                conn.commit()
-            except psycopg.Error as error:
-                client_spi.raise_as_spi_error(error)
+            client_spi.commit()
             committed = True
         except TickOverran as overran:
             self.counters.ticks_failed += 1
@@ -689,6 +707,7 @@ class Runner:
                 self._fail(describe(failure))
         finally:
             self._stop_tick_deadline()
+            client_spi.end_tick()
             self.previous_committed = committed
         if committed:
             counters = self.counters

@@ -1,25 +1,44 @@
-"""What every runner tick's transaction sets for itself (alive_worker.runner.loop.tick_start)."""
+"""What every runner tick's transaction sets for itself (alive_worker.runner.loop.tick_start).
+
+That the statement sets what the SET LOCAL statements it stands for set, on a
+real server: tests/test_runner.py, test_the_tick_s_settings_statement_sets_what_set_local_sets.
+"""
 
 from __future__ import annotations
+
+import re
 
 from alive_worker.runner.loop import CONNECTION_CHECK_MS, tick_start
 
 
-def test_the_tick_sets_its_timeouts_path_and_role_for_itself_in_its_own_transaction() -> None:
-    statements = tick_start(2500, 160000).split("; ")
-    assert statements[0] == "BEGIN"
-    # SET LOCAL only: nothing the tick sets outlives it, nothing set before it holds in it.
-    assert all(statement.startswith("SET LOCAL ") for statement in statements[1:])
-    assert "SET LOCAL statement_timeout = 2500" in statements
-    assert "SET LOCAL idle_in_transaction_session_timeout = 2500" in statements
-    assert "SET LOCAL lock_timeout = 0" in statements
-    assert "SET LOCAL search_path = pg_catalog, pg_temp" in statements
-    assert statements.index("SET LOCAL SESSION AUTHORIZATION DEFAULT") < statements.index(
-        "SET LOCAL ROLE NONE"
+def settings_of(statement: str) -> list[tuple[str, str | None]]:
+    """(name, value) of each set_config(name, value, true), in order; None for NULL (the default)."""
+    assert statement.startswith("SELECT ")
+    calls = re.findall(r"pg_catalog\.set_config\('(\w+)', (NULL|'[^']*'), (\w+)\)", statement)
+    # Nothing else in the statement, and every call local to the tick's transaction.
+    assert statement == "SELECT " + ", ".join(
+        f"pg_catalog.set_config('{name}', {value}, {local})" for name, value, local in calls
     )
-    assert f"SET LOCAL client_connection_check_interval = {CONNECTION_CHECK_MS}" in statements
+    assert all(local == "true" for _, _, local in calls)
+    return [(name, None if value == "NULL" else value.strip("'")) for name, value, _ in calls]
+
+
+def test_the_tick_sets_its_timeouts_path_and_role_for_itself_in_its_own_transaction() -> None:
+    settings = settings_of(tick_start(2500, 160000))
+    assert settings == [
+        ("session_authorization", None),  # SET LOCAL SESSION AUTHORIZATION DEFAULT, then
+        ("role", "none"),  # SET LOCAL ROLE NONE
+        ("search_path", "pg_catalog, pg_temp"),
+        ("DateStyle", "ISO, MDY"),
+        ("IntervalStyle", "postgres"),
+        ("TimeZone", "UTC"),
+        ("statement_timeout", "2500"),
+        ("lock_timeout", "0"),
+        ("idle_in_transaction_session_timeout", "2500"),
+        ("client_connection_check_interval", str(CONNECTION_CHECK_MS)),
+    ]
 
 
 def test_servers_before_14_are_not_asked_for_a_connection_check_they_do_not_have() -> None:
-    assert "client_connection_check_interval" not in tick_start(1000, 130012)
-    assert "client_connection_check_interval" in tick_start(1000, 140000)
+    assert "client_connection_check_interval" not in dict(settings_of(tick_start(1000, 130012)))
+    assert "client_connection_check_interval" in dict(settings_of(tick_start(1000, 140000)))
