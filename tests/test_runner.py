@@ -205,6 +205,43 @@ def test_the_runner_refuses_to_write_as_a_superuser_whose_rights_the_table_s_cod
     assert cluster.sql("SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'") == [(False,)]
 
 
+# Every way a role without rolsuper holds a superuser's power that the runner knows of: one role each.
+POWERFUL = {
+    "creator": ["CREATE ROLE creator LOGIN CREATEROLE"],
+    "shell": ["CREATE ROLE shell LOGIN IN ROLE pg_execute_server_program"],
+    "writer": ["CREATE ROLE writer LOGIN IN ROLE pg_write_server_files"],
+    "reader": ["CREATE ROLE reader LOGIN IN ROLE pg_read_server_files"],
+    "indirect": [
+        "CREATE ROLE ops NOLOGIN IN ROLE pg_execute_server_program",
+        "CREATE ROLE indirect LOGIN IN ROLE ops",
+    ],
+    "rds_admin": ["CREATE ROLE rds_superuser NOLOGIN", "CREATE ROLE rds_admin LOGIN IN ROLE rds_superuser"],
+}
+
+
+def test_roles_with_a_superuser_s_power_but_not_its_name_are_refused_too(
+    make_cluster: Callable[..., Cluster], start_runner: Callable[..., RunningRunner]
+) -> None:
+    cluster = make_cluster(
+        setup_sql=[
+            ORIGINAL_TABLE,
+            *(statement for statements in POWERFUL.values() for statement in statements),
+            f"GRANT INSERT ON public.log_table TO {', '.join(POWERFUL)}",
+            f"GRANT USAGE ON SEQUENCE public.log_table_pk_seq TO {', '.join(POWERFUL)}",
+        ],
+        preload=False,
+    )
+    for role in POWERFUL:
+        refused = start_runner("--dsn", dsn(cluster, user=role), "--interval", INTERVAL)
+        wait_for(
+            lambda: f'refusing to write heartbeats as role "{role}"' in refused.log(),  # noqa: B023
+            f"the refusal of {role}",
+        )
+        refused.process.terminate()
+        refused.process.wait(10)
+    assert cluster.sql("SELECT count(*) FROM public.log_table") == [(0,)]
+
+
 def test_settings_come_from_the_file_then_the_environment_then_the_flags(
     managed: Cluster, start_runner: Callable[..., RunningRunner], tmp_path: Path
 ) -> None:
@@ -457,6 +494,47 @@ def test_the_runner_serves_its_own_metrics(
         r'alive_worker_ticks_total\{database="postgres",result="ok",table="public.log_table"\} (\d+)', text
     )
     assert ok and int(ok.group(1)) >= 3
+
+
+def test_a_primary_that_refuses_writes_is_a_failing_tick_on_the_grid_not_a_standby(
+    managed: Cluster, start_runner: Callable[..., RunningRunner]
+) -> None:
+    """25006 (read-only transaction) on a primary: clients cannot write, so status says CRITICAL.
+
+    It was taken for a standby: "waiting for recovery to end", rated OK, and
+    the runner looked again at once, without waiting for its next tick (a red
+    team counted 428 failed ticks in 3 s)."""
+    port = free_port()
+    start_runner("--dsn", dsn(managed), "--interval", INTERVAL, "--metrics-listen", f"127.0.0.1:{port}")
+    managed.wait_for_heartbeats(3)
+    managed.sql("ALTER SYSTEM SET default_transaction_read_only = on")
+    managed.sql("SELECT pg_reload_conf()")
+    superuser = dsn(managed, user=managed.node.os_ops.username)
+    failing = wait_for(
+        lambda: r if (r := cli("status", "--runner", "--dsn", superuser)).returncode == 2 else None,
+        "status CRITICAL for a runner whose primary refuses writes",
+    )
+    assert "failing" in failing.stdout and "read-only transaction" in failing.stdout, failing.stdout
+
+    def failed_ticks() -> int:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        found = re.search(
+            r'alive_worker_ticks_total\{database="postgres",result="failed",table="public.log_table"\} (\S+)',
+            text,
+        )
+        assert found is not None, text
+        return int(float(found.group(1)))
+
+    before = failed_ticks()
+    time.sleep(2.0)
+    # On the grid: about 20 ticks of 100 ms, not hundreds.
+    assert failed_ticks() - before <= 30
+    managed.sql("ALTER SYSTEM RESET default_transaction_read_only")
+    managed.sql("SELECT pg_reload_conf()")
+    wait_for(
+        lambda: cli("status", "--runner", "--dsn", superuser).returncode == 0, "the runner writing again"
+    )
 
 
 # ---- standbys ----
@@ -1036,26 +1114,60 @@ def test_an_insert_that_writes_nothing_fails_the_tick_and_says_why(
     assert beats == list(range(1, len(beats) + 1)), beats
 
 
-def test_a_trigger_that_deallocates_the_runner_s_statements_fails_one_tick_only(
+# Every statement the runner's session has prepared on the server, and names it might use, taken
+# over by the table's code: dropped and prepared again as SELECTs (a red team did this to BEGIN,
+# the settings, the INSERT and COMMIT, and ticks went on "OK" with nothing written).
+HIJACK_PREPARED = """CREATE FUNCTION public.hijack() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        taken record;
+        guess text;
+    BEGIN
+        FOR taken IN SELECT name, parameter_types FROM pg_catalog.pg_prepared_statements LOOP
+            EXECUTE format('DEALLOCATE %I', taken.name);
+            IF cardinality(taken.parameter_types) = 0 THEN
+                EXECUTE format('PREPARE %I AS SELECT 1', taken.name);
+            ELSE
+                EXECUTE format('PREPARE %I(%s) AS SELECT 1', taken.name,
+                               array_to_string(taken.parameter_types::text[], ','));
+            END IF;
+        END LOOP;
+        FOREACH guess IN ARRAY ARRAY['alive_worker_begin', 'alive_worker_commit', 'alive_worker_1',
+                                     'alive_worker_2', 'alive_worker_3', 'alive_worker_4'] LOOP
+            IF NOT EXISTS (SELECT FROM pg_catalog.pg_prepared_statements WHERE name = guess) THEN
+                EXECUTE format('PREPARE %I(text) AS SELECT 1', guess);
+            END IF;
+        END LOOP;
+        RETURN NEW;
+    END $$"""
+
+
+def test_statements_prepared_in_the_runner_s_session_by_the_table_s_code_replace_none_of_its_own(
     make_cluster: Callable[..., Cluster], start_runner: Callable[..., RunningRunner]
 ) -> None:
     cluster = make_cluster(
         setup_sql=[
             *LEAST_PRIVILEGE_SETUP,
-            """CREATE FUNCTION public.forget() RETURNS trigger LANGUAGE plpgsql AS $$
-               BEGIN
-                 IF NEW.pk = 4 THEN EXECUTE 'DEALLOCATE ALL'; END IF;
-                 RETURN NEW;
-               END $$""",
-            "CREATE TRIGGER forget BEFORE INSERT ON public.log_table FOR EACH ROW "
-            "EXECUTE FUNCTION public.forget()",
+            HIJACK_PREPARED,
+            "CREATE TRIGGER hijack BEFORE INSERT ON public.log_table FOR EACH ROW "
+            "EXECUTE FUNCTION public.hijack()",
         ],
         preload=False,
     )
-    runner = start_runner("--dsn", dsn(cluster), "--interval", INTERVAL, "--message", MESSAGE)
-    # The fourth INSERT's trigger deallocates the tick's COMMIT (and the rest) under it: that tick
-    # fails; the next one prepares them again, and the numbering goes on without a gap.
-    rows = cluster.wait_for_heartbeats(6)
-    assert 4 not in [pk for pk, _ in rows]
-    assert numbers(rows)[:6] == [1, 2, 3, 4, 5, 6]
-    assert runner.log().count("(SQLSTATE 26000)") == 1, runner.log()
+    port = free_port()
+    start_runner("--dsn", dsn(cluster), "--interval", INTERVAL, "--metrics-listen", f"127.0.0.1:{port}")
+    # Each tick's trigger took over what the last left prepared: every heartbeat is still written,
+    # numbered without a gap, and each committed (no session left idle in a transaction).
+    rows = cluster.wait_for_heartbeats(8)
+    assert numbers(rows)[:8] == list(range(1, 9)), rows
+    assert cluster.sql(
+        "SELECT count(*) FROM pg_stat_activity WHERE usename = 'luca' AND state = 'idle in transaction'"
+        " AND now() - state_change > interval '1 second'"
+    ) == [(0,)]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    ok = re.search(
+        r'alive_worker_ticks_total\{database="postgres",result="ok",table="public.log_table"\} (\d+)', text
+    )
+    assert ok is not None, text
+    # The runner's count of heartbeats is never ahead of the rows: none counted that was not written.
+    assert int(ok.group(1)) <= cluster.sql("SELECT count(*) FROM public.log_table")[0][0]

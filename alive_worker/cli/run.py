@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn, TextIO
 
-from alive_worker.cli._common import CliError, Status, Style
+from alive_worker.cli._common import CliError, Status, Style, escape_controls, one_line
 from alive_worker.runner import config
 
 FLAG_HELP = {
@@ -59,16 +59,23 @@ def settings_from(args: argparse.Namespace) -> config.RunnerSettings:
     return config.build(args.config, flags)
 
 
+class OneLineFormatter(logging.Formatter):
+    """Each record on one line, its control characters escaped: a server's text in it (a trigger's
+    error message) forges no line of the log and sends nothing to a terminal (a red team did both).
+    A traceback, the runner's own, stays as Python writes it."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape_controls(one_line(super().formatMessage(record)))
+
+
 def run(args: argparse.Namespace, out: TextIO, style: Style) -> NoReturn:
     try:
         settings = settings_from(args)
     except config.ConfigError as error:
         raise CliError(str(error), "See alive-worker run --help and docs/MANAGED.md.") from error
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(message)s",
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()), handlers=[handler])
     from alive_worker.runner.loop import Runner
 
     runner = Runner(settings, reread=lambda: settings_from(args))

@@ -21,11 +21,13 @@ INSERT, its COMMIT goes in that round trip too: the tick is one round trip.
 Values cross as text, as they do through SPI: each parameter is sent with
 the type the prepared statement declares (its oid, looked up once), and every
 column comes back as its text form (``'t'``, ``'42'``), whatever its type.
-Kept plans, BEGIN, COMMIT and the tick's settings are prepared on the server
-under names of ours (``alive_worker_N``) the first time they run; psycopg's
-own preparing is off on the runner's connection (loop.py), so that nothing
-deallocates them behind our back but a statement of the table's code or of
-a hook, which the next pipeline recovers from (_pipeline).
+Every statement is the unnamed one, parsed where it is bound, in the same
+round trip: a name of ours prepared on the server could be taken by the
+table's code (a trigger runs in this session, as this role: DEALLOCATE a
+name, PREPARE it with SQL of its own), and every later tick would run that
+in place of BEGIN, the settings, the INSERT or COMMIT (a red team did, with
+each of them).  SQL's PREPARE cannot make the unnamed statement.  psycopg's
+own preparing is off on the runner's connection (loop.py).
 
 What differs from the worker, by necessity, and is written in
 docs/MANAGED.md: a client cannot act as another role, so ``as_owner_of``
@@ -77,17 +79,6 @@ class _Session:
     opening_text: str | None = None
     # The heartbeat's INSERT is the tick's last statement: its COMMIT goes with it.
     commit_with_insert = False
-    names_made = 0
-    # Statements prepared on this connection, by name; the names of BEGIN, COMMIT and the
-    # settings by their text; what to DEALLOCATE (freed plans) first in the next pipeline.
-    prepared: set[bytes]
-    named_texts: dict[bytes, bytes]
-    to_close: list[bytes]
-
-    def __init__(self) -> None:
-        self.prepared = set()
-        self.named_texts = {}
-        self.to_close = []
 
 
 session = _Session()
@@ -96,13 +87,13 @@ session = _Session()
 def attach(conn: psycopg.Connection[Any]) -> None:
     """Makes conn the connection every statement runs on (the runner's, after each connect)."""
     session.conn = conn
+    # A LISTEN of the table's code would have psycopg keep every NOTIFY that any role sends,
+    # unread, for as long as the runner lives (a red team grew it by 70 MB a minute): dropped.
+    conn.add_notify_handler(_drop_notification)
     session.generation += 1
     session.savepoints = 0
     session.opening = session.tick_opening = session.opening_text = None
     session.commit_with_insert = False
-    session.prepared = set()
-    session.named_texts = {}
-    session.to_close = []
     _parameter_types.clear()
 
 
@@ -124,6 +115,10 @@ def raise_as_spi_error(error: psycopg.Error) -> NoReturn:
 
 
 # ---- parameters, sent with their declared types ----
+
+
+def _drop_notification(notification: psycopg.Notify) -> None:
+    pass
 
 
 class _TypedText(str):
@@ -159,74 +154,49 @@ def _parameter_class(type_name: str) -> type[_TypedText]:
 
 # ---- statements, in libpq's pipeline mode ----
 
-# A statement for _pipeline: the name it is prepared as (None: the unnamed statement, parsed
-# each time), its text, its values (text, None for NULL) and their types' oids.
-_Statement = tuple[bytes | None, bytes, Sequence[bytes | None], Sequence[int]]
-# No name is prepared twice: a name of ours missing on the server (SQLSTATE 26000), or there
-# already (42P05), means that a DEALLOCATE of the table's code or a hook took ours.
-_NAMES_LOST = ("26000", "42P05")
+# A statement for _pipeline: its text, its values (text, None for NULL) and their types' oids.
+_Statement = tuple[bytes, Sequence[bytes | None], Sequence[int]]
 
-
-def _new_name() -> bytes:
-    session.names_made += 1
-    return b"alive_worker_%d" % session.names_made
-
-
-_BEGIN: _Statement = (b"alive_worker_begin", b"BEGIN", (), ())
-_COMMIT: _Statement = (b"alive_worker_commit", b"COMMIT", (), ())
+_BEGIN: _Statement = (b"BEGIN", (), ())
+_COMMIT: _Statement = (b"COMMIT", (), ())
 _FATAL_ERROR = pq.ExecStatus.FATAL_ERROR
-_COMMAND_OK = pq.ExecStatus.COMMAND_OK
+_IDLE = pq.TransactionStatus.IDLE
 
 
-def _named(text: bytes) -> _Statement:
-    """A statement of the runner's own without parameters, prepared under one name per connection."""
-    name = session.named_texts.get(text)
-    if name is None:
-        name = session.named_texts[text] = _new_name()
-    return (name, text, (), ())
+def _own(text: bytes) -> _Statement:
+    """A statement of the runner's own, without parameters."""
+    return (text, (), ())
 
 
-def _statement(name: bytes | None, query: str, params: Sequence[_TypedText | None]) -> _Statement:
+def _statement(query: str, params: Sequence[_TypedText | None]) -> _Statement:
     values = [None if value is None else value.encode() for value in params]
-    return (name, query.encode(), values, [0 if value is None else value.type_oid for value in params])
+    return (query.encode(), values, [0 if value is None else value.type_oid for value in params])
 
 
 def _pipeline(statements: list[_Statement]) -> list[pq.abc.PGresult]:
     """Runs statements in one round trip (libpq's pipeline mode, one Sync); returns their results.
 
-    What is owed goes first: the DEALLOCATE of freed plans, then the tick's
-    opening (BEGIN and its settings) if it is still to be sent.  A named
-    statement is prepared in the same round trip the first time.  The first
-    error is raised (SPIError by its SQLSTATE) once every result is read: the
-    statements after it did not run, and the transaction, if one was open,
-    is failed (the runner rolls it back).  Anything else that stops the
-    exchange (SIGTERM, tick_timeout, a lost connection) leaves the connection
-    closed: what the server did is not known, and the runner connects again."""
+    The tick's opening (BEGIN and its settings) goes first if it is still to
+    be sent.  Each statement is the unnamed one (the module's docstring).  The
+    first error is raised (SPIError by its SQLSTATE) once every result is
+    read: the statements after it did not run, and the transaction, if one
+    was open, is failed (the runner rolls it back).  Anything else that stops
+    the exchange (SIGTERM, tick_timeout, a lost connection) leaves the
+    connection closed: what the server did is not known, and the runner
+    connects again."""
     conn = _connection()
     owed = 0
-    if session.to_close or session.opening is not None:
-        before: list[_Statement] = [(None, b"DEALLOCATE " + freed, (), ()) for freed in session.to_close]
-        session.to_close = []
-        before += session.opening or []
+    if session.opening is not None:
+        owed = len(session.opening)
+        statements = session.opening + statements
         session.opening = None
-        owed = len(before)
-        statements = before + statements
     pgconn = conn.pgconn
-    parsed: list[bytes | None] = []  # per command sent: the name its Parse prepares, or None
     pgconn.enter_pipeline_mode()
     try:
-        for name, text, values, types in statements:
-            if name is None:
-                pgconn.send_query_params(text, values, param_types=types)
-            else:
-                if name not in session.prepared:
-                    pgconn.send_prepare(name, text, param_types=types)
-                    parsed.append(name)
-                    session.prepared.add(name)
-                pgconn.send_query_prepared(name, values)
-            parsed.append(None)
+        for text, values, types in statements:
+            pgconn.send_query_params(text, values, param_types=types)
         pgconn.pipeline_sync()
-        *batches, _sync = conn.wait(_exchange(pgconn, len(parsed)))
+        *batches, _sync = conn.wait(_exchange(pgconn, len(statements)))
         pgconn.exit_pipeline_mode()
     except BaseException as stopped:
         if not conn.closed:
@@ -234,23 +204,10 @@ def _pipeline(statements: list[_Statement]) -> list[pq.abc.PGresult]:
         if isinstance(stopped, psycopg.Error):
             raise_as_spi_error(stopped)  # a lost connection: class 08, as a statement meets it
         raise
-    results: list[pq.abc.PGresult] = []
-    failed: pq.abc.PGresult | None = None
-    for prepared_as, batch in zip(parsed, batches, strict=True):
-        result = batch[-1]
-        if result.status == _FATAL_ERROR and failed is None:
-            failed = result
-        if prepared_as is None:
-            results.append(result)
-        elif result.status != _COMMAND_OK:
-            session.prepared.discard(prepared_as)  # prepared by the next pipeline that runs it
-    if failed is not None:
-        error = psycopg.errors.error_from_result(failed, encoding=conn.info.encoding)
-        if error.sqlstate in _NAMES_LOST:
-            # Start again from nothing: every name is prepared anew after a DEALLOCATE ALL.
-            session.prepared.clear()
-            session.to_close = [b"ALL"]
-        raise_as_spi_error(error)
+    results = [batch[-1] for batch in batches]
+    for result in results:
+        if result.status == _FATAL_ERROR:
+            raise_as_spi_error(psycopg.errors.error_from_result(result, encoding=conn.info.encoding))
     return results[owed:] if owed else results
 
 
@@ -266,10 +223,9 @@ def _exchange(pgconn: pq.abc.PGconn, commands: int) -> Any:
     return batches
 
 
-def _run(query: str, params: Sequence[_TypedText | None] = (), name: bytes | None = None) -> list[Row]:
-    """Runs one statement (prepared as name, if one is given); its rows (text), and last_rowcount()
-    set.  Errors as SPIError."""
-    result = _pipeline([_statement(name, query, params)])[0]
+def _run(query: str, params: Sequence[_TypedText | None] = ()) -> list[Row]:
+    """Runs one statement; its rows (text), and last_rowcount() set.  Errors as SPIError."""
+    result = _pipeline([_statement(query, params)])[0]
     session.rowcount = result.command_tuples or 0
     if result.status != pq.ExecStatus.TUPLES_OK:
         return []
@@ -316,9 +272,9 @@ _tick_plans: list[Plan] = []
 
 
 class Plan:
-    """A statement with declared parameter types, prepared on the server at its first run."""
+    """A statement with declared parameter types (parsed by the server at each run: the module's docstring)."""
 
-    __slots__ = ("_generation", "_name", "_released", "_types", "keep", "nargs", "query")
+    __slots__ = ("_generation", "_released", "_types", "keep", "nargs", "query")
 
     def __init__(self, query: str, argtypes: Sequence[str], keep: bool, once: bool = False) -> None:
         if "\x00" in query:
@@ -332,9 +288,6 @@ class Plan:
         self._types = [_parameter_class(name) for name in argtypes]
         self._generation = session.generation
         self._released = False
-        # Prepared on the server under this name at its first run if kept (spi.execute()'s
-        # statements run once; a tick's own plans are parsed at each run).
-        self._name: bytes | None = _new_name() if keep and not once else None
         if not keep:
             _tick_plans.append(self)
 
@@ -365,7 +318,7 @@ class Plan:
 
     def execute(self, *values: str | None, max_rows: int = 0, max_bytes: int = 0) -> list[Row]:
         """Runs the plan with text values (None is SQL NULL); returns its rows."""
-        rows = _run(self.query, self._values(values), self._name)
+        rows = _run(self.query, self._values(values))
         if max_rows and len(rows) > max_rows:
             raise errors.ProgramLimitExceeded(
                 f"alive_worker: the hook's statement returns more than {max_rows} rows"
@@ -386,14 +339,15 @@ class Plan:
         (begin_tick): the COMMIT then precedes the check of
         rows_processed(), and whatever runs after it runs in a transaction
         of its own, opened with the tick's settings again."""
-        statements = [_statement(self._name, self.query, self._values([value]))]
+        statements = [_statement(self.query, self._values([value]))]
         commit = session.commit_with_insert
         session.commit_with_insert = False
         if commit:
             statements.append(_COMMIT)
-        result = _pipeline(statements)[0]
-        session.rowcount = result.command_tuples or 0
+        results = _pipeline(statements)
+        session.rowcount = results[0].command_tuples or 0
         if commit:
+            _committed(results[1])
             session.opening = session.tick_opening
 
     def rows_processed(self) -> int:
@@ -401,12 +355,8 @@ class Plan:
         return session.rowcount
 
     def free(self) -> None:
-        """Releases the plan; its server side is deallocated first in the next pipeline."""
+        """Releases the plan (nothing of it is kept on the server)."""
         self._released = True
-        name, self._name = self._name, None
-        if name is not None and self._generation == session.generation and name in session.prepared:
-            session.prepared.discard(name)
-            session.to_close.append(name)
 
 
 def begin_tick(opening: str | None = None, commit_with_insert: bool = False) -> None:
@@ -421,15 +371,30 @@ def begin_tick(opening: str | None = None, commit_with_insert: bool = False) -> 
     _tick_plans.clear()
     if opening is not session.opening_text:
         session.opening_text = opening
-        session.tick_opening = None if opening is None else [_BEGIN, _named(opening.encode())]
+        session.tick_opening = None if opening is None else [_BEGIN, _own(opening.encode())]
     session.opening = session.tick_opening
     session.commit_with_insert = commit_with_insert
 
 
 def commit() -> None:
     """Ends the tick's transaction with COMMIT, if the INSERT's round trip did not (nothing is open then)."""
-    if _connection().pgconn.transaction_status != pq.TransactionStatus.IDLE:
-        _pipeline([_COMMIT])
+    if _connection().pgconn.transaction_status != _IDLE:
+        _committed(_pipeline([_COMMIT])[0])
+
+
+def _committed(result: pq.abc.PGresult) -> None:
+    """The tick's COMMIT committed, and left no transaction open, or the tick fails.
+
+    COMMIT of a transaction that failed unseen answers ROLLBACK; whatever
+    else answered was not our COMMIT."""
+    status = pq.TransactionStatus(_connection().pgconn.transaction_status)
+    if result.command_status != b"COMMIT" or status != _IDLE:
+        answered = (result.command_status or b"").decode(errors="replace")
+        raise errors.from_sqlstate(
+            "40000",
+            f"alive-worker run: the tick's COMMIT answered {answered!r} and left the session {status.name}: "
+            "its heartbeat is not counted",
+        )
 
 
 def end_tick() -> None:

@@ -158,19 +158,49 @@ class RefusedRole(Exception):
 # code there would run it as one: the owner of a table or schema of that name,
 # a role granted TRIGGER on it, the owner of a child or of a function its
 # default calls, and the owner of a table made after the runner checked.
-_ROLE_IS_SUPERUSER = (
-    "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) session_user"
+# Roles that run code as the server's OS user, or may make themselves such a role (CREATEROLE
+# granted pg_execute_server_program up to PostgreSQL 15), and managed services' admin roles: a
+# table's code runs as the runner's role, so whoever can put code there would gain each of them
+# (a red team ran COPY ... TO PROGRAM through a trigger, as a role without rolsuper).
+POWERFUL_ROLES = (
+    "pg_execute_server_program",
+    "pg_write_server_files",
+    "pg_read_server_files",
+    "rds_superuser",
+    "cloudsqlsuperuser",
+    "azure_pg_admin",
 )
+_WHAT_MAKES_THE_ROLE_POWERFUL = """
+SELECT r.rolsuper, r.rolcreaterole,
+       ARRAY(SELECT g.rolname FROM pg_catalog.pg_roles g
+             WHERE g.rolname OPERATOR(pg_catalog.=) ANY (%s::pg_catalog.name[])
+               AND pg_catalog.pg_has_role(r.oid, g.oid, 'MEMBER')
+             ORDER BY g.rolname)
+FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) session_user
+"""
 
 
 def refuse_a_superuser(conn: psycopg.Connection[Any]) -> None:
-    """Raises RefusedRole when conn's session user is a superuser."""
-    row = conn.execute(_ROLE_IS_SUPERUSER).fetchone()
-    if row is not None and row[0]:
+    """Raises RefusedRole when conn's session user is a superuser, may create roles, or is a member
+    of a role in POWERFUL_ROLES."""
+    row = conn.execute(_WHAT_MAKES_THE_ROLE_POWERFUL, [list(POWERFUL_ROLES)]).fetchone()
+    if row is None:
+        return
+    superuser, createrole, memberships = row
+    why = (
+        "it is a superuser"
+        if superuser
+        else "it has CREATEROLE"
+        if createrole
+        else f"it is a member of {', '.join(memberships)}"
+        if memberships
+        else None
+    )
+    if why is not None:
         raise RefusedRole(
-            f'refusing to write heartbeats as role "{conn.info.user}": it is a superuser, and the table\'s '
+            f'refusing to write heartbeats as role "{conn.info.user}": {why}, and the table\'s '
             "code (its triggers, defaults, rules and those of its children) runs as the runner's role, "
-            "so whoever can put code there would run it as a superuser; connect as a role with INSERT on "
+            "so whoever can put code there would run it with that power; connect as a role with INSERT on "
             "the table and USAGE on its sequence only (docs/MANAGED.md)"
         )
 
@@ -700,8 +730,10 @@ class Runner:
                 self.previous_committed = False
                 raise LostConnection(failure.message) from raised
             self.counters.ticks_failed += 1
-            if failure.sqlstate == "25006":
-                # The server became a standby under us (or never was writable): wait for a primary.
+            if failure.sqlstate == "25006" and self._in_recovery():
+                # The server became a standby under us: wait for a primary.  A primary that
+                # refuses writes (default_transaction_read_only, the table's code raising 25006)
+                # is a failing tick like any other, on the grid: clients cannot write there either.
                 self._set_state(state.WAITING_FOR_RECOVERY, failure.message)
             else:
                 self._fail(describe(failure))

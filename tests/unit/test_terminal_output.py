@@ -111,3 +111,19 @@ def test_styles_are_applied_after_padding() -> None:
     style = Style(io.StringIO(), "always")
     text = render_table(["A"], [[Cell("x", "critical")], [Cell("long")]], style)
     assert f"{STYLE_MARK}[31;1mx   {STYLE_MARK}[0m" in text
+
+
+def test_a_runner_log_record_with_a_server_s_newlines_and_escapes_stays_one_inert_line() -> None:
+    """A trigger's error message, logged by alive-worker run, forges no line and no terminal sequence."""
+    import logging
+
+    from alive_worker.cli.run import OneLineFormatter
+
+    forged = "boom\n2026-12-06 08:00:00,000 INFO alive-worker run: sleeping\x1b]0;pwned\x07"
+    record = logging.LogRecord("runner", logging.WARNING, __file__, 1, "the tick failed: %s", (forged,), None)
+    line = OneLineFormatter("%(levelname)s %(message)s").format(record)
+    assert "\n" not in line and "\x1b" not in line and "\x07" not in line
+    assert (
+        line
+        == "WARNING the tick failed: boom\\n2026-12-06 08:00:00,000 INFO alive-worker run: sleeping\\x1b]0;pwned\\x07"
+    )
