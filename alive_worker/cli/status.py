@@ -157,18 +157,25 @@ def last_tick_failed(row: dict[str, Any]) -> bool:
     return failed_at is not None and (ok_at is None or failed_at > ok_at)
 
 
-def judge(rows: list[dict[str, Any]], now: datetime, warn: float, crit: float) -> None:
+def judge(
+    rows: list[dict[str, Any]], now: datetime, warn: float, crit: float, in_recovery: bool = False
+) -> None:
     """Adds to each row how stale its heartbeat is, and why that is WARNING or CRITICAL.
 
     The age of the last OK heartbeat counts whatever the state says: a worker
     "sleeping" or "waiting" that has not written for --crit intervals is
     CRITICAL.  A worker that never wrote one is judged from when it started.
+    A runner's claim to wait for recovery is not taken on a primary (any role
+    may name its session so): it is judged as any claim there.
     """
     for row in rows:
         row["judged_status"] = Status.OK
         row["judged_reason"] = None
         if row["state"] in NOT_EXPECTED_TO_WRITE:
-            continue
+            if in_recovery or not row.get("runner"):
+                continue
+            row["judged_status"] = Status.WARNING
+            row["judged_reason"] = "it says it waits for recovery, on a primary"
         interval = row["tick_interval"].total_seconds()
         # Every commit waits a moment for a synchronous standby, many a tick for a lock:
         # a warning only once the wait has lasted an interval.
@@ -280,7 +287,7 @@ def run(args: argparse.Namespace, out: TextIO, style: Style) -> Status:
     with connect(args.dsn) as conn:
         server, rows = read(conn, args.runner, args.table)
         place = where(conn)
-    judge(rows, server["now"], args.warn, args.crit)
+    judge(rows, server["now"], args.warn, args.crit, bool(server.get("in_recovery")))
     judge_standby(rows, server, args.warn, args.crit)
     judge_disk(rows, args.disk_warn, args.disk_crit)
     status, states = summary(rows, args.runner, len(server["refused_claims"]))

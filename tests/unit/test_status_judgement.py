@@ -231,3 +231,18 @@ def test_disk_not_read_yet_is_not_judged() -> None:
     [worker] = judged(row(disk_free_bytes=None, disk_size_bytes=None))
     judge_disk([worker], 10.0, 5.0)
     assert worker_status(worker) == Status.OK
+
+
+def test_a_runner_s_claim_to_wait_for_recovery_is_not_taken_on_a_primary() -> None:
+    """Any role may name its session as a runner waiting for recovery: on a primary that is no OK."""
+    claim = {"runner": True, "heartbeat_age_known": True}
+    (on_primary,) = judged(row("waiting for recovery to end", **claim, last_ok_at=NOW - 60 * SECOND))
+    assert worker_status(on_primary) == Status.CRITICAL
+    (fresh_on_primary,) = judged(row("waiting for recovery to end", **claim))
+    assert worker_status(fresh_on_primary) == Status.WARNING
+    (on_standby,) = [row("waiting for recovery to end", **claim, last_ok_at=NOW - 60 * SECOND)]
+    judge([on_standby], NOW, 3.0, 10.0, in_recovery=True)
+    assert worker_status(on_standby) == Status.OK
+    # The worker's own state is the shim's, not a session's name: a moment after a promotion it is taken.
+    (worker,) = judged(row("waiting for recovery to end", last_ok_at=NOW - 60 * SECOND))
+    assert worker_status(worker) == Status.OK
