@@ -537,6 +537,31 @@ def test_a_primary_that_refuses_writes_is_a_failing_tick_on_the_grid_not_a_stand
     )
 
 
+def test_a_commit_that_no_synchronous_standby_confirmed_fails_the_tick(
+    managed: Cluster, start_runner: Callable[..., RunningRunner]
+) -> None:
+    """The tick timeout cancels the commit's wait, and the server answers COMMIT with a WARNING:
+    clients' commits wait there, so the heartbeat is not OK (as the worker says, test_sync_rep.py)."""
+    managed.sql("ALTER SYSTEM SET synchronous_standby_names = 'nobody'")
+    managed.sql("SELECT pg_reload_conf()")
+    runner = start_runner("--dsn", dsn(managed), "--interval", INTERVAL, "--tick-timeout", "300ms")
+    wait_for(
+        lambda: (
+            "heartbeat not confirmed by a synchronous standby: committed locally only (SQLSTATE 57014)"
+            in runner.log()
+        ),
+        "the unconfirmed commit reported",
+    )
+    superuser = dsn(managed, user=managed.node.os_ops.username)
+    status = cli("status", "--runner", "--dsn", superuser)
+    assert status.returncode == 2 and "failing" in status.stdout, status.stdout
+    managed.sql("ALTER SYSTEM RESET synchronous_standby_names")
+    managed.sql("SELECT pg_reload_conf()")
+    wait_for(
+        lambda: cli("status", "--runner", "--dsn", superuser).returncode == 0, "the runner writing again"
+    )
+
+
 # ---- standbys ----
 
 

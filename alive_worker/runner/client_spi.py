@@ -39,6 +39,7 @@ configuration file, flags and environment), not the server's.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, NamedTuple, NoReturn
@@ -79,6 +80,12 @@ class _Session:
     opening_text: str | None = None
     # The heartbeat's INSERT is the tick's last statement: its COMMIT goes with it.
     commit_with_insert = False
+    # The tick's timeout (statement_timeout in its settings), and the WARNINGs (SQLSTATE 01000)
+    # of the last round trip and when it began: a commit whose wait for a synchronous standby
+    # the timeout cancelled answers COMMIT, with a WARNING.
+    tick_timeout_ms = 0
+    warnings: tuple[str, ...] = ()
+    round_trip_began = 0.0
 
 
 session = _Session()
@@ -90,6 +97,7 @@ def attach(conn: psycopg.Connection[Any]) -> None:
     # A LISTEN of the table's code would have psycopg keep every NOTIFY that any role sends,
     # unread, for as long as the runner lives (a red team grew it by 70 MB a minute): dropped.
     conn.add_notify_handler(_drop_notification)
+    conn.add_notice_handler(_note_warning)
     session.generation += 1
     session.savepoints = 0
     session.opening = session.tick_opening = session.opening_text = None
@@ -119,6 +127,11 @@ def raise_as_spi_error(error: psycopg.Error) -> NoReturn:
 
 def _drop_notification(notification: psycopg.Notify) -> None:
     pass
+
+
+def _note_warning(diagnostic: psycopg.errors.Diagnostic) -> None:
+    if diagnostic.severity_nonlocalized == "WARNING" and diagnostic.sqlstate == "01000":
+        session.warnings += (diagnostic.message_primary or "",)
 
 
 class _TypedText(str):
@@ -185,6 +198,8 @@ def _pipeline(statements: list[_Statement]) -> list[pq.abc.PGresult]:
     connection closed: what the server did is not known, and the runner
     connects again."""
     conn = _connection()
+    session.warnings = ()
+    session.round_trip_began = time.monotonic()
     owed = 0
     if session.opening is not None:
         owed = len(session.opening)
@@ -394,6 +409,16 @@ def _committed(result: pq.abc.PGresult) -> None:
             "40000",
             f"alive-worker run: the tick's COMMIT answered {answered!r} and left the session {status.name}: "
             "its heartbeat is not counted",
+        )
+    waited_ms = (time.monotonic() - session.round_trip_began) * 1000
+    if session.warnings and session.tick_timeout_ms and waited_ms >= session.tick_timeout_ms:
+        # As the worker reports it (src/log_watch.c): clients' commits wait, and this one did not.
+        raise errors.from_sqlstate(
+            "57014",
+            "heartbeat not confirmed by a synchronous standby: committed locally only",
+            detail=f"The commit's round trip took {waited_ms:.0f} ms, past alive_worker.tick_timeout "
+            f"({session.tick_timeout_ms} ms), which cancelled it; the server said: {session.warnings[-1]}",
+            hint="Check that the standbys named by synchronous_standby_names are connected and streaming.",
         )
 
 

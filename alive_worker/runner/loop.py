@@ -492,6 +492,7 @@ class Runner:
             self.counters.connect_failures = 0
             client_spi.attach(self.conn)
             self.tick_settings = tick_start(self.settings.tick_timeout_ms, self.conn.info.server_version)
+            client_spi.session.tick_timeout_ms = self.settings.tick_timeout_ms
             if self.heartbeat is not None:
                 self.heartbeat.forget_connection()  # type: ignore[attr-defined]
             log.info(
