@@ -77,7 +77,9 @@ class _Session:
     # with the INSERT: a statement after it runs in a transaction of its own, with the settings.
     opening: list[_Statement] | None = None
     tick_opening: list[_Statement] | None = None
-    opening_text: str | None = None
+    opening_text: tuple[str, str] | None = None
+    # COMMIT, then what the session takes back after a tick that committed (begin_tick).
+    closing: list[_Statement]
     # The heartbeat's INSERT is the tick's last statement: its COMMIT goes with it.
     commit_with_insert = False
     # The tick's timeout (statement_timeout in its settings), and the WARNINGs (SQLSTATE 01000)
@@ -101,6 +103,7 @@ def attach(conn: psycopg.Connection[Any]) -> None:
     session.generation += 1
     session.savepoints = 0
     session.opening = session.tick_opening = session.opening_text = None
+    session.closing = [_COMMIT]
     session.commit_with_insert = False
     _parameter_types.clear()
 
@@ -358,7 +361,7 @@ class Plan:
         commit = session.commit_with_insert
         session.commit_with_insert = False
         if commit:
-            statements.append(_COMMIT)
+            statements += session.closing
         results = _pipeline(statements)
         session.rowcount = results[0].command_tuples or 0
         if commit:
@@ -374,19 +377,22 @@ class Plan:
         self._released = True
 
 
-def begin_tick(opening: str | None = None, commit_with_insert: bool = False) -> None:
+def begin_tick(opening: tuple[str, str] | None = None, commit_with_insert: bool = False) -> None:
     """Called by the runner first in each tick: ends the last tick's plans, as the worker does.
 
-    opening: the statement that sets what the tick's transaction needs for
-    itself; BEGIN and it are sent with the tick's first statement, in its
-    round trip.  commit_with_insert: nothing runs after the heartbeat's
-    INSERT (Heartbeat.inserts_alone), whose COMMIT then goes with it."""
+    opening: what the tick's transaction sets for itself, sent after BEGIN
+    with the tick's first statement, in its round trip; and what the session
+    takes back after the tick's COMMIT, sent with it (a SET that the table's
+    code made for the session lasts only if its transaction commits).
+    commit_with_insert: nothing runs after the heartbeat's INSERT
+    (Heartbeat.inserts_alone), whose COMMIT then goes with it."""
     for plan in _tick_plans:
         plan._released = True
     _tick_plans.clear()
     if opening is not session.opening_text:
         session.opening_text = opening
-        session.tick_opening = None if opening is None else [_BEGIN, _own(opening.encode())]
+        session.tick_opening = None if opening is None else [_BEGIN, _own(opening[0].encode())]
+        session.closing = [_COMMIT] if opening is None else [_COMMIT, _own(opening[1].encode())]
     session.opening = session.tick_opening
     session.commit_with_insert = commit_with_insert
 
@@ -394,7 +400,7 @@ def begin_tick(opening: str | None = None, commit_with_insert: bool = False) -> 
 def commit() -> None:
     """Ends the tick's transaction with COMMIT, if the INSERT's round trip did not (nothing is open then)."""
     if _connection().pgconn.transaction_status != _IDLE:
-        _committed(_pipeline([_COMMIT])[0])
+        _committed(_pipeline(list(session.closing))[0])
 
 
 def _committed(result: pq.abc.PGresult) -> None:

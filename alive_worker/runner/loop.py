@@ -133,6 +133,24 @@ def tick_start(tick_timeout_ms: int, server_version: int) -> str:
     )
 
 
+# After each tick's COMMIT, in its round trip, what a transaction takes from the session when it
+# begins, back to what a new session gets (the server's, the database's and the role's settings;
+# NULL is RESET); the tick's own settings cannot do it, since BEGIN has read them already.  A
+# trigger's SET of default_transaction_read_only in one tick failed every later one while clients
+# could write; its serializable, read-only, deferrable defaults made the runner wait on another
+# session's snapshot; its synchronous_commit = off made commits OK that clients' wait for (a red
+# team).  A tick that did not commit leaves nothing: its SETs are rolled back with it.
+SESSION_DEFAULTS = "SELECT " + ", ".join(
+    f"pg_catalog.set_config('{name}', NULL, false)"
+    for name in (
+        "default_transaction_read_only",
+        "default_transaction_isolation",
+        "default_transaction_deferrable",
+        "synchronous_commit",
+    )
+)
+
+
 # How often psycopg looks up from a statement's wait to let a signal's handler run: its
 # own default (0.1 s) alone would use up the 100 ms that SIGTERM is given.
 SIGNAL_CHECK_SECONDS = 0.01
@@ -311,7 +329,7 @@ class Runner:
         self._multi_host = False
         self.deadline_passed = False
         # What each tick's transaction sets for itself (tick_start), for this connection.
-        self.tick_settings = ""
+        self.tick_settings: tuple[str, str] = ("", "")
 
     # ---- signals and sleeping ----
 
@@ -491,7 +509,10 @@ class Runner:
                 continue
             self.counters.connect_failures = 0
             client_spi.attach(self.conn)
-            self.tick_settings = tick_start(self.settings.tick_timeout_ms, self.conn.info.server_version)
+            self.tick_settings = (
+                tick_start(self.settings.tick_timeout_ms, self.conn.info.server_version),
+                SESSION_DEFAULTS,
+            )
             client_spi.session.tick_timeout_ms = self.settings.tick_timeout_ms
             if self.heartbeat is not None:
                 self.heartbeat.forget_connection()  # type: ignore[attr-defined]
