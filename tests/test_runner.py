@@ -226,6 +226,8 @@ HOSTILE_SESSION_DEFAULTS = {
     "default_transaction_isolation": "serializable",
     "default_transaction_deferrable": "on",
     "synchronous_commit": "off",
+    "client_encoding": "LATIN1",
+    "row_security": "off",
 }
 RECORD_SESSION_DEFAULTS = f"""CREATE FUNCTION public.unsettle() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
@@ -234,7 +236,8 @@ RECORD_SESSION_DEFAULTS = f"""CREATE FUNCTION public.unsettle() RETURNS trigger 
         END IF;
         INSERT INTO public.seen SELECT NEW.pk, concat_ws(',', current_setting('transaction_read_only'),
             current_setting('transaction_isolation'), current_setting('transaction_deferrable'),
-            current_setting('synchronous_commit'));
+            current_setting('synchronous_commit'), current_setting('client_encoding'),
+            current_setting('row_security'));
         RETURN NEW;
     END $$"""
 
@@ -579,11 +582,24 @@ def test_a_primary_that_refuses_writes_is_a_failing_tick_on_the_grid_not_a_stand
     )
 
 
+# The table's code choosing how the tick's own commit waits (a red team's, with SET LOCAL).
+COMMIT_LOCALLY = [
+    """CREATE FUNCTION public.locally() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN PERFORM pg_catalog.set_config('synchronous_commit', 'local', true); RETURN NEW; END $$""",
+    "CREATE TRIGGER locally BEFORE INSERT ON public.log_table FOR EACH ROW EXECUTE FUNCTION public.locally()",
+]
+
+
+@pytest.mark.parametrize(
+    "table_code", [[], COMMIT_LOCALLY], ids=["no table code", "a trigger commits locally"]
+)
 def test_a_commit_that_no_synchronous_standby_confirmed_fails_the_tick(
-    managed: Cluster, start_runner: Callable[..., RunningRunner]
+    managed: Cluster, start_runner: Callable[..., RunningRunner], table_code: list[str]
 ) -> None:
     """The tick timeout cancels the commit's wait, and the server answers COMMIT with a WARNING:
     clients' commits wait there, so the heartbeat is not OK (as the worker says, test_sync_rep.py)."""
+    for statement in table_code:
+        managed.sql(statement)
     managed.sql("ALTER SYSTEM SET synchronous_standby_names = 'nobody'")
     managed.sql("SELECT pg_reload_conf()")
     runner = start_runner("--dsn", dsn(managed), "--interval", INTERVAL, "--tick-timeout", "300ms")

@@ -62,6 +62,17 @@ TABLE_CODE_RUNS_AS_OWNER = False
 CONNECTION_FAILURE = "08006"
 
 
+class TickFrame(NamedTuple):
+    """The runner's own statements around each tick's (loop.tick_frame)."""
+
+    # After BEGIN: what the tick's transaction sets for itself.
+    settings: str
+    # Before COMMIT: what makes the COMMIT the tick's alone (no table code in it).
+    before_commit: tuple[str, ...]
+    # After COMMIT, in its round trip: what the session takes back for the next tick.
+    after_commit: tuple[str, ...]
+
+
 class _Session:
     """The connection statements run on, and where the runner hears what the policy reports."""
 
@@ -70,6 +81,8 @@ class _Session:
     settings: Callable[[str], str | None] = staticmethod(lambda name: None)
     on_in_hook: Callable[[bool], None] = staticmethod(lambda in_hook: None)
     on_retention_error: Callable[[str | None], None] = staticmethod(lambda message: None)
+    # A statement after the tick's COMMIT failed: the connection is closed, the heartbeat stands.
+    on_failure_after_commit: Callable[[str], None] = staticmethod(lambda message: None)
     rowcount = 0
     savepoints = 0
     # BEGIN and the tick's settings statement while its transaction is still to be opened
@@ -77,17 +90,28 @@ class _Session:
     # with the INSERT: a statement after it runs in a transaction of its own, with the settings.
     opening: list[_Statement] | None = None
     tick_opening: list[_Statement] | None = None
-    opening_text: tuple[str, str] | None = None
-    # COMMIT, then what the session takes back after a tick that committed (begin_tick).
+    frame: TickFrame | None = None
+    # What goes before the tick's COMMIT, COMMIT, and what the session takes back after it
+    # (TickFrame); where COMMIT is in it.
     closing: list[_Statement]
+    commit_at = 0
+    # Whether the tick's COMMIT answered COMMIT, and the rows its first execute_text (the
+    # heartbeat's INSERT) wrote: both, and the heartbeat is written, whatever follows.
+    commit_answered = False
+    heartbeat_rows: int | None = None
     # The heartbeat's INSERT is the tick's last statement: its COMMIT goes with it.
     commit_with_insert = False
     # The tick's timeout (statement_timeout in its settings), and the WARNINGs (SQLSTATE 01000)
     # of the last round trip and when it began: a commit whose wait for a synchronous standby
     # the timeout cancelled answers COMMIT, with a WARNING.
     tick_timeout_ms = 0
-    warnings: tuple[str, ...] = ()
+    # The statement of the round trip whose results are being read, and for each the last
+    # WARNING (01000) it drew: only COMMIT's own counts, when no table code runs in it.
+    fetching = 0
+    warnings: dict[int, str]
     round_trip_began = 0.0
+    # After the round trip: the session's transaction status, before anything closed it.
+    status_after = pq.TransactionStatus.IDLE
 
 
 session = _Session()
@@ -102,8 +126,10 @@ def attach(conn: psycopg.Connection[Any]) -> None:
     conn.add_notice_handler(_note_warning)
     session.generation += 1
     session.savepoints = 0
-    session.opening = session.tick_opening = session.opening_text = None
+    session.opening = session.tick_opening = session.frame = None
     session.closing = [_COMMIT]
+    session.commit_at = 0
+    session.warnings = {}
     session.commit_with_insert = False
     _parameter_types.clear()
 
@@ -134,7 +160,7 @@ def _drop_notification(notification: psycopg.Notify) -> None:
 
 def _note_warning(diagnostic: psycopg.errors.Diagnostic) -> None:
     if diagnostic.severity_nonlocalized == "WARNING" and diagnostic.sqlstate == "01000":
-        session.warnings += (diagnostic.message_primary or "",)
+        session.warnings[session.fetching] = diagnostic.message_primary or ""
 
 
 class _TypedText(str):
@@ -189,7 +215,7 @@ def _statement(query: str, params: Sequence[_TypedText | None]) -> _Statement:
     return (query.encode(), values, [0 if value is None else value.type_oid for value in params])
 
 
-def _pipeline(statements: list[_Statement]) -> list[pq.abc.PGresult]:
+def _pipeline(statements: list[_Statement], tail: int = 0) -> list[pq.abc.PGresult]:
     """Runs statements in one round trip (libpq's pipeline mode, one Sync); returns their results.
 
     The tick's opening (BEGIN and its settings) goes first if it is still to
@@ -199,9 +225,11 @@ def _pipeline(statements: list[_Statement]) -> list[pq.abc.PGresult]:
     was open, is failed (the runner rolls it back).  Anything else that stops
     the exchange (SIGTERM, tick_timeout, a lost connection) leaves the
     connection closed: what the server did is not known, and the runner
-    connects again."""
+    connects again.  tail: the last statements, after a COMMIT, whose failure
+    fails nothing already committed: it closes the connection, and the
+    runner starts again with a new session."""
     conn = _connection()
-    session.warnings = ()
+    session.warnings = {}
     session.round_trip_began = time.monotonic()
     owed = 0
     if session.opening is not None:
@@ -216,6 +244,7 @@ def _pipeline(statements: list[_Statement]) -> list[pq.abc.PGresult]:
         pgconn.pipeline_sync()
         *batches, _sync = conn.wait(_exchange(pgconn, len(statements)))
         pgconn.exit_pipeline_mode()
+        session.status_after = pq.TransactionStatus(pgconn.transaction_status)
     except BaseException as stopped:
         if not conn.closed:
             conn.close()
@@ -223,9 +252,14 @@ def _pipeline(statements: list[_Statement]) -> list[pq.abc.PGresult]:
             raise_as_spi_error(stopped)  # a lost connection: class 08, as a statement meets it
         raise
     results = [batch[-1] for batch in batches]
-    for result in results:
+    for index, result in enumerate(results):
         if result.status == _FATAL_ERROR:
-            raise_as_spi_error(psycopg.errors.error_from_result(result, encoding=conn.info.encoding))
+            error = psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
+            if index >= len(results) - tail:
+                session.on_failure_after_commit(f"{error.diag.message_primary} (SQLSTATE {error.sqlstate})")
+                conn.close()
+                break
+            raise_as_spi_error(error)
     return results[owed:] if owed else results
 
 
@@ -236,7 +270,8 @@ def _exchange(pgconn: pq.abc.PGconn, commands: int) -> Any:
     waited on by the connection's wait(): SIGTERM's handler runs meanwhile."""
     yield from send(pgconn)
     batches = []
-    for _ in range(commands + 1):
+    for index in range(commands + 1):
+        session.fetching = index
         batches.append((yield from fetch_many(pgconn)))
     return batches
 
@@ -362,10 +397,13 @@ class Plan:
         session.commit_with_insert = False
         if commit:
             statements += session.closing
-        results = _pipeline(statements)
+        owed = len(session.opening or ())
+        results = _pipeline(statements, tail=len(session.closing) - session.commit_at - 1 if commit else 0)
         session.rowcount = results[0].command_tuples or 0
+        if session.heartbeat_rows is None:
+            session.heartbeat_rows = session.rowcount
         if commit:
-            _committed(results[1])
+            _committed(results[1 + session.commit_at], owed + 1 + session.commit_at)
             session.opening = session.tick_opening
 
     def rows_processed(self) -> int:
@@ -377,38 +415,53 @@ class Plan:
         self._released = True
 
 
-def begin_tick(opening: tuple[str, str] | None = None, commit_with_insert: bool = False) -> None:
+def begin_tick(frame: TickFrame | None = None, commit_with_insert: bool = False) -> None:
     """Called by the runner first in each tick: ends the last tick's plans, as the worker does.
 
-    opening: what the tick's transaction sets for itself, sent after BEGIN
-    with the tick's first statement, in its round trip; and what the session
-    takes back after the tick's COMMIT, sent with it (a SET that the table's
-    code made for the session lasts only if its transaction commits).
-    commit_with_insert: nothing runs after the heartbeat's INSERT
-    (Heartbeat.inserts_alone), whose COMMIT then goes with it."""
+    frame: the runner's statements around the tick's (TickFrame): BEGIN and
+    its settings are sent with the tick's first statement, in its round
+    trip; what goes before and after COMMIT, with it.  commit_with_insert:
+    nothing runs after the heartbeat's INSERT (Heartbeat.inserts_alone),
+    whose COMMIT then goes with it."""
     for plan in _tick_plans:
         plan._released = True
     _tick_plans.clear()
-    if opening is not session.opening_text:
-        session.opening_text = opening
-        session.tick_opening = None if opening is None else [_BEGIN, _own(opening[0].encode())]
-        session.closing = [_COMMIT] if opening is None else [_COMMIT, _own(opening[1].encode())]
+    if frame is not session.frame:
+        session.frame = frame
+        if frame is None:
+            session.tick_opening, session.closing, session.commit_at = None, [_COMMIT], 0
+        else:
+            session.tick_opening = [_BEGIN, _own(frame.settings.encode())]
+            before = [_own(text.encode()) for text in frame.before_commit]
+            session.closing = [*before, _COMMIT, *(_own(text.encode()) for text in frame.after_commit)]
+            session.commit_at = len(before)
     session.opening = session.tick_opening
     session.commit_with_insert = commit_with_insert
+    session.commit_answered = False
+    session.heartbeat_rows = None
+
+
+def heartbeat_written() -> bool:
+    """After a tick: whether its heartbeat's row is committed (the numbering counts it)."""
+    return session.commit_answered and bool(session.heartbeat_rows)
 
 
 def commit() -> None:
     """Ends the tick's transaction with COMMIT, if the INSERT's round trip did not (nothing is open then)."""
     if _connection().pgconn.transaction_status != _IDLE:
-        _committed(_pipeline(list(session.closing))[0])
+        tail = len(session.closing) - session.commit_at - 1
+        _committed(_pipeline(list(session.closing), tail=tail)[session.commit_at], session.commit_at)
 
 
-def _committed(result: pq.abc.PGresult) -> None:
+def _committed(result: pq.abc.PGresult, sent_as: int) -> None:
     """The tick's COMMIT committed, and left no transaction open, or the tick fails.
 
     COMMIT of a transaction that failed unseen answers ROLLBACK; whatever
-    else answered was not our COMMIT."""
-    status = pq.TransactionStatus(_connection().pgconn.transaction_status)
+    else answered was not our COMMIT.  sent_as: its place in its round trip,
+    for the WARNING of a synchronous standby's wait cancelled (no table code
+    runs in COMMIT: TickFrame.before_commit)."""
+    status = session.status_after
+    session.commit_answered = result.command_status == b"COMMIT"
     if result.command_status != b"COMMIT" or status != _IDLE:
         answered = (result.command_status or b"").decode(errors="replace")
         raise errors.from_sqlstate(
@@ -417,13 +470,14 @@ def _committed(result: pq.abc.PGresult) -> None:
             "its heartbeat is not counted",
         )
     waited_ms = (time.monotonic() - session.round_trip_began) * 1000
-    if session.warnings and session.tick_timeout_ms and waited_ms >= session.tick_timeout_ms:
+    warning = session.warnings.get(sent_as)
+    if warning is not None and session.tick_timeout_ms and waited_ms >= session.tick_timeout_ms:
         # As the worker reports it (src/log_watch.c): clients' commits wait, and this one did not.
         raise errors.from_sqlstate(
             "57014",
             "heartbeat not confirmed by a synchronous standby: committed locally only",
             detail=f"The commit's round trip took {waited_ms:.0f} ms, past alive_worker.tick_timeout "
-            f"({session.tick_timeout_ms} ms), which cancelled it; the server said: {session.warnings[-1]}",
+            f"({session.tick_timeout_ms} ms), which cancelled it; the server said: {warning}",
             hint="Check that the standbys named by synchronous_standby_names are connected and streaming.",
         )
 

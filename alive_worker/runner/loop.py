@@ -133,22 +133,47 @@ def tick_start(tick_timeout_ms: int, server_version: int) -> str:
     )
 
 
-# After each tick's COMMIT, in its round trip, what a transaction takes from the session when it
-# begins, back to what a new session gets (the server's, the database's and the role's settings;
-# NULL is RESET); the tick's own settings cannot do it, since BEGIN has read them already.  A
-# trigger's SET of default_transaction_read_only in one tick failed every later one while clients
-# could write; its serializable, read-only, deferrable defaults made the runner wait on another
-# session's snapshot; its synchronous_commit = off made commits OK that clients' wait for (a red
-# team).  A tick that did not commit leaves nothing: its SETs are rolled back with it.
-SESSION_DEFAULTS = "SELECT " + ", ".join(
-    f"pg_catalog.set_config('{name}', NULL, false)"
-    for name in (
+def tick_frame(tick_timeout_ms: int, server_version: int) -> client_spi.TickFrame:
+    """The runner's statements around each tick's: its settings, and its COMMIT's.
+
+    Before COMMIT: SET CONSTRAINTS ALL IMMEDIATE runs the table's deferred
+    triggers then, and synchronous_commit goes back to what a new session
+    gets (SET LOCAL ... TO DEFAULT), so no table code runs in COMMIT nor
+    chooses how it waits: a trigger's synchronous_commit = local made the
+    tick's commit OK while clients' waited for a standby (a red team).
+
+    After COMMIT, in its round trip: what a transaction and the session take
+    from the session, back to what a new session gets (RESET: the server's,
+    the database's and the role's settings, the connection's own).  A
+    trigger's SET of default_transaction_read_only failed every later tick
+    while clients could write; serializable, read-only, deferrable defaults
+    made the runner wait on another session's snapshot; client_encoding
+    garbled the message, row_security = off refused it.  RESET, which takes
+    no snapshot: the implicit transaction it runs in began with whatever the
+    table's code left.  A tick that did not commit leaves nothing to take
+    back (its SETs are rolled back with it); a failure of these, the
+    heartbeat being committed, only closes the connection.
+    """
+    after = [
         "default_transaction_read_only",
         "default_transaction_isolation",
         "default_transaction_deferrable",
         "synchronous_commit",
+        "client_encoding",
+        "row_security",
+    ]
+    if server_version >= 140000:
+        after.append("idle_session_timeout")
+    if server_version >= 170000:
+        after.append("transaction_timeout")
+    return client_spi.TickFrame(
+        settings=tick_start(tick_timeout_ms, server_version),
+        before_commit=(
+            "SET CONSTRAINTS ALL IMMEDIATE",
+            "SELECT pg_catalog.set_config('synchronous_commit', NULL, true)",
+        ),
+        after_commit=tuple(f"RESET {name}" for name in after),
     )
-)
 
 
 # How often psycopg looks up from a statement's wait to let a signal's handler run: its
@@ -329,7 +354,10 @@ class Runner:
         self._multi_host = False
         self.deadline_passed = False
         # What each tick's transaction sets for itself (tick_start), for this connection.
-        self.tick_settings: tuple[str, str] = ("", "")
+        self.tick_frame: client_spi.TickFrame | None = None
+        # Heartbeats committed since the start (the numbering), counted when COMMIT answered
+        # COMMIT: one a synchronous standby did not confirm is written, and fails its tick.
+        self.heartbeats_committed = 0
 
     # ---- signals and sleeping ----
 
@@ -455,6 +483,13 @@ class Runner:
         # For /metrics only: naming the session at every tick would cost two round trips.
         self.in_hook = in_hook
 
+    def _report_failure_after_commit(self, message: str) -> None:
+        log.warning(
+            "alive-worker run: after the heartbeat's COMMIT, giving the session back its defaults failed: %s;"
+            " connecting again",
+            message,
+        )
+
     def _report_retention_error(self, message: str | None) -> None:
         self.counters.retention_error = message
 
@@ -509,10 +544,7 @@ class Runner:
                 continue
             self.counters.connect_failures = 0
             client_spi.attach(self.conn)
-            self.tick_settings = (
-                tick_start(self.settings.tick_timeout_ms, self.conn.info.server_version),
-                SESSION_DEFAULTS,
-            )
+            self.tick_frame = tick_frame(self.settings.tick_timeout_ms, self.conn.info.server_version)
             client_spi.session.tick_timeout_ms = self.settings.tick_timeout_ms
             if self.heartbeat is not None:
                 self.heartbeat.forget_connection()  # type: ignore[attr-defined]
@@ -583,6 +615,7 @@ class Runner:
         client_spi.session.settings = self._setting
         client_spi.session.on_in_hook = self._report_in_hook
         client_spi.session.on_retention_error = self._report_retention_error
+        client_spi.session.on_failure_after_commit = self._report_failure_after_commit
         self._start_metrics()
         try:
             while not self.stopping:
@@ -724,12 +757,12 @@ class Runner:
         # The transaction, and the settings it holds whatever the table's code set before, sent
         # with the tick's first statement; with no hook and no retention batch due, COMMIT goes
         # with the INSERT: the tick is one round trip.
-        client_spi.begin_tick(self.tick_settings, heartbeat.inserts_alone(self.generation))
+        client_spi.begin_tick(self.tick_frame, heartbeat.inserts_alone(self.generation))
         committed = False
         self._start_tick_deadline()
         try:
             # Numbered as the worker numbers: heartbeats committed since the start, across reconnects.
-            heartbeat.tick(self.counters.ticks_ok + 1, self.generation, self.previous_committed)
+            heartbeat.tick(self.heartbeats_committed + 1, self.generation, self.previous_committed)
             if self.settings.hook:
                 self._run_hook_in_savepoint(heartbeat)
             client_spi.commit()
@@ -763,6 +796,8 @@ class Runner:
             self._stop_tick_deadline()
             client_spi.end_tick()
             self.previous_committed = committed
+            if client_spi.heartbeat_written():
+                self.heartbeats_committed += 1
         if committed:
             counters = self.counters
             counters.ticks_ok += 1
