@@ -332,7 +332,12 @@ def test_a_message_over_the_limit_is_a_clear_error_and_the_host_goes_on(
     hook = write_hook(tmp_path, TOO_LARGE)
     cluster = make_cluster(settings={"hook": hook, "interval": "200ms", **UNHURRIED})
     worker = cluster.wait_for_worker()
-    wait_for(lambda: (tmp_path / "after").exists(), "the tick after the large results", timeout=30)
+    # Its content, not the file: write_text() makes the file, empty, before it writes (a run read '').
+    wait_for(
+        lambda: (tmp_path / "after").is_file() and (tmp_path / "after").read_text(),
+        "the tick after the large results",
+        timeout=30,
+    )
     sqlstate, message, hint = (tmp_path / "rows").read_text().split("|")
     assert sqlstate == "54000"
     # Refused while the rows are copied, before the message is made.
