@@ -103,6 +103,15 @@ def write_hook(directory: Path, body: str) -> str:
     return f"{path}:hook"
 
 
+def written(path: Path) -> str | None:
+    """path's text once something is in it: write_text() makes the file, empty, before it writes,
+    so a file that exists may still read ''."""
+    try:
+        return path.read_text() or None
+    except FileNotFoundError:
+        return None
+
+
 def wait_for(probe: Callable[[], T | None], what: str, timeout: float = 10.0, every: float = 0.05) -> T:
     """Polls probe every so many seconds until it returns something truthy; fails naming what was awaited."""
     deadline = time.monotonic() + timeout

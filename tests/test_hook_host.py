@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import UNHURRIED, Cluster, wait_for, write_hook
+from conftest import UNHURRIED, Cluster, wait_for, write_hook, written
 
 INTERVAL_S = 0.2
 # What the server says when a backend's death resets the cluster, and worse.
@@ -271,7 +271,7 @@ def test_what_ends_a_hook_ends_its_host_stuck_in_c_code_and_what_it_started(
     timeout = "1s" if end == "tick timeout" else "1h"
     cluster = make_cluster(settings={"hook": hook, "interval": "200ms", "tick_timeout": timeout})
     worker = cluster.wait_for_worker()
-    wait_for(lambda: (tmp_path / "pids").exists(), "the hook to be stuck", timeout=20)
+    wait_for(lambda: written(tmp_path / "pids"), "the hook to be stuck", timeout=20)
     pids = [int(pid) for pid in (tmp_path / "pids").read_text().split()]
     assert all(running(pid) for pid in pids)
     cause(cluster, worker)
@@ -334,7 +334,7 @@ def test_a_message_over_the_limit_is_a_clear_error_and_the_host_goes_on(
     worker = cluster.wait_for_worker()
     # Its content, not the file: write_text() makes the file, empty, before it writes (a run read '').
     wait_for(
-        lambda: (tmp_path / "after").is_file() and (tmp_path / "after").read_text(),
+        lambda: written(tmp_path / "after"),
         "the tick after the large results",
         timeout=30,
     )
@@ -371,7 +371,7 @@ def test_a_hook_whose_import_outlasts_the_tick_timeout_runs(
     hook = write_hook(tmp_path, SLOW_IMPORT)
     cluster = make_cluster(settings={"hook": hook, "interval": "100ms", "tick_timeout": "100ms"})
     cluster.wait_for_worker()
-    wait_for(lambda: (tmp_path / "ran").exists(), "the hook to run", timeout=20)
+    wait_for(lambda: written(tmp_path / "ran"), "the hook to run", timeout=20)
     assert (tmp_path / "ran").read_text().endswith(" 1")
 
 

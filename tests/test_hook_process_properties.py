@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Cluster, wait_for, write_hook
+from conftest import Cluster, wait_for, write_hook, written
 from test_hook_host import NEVER_IN_THE_LOG, assert_the_server_writes_on
 
 INTERVAL_S = 0.2
@@ -301,7 +301,7 @@ def test_the_host_inherits_no_descriptor_or_signal_disposition_of_the_server(
     os.chmod(tmp_path, 0o700)
     cluster = make_cluster(settings={"hook": hook})
     worker = cluster.wait_for_worker()
-    wait_for(lambda: (tmp_path / "host").exists(), "the hook to list its descriptors", timeout=20)
+    wait_for(lambda: written(tmp_path / "host"), "the hook to list its descriptors", timeout=20)
     servers = {
         os.readlink(entry)
         for pid in (worker, cluster.node.pid)

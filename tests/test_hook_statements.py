@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import LEAST_PRIVILEGE_SETUP, UNHURRIED, Cluster, wait_for, write_hook
+from conftest import LEAST_PRIVILEGE_SETUP, UNHURRIED, Cluster, wait_for, write_hook, written
 
 AS_OWNER = """
 from pathlib import Path
@@ -61,7 +61,7 @@ def test_a_hooks_statement_never_runs_with_a_tables_owners_rights_the_worker_lac
         ],
     )
     cluster.wait_for_worker()
-    wait_for(lambda: (tmp_path / "who").exists(), "the hook's tick 2", timeout=30)
+    wait_for(lambda: written(tmp_path / "who"), "the hook's tick 2", timeout=30)
     # Not as the owner of etl_data, whose other table it reads: a statement run as a table's owner must
     # name that table (it would read the secret as the worker's role luca, which may not, until 1.3).
     assert (tmp_path / "secret").read_text() == (
@@ -102,7 +102,7 @@ def run_hook_once(
     hook = write_hook(tmp_path, BOUNDED.replace("{body}", body))
     cluster = make_cluster(settings={"hook": hook, "interval": "200ms", **UNHURRIED})
     worker = cluster.wait_for_worker()
-    wait_for(lambda: (tmp_path / "after").exists(), "the tick after the hook's statements", timeout=60)
+    wait_for(lambda: written(tmp_path / "after"), "the tick after the hook's statements", timeout=60)
     assert (tmp_path / "after").read_text() == "[('1',)]"
     assert cluster.worker_pid() == worker
     return lambda name: (tmp_path / name).read_text().split("|")
