@@ -71,6 +71,8 @@ class TickFrame(NamedTuple):
     before_commit: tuple[str, ...]
     # After COMMIT, in its round trip: what the session takes back for the next tick.
     after_commit: tuple[str, ...]
+    # The statement_timeout the settings set: a commit cancelled past it was a standby's wait.
+    tick_timeout_ms: int
 
 
 class _Session:
@@ -101,12 +103,9 @@ class _Session:
     heartbeat_rows: int | None = None
     # The heartbeat's INSERT is the tick's last statement: its COMMIT goes with it.
     commit_with_insert = False
-    # The tick's timeout (statement_timeout in its settings), and the WARNINGs (SQLSTATE 01000)
-    # of the last round trip and when it began: a commit whose wait for a synchronous standby
-    # the timeout cancelled answers COMMIT, with a WARNING.
-    tick_timeout_ms = 0
-    # The statement of the round trip whose results are being read, and for each the last
-    # WARNING (01000) it drew: only COMMIT's own counts, when no table code runs in it.
+    # The statement of the round trip whose results are being read, for each the last WARNING
+    # (01000) it drew, and when the round trip began: a commit whose wait for a synchronous
+    # standby the tick's timeout cancelled answers COMMIT, with a WARNING of its own.
     fetching = 0
     warnings: dict[int, str]
     round_trip_began = 0.0
@@ -471,13 +470,14 @@ def _committed(result: pq.abc.PGresult, sent_as: int) -> None:
         )
     waited_ms = (time.monotonic() - session.round_trip_began) * 1000
     warning = session.warnings.get(sent_as)
-    if warning is not None and session.tick_timeout_ms and waited_ms >= session.tick_timeout_ms:
+    timeout_ms = session.frame.tick_timeout_ms if session.frame is not None else 0
+    if warning is not None and timeout_ms and waited_ms >= timeout_ms:
         # As the worker reports it (src/log_watch.c): clients' commits wait, and this one did not.
         raise errors.from_sqlstate(
             "57014",
             "heartbeat not confirmed by a synchronous standby: committed locally only",
             detail=f"The commit's round trip took {waited_ms:.0f} ms, past alive_worker.tick_timeout "
-            f"({session.tick_timeout_ms} ms), which cancelled it; the server said: {warning}",
+            f"({timeout_ms} ms), which cancelled it; the server said: {warning}",
             hint="Check that the standbys named by synchronous_standby_names are connected and streaming.",
         )
 

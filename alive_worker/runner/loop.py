@@ -173,6 +173,7 @@ def tick_frame(tick_timeout_ms: int, server_version: int) -> client_spi.TickFram
             "SELECT pg_catalog.set_config('synchronous_commit', NULL, true)",
         ),
         after_commit=tuple(f"RESET {name}" for name in after),
+        tick_timeout_ms=tick_timeout_ms,
     )
 
 
@@ -545,7 +546,6 @@ class Runner:
             self.counters.connect_failures = 0
             client_spi.attach(self.conn)
             self.tick_frame = tick_frame(self.settings.tick_timeout_ms, self.conn.info.server_version)
-            client_spi.session.tick_timeout_ms = self.settings.tick_timeout_ms
             if self.heartbeat is not None:
                 self.heartbeat.forget_connection()  # type: ignore[attr-defined]
             log.info(
