@@ -67,7 +67,8 @@ class TickFrame(NamedTuple):
 
     # After BEGIN: what the tick's transaction sets for itself.
     settings: str
-    # Before COMMIT: what makes the COMMIT the tick's alone (no table code in it).
+    # Before COMMIT: what makes the COMMIT the tick's alone (no table code in it).  What each
+    # answers (the first column of its first row) is kept for the runner: before_commit_answers().
     before_commit: tuple[str, ...]
     # After COMMIT, in its round trip: what the session takes back for the next tick.
     after_commit: tuple[str, ...]
@@ -101,6 +102,8 @@ class _Session:
     # heartbeat's INSERT) wrote: both, and the heartbeat is written, whatever follows.
     commit_answered = False
     heartbeat_rows: int | None = None
+    # What the statements before the tick's COMMIT answered (TickFrame.before_commit).
+    before_commit_answers: list[str | None]
     # The heartbeat's INSERT is the tick's last statement: its COMMIT goes with it.
     commit_with_insert = False
     # The statement of the round trip whose results are being read, for each the last WARNING
@@ -130,6 +133,7 @@ def attach(conn: psycopg.Connection[Any]) -> None:
     session.commit_at = 0
     session.warnings = {}
     session.commit_with_insert = False
+    session.before_commit_answers = []
     _parameter_types.clear()
 
 
@@ -201,6 +205,7 @@ _Statement = tuple[bytes, Sequence[bytes | None], Sequence[int]]
 _BEGIN: _Statement = (b"BEGIN", (), ())
 _COMMIT: _Statement = (b"COMMIT", (), ())
 _FATAL_ERROR = pq.ExecStatus.FATAL_ERROR
+_TUPLES_OK = pq.ExecStatus.TUPLES_OK
 _IDLE = pq.TransactionStatus.IDLE
 
 
@@ -402,7 +407,7 @@ class Plan:
         if session.heartbeat_rows is None:
             session.heartbeat_rows = session.rowcount
         if commit:
-            _committed(results[1 + session.commit_at], owed + 1 + session.commit_at)
+            _committed(results[1:], owed + 1)
             session.opening = session.tick_opening
 
     def rows_processed(self) -> int:
@@ -438,6 +443,7 @@ def begin_tick(frame: TickFrame | None = None, commit_with_insert: bool = False)
     session.commit_with_insert = commit_with_insert
     session.commit_answered = False
     session.heartbeat_rows = None
+    session.before_commit_answers = []
 
 
 def heartbeat_written() -> bool:
@@ -449,18 +455,34 @@ def commit() -> None:
     """Ends the tick's transaction with COMMIT, if the INSERT's round trip did not (nothing is open then)."""
     if _connection().pgconn.transaction_status != _IDLE:
         tail = len(session.closing) - session.commit_at - 1
-        _committed(_pipeline(list(session.closing), tail=tail)[session.commit_at], session.commit_at)
+        _committed(_pipeline(list(session.closing), tail=tail), 0)
 
 
-def _committed(result: pq.abc.PGresult, sent_as: int) -> None:
+def before_commit_answers() -> list[str | None]:
+    """After a tick that committed: what TickFrame.before_commit's statements answered, in order."""
+    return session.before_commit_answers
+
+
+def _committed(closing: list[pq.abc.PGresult], sent_as: int) -> None:
     """The tick's COMMIT committed, and left no transaction open, or the tick fails.
 
-    COMMIT of a transaction that failed unseen answers ROLLBACK; whatever
-    else answered was not our COMMIT.  sent_as: its place in its round trip,
-    for the WARNING of a synchronous standby's wait cancelled (no table code
-    runs in COMMIT: TickFrame.before_commit)."""
+    closing: the results of the tick's closing statements (TickFrame), sent
+    from place sent_as in their round trip.  COMMIT of a transaction that
+    failed unseen answers ROLLBACK; whatever else answered was not our
+    COMMIT.  Its place, for the WARNING of a synchronous standby's wait
+    cancelled (no table code runs in COMMIT: TickFrame.before_commit)."""
+    result = closing[session.commit_at]
+    sent_as += session.commit_at
     status = session.status_after
     session.commit_answered = result.command_status == b"COMMIT"
+    if session.commit_answered:
+        # The runner's own answers (booleans, settings it gave): ASCII in every client encoding.
+        session.before_commit_answers = [
+            None
+            if answer.status != _TUPLES_OK or not answer.ntuples or (value := answer.get_value(0, 0)) is None
+            else value.decode(errors="replace")
+            for answer in closing[: session.commit_at]
+        ]
     if result.command_status != b"COMMIT" or status != _IDLE:
         answered = (result.command_status or b"").decode(errors="replace")
         raise errors.from_sqlstate(

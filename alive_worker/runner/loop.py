@@ -133,46 +133,54 @@ def tick_start(tick_timeout_ms: int, server_version: int) -> str:
     )
 
 
-def tick_frame(tick_timeout_ms: int, server_version: int) -> client_spi.TickFrame:
+def tick_frame(
+    tick_timeout_ms: int, server_version: int, application_name: str, table_oid: str
+) -> client_spi.TickFrame:
     """The runner's statements around each tick's: its settings, and its COMMIT's.
 
     Before COMMIT: SET CONSTRAINTS ALL IMMEDIATE runs the table's deferred
-    triggers then, and synchronous_commit goes back to what a new session
-    gets (SET LOCAL ... TO DEFAULT), so no table code runs in COMMIT nor
-    chooses how it waits: a trigger's synchronous_commit = local made the
-    tick's commit OK while clients' waited for a standby (a red team).
+    triggers then, so that no table code runs in COMMIT.  Then one SELECT:
+    synchronous_commit goes back to what a new session gets (SET LOCAL ...
+    TO DEFAULT) and client_min_messages to warning, so that the table's
+    code chooses neither how COMMIT waits nor what it tells (a trigger's
+    synchronous_commit = local made the tick's commit OK while clients'
+    waited for a standby, a red team found; client_min_messages = error
+    would hide the WARNING of a standby's wait cancelled); and the runner's
+    lock on the table is taken again, since pg_advisory_unlock_all() in a
+    trigger frees it (state.py).  Its answer, false when another session
+    took the lock meanwhile, ends this session after the tick (_tick): the
+    two runners wrote that one tick, and no other.  Each tick adds one to the
+    lock's count, which the session's end clears.
 
-    After COMMIT, in its round trip: what a transaction and the session take
-    from the session, back to what a new session gets (RESET: the server's,
-    the database's and the role's settings, the connection's own).  A
-    trigger's SET of default_transaction_read_only failed every later tick
-    while clients could write; serializable, read-only, deferrable defaults
-    made the runner wait on another session's snapshot; client_encoding
-    garbled the message, row_security = off refused it.  RESET, which takes
-    no snapshot: the implicit transaction it runs in began with whatever the
-    table's code left.  A tick that did not commit leaves nothing to take
-    back (its SETs are rolled back with it); a failure of these, the
-    heartbeat being committed, only closes the connection.
+    After COMMIT, in its round trip: RESET ALL, every setting of the session
+    back to what a new session gets (the server's, the database's and the
+    role's settings, the connection's own), whichever setting the table's
+    code changed: a trigger's SET of default_transaction_read_only failed
+    every later tick while clients could write; serializable, read-only,
+    deferrable defaults made the runner wait on another session's snapshot;
+    client_encoding garbled the message, row_security = off refused it
+    (test_runner.py sets every setting a role may set).  Then SET
+    application_name, the name that publishes the runner's state (state.py),
+    which RESET ALL took back to the connection's.  Both are utility
+    statements, which take no snapshot: the implicit transaction they run in
+    began with whatever defaults the table's code left.  A tick that did not
+    commit leaves nothing to take back (its SETs are rolled back with it); a
+    failure of these, the heartbeat being committed, only closes the
+    connection.  The name is a literal (SET takes no parameter): the
+    runner's own words and a number (state.application_name), checked.
     """
-    after = [
-        "default_transaction_read_only",
-        "default_transaction_isolation",
-        "default_transaction_deferrable",
-        "synchronous_commit",
-        "client_encoding",
-        "row_security",
-    ]
-    if server_version >= 140000:
-        after.append("idle_session_timeout")
-    if server_version >= 170000:
-        after.append("transaction_timeout")
+    if not state.read_application_name(application_name):
+        raise ValueError(f"not a runner's session name: {application_name!r}")
     return client_spi.TickFrame(
         settings=tick_start(tick_timeout_ms, server_version),
         before_commit=(
             "SET CONSTRAINTS ALL IMMEDIATE",
-            "SELECT pg_catalog.set_config('synchronous_commit', NULL, true)",
+            "SELECT pg_catalog.pg_try_advisory_lock("
+            f"{int(state.LOCK_CLASS)}, {int(table_oid)}::pg_catalog.oid::pg_catalog.int4),"
+            " pg_catalog.set_config('synchronous_commit', NULL, true),"
+            " pg_catalog.set_config('client_min_messages', 'warning', true)",
         ),
-        after_commit=tuple(f"RESET {name}" for name in after),
+        after_commit=("RESET ALL", f"SET application_name = '{application_name}'"),
         tick_timeout_ms=tick_timeout_ms,
     )
 
@@ -354,8 +362,12 @@ class Runner:
         self._wakeup_read = -1
         self._multi_host = False
         self.deadline_passed = False
-        # What each tick's transaction sets for itself (tick_start), for this connection.
+        # The runner's statements around each tick's (tick_frame), and what they were made from:
+        # made again when any of it changes (a new connection or table, a state published).
         self.tick_frame: client_spi.TickFrame | None = None
+        self.tick_frame_from: tuple[int, int, str, str] | None = None
+        # The heartbeat table's oid, the second key of the runner's lock (_take_lock).
+        self.table_oid = ""
         # Heartbeats committed since the start (the numbering), counted when COMMIT answered
         # COMMIT: one a synchronous standby did not confirm is written, and fails its tick.
         self.heartbeats_committed = 0
@@ -545,7 +557,6 @@ class Runner:
                 continue
             self.counters.connect_failures = 0
             client_spi.attach(self.conn)
-            self.tick_frame = tick_frame(self.settings.tick_timeout_ms, self.conn.info.server_version)
             if self.heartbeat is not None:
                 self.heartbeat.forget_connection()  # type: ignore[attr-defined]
             log.info(
@@ -710,6 +721,7 @@ class Runner:
             self._fail(describe(error))
             self._sleep_until(time.monotonic() + self.settings.interval / 1000)
             return False
+        self.table_oid = oid
         if got != "t":
             self._fail(
                 f"another session holds the runner's lock on {settings.schema}.{settings.table}: "
@@ -757,7 +769,7 @@ class Runner:
         # The transaction, and the settings it holds whatever the table's code set before, sent
         # with the tick's first statement; with no hook and no retention batch due, COMMIT goes
         # with the INSERT: the tick is one round trip.
-        client_spi.begin_tick(self.tick_frame, heartbeat.inserts_alone(self.generation))
+        client_spi.begin_tick(self._current_tick_frame(conn), heartbeat.inserts_alone(self.generation))
         committed = False
         self._start_tick_deadline()
         try:
@@ -803,6 +815,29 @@ class Runner:
             counters.ticks_ok += 1
             counters.last_ok_at = time.time()
             self._set_state(state.SLEEPING)
+        if committed and client_spi.before_commit_answers()[1:2] != ["t"]:
+            # The lock was freed in the tick (pg_advisory_unlock_all() in the table's code) and
+            # another session holds it now: it writes this table; this session ends (tick_frame).
+            log.warning(
+                "alive-worker run: the runner's lock on %s.%s was released during the tick and another"
+                " session holds it now; connecting again",
+                self.settings.schema,
+                self.settings.table,
+            )
+            raise LostConnection("the runner's lock was taken by another session")
+
+    def _current_tick_frame(self, conn: psycopg.Connection[Any]) -> client_spi.TickFrame:
+        made_from = (
+            self.settings.tick_timeout_ms,
+            conn.info.server_version,
+            # "" while a name is to be published again (a reload): the state's, as it will be.
+            self.published_name or state.application_name(self.counters.state, self.settings.interval),
+            self.table_oid,
+        )
+        if self.tick_frame is None or made_from != self.tick_frame_from:
+            self.tick_frame = tick_frame(*made_from)
+            self.tick_frame_from = made_from
+        return self.tick_frame
 
     def _run_hook_in_savepoint(self, heartbeat: Heartbeat) -> None:
         """The hook, as the shim runs it: its failure is logged (hook_failure = log) or fails the tick."""
