@@ -102,18 +102,21 @@ class _Session:
     # heartbeat's INSERT) wrote: both, and the heartbeat is written, whatever follows.
     commit_answered = False
     heartbeat_rows: int | None = None
-    # What the statements before the tick's COMMIT answered (TickFrame.before_commit).
-    before_commit_answers: list[str | None]
+    # The results of the tick's closing statements (TickFrame), once COMMIT answered COMMIT:
+    # what the statements before it answered is read from them (before_commit_answer()).
+    closing_results: list[pq.abc.PGresult]
     # The heartbeat's INSERT is the tick's last statement: its COMMIT goes with it.
     commit_with_insert = False
-    # The statement of the round trip whose results are being read, for each the last WARNING
-    # (01000) it drew, and when the round trip began: a commit whose wait for a synchronous
-    # standby the tick's timeout cancelled answers COMMIT, with a WARNING of its own.
-    fetching = 0
+    # The results of the round trip read so far (their count is the place of the statement
+    # being read), for each statement the last WARNING (01000) it drew, and when the round trip
+    # began: a commit whose wait for a synchronous standby the tick's timeout cancelled answers
+    # COMMIT, with a WARNING of its own.
+    fetched: list[pq.abc.PGresult]
     warnings: dict[int, str]
     round_trip_began = 0.0
-    # After the round trip: the session's transaction status, before anything closed it.
-    status_after = pq.TransactionStatus.IDLE
+    # After the round trip: the session's transaction status (pq.TransactionStatus, as libpq's
+    # number), before anything closed it.
+    status_after = 0
 
 
 session = _Session()
@@ -133,7 +136,8 @@ def attach(conn: psycopg.Connection[Any]) -> None:
     session.commit_at = 0
     session.warnings = {}
     session.commit_with_insert = False
-    session.before_commit_answers = []
+    session.closing_results = []
+    session.fetched = []
     _parameter_types.clear()
 
 
@@ -163,7 +167,7 @@ def _drop_notification(notification: psycopg.Notify) -> None:
 
 def _note_warning(diagnostic: psycopg.errors.Diagnostic) -> None:
     if diagnostic.severity_nonlocalized == "WARNING" and diagnostic.sqlstate == "01000":
-        session.warnings[session.fetching] = diagnostic.message_primary or ""
+        session.warnings[len(session.fetched)] = diagnostic.message_primary or ""
 
 
 class _TypedText(str):
@@ -199,22 +203,28 @@ def _parameter_class(type_name: str) -> type[_TypedText]:
 
 # ---- statements, in libpq's pipeline mode ----
 
-# A statement for _pipeline: its text, its values (text, None for NULL) and their types' oids.
-_Statement = tuple[bytes, Sequence[bytes | None], Sequence[int]]
+# A statement for _pipeline: its text, its values (text, None for NULL) and their types' oids
+# (None and None without parameters).
+_Statement = tuple[bytes, Sequence[bytes | None] | None, Sequence[int] | None]
 
-_BEGIN: _Statement = (b"BEGIN", (), ())
-_COMMIT: _Statement = (b"COMMIT", (), ())
-_FATAL_ERROR = pq.ExecStatus.FATAL_ERROR
-_TUPLES_OK = pq.ExecStatus.TUPLES_OK
-_IDLE = pq.TransactionStatus.IDLE
+_BEGIN: _Statement = (b"BEGIN", None, None)
+_COMMIT: _Statement = (b"COMMIT", None, None)
+# As libpq's numbers: each tick compares with them, and an enum's construction costs more.
+_FATAL_ERROR = int(pq.ExecStatus.FATAL_ERROR)
+_TUPLES_OK = int(pq.ExecStatus.TUPLES_OK)
+_ANSWERED = (int(pq.ExecStatus.COMMAND_OK), _TUPLES_OK)
+_IDLE = int(pq.TransactionStatus.IDLE)
+_CONNECTION_OK = int(pq.ConnStatus.OK)
 
 
 def _own(text: bytes) -> _Statement:
     """A statement of the runner's own, without parameters."""
-    return (text, (), ())
+    return (text, None, None)
 
 
 def _statement(query: str, params: Sequence[_TypedText | None]) -> _Statement:
+    if not params:
+        return (query.encode(), None, None)
     values = [None if value is None else value.encode() for value in params]
     return (query.encode(), values, [0 if value is None else value.type_oid for value in params])
 
@@ -232,8 +242,11 @@ def _pipeline(statements: list[_Statement], tail: int = 0) -> list[pq.abc.PGresu
     connects again.  tail: the last statements, after a COMMIT, whose failure
     fails nothing already committed: it closes the connection, and the
     runner starts again with a new session."""
-    conn = _connection()
-    session.warnings = {}
+    conn = session.conn
+    if conn is None or conn.pgconn.status != _CONNECTION_OK:
+        conn = _connection()
+    if session.warnings:
+        session.warnings = {}
     session.round_trip_began = time.monotonic()
     owed = 0
     if session.opening is not None:
@@ -243,19 +256,23 @@ def _pipeline(statements: list[_Statement], tail: int = 0) -> list[pq.abc.PGresu
     pgconn = conn.pgconn
     pgconn.enter_pipeline_mode()
     try:
+        send_query_params = pgconn.send_query_params
         for text, values, types in statements:
-            pgconn.send_query_params(text, values, param_types=types)
+            send_query_params(text, values, types)
         pgconn.pipeline_sync()
-        *batches, _sync = conn.wait(_exchange(pgconn, len(statements)))
+        results: list[pq.abc.PGresult] = conn.wait(_exchange(pgconn, len(statements)))
         pgconn.exit_pipeline_mode()
-        session.status_after = pq.TransactionStatus(pgconn.transaction_status)
+        session.status_after = pgconn.transaction_status
     except BaseException as stopped:
         if not conn.closed:
             conn.close()
         if isinstance(stopped, psycopg.Error):
             raise_as_spi_error(stopped)  # a lost connection: class 08, as a statement meets it
         raise
-    results = [batch[-1] for batch in batches]
+    # After an error, every statement up to the Sync answers PIPELINE_ABORTED: the last one
+    # answered, none failed.
+    if results[-1].status in _ANSWERED:
+        return results[owed:] if owed else results
     for index, result in enumerate(results):
         if result.status == _FATAL_ERROR:
             error = psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
@@ -268,23 +285,26 @@ def _pipeline(statements: list[_Statement], tail: int = 0) -> list[pq.abc.PGresu
 
 
 def _exchange(pgconn: pq.abc.PGconn, commands: int) -> Any:
-    """Sends what the pipeline holds, then reads each command's results and the Sync's.
+    """Sends what the pipeline holds, then reads each command's last result, and the Sync's.
 
     psycopg's generators (version pinned: scripts/requirements/runtime.txt),
-    waited on by the connection's wait(): SIGTERM's handler runs meanwhile."""
+    waited on by the connection's wait(): SIGTERM's handler runs meanwhile.
+    Returns the commands' results, without the Sync's."""
     yield from send(pgconn)
-    batches = []
-    for index in range(commands + 1):
-        session.fetching = index
-        batches.append((yield from fetch_many(pgconn)))
-    return batches
+    fetched: list[pq.abc.PGresult] = []
+    session.fetched = fetched
+    append = fetched.append
+    for _ in range(commands):
+        append((yield from fetch_many(pgconn))[-1])
+    yield from fetch_many(pgconn)  # the Sync's
+    return fetched
 
 
 def _run(query: str, params: Sequence[_TypedText | None] = ()) -> list[Row]:
     """Runs one statement; its rows (text), and last_rowcount() set.  Errors as SPIError."""
     result = _pipeline([_statement(query, params)])[0]
     session.rowcount = result.command_tuples or 0
-    if result.status != pq.ExecStatus.TUPLES_OK:
+    if result.status != _TUPLES_OK:
         return []
     encoding = _connection().info.encoding
     columns = range(result.nfields)
@@ -331,7 +351,7 @@ _tick_plans: list[Plan] = []
 class Plan:
     """A statement with declared parameter types (parsed by the server at each run: the module's docstring)."""
 
-    __slots__ = ("_generation", "_released", "_types", "keep", "nargs", "query")
+    __slots__ = ("_generation", "_released", "_types", "keep", "nargs", "query", "query_bytes", "type_oids")
 
     def __init__(self, query: str, argtypes: Sequence[str], keep: bool, once: bool = False) -> None:
         if "\x00" in query:
@@ -343,6 +363,9 @@ class Plan:
         self.keep = keep
         self.nargs = len(argtypes)
         self._types = [_parameter_class(name) for name in argtypes]
+        # As each run sends them (execute_text, every tick).
+        self.query_bytes = query.encode()
+        self.type_oids = [kind.type_oid for kind in self._types]
         self._generation = session.generation
         self._released = False
         if not keep:
@@ -396,7 +419,9 @@ class Plan:
         (begin_tick): the COMMIT then precedes the check of
         rows_processed(), and whatever runs after it runs in a transaction
         of its own, opened with the tick's settings again."""
-        statements = [_statement(self.query, self._values([value]))]
+        if self._released or self._generation != session.generation or self.nargs != 1 or "\x00" in value:
+            self._values([value])  # raises what is wrong
+        statements: list[_Statement] = [(self.query_bytes, [value.encode()], self.type_oids)]
         commit = session.commit_with_insert
         session.commit_with_insert = False
         if commit:
@@ -443,7 +468,7 @@ def begin_tick(frame: TickFrame | None = None, commit_with_insert: bool = False)
     session.commit_with_insert = commit_with_insert
     session.commit_answered = False
     session.heartbeat_rows = None
-    session.before_commit_answers = []
+    session.closing_results = []
 
 
 def heartbeat_written() -> bool:
@@ -458,9 +483,16 @@ def commit() -> None:
         _committed(_pipeline(list(session.closing), tail=tail), 0)
 
 
-def before_commit_answers() -> list[str | None]:
-    """After a tick that committed: what TickFrame.before_commit's statements answered, in order."""
-    return session.before_commit_answers
+def before_commit_answer(place: int) -> str | None:
+    """After a tick that committed: what TickFrame.before_commit's statement at place answered
+    (the first column of its first row, as text), None if no row or NULL."""
+    if not 0 <= place < session.commit_at or not session.closing_results:
+        return None
+    answer = session.closing_results[place]
+    if answer.status != _TUPLES_OK or not answer.ntuples or (value := answer.get_value(0, 0)) is None:
+        return None
+    # The runner's own answers (booleans, settings it gave): ASCII in every client encoding.
+    return value.decode(errors="replace")
 
 
 def _committed(closing: list[pq.abc.PGresult], sent_as: int) -> None:
@@ -476,24 +508,20 @@ def _committed(closing: list[pq.abc.PGresult], sent_as: int) -> None:
     status = session.status_after
     session.commit_answered = result.command_status == b"COMMIT"
     if session.commit_answered:
-        # The runner's own answers (booleans, settings it gave): ASCII in every client encoding.
-        session.before_commit_answers = [
-            None
-            if answer.status != _TUPLES_OK or not answer.ntuples or (value := answer.get_value(0, 0)) is None
-            else value.decode(errors="replace")
-            for answer in closing[: session.commit_at]
-        ]
-    if result.command_status != b"COMMIT" or status != _IDLE:
+        session.closing_results = closing
+    if not session.commit_answered or status != _IDLE:
         answered = (result.command_status or b"").decode(errors="replace")
         raise errors.from_sqlstate(
             "40000",
-            f"alive-worker run: the tick's COMMIT answered {answered!r} and left the session {status.name}: "
-            "its heartbeat is not counted",
+            f"alive-worker run: the tick's COMMIT answered {answered!r} and left the session "
+            f"{pq.TransactionStatus(status).name}: its heartbeat is not counted",
         )
+    warning = session.warnings.get(sent_as) if session.warnings else None
+    if warning is None:
+        return
     waited_ms = (time.monotonic() - session.round_trip_began) * 1000
-    warning = session.warnings.get(sent_as)
     timeout_ms = session.frame.tick_timeout_ms if session.frame is not None else 0
-    if warning is not None and timeout_ms and waited_ms >= timeout_ms:
+    if timeout_ms and waited_ms >= timeout_ms:
         # As the worker reports it (src/log_watch.c): clients' commits wait, and this one did not.
         raise errors.from_sqlstate(
             "57014",

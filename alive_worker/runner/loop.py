@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import select
 import signal
@@ -359,7 +360,10 @@ class Runner:
         self.stopping = False
         self.in_hook = False
         self.published_name = ""
+        # The connection, state and name of the last publication (_set_state).
+        self.published_for: tuple[psycopg.Connection[Any] | None, str, str] | None = None
         self._wakeup_read = -1
+        self._wakeup_poll = select.poll()
         self._multi_host = False
         self.deadline_passed = False
         # The runner's statements around each tick's (tick_frame), and what they were made from:
@@ -379,7 +383,10 @@ class Runner:
         os.set_blocking(write_end, False)
         os.set_blocking(read_end, False)
         self._wakeup_read = read_end
-        # Any signal writes a byte: the sleep's select() wakes, whatever it waits for.
+        # Any signal writes a byte: the sleep's poll() wakes, whatever it waits for.  poll() on an
+        # object registered once: select.select() of the one descriptor cost 35 us more CPU a
+        # wake-up on this machine (docs/BENCHMARKS.md).
+        self._wakeup_poll.register(read_end, select.POLLIN)
         signal.set_wakeup_fd(write_end)
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
@@ -458,8 +465,8 @@ class Runner:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            readable, _, _ = select.select([self._wakeup_read], [], [], remaining)
-            if readable:
+            # In whole milliseconds, rounded up: poll() would wake early, and this loop poll again.
+            if self._wakeup_poll.poll(math.ceil(remaining * 1000)):
                 try:
                     while os.read(self._wakeup_read, 64):
                         pass
@@ -474,6 +481,8 @@ class Runner:
             counters.state = new_state
             counters.state_since = time.time()
             log.info("alive-worker run: %s%s", new_state, f": {detail}" if detail else "")
+        elif (self.conn, new_state, self.published_name) == self.published_for:
+            return  # what every steady tick asks: published already, on this connection
         self._publish_name()
 
     def _publish_name(self) -> None:
@@ -487,6 +496,7 @@ class Runner:
             with conn.transaction():
                 conn.execute("SELECT pg_catalog.set_config('application_name', %s, false)", [name])
             self.published_name = name
+            self.published_for = (conn, self.counters.state, name)
         except psycopg.Error as error:
             if conn.broken or conn.closed:
                 raise LostConnection(str(error)) from error
@@ -815,7 +825,7 @@ class Runner:
             counters.ticks_ok += 1
             counters.last_ok_at = time.time()
             self._set_state(state.SLEEPING)
-        if committed and client_spi.before_commit_answers()[1:2] != ["t"]:
+        if committed and client_spi.before_commit_answer(1) != "t":
             # The lock was freed in the tick (pg_advisory_unlock_all() in the table's code) and
             # another session holds it now: it writes this table; this session ends (tick_frame).
             log.warning(
@@ -829,12 +839,12 @@ class Runner:
     def _current_tick_frame(self, conn: psycopg.Connection[Any]) -> client_spi.TickFrame:
         made_from = (
             self.settings.tick_timeout_ms,
-            conn.info.server_version,
+            conn.pgconn.server_version,
             # "" while a name is to be published again (a reload): the state's, as it will be.
             self.published_name or state.application_name(self.counters.state, self.settings.interval),
             self.table_oid,
         )
-        if self.tick_frame is None or made_from != self.tick_frame_from:
+        if made_from != self.tick_frame_from or self.tick_frame is None:
             self.tick_frame = tick_frame(*made_from)
             self.tick_frame_from = made_from
         return self.tick_frame
