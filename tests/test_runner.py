@@ -102,6 +102,25 @@ def numbers(rows: list[tuple[int, str]]) -> list[int]:
     return [int(message.removeprefix(prefix)) for _, message in rows]
 
 
+def in_commit(sql: str) -> list[str]:
+    """Table code that runs sql inside the tick's COMMIT, after every statement of the runner's
+    before it: a deferred trigger on a second table, fired by SET CONSTRAINTS ALL IMMEDIATE,
+    defers again and queues another, which COMMIT fires (a third red team's chain)."""
+    return [
+        "CREATE TABLE public.chain (x int)",
+        "GRANT INSERT ON public.chain TO PUBLIC",
+        "CREATE FUNCTION public.chained() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " IF NEW.x = 1 THEN SET CONSTRAINTS ALL DEFERRED; INSERT INTO public.chain VALUES (2);"
+        f" ELSE {sql}; END IF; RETURN NULL; END $$",
+        "CREATE CONSTRAINT TRIGGER chained AFTER INSERT ON public.chain DEFERRABLE INITIALLY DEFERRED"
+        " FOR EACH ROW EXECUTE FUNCTION public.chained()",
+        "CREATE FUNCTION public.start_chain() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " INSERT INTO public.chain VALUES (1); RETURN NEW; END $$",
+        "CREATE TRIGGER start_chain AFTER INSERT ON public.log_table FOR EACH ROW"
+        " EXECUTE FUNCTION public.start_chain()",
+    ]
+
+
 # ---- heartbeats ----
 
 
@@ -147,19 +166,23 @@ def test_a_second_runner_on_the_same_table_waits_for_the_first_one_s_lock(
     )
 
 
+UNLOCK_IN_A_TRIGGER = [
+    "CREATE FUNCTION public.unlock() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$ BEGIN PERFORM pg_catalog.pg_advisory_unlock_all(); RETURN NEW; END $$",
+    "CREATE TRIGGER unlock BEFORE INSERT ON public.log_table FOR EACH ROW EXECUTE FUNCTION public.unlock()",
+]
+
+
+@pytest.mark.parametrize(
+    "table_code",
+    [UNLOCK_IN_A_TRIGGER, in_commit("PERFORM pg_catalog.pg_advisory_unlock_all()")],
+    ids=["in a trigger", "in COMMIT"],
+)
 def test_a_trigger_that_frees_the_runner_s_lock_lets_no_second_runner_write(
-    make_cluster: Callable[..., Cluster], start_runner: Callable[..., RunningRunner]
+    make_cluster: Callable[..., Cluster], start_runner: Callable[..., RunningRunner], table_code: list[str]
 ) -> None:
     """pg_advisory_unlock_all() in the table's code, at every heartbeat: the runner takes its lock again."""
-    cluster = make_cluster(
-        setup_sql=[
-            *LEAST_PRIVILEGE_SETUP,
-            "CREATE FUNCTION public.unlock() RETURNS trigger LANGUAGE plpgsql AS "
-            "$$ BEGIN PERFORM pg_catalog.pg_advisory_unlock_all(); RETURN NEW; END $$",
-            "CREATE TRIGGER unlock BEFORE INSERT ON public.log_table FOR EACH ROW EXECUTE FUNCTION public.unlock()",
-        ],
-        preload=False,
-    )
+    cluster = make_cluster(setup_sql=[*LEAST_PRIVILEGE_SETUP, *table_code], preload=False)
     first = start_runner("--dsn", dsn(cluster), "--interval", INTERVAL, "--message", MESSAGE)
     cluster.wait_for_heartbeats(3)
     # Trying once a second: the lock is free only between the trigger and the first's next
@@ -198,7 +221,7 @@ def test_a_runner_whose_lock_another_session_took_during_its_tick_stops_writing(
     second = start_runner("--dsn", dsn(cluster), "--interval", "1s", "--message", MESSAGE)
     wait_for(lambda: "alive-worker run: sleeping" in second.log(), "the second runner writing")
     wait_for(
-        lambda: "released during the tick and another session holds it now" in first.log(),
+        lambda: "another session holds the runner's lock on public.log_table, or that name is" in first.log(),
         "the first runner giving the table up",
     )
     wait_for(
@@ -210,6 +233,82 @@ def test_a_runner_whose_lock_another_session_took_during_its_tick_stops_writing(
     # The second writes once a second; the first, at 100ms, would have written about ten.
     assert len(cluster.heartbeats()) - written <= 2
     assert first.process.poll() is None
+
+
+def test_a_table_made_under_the_name_of_the_runner_s_moves_the_runner_and_its_lock(
+    managed: Cluster, start_runner: Callable[..., RunningRunner]
+) -> None:
+    """The lock names the table's oid, the INSERT its name: a table renamed and another made under
+    the name would let a second runner lock the new one while the first writes it too."""
+    first = start_runner("--dsn", dsn(managed), "--interval", INTERVAL, "--message", MESSAGE)
+    managed.wait_for_heartbeats(3)
+    managed.sql(
+        "BEGIN; ALTER TABLE public.log_table RENAME TO log_old;"
+        " CREATE TABLE public.log_table (pk serial PRIMARY KEY, message text, ts timestamp DEFAULT now());"
+        " GRANT INSERT ON public.log_table TO luca; GRANT USAGE ON SEQUENCE public.log_table_pk_seq1 TO luca;"
+        " COMMIT"
+    )
+    wait_for(
+        lambda: "or that name is another table now" in first.log(), "the first runner leaving the old table"
+    )
+    new_oid = managed.sql("SELECT 'public.log_table'::regclass::oid::int")[0][0]
+    wait_for(
+        lambda: (
+            managed.sql(
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+                f" WHERE l.locktype = 'advisory' AND l.objid = {new_oid} AND a.usename = 'luca' AND l.granted"
+            )
+            == [(1,)]
+        ),
+        "the first runner holding the lock on the new table",
+    )
+    second = start_runner("--dsn", dsn(managed), "--interval", "1s", "--message", MESSAGE)
+    wait_for(
+        lambda: "another session holds the runner's lock on public.log_table" in second.log(), "the refusal"
+    )
+    assert "alive-worker run: sleeping" not in second.log()
+    rows = managed.wait_for_heartbeats(3)
+    assert numbers(rows) == sorted(numbers(rows)) and len(set(numbers(rows))) == len(rows), rows
+
+
+# What the table's code can leave in the runner's session besides settings (a third red team's):
+# each must be gone before the runner's next statement.
+CARRIED = [
+    "CREATE ROLE writers",
+    "GRANT writers TO luca",
+    "GRANT CREATE, USAGE ON SCHEMA public TO luca",
+    "CREATE FUNCTION public.carry() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    " PERFORM pg_catalog.pg_advisory_lock(424242);"
+    " CREATE TEMP TABLE IF NOT EXISTS carried (x int);"
+    " PERFORM pg_catalog.set_config('role', 'writers', false);"
+    " RETURN NEW; END $$",
+    "CREATE TRIGGER carry BEFORE INSERT ON public.log_table FOR EACH ROW EXECUTE FUNCTION public.carry()",
+]
+
+
+def test_no_lock_or_temporary_table_of_the_table_s_code_outlasts_its_tick(
+    make_cluster: Callable[..., Cluster], start_runner: Callable[..., RunningRunner]
+) -> None:
+    cluster = make_cluster(setup_sql=[*LEAST_PRIVILEGE_SETUP, *CARRIED], preload=False)
+    start_runner("--dsn", dsn(cluster), "--interval", "500ms")
+    cluster.wait_for_heartbeats(2)
+    # Between two ticks (500 ms apart), from outside: what the runner's session holds.
+    for _ in range(5):
+        locks = cluster.sql(
+            "SELECT l.classid::bigint, l.objid::bigint FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+            " WHERE l.locktype = 'advisory' AND a.usename = 'luca'"
+        )
+        oid = cluster.sql("SELECT 'public.log_table'::regclass::oid::bigint")[0][0]
+        assert (424242, 0) not in [(objid, classid) for classid, objid in locks], locks
+        assert all(objid == oid for _, objid in locks), locks
+        temporary = cluster.sql(
+            "SELECT count(*) FROM pg_class WHERE relname = 'carried' AND relpersistence = 't'"
+        )
+        assert temporary == [(0,)] or cluster.sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = 'luca' AND state = 'active'"
+        ) != [(0,)], "a temporary table of the table's code outlasted its tick"
+        time.sleep(0.2)
+    assert len(cluster.heartbeats()) >= 3
 
 
 def test_the_runner_creates_its_table_when_its_role_may_and_says_what_to_grant_when_not(
@@ -702,7 +801,9 @@ COMMIT_LOCALLY = [
 
 
 @pytest.mark.parametrize(
-    "table_code", [[], COMMIT_LOCALLY], ids=["no table code", "a trigger commits locally"]
+    "table_code",
+    [[], COMMIT_LOCALLY],
+    ids=["no table code", "a trigger commits locally"],
 )
 def test_a_commit_that_no_synchronous_standby_confirmed_fails_the_tick(
     managed: Cluster, start_runner: Callable[..., RunningRunner], table_code: list[str]

@@ -67,11 +67,11 @@ class TickFrame(NamedTuple):
 
     # After BEGIN: what the tick's transaction sets for itself.
     settings: str
-    # Before COMMIT: what makes the COMMIT the tick's alone (no table code in it).  What each
-    # answers (the first column of its first row) is kept for the runner: before_commit_answers().
+    # Before COMMIT: what makes the COMMIT the tick's alone (the table's deferred triggers run).
     before_commit: tuple[str, ...]
-    # After COMMIT, in its round trip: what the session takes back for the next tick.
-    after_commit: tuple[str, ...]
+    # After COMMIT, in its round trip: what the session takes back for the next tick, and the
+    # tick's verdict (each a statement and its text parameters; answers: after_commit_answer()).
+    after_commit: tuple[tuple[str, tuple[str, ...]], ...]
     # The statement_timeout the settings set: a commit cancelled past it was a standby's wait.
     tick_timeout_ms: int
 
@@ -103,7 +103,7 @@ class _Session:
     commit_answered = False
     heartbeat_rows: int | None = None
     # The results of the tick's closing statements (TickFrame), once COMMIT answered COMMIT:
-    # what the statements before it answered is read from them (before_commit_answer()).
+    # what the statements after it answered is read from them (after_commit_answer()).
     closing_results: list[pq.abc.PGresult]
     # The heartbeat's INSERT is the tick's last statement: its COMMIT goes with it.
     commit_with_insert = False
@@ -462,7 +462,13 @@ def begin_tick(frame: TickFrame | None = None, commit_with_insert: bool = False)
         else:
             session.tick_opening = [_BEGIN, _own(frame.settings.encode())]
             before = [_own(text.encode()) for text in frame.before_commit]
-            session.closing = [*before, _COMMIT, *(_own(text.encode()) for text in frame.after_commit)]
+            after: list[_Statement] = [
+                (text.encode(), [value.encode() for value in values], [0] * len(values))
+                if values
+                else _own(text.encode())
+                for text, values in frame.after_commit
+            ]
+            session.closing = [*before, _COMMIT, *after]
             session.commit_at = len(before)
     session.opening = session.tick_opening
     session.commit_with_insert = commit_with_insert
@@ -483,12 +489,13 @@ def commit() -> None:
         _committed(_pipeline(list(session.closing), tail=tail), 0)
 
 
-def before_commit_answer(place: int) -> str | None:
-    """After a tick that committed: what TickFrame.before_commit's statement at place answered
-    (the first column of its first row, as text), None if no row or NULL."""
-    if not 0 <= place < session.commit_at or not session.closing_results:
+def after_commit_answer(place: int) -> str | None:
+    """After a tick that committed: what TickFrame.after_commit's statement at place answered
+    (the first column of its first row, as text); None if no row, NULL, or it did not run."""
+    index = session.commit_at + 1 + place
+    if place < 0 or index >= len(session.closing_results):
         return None
-    answer = session.closing_results[place]
+    answer = session.closing_results[index]
     if answer.status != _TUPLES_OK or not answer.ntuples or (value := answer.get_value(0, 0)) is None:
         return None
     # The runner's own answers (booleans, settings it gave): ASCII in every client encoding.
@@ -502,7 +509,7 @@ def _committed(closing: list[pq.abc.PGresult], sent_as: int) -> None:
     from place sent_as in their round trip.  COMMIT of a transaction that
     failed unseen answers ROLLBACK; whatever else answered was not our
     COMMIT.  Its place, for the WARNING of a synchronous standby's wait
-    cancelled (no table code runs in COMMIT: TickFrame.before_commit)."""
+    cancelled (TickFrame.before_commit)."""
     result = closing[session.commit_at]
     sent_as += session.commit_at
     status = session.status_after

@@ -135,53 +135,68 @@ def tick_start(tick_timeout_ms: int, server_version: int) -> str:
 
 
 def tick_frame(
-    tick_timeout_ms: int, server_version: int, application_name: str, table_oid: str
+    tick_timeout_ms: int,
+    server_version: int,
+    application_name: str,
+    table_oid: str,
+    schema: str,
+    table: str,
 ) -> client_spi.TickFrame:
     """The runner's statements around each tick's: its settings, and its COMMIT's.
 
     Before COMMIT: SET CONSTRAINTS ALL IMMEDIATE runs the table's deferred
-    triggers then, so that no table code runs in COMMIT.  Then one SELECT:
-    synchronous_commit goes back to what a new session gets (SET LOCAL ...
-    TO DEFAULT) and client_min_messages to warning, so that the table's
-    code chooses neither how COMMIT waits nor what it tells (a trigger's
-    synchronous_commit = local made the tick's commit OK while clients'
-    waited for a standby, a red team found; client_min_messages = error
-    would hide the WARNING of a standby's wait cancelled); and the runner's
-    lock on the table is taken again, since pg_advisory_unlock_all() in a
-    trigger frees it (state.py).  Its answer, false when another session
-    took the lock meanwhile, ends this session after the tick (_tick): the
-    two runners wrote that one tick, and no other.  Each tick adds one to the
-    lock's count, which the session's end clears.
+    triggers then.  Then one SELECT: synchronous_commit goes back to what a
+    new session gets (SET LOCAL ... TO DEFAULT) and client_min_messages to
+    warning, so that COMMIT waits as clients' commits do and says so (a
+    trigger's synchronous_commit = local made the tick's commit OK while
+    clients' waited for a standby, a red team found).  Not closed: a
+    deferred trigger that SET CONSTRAINTS ALL IMMEDIATE fires may defer again
+    and queue another, which COMMIT fires after that SELECT (a third red
+    team did, from a second table); docs/SECURITY.md.
 
-    After COMMIT, in its round trip: RESET ALL, every setting of the session
-    back to what a new session gets (the server's, the database's and the
-    role's settings, the connection's own), whichever setting the table's
-    code changed: a trigger's SET of default_transaction_read_only failed
-    every later tick while clients could write; serializable, read-only,
-    deferrable defaults made the runner wait on another session's snapshot;
-    client_encoding garbled the message, row_security = off refused it
-    (test_runner.py sets every setting a role may set).  Then SET
-    application_name, the name that publishes the runner's state (state.py),
-    which RESET ALL took back to the connection's.  Both are utility
-    statements, which take no snapshot: the implicit transaction they run in
-    began with whatever defaults the table's code left.  A tick that did not
-    commit leaves nothing to take back (its SETs are rolled back with it); a
-    failure of these, the heartbeat being committed, only closes the
-    connection.  The name is a literal (SET takes no parameter): the
-    runner's own words and a number (state.application_name), checked.
+    After COMMIT, in its round trip, in a transaction of their own: DISCARD
+    ALL, the session as a new one has it (every setting back to the
+    server's, the database's, the role's or the connection's: a trigger's
+    SET of default_transaction_read_only failed every later tick while
+    clients could write, client_encoding garbled the message; the role a
+    trigger SET, which RESET ALL keeps; its advisory locks, temporary
+    tables, cursors, prepared statements, LISTENs).  Then one SELECT: the
+    runner's lock taken again (DISCARD ALL freed it, and so may a trigger's
+    pg_advisory_unlock_all(), in COMMIT too), and the table the INSERT names
+    still the one locked (a table renamed and another made under its name
+    would have a second runner lock that one, and both write it).  False
+    ends this session after the tick (_tick): another session holds the
+    lock, or the table is another.  Then SET application_name, the name that
+    publishes the runner's state (state.py), which DISCARD ALL took back to
+    the connection's.  A tick that did not commit leaves nothing to take
+    back (its SETs are rolled back with it); a failure of these, the
+    heartbeat being committed, closes the connection.  The name is a literal
+    (SET takes no parameter): the runner's own words and a number
+    (state.application_name), checked; the table's names are parameters.
     """
     if not state.read_application_name(application_name):
         raise ValueError(f"not a runner's session name: {application_name!r}")
+    oid = f"{int(table_oid)}::pg_catalog.oid"
     return client_spi.TickFrame(
         settings=tick_start(tick_timeout_ms, server_version),
         before_commit=(
             "SET CONSTRAINTS ALL IMMEDIATE",
-            "SELECT pg_catalog.pg_try_advisory_lock("
-            f"{int(state.LOCK_CLASS)}, {int(table_oid)}::pg_catalog.oid::pg_catalog.int4),"
-            " pg_catalog.set_config('synchronous_commit', NULL, true),"
+            "SELECT pg_catalog.set_config('synchronous_commit', NULL, true),"
             " pg_catalog.set_config('client_min_messages', 'warning', true)",
         ),
-        after_commit=("RESET ALL", f"SET application_name = '{application_name}'"),
+        after_commit=(
+            ("DISCARD ALL", ()),
+            (
+                f"SELECT pg_catalog.pg_try_advisory_lock({int(state.LOCK_CLASS)}, {oid}::pg_catalog.int4)"
+                " AND EXISTS (SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+                " ON n.oid OPERATOR(pg_catalog.=) c.relnamespace"
+                f" WHERE c.oid OPERATOR(pg_catalog.=) {oid}"
+                " AND n.nspname OPERATOR(pg_catalog.=) $1::pg_catalog.name"
+                " AND c.relname OPERATOR(pg_catalog.=) $2::pg_catalog.name)",
+                (schema, table),
+            ),
+            (f"SET application_name = '{application_name}'", ()),
+        ),
         tick_timeout_ms=tick_timeout_ms,
     )
 
@@ -369,7 +384,7 @@ class Runner:
         # The runner's statements around each tick's (tick_frame), and what they were made from:
         # made again when any of it changes (a new connection or table, a state published).
         self.tick_frame: client_spi.TickFrame | None = None
-        self.tick_frame_from: tuple[int, int, str, str] | None = None
+        self.tick_frame_from: tuple[int, int, str, str, str, str] | None = None
         # The heartbeat table's oid, the second key of the runner's lock (_take_lock).
         self.table_oid = ""
         # Heartbeats committed since the start (the numbering), counted when COMMIT answered
@@ -825,16 +840,17 @@ class Runner:
             counters.ticks_ok += 1
             counters.last_ok_at = time.time()
             self._set_state(state.SLEEPING)
-        if committed and client_spi.before_commit_answer(1) != "t":
-            # The lock was freed in the tick (pg_advisory_unlock_all() in the table's code) and
-            # another session holds it now: it writes this table; this session ends (tick_frame).
+        if committed and client_spi.after_commit_answer(1) != "t":
+            # Another session took the runner's lock when it was freed, or the table of that name
+            # is not the one locked: this session ends, and the next takes the lock again
+            # (tick_frame), or is refused.
             log.warning(
-                "alive-worker run: the runner's lock on %s.%s was released during the tick and another"
-                " session holds it now; connecting again",
+                "alive-worker run: another session holds the runner's lock on %s.%s, or that name is"
+                " another table now; connecting again",
                 self.settings.schema,
                 self.settings.table,
             )
-            raise LostConnection("the runner's lock was taken by another session")
+            raise LostConnection("the runner's lock was taken by another session, or the table replaced")
 
     def _current_tick_frame(self, conn: psycopg.Connection[Any]) -> client_spi.TickFrame:
         made_from = (
@@ -843,6 +859,8 @@ class Runner:
             # "" while a name is to be published again (a reload): the state's, as it will be.
             self.published_name or state.application_name(self.counters.state, self.settings.interval),
             self.table_oid,
+            self.settings.schema,
+            self.settings.table,
         )
         if made_from != self.tick_frame_from or self.tick_frame is None:
             self.tick_frame = tick_frame(*made_from)
