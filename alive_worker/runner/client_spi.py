@@ -214,7 +214,6 @@ _FATAL_ERROR = int(pq.ExecStatus.FATAL_ERROR)
 _TUPLES_OK = int(pq.ExecStatus.TUPLES_OK)
 _ANSWERED = (int(pq.ExecStatus.COMMAND_OK), _TUPLES_OK)
 _IDLE = int(pq.TransactionStatus.IDLE)
-_CONNECTION_OK = int(pq.ConnStatus.OK)
 
 
 def _own(text: bytes) -> _Statement:
@@ -242,9 +241,7 @@ def _pipeline(statements: list[_Statement], tail: int = 0) -> list[pq.abc.PGresu
     connects again.  tail: the last statements, after a COMMIT, whose failure
     fails nothing already committed: it closes the connection, and the
     runner starts again with a new session."""
-    conn = session.conn
-    if conn is None or conn.pgconn.status != _CONNECTION_OK:
-        conn = _connection()
+    conn = _connection()
     if session.warnings:
         session.warnings = {}
     session.round_trip_began = time.monotonic()

@@ -71,9 +71,11 @@ PINNED_SETTINGS = (
     "-c search_path=pg_catalog,pg_temp -c DateStyle=ISO,MDY -c IntervalStyle=postgres -c TimeZone=UTC"
 )
 
+# The heartbeat table's oid by its names ($1, $2): when the runner connects (_take_lock), and in
+# every tick, after COMMIT, against the oid it locked (tick_frame).
 _FIND_TABLE = """
-SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = $1 AND c.relname = $2
+SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+WHERE n.nspname OPERATOR(pg_catalog.=) $1 AND c.relname OPERATOR(pg_catalog.=) $2
 """
 
 
@@ -188,11 +190,7 @@ def tick_frame(
             ("DISCARD ALL", ()),
             (
                 f"SELECT pg_catalog.pg_try_advisory_lock({int(state.LOCK_CLASS)}, {oid}::pg_catalog.int4)"
-                " AND EXISTS (SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
-                " ON n.oid OPERATOR(pg_catalog.=) c.relnamespace"
-                f" WHERE c.oid OPERATOR(pg_catalog.=) {oid}"
-                " AND n.nspname OPERATOR(pg_catalog.=) $1::pg_catalog.name"
-                " AND c.relname OPERATOR(pg_catalog.=) $2::pg_catalog.name)",
+                f" AND ({_FIND_TABLE}) OPERATOR(pg_catalog.=) {oid}",
                 (schema, table),
             ),
             (f"SET application_name = '{application_name}'", ()),
@@ -375,8 +373,6 @@ class Runner:
         self.stopping = False
         self.in_hook = False
         self.published_name = ""
-        # The connection, state and name of the last publication (_set_state).
-        self.published_for: tuple[psycopg.Connection[Any] | None, str, str] | None = None
         self._wakeup_read = -1
         self._wakeup_poll = select.poll()
         self._multi_host = False
@@ -496,8 +492,6 @@ class Runner:
             counters.state = new_state
             counters.state_since = time.time()
             log.info("alive-worker run: %s%s", new_state, f": {detail}" if detail else "")
-        elif (self.conn, new_state, self.published_name) == self.published_for:
-            return  # what every steady tick asks: published already, on this connection
         self._publish_name()
 
     def _publish_name(self) -> None:
@@ -511,7 +505,6 @@ class Runner:
             with conn.transaction():
                 conn.execute("SELECT pg_catalog.set_config('application_name', %s, false)", [name])
             self.published_name = name
-            self.published_for = (conn, self.counters.state, name)
         except psycopg.Error as error:
             if conn.broken or conn.closed:
                 raise LostConnection(str(error)) from error
