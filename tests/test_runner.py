@@ -8,6 +8,8 @@ role holding INSERT on the table and USAGE on its sequence, nothing more
 
 from __future__ import annotations
 
+import collections
+import inspect
 import itertools
 import json
 import os
@@ -19,6 +21,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import (
@@ -103,9 +106,9 @@ def numbers(rows: list[tuple[int, str]]) -> list[int]:
 
 
 def in_commit(sql: str) -> list[str]:
-    """Table code that runs sql inside the tick's COMMIT, after every statement of the runner's
-    before it: a deferred trigger on a second table, fired by SET CONSTRAINTS ALL IMMEDIATE,
-    defers again and queues another, which COMMIT fires (a third red team's chain)."""
+    """Table code that runs sql inside the tick's COMMIT, whatever the runner sends before it: a
+    deferred trigger on a second table defers again and queues another, which COMMIT fires too
+    (a third red team's chain, which outran the runner's SET CONSTRAINTS ALL IMMEDIATE)."""
     return [
         "CREATE TABLE public.chain (x int)",
         "GRANT INSERT ON public.chain TO PUBLIC",
@@ -792,18 +795,55 @@ def test_a_primary_that_refuses_writes_is_a_failing_tick_on_the_grid_not_a_stand
     )
 
 
-# The table's code choosing how the tick's own commit waits (a red team's, with SET LOCAL).
-COMMIT_LOCALLY = [
-    """CREATE FUNCTION public.locally() RETURNS trigger LANGUAGE plpgsql AS $$
-       BEGIN PERFORM pg_catalog.set_config('synchronous_commit', 'local', true); RETURN NEW; END $$""",
-    "CREATE TRIGGER locally BEFORE INSERT ON public.log_table FOR EACH ROW EXECUTE FUNCTION public.locally()",
-]
+def everywhere_table_code_runs(sql: str) -> dict[str, list[str]]:
+    """The places the heartbeat's INSERT and COMMIT run code of the table's, each running sql (a
+    PL/pgSQL statement): triggers before and after the row, a column's default, another
+    table's deferred trigger (run by COMMIT), and COMMIT after a deferred trigger that defers
+    again (in_commit)."""
+
+    def function(name: str, returns: str, body: str) -> str:
+        return f"CREATE FUNCTION public.{name}() RETURNS {returns} LANGUAGE plpgsql AS $$ BEGIN {body} END $$"
+
+    trigger_body = f"{sql}; RETURN NEW;"
+    return {
+        "a BEFORE trigger": [
+            function("tc", "trigger", trigger_body),
+            "CREATE TRIGGER tc BEFORE INSERT ON public.log_table FOR EACH ROW EXECUTE FUNCTION public.tc()",
+        ],
+        "an AFTER trigger": [
+            function("tc", "trigger", trigger_body),
+            "CREATE TRIGGER tc AFTER INSERT ON public.log_table FOR EACH ROW EXECUTE FUNCTION public.tc()",
+        ],
+        "a column default": [
+            function("tc", "text", f"{sql}; RETURN 'x';"),
+            "ALTER TABLE public.log_table ADD COLUMN tc text DEFAULT public.tc()",
+        ],
+        # The heartbeat table may have none (heartbeat_table.py): another table's, fired by COMMIT.
+        "another table's deferred trigger": [
+            "CREATE TABLE public.other (x int)",
+            "GRANT INSERT ON public.other TO PUBLIC",
+            function("tc", "trigger", trigger_body),
+            "CREATE CONSTRAINT TRIGGER tc AFTER INSERT ON public.other DEFERRABLE INITIALLY DEFERRED"
+            " FOR EACH ROW EXECUTE FUNCTION public.tc()",
+            function("to_other", "trigger", "INSERT INTO public.other VALUES (1); RETURN NEW;"),
+            "CREATE TRIGGER to_other AFTER INSERT ON public.log_table FOR EACH ROW"
+            " EXECUTE FUNCTION public.to_other()",
+        ],
+        "COMMIT, after a trigger that defers again": in_commit(sql),
+    }
+
+
+# The table's code choosing how the tick's own commit waits (three red teams', with SET LOCAL, the
+# last in COMMIT).
+COMMIT_LOCALLY = everywhere_table_code_runs(
+    "PERFORM pg_catalog.set_config('synchronous_commit', 'local', true)"
+)
 
 
 @pytest.mark.parametrize(
     "table_code",
-    [[], COMMIT_LOCALLY],
-    ids=["no table code", "a trigger commits locally"],
+    [[], *COMMIT_LOCALLY.values()],
+    ids=["no table code", *(f"{place} commits locally" for place in COMMIT_LOCALLY)],
 )
 def test_a_commit_that_no_synchronous_standby_confirmed_fails_the_tick(
     managed: Cluster, start_runner: Callable[..., RunningRunner], table_code: list[str]
@@ -830,6 +870,74 @@ def test_a_commit_that_no_synchronous_standby_confirmed_fails_the_tick(
     wait_for(
         lambda: cli("status", "--runner", "--dsn", superuser).returncode == 0, "the runner writing again"
     )
+
+
+def test_a_role_that_may_not_write_the_tick_s_witness_is_told_what_to_grant(
+    managed: Cluster, start_runner: Callable[..., RunningRunner]
+) -> None:
+    """The witness (loop.tick_frame) is pg_logical_emit_message, which PUBLIC may run unless revoked."""
+    from alive_worker.runner.loop import witness_function
+
+    witness = witness_function(int(managed.sql("SHOW server_version_num")[0][0]))
+    managed.sql(f"REVOKE EXECUTE ON FUNCTION {witness} FROM PUBLIC")
+    runner = start_runner("--dsn", dsn(managed), "--interval", INTERVAL)
+    wait_for(lambda: f"GRANT EXECUTE ON FUNCTION {witness} TO luca" in runner.log(), "the grant named")
+    assert f'role "luca" may not execute {witness}' in runner.log()
+    assert managed.heartbeats() == []
+    managed.sql(f"GRANT EXECUTE ON FUNCTION {witness} TO luca")
+    rows = managed.wait_for_heartbeats(2)
+    assert numbers(rows)[:2] == [1, 2]
+
+
+# A trigger's flood of WARNINGs, 20,000 at every heartbeat.
+NOTICE_FLOOD = [
+    "CREATE FUNCTION public.flood() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    " FOR i IN 1..20000 LOOP RAISE WARNING 'flood %', i; END LOOP; RETURN NEW; END $$",
+    "CREATE TRIGGER flood BEFORE INSERT ON public.log_table FOR EACH ROW EXECUTE FUNCTION public.flood()",
+]
+
+
+def test_no_python_runs_for_a_notice_in_the_runner_s_session(managed: Cluster) -> None:
+    """libpq calls its notice receiver from inside its reading: Python run there could be
+    interrupted by the signal handler that closes the connection (SIGTERM, tick_timeout), and
+    libpq would go on reading a freed connection (client_spi.attach)."""
+    import psycopg
+
+    from alive_worker.runner import client_spi
+
+    flood = "DO $$ BEGIN FOR i IN 1..2000 LOOP RAISE WARNING 'flood %', i; END LOOP; END $$"
+    with psycopg.connect(dsn(managed), autocommit=True) as conn:
+        client_spi.attach(conn)
+        # Python functions called while the statement runs; not a generator's resumptions (one
+        # for each read of the connection, more for more bytes).
+        called: list[str] = []
+
+        def profile(frame: Any, event: str, arg: Any) -> None:
+            if event == "call" and not frame.f_code.co_flags & inspect.CO_GENERATOR:
+                called.append(frame.f_code.co_qualname)
+
+        sys.setprofile(profile)
+        try:
+            client_spi.execute(flood)
+        finally:
+            sys.setprofile(None)
+    # The statement's own few; with a notice handler, 2,000 more (one for each notice) at least.
+    assert 0 < len(called) < 100, f"{len(called)} calls: {collections.Counter(called).most_common(3)}"
+
+
+def test_sigterm_stops_the_runner_within_100_ms_in_a_flood_of_notices(
+    make_cluster: Callable[..., Cluster], start_runner: Callable[..., RunningRunner]
+) -> None:
+    cluster = make_cluster(setup_sql=[*LEAST_PRIVILEGE_SETUP, *NOTICE_FLOOD], preload=False)
+    runner = start_runner("--dsn", dsn(cluster), "--interval", "10ms", "--tick-timeout", "1min")
+    rows = cluster.wait_for_heartbeats(3)
+    assert numbers(rows)[:3] == [1, 2, 3]
+    started = time.monotonic()
+    runner.process.send_signal(signal.SIGTERM)
+    code = runner.process.wait(timeout=5)
+    took = time.monotonic() - started
+    assert code == 0, runner.log()
+    assert took < 0.1, f"the runner took {took * 1000:.0f} ms to stop"
 
 
 # ---- standbys ----
@@ -1264,6 +1372,7 @@ SET_LOCAL_EQUIVALENT = [
     "SET LOCAL statement_timeout = 2500",
     "SET LOCAL lock_timeout = 0",
     "SET LOCAL idle_in_transaction_session_timeout = 2500",
+    "SET LOCAL synchronous_commit = local",
     "SET LOCAL client_connection_check_interval = 500",
 ]
 # What the table's code, run as the runner's role, could have set for the session before a tick.
@@ -1276,6 +1385,7 @@ HOSTILE_SESSION = [
     "SET statement_timeout = 0",
     "SET lock_timeout = 1",
     "SET idle_in_transaction_session_timeout = 0",
+    "SET synchronous_commit = remote_apply",
     "SET client_connection_check_interval = 0",
 ]
 SETTINGS_READ = (
@@ -1290,6 +1400,7 @@ SETTINGS_READ = (
             "statement_timeout",
             "lock_timeout",
             "idle_in_transaction_session_timeout",
+            "synchronous_commit",
             "client_connection_check_interval",
         )
     )
@@ -1324,7 +1435,7 @@ def test_the_tick_s_settings_statement_sets_what_set_local_sets(
     assert by_set_config == by_set_local
     assert by_set_config == (
         "luca", "luca", "none", "luca", "pg_catalog, pg_temp", "ISO, MDY", "postgres", "UTC",
-        "2500ms", "0", "2500ms", "500ms",
+        "2500ms", "0", "2500ms", "local", "500ms",
     )  # fmt: skip
 
 

@@ -39,7 +39,6 @@ configuration file, flags and environment), not the server's.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, NamedTuple, NoReturn
@@ -67,13 +66,9 @@ class TickFrame(NamedTuple):
 
     # After BEGIN: what the tick's transaction sets for itself.
     settings: str
-    # Before COMMIT: what makes the COMMIT the tick's alone (the table's deferred triggers run).
-    before_commit: tuple[str, ...]
     # After COMMIT, in its round trip: what the session takes back for the next tick, and the
     # tick's verdict (each a statement and its text parameters; answers: after_commit_answer()).
     after_commit: tuple[tuple[str, tuple[str, ...]], ...]
-    # The statement_timeout the settings set: a commit cancelled past it was a standby's wait.
-    tick_timeout_ms: int
 
 
 class _Session:
@@ -94,10 +89,8 @@ class _Session:
     opening: list[_Statement] | None = None
     tick_opening: list[_Statement] | None = None
     frame: TickFrame | None = None
-    # What goes before the tick's COMMIT, COMMIT, and what the session takes back after it
-    # (TickFrame); where COMMIT is in it.
+    # The tick's COMMIT, and what the session takes back after it (TickFrame).
     closing: list[_Statement]
-    commit_at = 0
     # Whether the tick's COMMIT answered COMMIT, and the rows its first execute_text (the
     # heartbeat's INSERT) wrote: both, and the heartbeat is written, whatever follows.
     commit_answered = False
@@ -107,13 +100,9 @@ class _Session:
     closing_results: list[pq.abc.PGresult]
     # The heartbeat's INSERT is the tick's last statement: its COMMIT goes with it.
     commit_with_insert = False
-    # The results of the round trip read so far (their count is the place of the statement
-    # being read), for each statement the last WARNING (01000) it drew, and when the round trip
-    # began: a commit whose wait for a synchronous standby the tick's timeout cancelled answers
-    # COMMIT, with a WARNING of its own.
-    fetched: list[pq.abc.PGresult]
-    warnings: dict[int, str]
-    round_trip_began = 0.0
+    # Whether the runner cancelled the round trip in flight (tick_timeout: note_cancel()): a
+    # commit's wait for synchronous standbys, cancelled, ends without error.
+    cancelled = False
     # After the round trip: the session's transaction status (pq.TransactionStatus, as libpq's
     # number), before anything closed it.
     status_after = 0
@@ -128,16 +117,17 @@ def attach(conn: psycopg.Connection[Any]) -> None:
     # A LISTEN of the table's code would have psycopg keep every NOTIFY that any role sends,
     # unread, for as long as the runner lives (a red team grew it by 70 MB a minute): dropped.
     conn.add_notify_handler(_drop_notification)
-    conn.add_notice_handler(_note_warning)
+    # Notices are not read, and none runs Python: libpq calls its notice receiver from inside
+    # its own reading, where a signal's handler that closed the connection (SIGTERM,
+    # tick_timeout) would leave libpq reading a freed one (a red team's flood of 100,000
+    # WARNINGs a tick).  psycopg's receiver returns at once without a handler.
+    conn.pgconn.notice_handler = None
     session.generation += 1
     session.savepoints = 0
     session.opening = session.tick_opening = session.frame = None
     session.closing = [_COMMIT]
-    session.commit_at = 0
-    session.warnings = {}
     session.commit_with_insert = False
     session.closing_results = []
-    session.fetched = []
     _parameter_types.clear()
 
 
@@ -163,11 +153,6 @@ def raise_as_spi_error(error: psycopg.Error) -> NoReturn:
 
 def _drop_notification(notification: psycopg.Notify) -> None:
     pass
-
-
-def _note_warning(diagnostic: psycopg.errors.Diagnostic) -> None:
-    if diagnostic.severity_nonlocalized == "WARNING" and diagnostic.sqlstate == "01000":
-        session.warnings[len(session.fetched)] = diagnostic.message_primary or ""
 
 
 class _TypedText(str):
@@ -242,9 +227,7 @@ def _pipeline(statements: list[_Statement], tail: int = 0) -> list[pq.abc.PGresu
     fails nothing already committed: it closes the connection, and the
     runner starts again with a new session."""
     conn = _connection()
-    if session.warnings:
-        session.warnings = {}
-    session.round_trip_began = time.monotonic()
+    session.cancelled = False
     owed = 0
     if session.opening is not None:
         owed = len(session.opening)
@@ -289,7 +272,6 @@ def _exchange(pgconn: pq.abc.PGconn, commands: int) -> Any:
     Returns the commands' results, without the Sync's."""
     yield from send(pgconn)
     fetched: list[pq.abc.PGresult] = []
-    session.fetched = fetched
     append = fetched.append
     for _ in range(commands):
         append((yield from fetch_many(pgconn))[-1])
@@ -423,13 +405,12 @@ class Plan:
         session.commit_with_insert = False
         if commit:
             statements += session.closing
-        owed = len(session.opening or ())
-        results = _pipeline(statements, tail=len(session.closing) - session.commit_at - 1 if commit else 0)
+        results = _pipeline(statements, tail=len(session.closing) - 1 if commit else 0)
         session.rowcount = results[0].command_tuples or 0
         if session.heartbeat_rows is None:
             session.heartbeat_rows = session.rowcount
         if commit:
-            _committed(results[1:], owed + 1)
+            _committed(results[1:])
             session.opening = session.tick_opening
 
     def rows_processed(self) -> int:
@@ -455,18 +436,16 @@ def begin_tick(frame: TickFrame | None = None, commit_with_insert: bool = False)
     if frame is not session.frame:
         session.frame = frame
         if frame is None:
-            session.tick_opening, session.closing, session.commit_at = None, [_COMMIT], 0
+            session.tick_opening, session.closing = None, [_COMMIT]
         else:
             session.tick_opening = [_BEGIN, _own(frame.settings.encode())]
-            before = [_own(text.encode()) for text in frame.before_commit]
             after: list[_Statement] = [
                 (text.encode(), [value.encode() for value in values], [0] * len(values))
                 if values
                 else _own(text.encode())
                 for text, values in frame.after_commit
             ]
-            session.closing = [*before, _COMMIT, *after]
-            session.commit_at = len(before)
+            session.closing = [_COMMIT, *after]
     session.opening = session.tick_opening
     session.commit_with_insert = commit_with_insert
     session.commit_answered = False
@@ -482,14 +461,13 @@ def heartbeat_written() -> bool:
 def commit() -> None:
     """Ends the tick's transaction with COMMIT, if the INSERT's round trip did not (nothing is open then)."""
     if _connection().pgconn.transaction_status != _IDLE:
-        tail = len(session.closing) - session.commit_at - 1
-        _committed(_pipeline(list(session.closing), tail=tail), 0)
+        _committed(_pipeline(list(session.closing), tail=len(session.closing) - 1))
 
 
 def after_commit_answer(place: int) -> str | None:
     """After a tick that committed: what TickFrame.after_commit's statement at place answered
     (the first column of its first row, as text); None if no row, NULL, or it did not run."""
-    index = session.commit_at + 1 + place
+    index = 1 + place
     if place < 0 or index >= len(session.closing_results):
         return None
     answer = session.closing_results[index]
@@ -499,16 +477,19 @@ def after_commit_answer(place: int) -> str | None:
     return value.decode(errors="replace")
 
 
-def _committed(closing: list[pq.abc.PGresult], sent_as: int) -> None:
-    """The tick's COMMIT committed, and left no transaction open, or the tick fails.
+def _committed(closing: list[pq.abc.PGresult]) -> None:
+    """The tick's COMMIT committed, left no transaction open, and its round trip ended in time, or
+    the tick fails.
 
-    closing: the results of the tick's closing statements (TickFrame), sent
-    from place sent_as in their round trip.  COMMIT of a transaction that
-    failed unseen answers ROLLBACK; whatever else answered was not our
-    COMMIT.  Its place, for the WARNING of a synchronous standby's wait
-    cancelled (TickFrame.before_commit)."""
-    result = closing[session.commit_at]
-    sent_as += session.commit_at
+    closing: the results of the tick's closing statements (TickFrame).
+    COMMIT of a transaction that failed unseen answers ROLLBACK; whatever
+    else answered was not our COMMIT.  A round trip that tick_timeout
+    cancelled and that still answered without error was waiting where a
+    cancel ends no statement: for synchronous standbys, at the commit of the
+    tick's witness (loop.tick_frame).  The heartbeat is committed on this
+    server then, and counted, but clients' commits wait there: the tick
+    fails, as the worker's does (src/log_watch.c)."""
+    result = closing[0]
     status = session.status_after
     session.commit_answered = result.command_status == b"COMMIT"
     if session.commit_answered:
@@ -520,20 +501,19 @@ def _committed(closing: list[pq.abc.PGresult], sent_as: int) -> None:
             f"alive-worker run: the tick's COMMIT answered {answered!r} and left the session "
             f"{pq.TransactionStatus(status).name}: its heartbeat is not counted",
         )
-    warning = session.warnings.get(sent_as) if session.warnings else None
-    if warning is None:
-        return
-    waited_ms = (time.monotonic() - session.round_trip_began) * 1000
-    timeout_ms = session.frame.tick_timeout_ms if session.frame is not None else 0
-    if timeout_ms and waited_ms >= timeout_ms:
-        # As the worker reports it (src/log_watch.c): clients' commits wait, and this one did not.
+    if session.cancelled:
         raise errors.from_sqlstate(
             "57014",
             "heartbeat not confirmed by a synchronous standby: committed locally only",
-            detail=f"The commit's round trip took {waited_ms:.0f} ms, past alive_worker.tick_timeout "
-            f"({timeout_ms} ms), which cancelled it; the server said: {warning}",
+            detail="tick_timeout passed while the tick's commit waited, and cancelled the wait; the "
+            "heartbeat is committed on this server, but commits that wait as clients' do did not end in time.",
             hint="Check that the standbys named by synchronous_standby_names are connected and streaming.",
         )
+
+
+def note_cancel() -> None:
+    """The runner cancelled the round trip in flight (tick_timeout): _committed() will say so."""
+    session.cancelled = True
 
 
 def end_tick() -> None:

@@ -14,7 +14,9 @@ The loop, as the worker's main reads:
 3. on a primary, make sure the table can take heartbeats, and take the
    runner's advisory lock (alive_worker.runner.state): one runner per table;
 4. tick on the grid: a transaction with the heartbeat's INSERT, retention,
-   the hook in a savepoint, then COMMIT; a failed tick is rolled back and
+   the hook in a savepoint, then COMMIT, and after it, in the same round
+   trip, the tick's witness, a commit that waits as clients' do and runs no
+   code of the table's (tick_frame); a failed tick is rolled back and
    counted, a lost connection goes back to 1.
 
 SIGTERM (or SIGINT) stops it at once, wherever it is: the signal's handler
@@ -79,6 +81,21 @@ WHERE n.nspname OPERATOR(pg_catalog.=) $1 AND c.relname OPERATOR(pg_catalog.=) $
 """
 
 
+# The prefix of the tick's witness, a transactional logical message (tick_frame).
+WITNESS_PREFIX = "alive_worker.runner"
+
+
+def witness_function(server_version: int) -> str:
+    """The witness's function as GRANT names it: PostgreSQL 17 added an argument, with a default."""
+    flush = ", boolean" if server_version >= 170000 else ""
+    return f"pg_catalog.pg_logical_emit_message(boolean, pg_catalog.text, pg_catalog.text{flush})"
+
+
+# Whether the session's role may write the witness ($1: witness_function's name).
+_MAY_WITNESS = (
+    "SELECT pg_catalog.has_function_privilege($1::pg_catalog.text::pg_catalog.regprocedure, 'EXECUTE')"
+)
+
 # How long a tick may outlive its tick_timeout, once its statement was cancelled, before the
 # connection is closed: table code may trap the cancel (an EXCEPTION block) and go on.
 TICK_GRACE_SECONDS = 1.0
@@ -124,6 +141,10 @@ def tick_start(tick_timeout_ms: int, server_version: int) -> str:
         ("lock_timeout", "0"),
         # A runner stopped mid-tick (SIGSTOP, a frozen host) leaves no transaction open for long.
         ("idle_in_transaction_session_timeout", str(timeout)),
+        # The heartbeat's own COMMIT waits for no standby: the table's code may choose how it waits
+        # (it runs in COMMIT too).  The tick's witness, after it, waits as clients' commits do
+        # (tick_frame).
+        ("synchronous_commit", "local"),
     ]
     if server_version >= 140000:
         settings.append(("client_connection_check_interval", str(CONNECTION_CHECK_MS)))
@@ -144,58 +165,61 @@ def tick_frame(
     schema: str,
     table: str,
 ) -> client_spi.TickFrame:
-    """The runner's statements around each tick's: its settings, and its COMMIT's.
+    """The runner's statements around each tick's: its settings, and what follows its COMMIT.
 
-    Before COMMIT: SET CONSTRAINTS ALL IMMEDIATE runs the table's deferred
-    triggers then.  Then one SELECT: synchronous_commit goes back to what a
-    new session gets (SET LOCAL ... TO DEFAULT) and client_min_messages to
-    warning, so that COMMIT waits as clients' commits do and says so (a
-    trigger's synchronous_commit = local made the tick's commit OK while
-    clients' waited for a standby, a red team found).  Not closed: a
-    deferred trigger that SET CONSTRAINTS ALL IMMEDIATE fires may defer again
-    and queue another, which COMMIT fires after that SELECT (a third red
-    team did, from a second table); docs/SECURITY.md.
+    After COMMIT, in its round trip, in a transaction of their own, which
+    runs no code of the table's: DISCARD ALL, the session as a new one has it
+    (every setting back to the server's, the database's, the role's or the
+    connection's: a trigger's SET of default_transaction_read_only failed
+    every later tick while clients could write, client_encoding garbled the
+    message; the role a trigger SET, which RESET ALL keeps; its advisory
+    locks, temporary tables, cursors, prepared statements, LISTENs).  Then
+    one SELECT:
 
-    After COMMIT, in its round trip, in a transaction of their own: DISCARD
-    ALL, the session as a new one has it (every setting back to the
-    server's, the database's, the role's or the connection's: a trigger's
-    SET of default_transaction_read_only failed every later tick while
-    clients could write, client_encoding garbled the message; the role a
-    trigger SET, which RESET ALL keeps; its advisory locks, temporary
-    tables, cursors, prepared statements, LISTENs).  Then one SELECT: the
-    runner's lock taken again (DISCARD ALL freed it, and so may a trigger's
-    pg_advisory_unlock_all(), in COMMIT too), and the table the INSERT names
-    still the one locked (a table renamed and another made under its name
-    would have a second runner lock that one, and both write it).  False
-    ends this session after the tick (_tick): another session holds the
-    lock, or the table is another.  Then SET application_name, the name that
-    publishes the runner's state (state.py), which DISCARD ALL took back to
-    the connection's.  A tick that did not commit leaves nothing to take
-    back (its SETs are rolled back with it); a failure of these, the
-    heartbeat being committed, closes the connection.  The name is a literal
-    (SET takes no parameter): the runner's own words and a number
-    (state.application_name), checked; the table's names are parameters.
+    - the runner's lock taken again (DISCARD ALL freed it, and so may a
+      trigger's pg_advisory_unlock_all(), in COMMIT too), and the table the
+      INSERT names still the one locked (a table renamed and another made
+      under its name would have a second runner lock that one, and both
+      write it).  False ends this session after the tick (_tick): another
+      session holds the lock, or the table is another;
+    - application_name, the name that publishes the runner's state
+      (state.py), which DISCARD ALL took back to the connection's;
+    - the tick's witness: a transactional logical message (a WAL record of
+      no table, in no catalog; logical decoding's consumers see it under the
+      prefix WITNESS_PREFIX), which gives this transaction WAL to commit, so
+      its commit waits for synchronous standbys with the session's own
+      synchronous_commit, as clients' commits wait.  The heartbeat's COMMIT
+      cannot tell that: the table's code runs inside it (a deferred trigger
+      that defers again runs after anything the runner sends before
+      COMMIT), and may choose how it waits (a third red team set
+      synchronous_commit = local there); so the tick sets it local for the
+      heartbeat (tick_start), and the witness's wait is the tick's.  A
+      transaction that only takes a transaction ID writes no WAL and waits
+      for no standby.  tick_timeout cancels a witness that waits too long:
+      the round trip then answers without error, and the tick fails
+      (client_spi._committed).
+
+    A tick that did not commit leaves nothing to take back (its SETs are
+    rolled back with it); a failure of these, the heartbeat being
+    committed, closes the connection.  The name and the table's names are
+    parameters.
     """
     if not state.read_application_name(application_name):
         raise ValueError(f"not a runner's session name: {application_name!r}")
     oid = f"{int(table_oid)}::pg_catalog.oid"
     return client_spi.TickFrame(
         settings=tick_start(tick_timeout_ms, server_version),
-        before_commit=(
-            "SET CONSTRAINTS ALL IMMEDIATE",
-            "SELECT pg_catalog.set_config('synchronous_commit', NULL, true),"
-            " pg_catalog.set_config('client_min_messages', 'warning', true)",
-        ),
         after_commit=(
             ("DISCARD ALL", ()),
             (
                 f"SELECT pg_catalog.pg_try_advisory_lock({int(state.LOCK_CLASS)}, {oid}::pg_catalog.int4)"
-                f" AND ({_FIND_TABLE}) OPERATOR(pg_catalog.=) {oid}",
-                (schema, table),
+                f" AND ({_FIND_TABLE}) OPERATOR(pg_catalog.=) {oid},"
+                " pg_catalog.set_config('application_name', $3, false),"
+                f" pg_catalog.pg_logical_emit_message(true, '{WITNESS_PREFIX}'::pg_catalog.text,"
+                " ''::pg_catalog.text)",
+                (schema, table, application_name),
             ),
-            (f"SET application_name = '{application_name}'", ()),
         ),
-        tick_timeout_ms=tick_timeout_ms,
     )
 
 
@@ -457,6 +481,7 @@ class Runner:
             self.deadline_passed = True
             signal.setitimer(signal.ITIMER_REAL, TICK_GRACE_SECONDS)
             if conn is not None and not conn.closed:
+                client_spi.note_cancel()
                 self._cancel_statement(conn)
             return
         self._cancel_and_close()
@@ -728,6 +753,15 @@ class Runner:
                 table.prepare_insert().free()  # creates it if missing and allowed, or says why not
                 oid = client_spi.execute(_FIND_TABLE, settings.schema, settings.table)[0][0]
                 assert oid is not None
+                witness = witness_function(conn.pgconn.server_version)
+                if client_spi.execute(_MAY_WITNESS, witness)[0][0] != "t":
+                    raise client_spi.errors.InsufficientPrivilege(
+                        f'role "{client_spi.current_role()}" may not execute {witness}, which writes '
+                        "each tick's witness: a commit that waits for synchronous standbys as clients' "
+                        "commits do (docs/MANAGED.md)",
+                        hint=f"GRANT EXECUTE ON FUNCTION {witness} TO "
+                        f"{client_spi.quote_ident(client_spi.current_role())}",
+                    )
                 got = client_spi.execute(
                     "SELECT pg_catalog.pg_try_advisory_lock($1::pg_catalog.int4, $2::pg_catalog.oid::pg_catalog.int4)",
                     str(state.LOCK_CLASS),
@@ -833,7 +867,7 @@ class Runner:
             counters.ticks_ok += 1
             counters.last_ok_at = time.time()
             self._set_state(state.SLEEPING)
-        if committed and client_spi.after_commit_answer(1) != "t":
+        if client_spi.heartbeat_written() and client_spi.after_commit_answer(1) != "t":
             # Another session took the runner's lock when it was freed, or the table of that name
             # is not the one locked: this session ends, and the next takes the lock again
             # (tick_frame), or is refused.
