@@ -477,6 +477,43 @@ def test_no_setting_the_table_s_code_sets_reaches_the_next_tick(
         assert kept == {}, f"heartbeat {pk} ran with the settings of the table's code: {kept}"
 
 
+@pytest.mark.parametrize(
+    "name, value", [("synchronous_commit", "off"), ("default_transaction_read_only", "on")]
+)
+def test_a_setting_the_table_s_code_gives_the_runner_s_role_is_refused_at_the_next_connect(
+    make_cluster: Callable[..., Cluster], start_runner: Callable[..., RunningRunner], name: str, value: str
+) -> None:
+    """The table's code runs as the runner's role, which may ALTER ROLE itself SET ...: every later
+    session of that role takes it, and clients' do not (loop.refuse_the_role_s_own_settings)."""
+    cluster = make_cluster(
+        setup_sql=[
+            *LEAST_PRIVILEGE_SETUP,
+            "CREATE FUNCTION public.own() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            f" IF NEW.pk = 3 THEN EXECUTE 'ALTER ROLE ' || quote_ident(current_user) || ' SET {name} = {value}';"
+            " END IF; RETURN NEW; END $$",
+            "CREATE TRIGGER own BEFORE INSERT ON public.log_table FOR EACH ROW EXECUTE FUNCTION public.own()",
+        ],
+        preload=False,
+    )
+    runner = start_runner("--dsn", dsn(cluster), "--interval", INTERVAL)
+    cluster.wait_for_heartbeats(4)
+    assert cluster.sql("SELECT count(*) FROM pg_db_role_setting WHERE setrole = 'luca'::regrole") == [(1,)]
+    # The session ends (a failover, a restart of the server): the next one would take the setting.
+    cluster.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'luca'")
+    wait_for(
+        lambda: f'refusing to write heartbeats as role "luca": it has its own {name}' in runner.log(),
+        "the refusal",
+    )
+    assert f"ALTER ROLE luca RESET {name}" in runner.log()
+    written = len(cluster.heartbeats())
+    time.sleep(1)
+    assert len(cluster.heartbeats()) == written
+    cluster.sql("DROP TRIGGER own ON public.log_table")
+    cluster.sql(f"ALTER ROLE luca RESET {name}")
+    rows = cluster.wait_for_heartbeats(written + 2)
+    assert numbers(rows) == list(range(1, len(rows) + 1))
+
+
 def test_roles_with_a_superuser_s_power_but_not_its_name_are_refused_too(
     make_cluster: Callable[..., Cluster], start_runner: Callable[..., RunningRunner]
 ) -> None:

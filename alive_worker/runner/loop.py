@@ -295,6 +295,43 @@ def refuse_a_superuser(conn: psycopg.Connection[Any]) -> None:
         )
 
 
+# What a session of the runner's role takes from that role's own settings (ALTER ROLE ... [IN
+# DATABASE ...] SET, pg_db_role_setting) and clients' sessions do not: where the runner's commits
+# and writes would fare otherwise than clients' (the worker ignores its role's own alike:
+# src/session_settings.c).  Every other setting the tick needs it sets itself (tick_start).
+VERDICT_SETTINGS = ("default_transaction_read_only", "synchronous_commit")
+_ROLE_S_OWN_SETTINGS = """
+SELECT s.name FROM pg_catalog.pg_settings s
+WHERE s.name OPERATOR(pg_catalog.=) ANY (%s::pg_catalog.text[])
+  AND s.source OPERATOR(pg_catalog.=) ANY ('{user,"database user"}'::pg_catalog.text[])
+ORDER BY s.name
+"""
+
+
+def refuse_the_role_s_own_settings(conn: psycopg.Connection[Any]) -> None:
+    """Raises RefusedRole when the session took a VERDICT_SETTINGS value from its role's own settings.
+
+    The table's code runs as the runner's role and may ALTER ROLE
+    CURRENT_USER SET synchronous_commit = off (or default_transaction_read_only
+    = on): every later session of the role takes it, so the runner would
+    commit unlike its clients, for good, and say so nowhere.  A session
+    takes them when it connects (and a setting changed later acts on the
+    next one), so the runner looks whenever it connects: after a lost
+    connection, a failover, a reload."""
+    names = [name for (name,) in conn.execute(_ROLE_S_OWN_SETTINGS, [list(VERDICT_SETTINGS)])]
+    if names:
+        role = conn.info.user
+        quoted = conn.execute("SELECT pg_catalog.quote_ident(%s)", [role]).fetchone()
+        raise RefusedRole(
+            f'refusing to write heartbeats as role "{role}": it has its own {" and ".join(names)} '
+            "(ALTER ROLE ... SET), which clients' sessions do not take, so its commits would not fare as "
+            "theirs (the table's code runs as this role and can set them); ALTER ROLE "
+            f"{quoted[0] if quoted else role} RESET {names[0]}"
+            + (f", and RESET {names[1]}" if len(names) > 1 else "")
+            + ", with IN DATABASE if it was set so"
+        )
+
+
 class LostConnection(Exception):
     """The connection is gone: connect again."""
 
@@ -569,6 +606,7 @@ class Runner:
         conn = RunnerConnection.connect(settings.dsn, autocommit=True, prepare_threshold=None, **extra)
         try:
             refuse_a_superuser(conn)
+            refuse_the_role_s_own_settings(conn)
         except RefusedRole:
             conn.close()
             raise

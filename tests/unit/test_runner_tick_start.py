@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 
-from alive_worker.runner.loop import CONNECTION_CHECK_MS, tick_start
+from alive_worker.runner import state
+from alive_worker.runner.loop import CONNECTION_CHECK_MS, WITNESS_PREFIX, tick_frame, tick_start
 
 
 def settings_of(statement: str) -> list[tuple[str, str | None]]:
@@ -35,6 +36,8 @@ def test_the_tick_sets_its_timeouts_path_and_role_for_itself_in_its_own_transact
         ("statement_timeout", "2500"),
         ("lock_timeout", "0"),
         ("idle_in_transaction_session_timeout", "2500"),
+        # The heartbeat's own commit waits for no standby: the witness's does (tick_frame).
+        ("synchronous_commit", "local"),
         ("client_connection_check_interval", str(CONNECTION_CHECK_MS)),
     ]
 
@@ -42,3 +45,18 @@ def test_the_tick_sets_its_timeouts_path_and_role_for_itself_in_its_own_transact
 def test_servers_before_14_are_not_asked_for_a_connection_check_they_do_not_have() -> None:
     assert "client_connection_check_interval" not in dict(settings_of(tick_start(1000, 130012)))
     assert "client_connection_check_interval" in dict(settings_of(tick_start(1000, 140000)))
+
+
+def test_after_commit_the_session_is_reset_then_one_statement_locks_names_and_writes_the_witness() -> None:
+    name = state.application_name(state.SLEEPING, 1000)
+    frame = tick_frame(2500, 180000, name, "16384", "public", "log_table")
+    (discard, no_params), (check, params) = frame.after_commit
+    assert (discard, no_params) == ("DISCARD ALL", ())
+    # The names and the state's name as parameters, nothing of theirs in the text.
+    assert params == ("public", "log_table", name)
+    assert "log_table" not in check and name not in check
+    assert check.startswith("SELECT pg_catalog.pg_try_advisory_lock(")
+    assert "pg_catalog.set_config('application_name', $3, false)" in check
+    assert f"pg_catalog.pg_logical_emit_message(true, '{WITNESS_PREFIX}'::pg_catalog.text," in check
+    # Every function and operator named with its schema: no search_path reaches it.
+    assert not re.findall(r"(?<![.\w])(?!pg_catalog\b)[a-z_]+\(", check.replace("SELECT c.oid", "")), check
