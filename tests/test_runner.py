@@ -480,11 +480,12 @@ def test_no_setting_the_table_s_code_sets_reaches_the_next_tick(
 @pytest.mark.parametrize(
     "name, value", [("synchronous_commit", "off"), ("default_transaction_read_only", "on")]
 )
-def test_a_setting_the_table_s_code_gives_the_runner_s_role_is_refused_at_the_next_connect(
+def test_a_setting_the_table_s_code_gives_the_runner_s_role_is_refused_from_the_next_tick(
     make_cluster: Callable[..., Cluster], start_runner: Callable[..., RunningRunner], name: str, value: str
 ) -> None:
     """The table's code runs as the runner's role, which may ALTER ROLE itself SET ...: every later
-    session of that role takes it, and clients' do not (loop.refuse_the_role_s_own_settings)."""
+    session of that role takes it, and clients' do not (loop.refuse_the_role_s_own_settings); the
+    runner sees the change after the tick (loop._SETTINGS_NEW_SESSIONS_TAKE) and connects again."""
     cluster = make_cluster(
         setup_sql=[
             *LEAST_PRIVILEGE_SETUP,
@@ -496,15 +497,14 @@ def test_a_setting_the_table_s_code_gives_the_runner_s_role_is_refused_at_the_ne
         preload=False,
     )
     runner = start_runner("--dsn", dsn(cluster), "--interval", INTERVAL)
-    cluster.wait_for_heartbeats(4)
-    assert cluster.sql("SELECT count(*) FROM pg_db_role_setting WHERE setrole = 'luca'::regrole") == [(1,)]
-    # The session ends (a failover, a restart of the server): the next one would take the setting.
-    cluster.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'luca'")
+    cluster.wait_for_heartbeats(3)
+    # A new session of the role would take it: the runner, seeing it changed, connects again.
     wait_for(
         lambda: f'refusing to write heartbeats as role "luca": it has its own {name}' in runner.log(),
         "the refusal",
     )
     assert f"ALTER ROLE luca RESET {name}" in runner.log()
+    assert cluster.sql("SELECT count(*) FROM pg_db_role_setting WHERE setrole = 'luca'::regrole") == [(1,)]
     written = len(cluster.heartbeats())
     time.sleep(1)
     assert len(cluster.heartbeats()) == written
@@ -512,6 +512,44 @@ def test_a_setting_the_table_s_code_gives_the_runner_s_role_is_refused_at_the_ne
     cluster.sql(f"ALTER ROLE luca RESET {name}")
     rows = cluster.wait_for_heartbeats(written + 2)
     assert numbers(rows) == list(range(1, len(rows) + 1))
+
+
+def test_what_new_sessions_take_from_the_database_reaches_the_runner_at_its_next_tick(
+    managed: Cluster, start_runner: Callable[..., RunningRunner]
+) -> None:
+    """A database's owner (below superuser) may ALTER DATABASE ... SET default_transaction_read_only
+    = on: every new client's session is read-only then, and the runner's, connected before, took
+    nothing of it (loop._SETTINGS_NEW_SESSIONS_TAKE)."""
+    import psycopg
+
+    managed.sql("CREATE ROLE dbowner LOGIN")
+    managed.sql("ALTER DATABASE postgres OWNER TO dbowner")
+    runner = start_runner("--dsn", dsn(managed), "--interval", INTERVAL)
+    managed.wait_for_heartbeats(2)
+    with psycopg.connect(dsn(managed, user="dbowner"), autocommit=True) as owner:
+        owner.execute("ALTER DATABASE postgres SET default_transaction_read_only = on")
+        wait_for(
+            lambda: "connecting again to take them as clients do" in runner.log(),
+            "the runner connecting again",
+        )
+        wait_for(
+            lambda: "cannot execute INSERT in a read-only transaction (SQLSTATE 25006)" in runner.log(),
+            "the runner failing as clients do",
+        )
+        # As a client's new session fares.
+        with (
+            psycopg.connect(dsn(managed), autocommit=True) as client,
+            pytest.raises(psycopg.errors.ReadOnlySqlTransaction),
+        ):
+            client.execute("INSERT INTO public.log_table (message) VALUES ('a client')")
+        written = len(managed.heartbeats())
+        time.sleep(0.5)
+        assert len(managed.heartbeats()) == written
+        owner.execute("ALTER DATABASE postgres RESET default_transaction_read_only")
+    # The failing ticks read it too: the runner connects again, and writes.
+    rows = managed.wait_for_heartbeats(written + 3)
+    assert numbers(rows) == list(range(1, len(rows) + 1))
+    assert "alive-worker run: sleeping" in runner.log().rsplit("read-only transaction", 1)[1]
 
 
 def test_roles_with_a_superuser_s_power_but_not_its_name_are_refused_too(

@@ -464,17 +464,22 @@ def commit() -> None:
         _committed(_pipeline(list(session.closing), tail=len(session.closing) - 1))
 
 
-def after_commit_answer(place: int) -> str | None:
+def after_commit_answer(place: int, column: int = 0) -> str | None:
     """After a tick that committed: what TickFrame.after_commit's statement at place answered
-    (the first column of its first row, as text); None if no row, NULL, or it did not run."""
+    (that column of its first row, as text); None if no row, NULL, or it did not run."""
     index = 1 + place
     if place < 0 or index >= len(session.closing_results):
         return None
     answer = session.closing_results[index]
-    if answer.status != _TUPLES_OK or not answer.ntuples or (value := answer.get_value(0, 0)) is None:
+    if (
+        answer.status != _TUPLES_OK
+        or not answer.ntuples
+        or column >= answer.nfields
+        or (value := answer.get_value(0, column)) is None
+    ):
         return None
-    # The runner's own answers (booleans, settings it gave): ASCII in every client encoding.
-    return value.decode(errors="replace")
+    # The runner's own answers (booleans, the catalog's settings): decoded as the connection is.
+    return value.decode(_connection().info.encoding, errors="replace")
 
 
 def _committed(closing: list[pq.abc.PGresult]) -> None:

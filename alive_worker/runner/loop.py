@@ -96,6 +96,25 @@ _MAY_WITNESS = (
     "SELECT pg_catalog.has_function_privilege($1::pg_catalog.text::pg_catalog.regprocedure, 'EXECUTE')"
 )
 
+# What a new session of the runner's role in its database takes from pg_db_role_setting
+# (ALTER DATABASE / ROLE [IN DATABASE] ... SET, for the database or every one, for the role or
+# every role), as one text: read when the runner connects, and after COMMIT in every tick
+# (tick_frame).  A session takes them when it connects, clients' new sessions at once: when they
+# change, the runner connects again, and its new session takes what a client's takes
+# (default_transaction_read_only made every new client read-only while the runner's session
+# wrote on).
+_SETTINGS_NEW_SESSIONS_TAKE = """
+SELECT pg_catalog.string_agg(
+    s.setdatabase::pg_catalog.text OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) s.setrole::pg_catalog.text
+    OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) pg_catalog.array_to_string(s.setconfig, ' '),
+    ' ' ORDER BY s.setdatabase, s.setrole)
+FROM pg_catalog.pg_db_role_setting s
+WHERE s.setdatabase OPERATOR(pg_catalog.=) ANY (ARRAY[0::pg_catalog.oid,
+        (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())])
+  AND s.setrole OPERATOR(pg_catalog.=) ANY (ARRAY[0::pg_catalog.oid,
+        (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) session_user)])
+"""
+
 # How long a tick may outlive its tick_timeout, once its statement was cancelled, before the
 # connection is closed: table code may trap the cancel (an EXCEPTION block) and go on.
 TICK_GRACE_SECONDS = 1.0
@@ -184,6 +203,9 @@ def tick_frame(
       session holds the lock, or the table is another;
     - application_name, the name that publishes the runner's state
       (state.py), which DISCARD ALL took back to the connection's;
+    - what a new session takes from pg_db_role_setting
+      (_SETTINGS_NEW_SESSIONS_TAKE): changed since the runner connected, it
+      connects again (_tick), and takes what clients' new sessions take;
     - the tick's witness: a transactional logical message (a WAL record of
       no table, in no catalog; logical decoding's consumers see it under the
       prefix WITNESS_PREFIX), which gives this transaction WAL to commit, so
@@ -216,7 +238,7 @@ def tick_frame(
                 f" AND ({_FIND_TABLE}) OPERATOR(pg_catalog.=) {oid},"
                 " pg_catalog.set_config('application_name', $3, false),"
                 f" pg_catalog.pg_logical_emit_message(true, '{WITNESS_PREFIX}'::pg_catalog.text,"
-                " ''::pg_catalog.text)",
+                f" ''::pg_catalog.text), ({_SETTINGS_NEW_SESSIONS_TAKE})",
                 (schema, table, application_name),
             ),
         ),
@@ -444,6 +466,8 @@ class Runner:
         self.tick_frame_from: tuple[int, int, str, str, str, str] | None = None
         # The heartbeat table's oid, the second key of the runner's lock (_take_lock).
         self.table_oid = ""
+        # What the session took from pg_db_role_setting when it connected (_connect).
+        self.settings_sessions_take: str | None = None
         # Heartbeats committed since the start (the numbering), counted when COMMIT answered
         # COMMIT: one a synchronous standby did not confirm is written, and fails its tick.
         self.heartbeats_committed = 0
@@ -607,6 +631,9 @@ class Runner:
         try:
             refuse_a_superuser(conn)
             refuse_the_role_s_own_settings(conn)
+            # What this session took, as near its start as can be read (tick_frame compares).
+            taken = conn.execute(_SETTINGS_NEW_SESSIONS_TAKE).fetchone()
+            self.settings_sessions_take = taken[0] if taken else None
         except RefusedRole:
             conn.close()
             raise
@@ -916,6 +943,29 @@ class Runner:
                 self.settings.table,
             )
             raise LostConnection("the runner's lock was taken by another session, or the table replaced")
+        # ALTER DATABASE / ROLE ... SET: clients' new sessions take it now, this one never would.  Read
+        # after COMMIT in the tick's round trip; a tick that failed (read-only, say) reads it here.
+        if client_spi.heartbeat_written():
+            taken_now = client_spi.after_commit_answer(1, 3)
+        else:
+            taken_now = self._settings_sessions_take_now()
+        if taken_now != self.settings_sessions_take:
+            log.info(
+                "alive-worker run: the settings new sessions take from the database and the roles"
+                " changed (ALTER DATABASE / ROLE ... SET); connecting again to take them as clients do"
+            )
+            raise LostConnection("the database's or the role's settings changed")
+
+    def _settings_sessions_take_now(self) -> str | None:
+        conn = self.conn
+        assert conn is not None
+        if conn.closed:
+            raise LostConnection("closed")
+        try:
+            row = conn.execute(_SETTINGS_NEW_SESSIONS_TAKE).fetchone()
+        except psycopg.Error as error:
+            raise LostConnection(str(error)) from error
+        return row[0] if row else None
 
     def _current_tick_frame(self, conn: psycopg.Connection[Any]) -> client_spi.TickFrame:
         made_from = (
