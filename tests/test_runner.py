@@ -972,10 +972,13 @@ NOTICE_FLOOD = [
 ]
 
 
-def test_no_python_runs_for_a_notice_in_the_runner_s_session(managed: Cluster) -> None:
-    """libpq calls its notice receiver from inside its reading: Python run there could be
-    interrupted by the signal handler that closes the connection (SIGTERM, tick_timeout), and
-    libpq would go on reading a freed connection (client_spi.attach)."""
+def test_the_only_python_libpq_runs_for_a_notice_is_the_receiver_the_signal_handlers_know(
+    managed: Cluster,
+) -> None:
+    """libpq calls its notice receiver from inside its own reading, where a signal's handler that
+    closed the connection would leave libpq reading a freed one: the runner's handlers wait while
+    the frame they interrupted is the receiver's (loop._inside_libpq), so no other Python may run
+    there (client_spi.attach)."""
     import psycopg
 
     from alive_worker.runner import client_spi
@@ -985,19 +988,22 @@ def test_no_python_runs_for_a_notice_in_the_runner_s_session(managed: Cluster) -
         client_spi.attach(conn)
         # Python functions called while the statement runs; not a generator's resumptions (one
         # for each read of the connection, more for more bytes).
-        called: list[str] = []
+        called: list[Any] = []
 
         def profile(frame: Any, event: str, arg: Any) -> None:
             if event == "call" and not frame.f_code.co_flags & inspect.CO_GENERATOR:
-                called.append(frame.f_code.co_qualname)
+                called.append(frame.f_code)
 
         sys.setprofile(profile)
         try:
             client_spi.execute(flood)
         finally:
             sys.setprofile(None)
-    # The statement's own few; with a notice handler, 2,000 more (one for each notice) at least.
-    assert 0 < len(called) < 100, f"{len(called)} calls: {collections.Counter(called).most_common(3)}"
+    receiver = [code for code in called if code is client_spi.NOTICE_RECEIVER_CODE]
+    others = [code.co_qualname for code in called if code is not client_spi.NOTICE_RECEIVER_CODE]
+    assert len(receiver) == 2000
+    # The statement's own few, before and after libpq's reading.
+    assert len(others) < 100, collections.Counter(others).most_common(3)
 
 
 def test_sigterm_stops_the_runner_within_100_ms_in_a_flood_of_notices(
@@ -1013,6 +1019,86 @@ def test_sigterm_stops_the_runner_within_100_ms_in_a_flood_of_notices(
     took = time.monotonic() - started
     assert code == 0, runner.log()
     assert took < 0.1, f"the runner took {took * 1000:.0f} ms to stop"
+
+
+def test_a_cancel_of_the_witness_s_wait_from_another_session_fails_the_tick(
+    managed: Cluster, start_runner: Callable[..., RunningRunner]
+) -> None:
+    """Another session's pg_cancel_backend (a member of pg_signal_backend, or of the runner's role)
+    ends the witness's wait for a synchronous standby with a WARNING, and the round trip without
+    error: the tick fails as when tick_timeout cancels it (a fourth red team's)."""
+    import psycopg
+
+    managed.sql("CREATE ROLE canceller LOGIN IN ROLE pg_signal_backend")
+    managed.sql("ALTER SYSTEM SET synchronous_standby_names = 'nobody'")
+    managed.sql("SELECT pg_reload_conf()")
+    runner = start_runner("--dsn", dsn(managed), "--interval", INTERVAL, "--tick-timeout", "1min")
+    wait_for(lambda: "alive-worker run connected" in runner.log(), "the runner connected")
+    with psycopg.connect(dsn(managed, user="canceller"), autocommit=True) as canceller:
+        end = time.monotonic() + 3
+        while time.monotonic() < end:
+            canceller.execute("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE usename = 'luca'")
+            time.sleep(0.02)
+    log = runner.log()
+    assert "a cancel request ended it" in log, log
+    # Not once OK: no client's commit ended meanwhile.
+    assert "alive-worker run: sleeping" not in log, log
+
+
+def test_no_session_takes_the_runner_s_lock_between_its_ticks(
+    managed: Cluster, start_runner: Callable[..., RunningRunner]
+) -> None:
+    """After each COMMIT the runner frees the advisory locks the table's code took, and takes its
+    own again: any role that may connect took it in between (a fourth red team's, in 2 s)."""
+    import psycopg
+
+    start_runner("--dsn", dsn(managed), "--interval", "10ms")
+    managed.wait_for_heartbeats(3)
+    oid = managed.sql("SELECT 'public.log_table'::regclass::oid")[0][0]
+    managed.sql("CREATE ROLE thief LOGIN")
+    tries = 0
+    with psycopg.connect(dsn(managed, user="thief"), autocommit=True) as thief:
+        end = time.monotonic() + 3
+        while time.monotonic() < end:
+            got = thief.execute(
+                "SELECT pg_try_advisory_lock(%s, %s::oid::int4)", [state.LOCK_CLASS, oid]
+            ).fetchone()
+            assert got == (False,), f"the runner's lock taken after {tries} tries"
+            tries += 1
+    assert tries > 300
+    assert len(managed.heartbeats()) > 100
+
+
+def test_a_tick_whose_commit_may_have_committed_uses_no_number_again(
+    make_cluster: Callable[..., Cluster], start_runner: Callable[..., RunningRunner]
+) -> None:
+    """Table code that traps the cancels and outlives the tick's grace: the runner closes the
+    connection under a round trip with COMMIT in it, and the server commits that heartbeat when
+    the code ends (a fourth red team's): its number is not used again."""
+    cluster = make_cluster(
+        setup_sql=[
+            *LEAST_PRIVILEGE_SETUP,
+            """CREATE FUNCTION public.slow() RETURNS trigger LANGUAGE plpgsql AS $$
+               DECLARE t0 timestamptz := clock_timestamp();
+               BEGIN
+                 IF NEW.pk = 2 THEN
+                   PERFORM set_config('client_connection_check_interval', '0', true);
+                   WHILE clock_timestamp() < t0 + interval '2.5 s' LOOP
+                     BEGIN PERFORM pg_sleep(0.05); EXCEPTION WHEN query_canceled THEN NULL; END;
+                   END LOOP;
+                 END IF;
+                 RETURN NEW;
+               END $$""",
+            "CREATE TRIGGER slow AFTER INSERT ON public.log_table FOR EACH ROW EXECUTE FUNCTION public.slow()",
+        ],
+        preload=False,
+    )
+    runner = start_runner("--dsn", dsn(cluster), "--interval", INTERVAL, "--tick-timeout", "300ms")
+    wait_for(lambda: "heartbeat 2 may have committed" in runner.log(), "the unknown outcome said")
+    rows = cluster.wait_for_heartbeats(6)
+    found = numbers(rows)
+    assert len(found) == len(set(found)), found
+    assert found[:2] == [1, 2], found  # the second committed after all, its session gone
 
 
 # ---- standbys ----

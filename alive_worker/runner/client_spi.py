@@ -103,6 +103,14 @@ class _Session:
     # Whether the runner cancelled the round trip in flight (tick_timeout: note_cancel()): a
     # commit's wait for synchronous standbys, cancelled, ends without error.
     cancelled = False
+    # The results of the round trip read so far (their count is the place of the statement being
+    # read), and that count when the round trip's last WARNING came (-1: none): a cancel of the
+    # witness's wait for synchronous standbys, whoever sent it, ends it with a WARNING.
+    fetched: list[pq.abc.PGresult]
+    warned_at = -1
+    # A round trip with the tick's COMMIT was sent and never answered (the connection closed
+    # under it): whether the heartbeat committed is not known.
+    commit_unanswered = False
     # After the round trip: the session's transaction status (pq.TransactionStatus, as libpq's
     # number), before anything closed it.
     status_after = 0
@@ -117,17 +125,18 @@ def attach(conn: psycopg.Connection[Any]) -> None:
     # A LISTEN of the table's code would have psycopg keep every NOTIFY that any role sends,
     # unread, for as long as the runner lives (a red team grew it by 70 MB a minute): dropped.
     conn.add_notify_handler(_drop_notification)
-    # Notices are not read, and none runs Python: libpq calls its notice receiver from inside
-    # its own reading, where a signal's handler that closed the connection (SIGTERM,
-    # tick_timeout) would leave libpq reading a freed one (a red team's flood of 100,000
-    # WARNINGs a tick).  psycopg's receiver returns at once without a handler.
-    conn.pgconn.notice_handler = None
+    # psycopg's receiver calls this directly (not through its handlers' list): the Python that
+    # runs inside libpq's reading is _note_notice's, which the runner's signal handlers know
+    # (NOTICE_RECEIVER_CODE) and do not close the connection under.
+    conn.pgconn.notice_handler = _note_notice
     session.generation += 1
     session.savepoints = 0
     session.opening = session.tick_opening = session.frame = None
     session.closing = [_COMMIT]
     session.commit_with_insert = False
     session.closing_results = []
+    session.fetched = []
+    session.warned_at = -1
     _parameter_types.clear()
 
 
@@ -149,6 +158,20 @@ def raise_as_spi_error(error: psycopg.Error) -> NoReturn:
 
 
 # ---- parameters, sent with their declared types ----
+
+
+_SEVERITY = pq.DiagnosticField.SEVERITY_NONLOCALIZED
+
+
+def _note_notice(result: pq.abc.PGresult) -> None:
+    """Notes where the round trip's last WARNING came.  libpq calls it from inside its reading (a
+    table's code may send 100,000 notices a tick): as little as can be, nothing that raises."""
+    if result.error_field(_SEVERITY) == b"WARNING":
+        session.warned_at = len(session.fetched)
+
+
+# What the runner's signal handlers look for in the frames they interrupted (loop.py).
+NOTICE_RECEIVER_CODE = _note_notice.__code__
 
 
 def _drop_notification(notification: psycopg.Notify) -> None:
@@ -228,6 +251,7 @@ def _pipeline(statements: list[_Statement], tail: int = 0) -> list[pq.abc.PGresu
     runner starts again with a new session."""
     conn = _connection()
     session.cancelled = False
+    session.warned_at = -1
     owed = 0
     if session.opening is not None:
         owed = len(session.opening)
@@ -241,6 +265,7 @@ def _pipeline(statements: list[_Statement], tail: int = 0) -> list[pq.abc.PGresu
             send_query_params(text, values, types)
         pgconn.pipeline_sync()
         results: list[pq.abc.PGresult] = conn.wait(_exchange(pgconn, len(statements)))
+        session.commit_unanswered = False  # answered, each statement (an error is known too)
         pgconn.exit_pipeline_mode()
         session.status_after = pgconn.transaction_status
     except BaseException as stopped:
@@ -272,6 +297,7 @@ def _exchange(pgconn: pq.abc.PGconn, commands: int) -> Any:
     Returns the commands' results, without the Sync's."""
     yield from send(pgconn)
     fetched: list[pq.abc.PGresult] = []
+    session.fetched = fetched
     append = fetched.append
     for _ in range(commands):
         append((yield from fetch_many(pgconn))[-1])
@@ -405,12 +431,14 @@ class Plan:
         session.commit_with_insert = False
         if commit:
             statements += session.closing
+            session.commit_unanswered = True
+        owed = len(session.opening or ())
         results = _pipeline(statements, tail=len(session.closing) - 1 if commit else 0)
         session.rowcount = results[0].command_tuples or 0
         if session.heartbeat_rows is None:
             session.heartbeat_rows = session.rowcount
         if commit:
-            _committed(results[1:])
+            _committed(results[1:], owed + 1)
             session.opening = session.tick_opening
 
     def rows_processed(self) -> int:
@@ -420,6 +448,11 @@ class Plan:
     def free(self) -> None:
         """Releases the plan (nothing of it is kept on the server)."""
         self._released = True
+
+
+def commit_outcome_unknown() -> bool:
+    """After a tick: its COMMIT was sent and never answered (the connection closed under it)."""
+    return session.commit_unanswered
 
 
 def begin_tick(frame: TickFrame | None = None, commit_with_insert: bool = False) -> None:
@@ -448,6 +481,7 @@ def begin_tick(frame: TickFrame | None = None, commit_with_insert: bool = False)
             session.closing = [_COMMIT, *after]
     session.opening = session.tick_opening
     session.commit_with_insert = commit_with_insert
+    session.commit_unanswered = False
     session.commit_answered = False
     session.heartbeat_rows = None
     session.closing_results = []
@@ -461,7 +495,8 @@ def heartbeat_written() -> bool:
 def commit() -> None:
     """Ends the tick's transaction with COMMIT, if the INSERT's round trip did not (nothing is open then)."""
     if _connection().pgconn.transaction_status != _IDLE:
-        _committed(_pipeline(list(session.closing), tail=len(session.closing) - 1))
+        session.commit_unanswered = True
+        _committed(_pipeline(list(session.closing), tail=len(session.closing) - 1), 0)
 
 
 def after_commit_answer(place: int, column: int = 0) -> str | None:
@@ -482,18 +517,22 @@ def after_commit_answer(place: int, column: int = 0) -> str | None:
     return value.decode(_connection().info.encoding, errors="replace")
 
 
-def _committed(closing: list[pq.abc.PGresult]) -> None:
-    """The tick's COMMIT committed, left no transaction open, and its round trip ended in time, or
-    the tick fails.
+def _committed(closing: list[pq.abc.PGresult], sent_as: int) -> None:
+    """The tick's COMMIT committed, left no transaction open, and its witness's commit waited as
+    clients' commits do, or the tick fails.
 
-    closing: the results of the tick's closing statements (TickFrame).
-    COMMIT of a transaction that failed unseen answers ROLLBACK; whatever
-    else answered was not our COMMIT.  A round trip that tick_timeout
-    cancelled and that still answered without error was waiting where a
-    cancel ends no statement: for synchronous standbys, at the commit of the
-    tick's witness (loop.tick_frame).  The heartbeat is committed on this
-    server then, and counted, but clients' commits wait there: the tick
-    fails, as the worker's does (src/log_watch.c)."""
+    closing: the results of the tick's closing statements (TickFrame), sent
+    from place sent_as in their round trip.  COMMIT of a transaction that
+    failed unseen answers ROLLBACK; whatever else answered was not our
+    COMMIT.  The witness (loop.tick_frame), the round trip's last statement,
+    commits at its end and waits there for synchronous standbys; a cancel
+    ends that wait with a WARNING, and the round trip without error: the
+    runner's at tick_timeout, or another session's (pg_cancel_backend, by a
+    member of pg_signal_backend or of the runner's role, a red team's).  No
+    code of the table's runs from the witness on, so a WARNING there is the
+    commit's.  The heartbeat is committed on this server then, and counted,
+    but clients' commits wait: the tick fails, as the worker's does
+    (src/log_watch.c)."""
     result = closing[0]
     status = session.status_after
     session.commit_answered = result.command_status == b"COMMIT"
@@ -506,12 +545,14 @@ def _committed(closing: list[pq.abc.PGresult]) -> None:
             f"alive-worker run: the tick's COMMIT answered {answered!r} and left the session "
             f"{pq.TransactionStatus(status).name}: its heartbeat is not counted",
         )
-    if session.cancelled:
+    witness_at = sent_as + len(closing) - 1
+    if session.cancelled or (session.frame is not None and session.warned_at >= witness_at):
+        who = "tick_timeout cancelled it" if session.cancelled else "a cancel request ended it"
         raise errors.from_sqlstate(
             "57014",
             "heartbeat not confirmed by a synchronous standby: committed locally only",
-            detail="tick_timeout passed while the tick's commit waited, and cancelled the wait; the "
-            "heartbeat is committed on this server, but commits that wait as clients' do did not end in time.",
+            detail=f"The tick's commit waited for synchronous standbys, and {who}; the heartbeat "
+            "is committed on this server, but commits that wait as clients' do did not end.",
             hint="Check that the standbys named by synchronous_standby_names are connected and streaming.",
         )
 

@@ -187,25 +187,29 @@ def tick_frame(
     """The runner's statements around each tick's: its settings, and what follows its COMMIT.
 
     After COMMIT, in its round trip, in a transaction of their own, which
-    runs no code of the table's: DISCARD ALL, the session as a new one has it
-    (every setting back to the server's, the database's, the role's or the
-    connection's: a trigger's SET of default_transaction_read_only failed
+    runs no code of the table's: the session as a new one has it, as
+    DISCARD ALL leaves it (SESSION_RESET), but for the runner's lock.  Every
+    setting goes back to the server's, the database's, the role's or the
+    connection's (a trigger's SET of default_transaction_read_only failed
     every later tick while clients could write, client_encoding garbled the
-    message; the role a trigger SET, which RESET ALL keeps; its advisory
-    locks, temporary tables, cursors, prepared statements, LISTENs).  Then
-    one SELECT:
+    message), the role a trigger SET (which RESET ALL keeps), its cursors,
+    prepared statements, LISTENs and temporary tables go.  Then its advisory
+    locks: pg_advisory_unlock_all() frees them, the runner's with them, so
+    a transaction-level lock on the runner's key, taken first, keeps it
+    from every other session until this transaction ends, after the lock is
+    taken again (DISCARD ALL, which frees both, left a gap in which any role
+    that may connect took it, a fourth red team's).  Then one SELECT:
 
-    - the runner's lock taken again (DISCARD ALL freed it, and so may a
-      trigger's pg_advisory_unlock_all(), in COMMIT too), and the table the
-      INSERT names still the one locked (a table renamed and another made
-      under its name would have a second runner lock that one, and both
-      write it).  False ends this session after the tick (_tick): another
-      session holds the lock, or the table is another;
+    - the runner's lock taken again (freed above, or by a trigger's
+      pg_advisory_unlock_all(), in COMMIT too), and the table the INSERT
+      names still the one locked (a table renamed and another made under
+      its name would have a second runner lock that one, and both write
+      it).  False ends this session after the tick (_tick): another session
+      holds the lock, or the table is another;
     - application_name, the name that publishes the runner's state
-      (state.py), which DISCARD ALL took back to the connection's;
-    - what a new session takes from pg_db_role_setting
-      (_SETTINGS_NEW_SESSIONS_TAKE): changed since the runner connected, it
-      connects again (_tick), and takes what clients' new sessions take;
+      (state.py), which RESET ALL took back to the connection's;
+    - client_min_messages = warning for this transaction: the WARNING of a
+      cancelled wait reaches the runner, whatever the database sets;
     - the tick's witness: a transactional logical message (a WAL record of
       no table, in no catalog; logical decoding's consumers see it under the
       prefix WITNESS_PREFIX), which gives this transaction WAL to commit, so
@@ -217,9 +221,12 @@ def tick_frame(
       synchronous_commit = local there); so the tick sets it local for the
       heartbeat (tick_start), and the witness's wait is the tick's.  A
       transaction that only takes a transaction ID writes no WAL and waits
-      for no standby.  tick_timeout cancels a witness that waits too long:
-      the round trip then answers without error, and the tick fails
-      (client_spi._committed).
+      for no standby.  A cancel ends that wait with a WARNING and the round
+      trip without error (tick_timeout's, or another session's): the tick
+      fails (client_spi._committed);
+    - what a new session takes from pg_db_role_setting
+      (_SETTINGS_NEW_SESSIONS_TAKE): changed since the runner connected, it
+      connects again (_tick), and takes what clients' new sessions take.
 
     A tick that did not commit leaves nothing to take back (its SETs are
     rolled back with it); a failure of these, the heartbeat being
@@ -229,14 +236,22 @@ def tick_frame(
     if not state.read_application_name(application_name):
         raise ValueError(f"not a runner's session name: {application_name!r}")
     oid = f"{int(table_oid)}::pg_catalog.oid"
+    key = f"{int(state.LOCK_CLASS)}, {oid}::pg_catalog.int4"
     return client_spi.TickFrame(
         settings=tick_start(tick_timeout_ms, server_version),
         after_commit=(
-            ("DISCARD ALL", ()),
+            *((statement, ()) for statement in SESSION_RESET),
+            # In this order (CASE): the transaction's hold on the key, then every session lock freed.
             (
-                f"SELECT pg_catalog.pg_try_advisory_lock({int(state.LOCK_CLASS)}, {oid}::pg_catalog.int4)"
+                f"SELECT CASE WHEN pg_catalog.pg_try_advisory_xact_lock({key}) IS NOT NULL"
+                " THEN pg_catalog.pg_advisory_unlock_all()::pg_catalog.text END",
+                (),
+            ),
+            (
+                f"SELECT pg_catalog.pg_try_advisory_lock({key})"
                 f" AND ({_FIND_TABLE}) OPERATOR(pg_catalog.=) {oid},"
                 " pg_catalog.set_config('application_name', $3, false),"
+                " pg_catalog.set_config('client_min_messages', 'warning', true),"
                 f" pg_catalog.pg_logical_emit_message(true, '{WITNESS_PREFIX}'::pg_catalog.text,"
                 f" ''::pg_catalog.text), ({_SETTINGS_NEW_SESSIONS_TAKE})",
                 (schema, table, application_name),
@@ -245,9 +260,39 @@ def tick_frame(
     )
 
 
+# What DISCARD ALL does but free advisory locks (PostgreSQL's DiscardAll(), in its order; plans
+# and sequences' caches left alone: nothing of the table's code's reaches the runner through them).
+SESSION_RESET = (
+    "CLOSE ALL",
+    "SET SESSION AUTHORIZATION DEFAULT",
+    "RESET ALL",
+    "DEALLOCATE ALL",
+    "UNLISTEN *",
+    "DISCARD TEMP",
+)
+# Where tick_frame's last SELECT is among its statements after COMMIT, and its column of what
+# new sessions take (the lock's check is its first).
+_CHECK_PLACE = len(SESSION_RESET) + 1
+_SETTINGS_COLUMN = 4
+
+
 # How often psycopg looks up from a statement's wait to let a signal's handler run: its
 # own default (0.1 s) alone would use up the 100 ms that SIGTERM is given.
 SIGNAL_CHECK_SECONDS = 0.01
+
+
+# How soon a signal that came while libpq was reading is acted on again (_inside_libpq).
+SIGNAL_AGAIN_SECONDS = 0.001
+
+
+def _inside_libpq(frame: types.FrameType | None) -> bool:
+    """Whether the frame a signal's handler interrupted runs inside libpq's reading: the notice
+    receiver's (client_spi._note_notice), the only Python that libpq calls."""
+    while frame is not None:
+        if frame.f_code is client_spi.NOTICE_RECEIVER_CODE:
+            return True
+        frame = frame.f_back
+    return False
 
 
 class RunnerConnection(psycopg.Connection[Any]):
@@ -460,6 +505,8 @@ class Runner:
         self._wakeup_poll = select.poll()
         self._multi_host = False
         self.deadline_passed = False
+        # SIGTERM or SIGINT that came while libpq was reading, acted on from SIGALRM's handler.
+        self.stop_signal = 0
         # The runner's statements around each tick's (tick_frame), and what they were made from:
         # made again when any of it changes (a new connection or table, a state published).
         self.tick_frame: client_spi.TickFrame | None = None
@@ -494,6 +541,12 @@ class Runner:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.stopping = True
+        if _inside_libpq(frame):
+            # Closing the connection here would leave libpq reading a freed one, and Stop would
+            # not get out (psycopg's receiver swallows it): again from SIGALRM's handler, soon.
+            self.stop_signal = number
+            signal.setitimer(signal.ITIMER_REAL, SIGNAL_AGAIN_SECONDS)
+            return
         # Closed here, before anything unwinds: a transaction's __exit__ on the
         # way out then finds no statement to wait for.  The server rolls back
         # the tick in flight.  self.stopping ends every loop, should a handler
@@ -537,6 +590,11 @@ class Runner:
         The server's statement_timeout (tick_start) should have ended the
         statement already; this bounds what it cannot: a hook's own Python,
         table code that traps the cancel, a server that does not answer."""
+        if _inside_libpq(frame):
+            signal.setitimer(signal.ITIMER_REAL, SIGNAL_AGAIN_SECONDS)  # as in _on_stop
+            return
+        if self.stop_signal:
+            self._on_stop(self.stop_signal, frame)
         conn = self.conn
         if not self.deadline_passed:
             self.deadline_passed = True
@@ -617,7 +675,9 @@ class Runner:
         params = psycopg.conninfo.conninfo_to_dict(settings.dsn)
         self._multi_host = "," in str(params.get("host") or os.environ.get("PGHOST", ""))
         own_options = params.get("options") or os.environ.get("PGOPTIONS", "")
-        timeout = f"-c statement_timeout={settings.tick_timeout_ms}"
+        # idle_session_timeout (PostgreSQL 14 on): the runner's session idles between ticks, and
+        # holds its lock and its state there; a role's or a database's would end it every tick.
+        timeout = f"-c statement_timeout={settings.tick_timeout_ms} -c idle_session_timeout=0"
         extra: dict[str, Any] = {
             "application_name": state.application_name(state.CONNECTING, settings.interval),
             "options": f"{own_options} {PINNED_SETTINGS} {timeout}".strip(),
@@ -927,12 +987,23 @@ class Runner:
             self.previous_committed = committed
             if client_spi.heartbeat_written():
                 self.heartbeats_committed += 1
+            elif client_spi.commit_outcome_unknown():
+                # The connection closed under a round trip with COMMIT in it: the server may have
+                # committed the heartbeat (table code that outlived the tick's grace, a red team's).
+                # Its number is not used again: a gap, never two rows of one number.
+                self.heartbeats_committed += 1
+                log.warning(
+                    "alive-worker run: heartbeat %d may have committed (the connection closed before"
+                    " COMMIT answered); the next is numbered %d",
+                    self.heartbeats_committed,
+                    self.heartbeats_committed + 1,
+                )
         if committed:
             counters = self.counters
             counters.ticks_ok += 1
             counters.last_ok_at = time.time()
             self._set_state(state.SLEEPING)
-        if client_spi.heartbeat_written() and client_spi.after_commit_answer(1) != "t":
+        if client_spi.heartbeat_written() and client_spi.after_commit_answer(_CHECK_PLACE) != "t":
             # Another session took the runner's lock when it was freed, or the table of that name
             # is not the one locked: this session ends, and the next takes the lock again
             # (tick_frame), or is refused.
@@ -946,7 +1017,7 @@ class Runner:
         # ALTER DATABASE / ROLE ... SET: clients' new sessions take it now, this one never would.  Read
         # after COMMIT in the tick's round trip; a tick that failed (read-only, say) reads it here.
         if client_spi.heartbeat_written():
-            taken_now = client_spi.after_commit_answer(1, 3)
+            taken_now = client_spi.after_commit_answer(_CHECK_PLACE, _SETTINGS_COLUMN)
         else:
             taken_now = self._settings_sessions_take_now()
         if taken_now != self.settings_sessions_take:

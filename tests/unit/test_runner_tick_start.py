@@ -7,9 +7,17 @@ real server: tests/test_runner.py, test_the_tick_s_settings_statement_sets_what_
 from __future__ import annotations
 
 import re
+import sys
+from typing import Any
 
 from alive_worker.runner import state
-from alive_worker.runner.loop import CONNECTION_CHECK_MS, WITNESS_PREFIX, tick_frame, tick_start
+from alive_worker.runner.loop import (
+    CONNECTION_CHECK_MS,
+    SESSION_RESET,
+    WITNESS_PREFIX,
+    tick_frame,
+    tick_start,
+)
 
 
 def settings_of(statement: str) -> list[tuple[str, str | None]]:
@@ -47,16 +55,46 @@ def test_servers_before_14_are_not_asked_for_a_connection_check_they_do_not_have
     assert "client_connection_check_interval" in dict(settings_of(tick_start(1000, 140000)))
 
 
-def test_after_commit_the_session_is_reset_then_one_statement_locks_names_and_writes_the_witness() -> None:
+def test_after_commit_the_session_is_reset_but_its_lock_then_one_statement_locks_names_and_writes_the_witness() -> (
+    None
+):
     name = state.application_name(state.SLEEPING, 1000)
     frame = tick_frame(2500, 180000, name, "16384", "public", "log_table")
-    (discard, no_params), (check, params) = frame.after_commit
-    assert (discard, no_params) == ("DISCARD ALL", ())
+    *resets, (unlock, no_params), (check, params) = frame.after_commit
+    # DISCARD ALL's parts, but its freeing of every advisory lock, the runner's with them.
+    assert [statement for statement, _ in resets] == list(SESSION_RESET)
+    assert "DISCARD ALL" not in SESSION_RESET
+    # Other sessions are kept off the runner's key (a transaction's lock) while every session
+    # lock is freed, until the lock is taken again, in the same transaction.
+    assert unlock.index("pg_try_advisory_xact_lock(") < unlock.index("pg_advisory_unlock_all()")
+    assert no_params == ()
     # The names and the state's name as parameters, nothing of theirs in the text.
     assert params == ("public", "log_table", name)
     assert "log_table" not in check and name not in check
     assert check.startswith("SELECT pg_catalog.pg_try_advisory_lock(")
     assert "pg_catalog.set_config('application_name', $3, false)" in check
+    assert "pg_catalog.set_config('client_min_messages', 'warning', true)" in check
     assert f"pg_catalog.pg_logical_emit_message(true, '{WITNESS_PREFIX}'::pg_catalog.text," in check
-    # Every function and operator named with its schema: no search_path reaches it.
-    assert not re.findall(r"(?<![.\w])(?!pg_catalog\b)[a-z_]+\(", check.replace("SELECT c.oid", "")), check
+    # Every function and operator named with its schema: no search_path reaches them.
+    for statement in (unlock, check):
+        assert not re.findall(
+            r"(?<![.\w])(?!pg_catalog\b)[a-z_]+\(", statement.replace("SELECT c.oid", "")
+        ), statement
+
+
+def test_a_signal_that_interrupts_the_notice_receiver_is_told_it_is_inside_libpq() -> None:
+    """The runner's signal handlers close the connection; inside libpq's reading they must not."""
+    from alive_worker.runner import client_spi
+    from alive_worker.runner.loop import _inside_libpq
+
+    seen: list[Any] = []
+
+    class Notice:
+        def error_field(self, field: object) -> bytes:
+            seen.append(sys._getframe(1))  # the receiver's frame, as a handler would find it
+            return b"NOTICE"
+
+    client_spi._note_notice(Notice())  # type: ignore[arg-type]
+    assert _inside_libpq(seen[0])
+    assert not _inside_libpq(sys._getframe())
+    assert not _inside_libpq(None)
