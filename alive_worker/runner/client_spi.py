@@ -545,6 +545,14 @@ def _committed(closing: list[pq.abc.PGresult], sent_as: int) -> None:
             f"alive-worker run: the tick's COMMIT answered {answered!r} and left the session "
             f"{pq.TransactionStatus(status).name}: its heartbeat is not counted",
         )
+    if session.frame is not None and closing[-1].status != _TUPLES_OK:
+        # A statement after COMMIT failed (a cancel, another session's too): the witness did not
+        # commit, and the session is closed (_pipeline).  The heartbeat is counted, not rated OK.
+        raise errors.from_sqlstate(
+            CONNECTION_FAILURE,
+            "the tick's witness did not commit: its heartbeat is committed on this server, but not known "
+            "to commit as clients' commits do",
+        )
     witness_at = sent_as + len(closing) - 1
     if session.cancelled or (session.frame is not None and session.warned_at >= witness_at):
         who = "tick_timeout cancelled it" if session.cancelled else "a cancel request ended it"
