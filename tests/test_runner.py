@@ -296,12 +296,18 @@ def test_no_lock_or_temporary_table_of_the_table_s_code_outlasts_its_tick(
     start_runner("--dsn", dsn(cluster), "--interval", "500ms")
     cluster.wait_for_heartbeats(2)
     # Between two ticks (500 ms apart), from outside: what the runner's session holds.
-    for _ in range(5):
-        locks = cluster.sql(
-            "SELECT l.classid::bigint, l.objid::bigint FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
-            " WHERE l.locktype = 'advisory' AND a.usename = 'luca'"
+    oid = cluster.sql("SELECT 'public.log_table'::regclass::oid::bigint")[0][0]
+    looked = 0
+    while looked < 5:
+        read = cluster.sql(
+            "SELECT a.state, l.classid::bigint, l.objid::bigint FROM pg_locks l JOIN pg_stat_activity a"
+            " USING (pid) WHERE l.locktype = 'advisory' AND a.usename = 'luca'"
         )
-        oid = cluster.sql("SELECT 'public.log_table'::regclass::oid::bigint")[0][0]
+        if any(session_state != "idle" for session_state, _, _ in read):
+            time.sleep(0.05)  # in a tick: the table's code holds its lock until the tick's end
+            continue
+        looked += 1
+        locks = [(classid, objid) for _, classid, objid in read]
         assert (424242, 0) not in [(objid, classid) for classid, objid in locks], locks
         assert all(objid == oid for _, objid in locks), locks
         temporary = cluster.sql(
