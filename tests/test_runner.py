@@ -202,11 +202,12 @@ def test_a_trigger_that_frees_the_runner_s_lock_lets_no_second_runner_write(
     assert first.process.poll() is None
 
 
-def test_a_runner_whose_lock_another_session_took_during_its_tick_stops_writing(
+def test_a_runner_whose_lock_a_trigger_freed_during_its_tick_keeps_it(
     make_cluster: Callable[..., Cluster], start_runner: Callable[..., RunningRunner]
 ) -> None:
-    """The lock freed, then the tick held open until a second runner takes it: the first's taking
-    it again answers false, and the first ends that session and waits (Runner._tick)."""
+    """The lock freed, then the tick held open while a second runner tries to take it: the tick's
+    transaction holds the key as well (tick_frame), the first takes its session lock again after
+    COMMIT, and the second stays locked out."""
     cluster = make_cluster(
         setup_sql=[
             *LEAST_PRIVILEGE_SETUP,
@@ -222,20 +223,14 @@ def test_a_runner_whose_lock_another_session_took_during_its_tick_stops_writing(
     )
     cluster.wait_for_heartbeats(2)
     second = start_runner("--dsn", dsn(cluster), "--interval", "1s", "--message", MESSAGE)
-    wait_for(lambda: "alive-worker run: sleeping" in second.log(), "the second runner writing")
     wait_for(
-        lambda: "another session holds the runner's lock on public.log_table, or that name is" in first.log(),
-        "the first runner giving the table up",
+        lambda: "another session holds the runner's lock on public.log_table" in second.log(),
+        "the second runner locked out",
     )
-    wait_for(
-        lambda: "another session holds the runner's lock on public.log_table" in first.log(),
-        "the first runner refused when it connects again",
-    )
-    written = len(cluster.heartbeats())
-    time.sleep(1)
-    # The second writes once a second; the first, at 100ms, would have written about ten.
-    assert len(cluster.heartbeats()) - written <= 2
-    assert first.process.poll() is None
+    rows = cluster.wait_for_heartbeats(10)
+    assert numbers(rows) == list(range(1, len(rows) + 1))
+    assert "alive-worker run: sleeping" not in second.log()
+    assert "another session holds the runner's lock" not in first.log()
 
 
 def test_a_table_made_under_the_name_of_the_runner_s_moves_the_runner_and_its_lock(
@@ -556,6 +551,99 @@ def test_what_new_sessions_take_from_the_database_reaches_the_runner_at_its_next
     rows = managed.wait_for_heartbeats(written + 3)
     assert numbers(rows) == list(range(1, len(rows) + 1))
     assert "alive-worker run: sleeping" in runner.log().rsplit("read-only transaction", 1)[1]
+
+
+# What a database's owner may change that stops every new client's session from writing or from
+# connecting, each after the last: each must read otherwise to the runner (a fifth red team's).
+WHAT_STOPS_NEW_SESSIONS = [
+    "ALTER DATABASE postgres SET application_name = 'x default_transaction_read_only=on'",
+    # The same text, joined with spaces, as the red team's collision had it.
+    "ALTER DATABASE postgres SET application_name = 'x'",
+    "ALTER DATABASE postgres SET default_transaction_read_only = on",
+    "ALTER DATABASE postgres CONNECTION LIMIT 0",
+    "ALTER DATABASE postgres ALLOW_CONNECTIONS false",
+    "REVOKE CONNECT ON DATABASE postgres FROM PUBLIC",
+]
+
+
+def test_the_text_compared_for_new_sessions_tells_each_change_apart(managed: Cluster) -> None:
+    import psycopg
+
+    from alive_worker.runner.loop import _SETTINGS_NEW_SESSIONS_TAKE
+
+    managed.sql("CREATE ROLE dbowner LOGIN")
+    managed.sql("ALTER DATABASE postgres OWNER TO dbowner")
+    # Read in one session, connected before (new ones are read-only, then refused); changed from
+    # another database (a database that takes no connection is not changed from inside).
+    owner_elsewhere = dsn(managed, user="dbowner").replace("dbname=postgres", "dbname=template1")
+    with (
+        psycopg.connect(dsn(managed, user="dbowner"), autocommit=True) as reader,
+        psycopg.connect(owner_elsewhere, autocommit=True) as owner,
+    ):
+        seen = [reader.execute(_SETTINGS_NEW_SESSIONS_TAKE).fetchone()]
+        for change in WHAT_STOPS_NEW_SESSIONS:
+            owner.execute(change)
+            seen.append(reader.execute(_SETTINGS_NEW_SESSIONS_TAKE).fetchone())
+    assert len(set(seen)) == len(seen), seen
+
+
+def test_a_database_that_takes_no_new_session_stops_the_runner_as_its_clients(
+    managed: Cluster, start_runner: Callable[..., RunningRunner]
+) -> None:
+    """CONNECTION LIMIT 0, by the database's owner: the runner's session, connected before, would
+    go on writing while no client may connect."""
+    import psycopg
+
+    managed.sql("CREATE ROLE dbowner LOGIN")
+    managed.sql("ALTER DATABASE postgres OWNER TO dbowner")
+    runner = start_runner("--dsn", dsn(managed), "--interval", INTERVAL)
+    managed.wait_for_heartbeats(2)
+    with psycopg.connect(dsn(managed, user="dbowner"), autocommit=True) as owner:
+        owner.execute("ALTER DATABASE postgres CONNECTION LIMIT 0")
+        wait_for(lambda: 'too many connections for database "postgres"' in runner.log(), "the runner refused")
+        with pytest.raises(psycopg.OperationalError, match="too many connections"):
+            psycopg.connect(dsn(managed)).close()
+        written = len(managed.heartbeats())
+        time.sleep(0.5)
+        assert len(managed.heartbeats()) == written
+        owner.execute("ALTER DATABASE postgres CONNECTION LIMIT -1")
+    rows = managed.wait_for_heartbeats(written + 3)
+    assert numbers(rows) == list(range(1, len(rows) + 1))
+
+
+def test_no_second_runner_writes_while_a_trigger_has_freed_the_first_s_lock_in_its_tick(
+    make_cluster: Callable[..., Cluster], start_runner: Callable[..., RunningRunner]
+) -> None:
+    """The tick's transaction holds the runner's key as well (tick_frame): pg_advisory_unlock_all()
+    frees only the session's hold, so no other session takes it while the tick is open."""
+    cluster = make_cluster(
+        setup_sql=[
+            *LEAST_PRIVILEGE_SETUP,
+            "CREATE FUNCTION public.free() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            " IF NEW.pk = 3 THEN PERFORM pg_catalog.pg_advisory_unlock_all(); PERFORM pg_catalog.pg_sleep(1);"
+            " END IF; RETURN NEW; END $$",
+            "CREATE TRIGGER free BEFORE INSERT ON public.log_table FOR EACH ROW EXECUTE FUNCTION public.free()",
+        ],
+        preload=False,
+    )
+    start_runner(
+        "--dsn", dsn(cluster), "--interval", INTERVAL, "--message", "first", "--tick-timeout", "1min"
+    )
+    wait_for(
+        lambda: cluster.sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'") == [(1,)],
+        "the first runner's third tick asleep, its lock freed",
+    )
+    start_runner("--dsn", dsn(cluster), "--interval", "50ms", "--message", "second")
+    time.sleep(2)
+    third = cluster.sql("SELECT ts FROM public.log_table WHERE pk = 3 AND message LIKE 'first %'")
+    assert third, cluster.sql("SELECT pk, message FROM public.log_table ORDER BY pk")
+    # ts is the transaction's start: none of the second's began before the first's third ended.
+    early = cluster.sql(
+        "SELECT pk, message, ts FROM public.log_table WHERE message LIKE 'second %%' AND ts < %s"
+        " + interval '0.95 s'",
+        [third[0][0]],
+    )
+    assert early == [], early
 
 
 def test_roles_with_a_superuser_s_power_but_not_its_name_are_refused_too(
@@ -1046,7 +1134,7 @@ def test_a_cancel_of_the_witness_s_wait_from_another_session_fails_the_tick(
             canceller.execute("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE usename = 'luca'")
             time.sleep(0.02)
     log = runner.log()
-    assert "a cancel request ended it" in log, log
+    assert "a cancel ended the wait" in log, log
     # Not once OK: no client's commit ended meanwhile.
     assert "alive-worker run: sleeping" not in log, log
 
@@ -1058,7 +1146,8 @@ def test_no_session_takes_the_runner_s_lock_between_its_ticks(
     own again: any role that may connect took it in between (a fourth red team's, in 2 s)."""
     import psycopg
 
-    start_runner("--dsn", dsn(managed), "--interval", "10ms")
+    # A tick_timeout of its own: the interval's (10 ms) ends ticks, and sessions, on a loaded machine.
+    start_runner("--dsn", dsn(managed), "--interval", "10ms", "--tick-timeout", "1min")
     managed.wait_for_heartbeats(3)
     oid = managed.sql("SELECT 'public.log_table'::regclass::oid")[0][0]
     managed.sql("CREATE ROLE thief LOGIN")

@@ -100,8 +100,9 @@ class _Session:
     closing_results: list[pq.abc.PGresult]
     # The heartbeat's INSERT is the tick's last statement: its COMMIT goes with it.
     commit_with_insert = False
-    # Whether the runner cancelled the round trip in flight (tick_timeout: note_cancel()): a
-    # commit's wait for synchronous standbys, cancelled, ends without error.
+    # Whether the runner cancelled a statement of the tick (tick_timeout: note_cancel()): a
+    # commit's wait for synchronous standbys, cancelled, ends without error, and so does a
+    # statement whose code trapped the cancel; either way the tick outlived tick_timeout.
     cancelled = False
     # The results of the round trip read so far (their count is the place of the statement being
     # read), and that count when the round trip's last WARNING came (-1: none): a cancel of the
@@ -250,7 +251,6 @@ def _pipeline(statements: list[_Statement], tail: int = 0) -> list[pq.abc.PGresu
     fails nothing already committed: it closes the connection, and the
     runner starts again with a new session."""
     conn = _connection()
-    session.cancelled = False
     session.warned_at = -1
     owed = 0
     if session.opening is not None:
@@ -265,7 +265,6 @@ def _pipeline(statements: list[_Statement], tail: int = 0) -> list[pq.abc.PGresu
             send_query_params(text, values, types)
         pgconn.pipeline_sync()
         results: list[pq.abc.PGresult] = conn.wait(_exchange(pgconn, len(statements)))
-        session.commit_unanswered = False  # answered, each statement (an error is known too)
         pgconn.exit_pipeline_mode()
         session.status_after = pgconn.transaction_status
     except BaseException as stopped:
@@ -285,6 +284,8 @@ def _pipeline(statements: list[_Statement], tail: int = 0) -> list[pq.abc.PGresu
                 session.on_failure_after_commit(f"{error.diag.message_primary} (SQLSTATE {error.sqlstate})")
                 conn.close()
                 break
+            # Before COMMIT: the transaction is failed, the COMMIT in this round trip did not run.
+            session.commit_unanswered = False
             raise_as_spi_error(error)
     return results[owed:] if owed else results
 
@@ -482,6 +483,7 @@ def begin_tick(frame: TickFrame | None = None, commit_with_insert: bool = False)
     session.opening = session.tick_opening
     session.commit_with_insert = commit_with_insert
     session.commit_unanswered = False
+    session.cancelled = False
     session.commit_answered = False
     session.heartbeat_rows = None
     session.closing_results = []
@@ -536,6 +538,7 @@ def _committed(closing: list[pq.abc.PGresult], sent_as: int) -> None:
     result = closing[0]
     status = session.status_after
     session.commit_answered = result.command_status == b"COMMIT"
+    session.commit_unanswered = False  # after commit_answered: a signal between counts it
     if session.commit_answered:
         session.closing_results = closing
     if not session.commit_answered or status != _IDLE:
@@ -554,14 +557,21 @@ def _committed(closing: list[pq.abc.PGresult], sent_as: int) -> None:
             "to commit as clients' commits do",
         )
     witness_at = sent_as + len(closing) - 1
-    if session.cancelled or (session.frame is not None and session.warned_at >= witness_at):
-        who = "tick_timeout cancelled it" if session.cancelled else "a cancel request ended it"
+    if session.frame is not None and session.warned_at >= witness_at:
         raise errors.from_sqlstate(
             "57014",
             "heartbeat not confirmed by a synchronous standby: committed locally only",
-            detail=f"The tick's commit waited for synchronous standbys, and {who}; the heartbeat "
-            "is committed on this server, but commits that wait as clients' do did not end.",
+            detail="The tick's witness waited for synchronous standbys, and a cancel ended the wait "
+            "(tick_timeout's, or another session's); the heartbeat is committed on this server, but "
+            "commits that wait as clients' do did not end.",
             hint="Check that the standbys named by synchronous_standby_names are connected and streaming.",
+        )
+    if session.cancelled:
+        raise errors.from_sqlstate(
+            "57014",
+            "the tick outlived tick_timeout: its statement was cancelled, and went on",
+            detail="The heartbeat is committed, and counted; code of the table's that traps the "
+            "cancel (an EXCEPTION block) went on past tick_timeout.",
         )
 
 

@@ -98,21 +98,24 @@ _MAY_WITNESS = (
 
 # What a new session of the runner's role in its database takes from pg_db_role_setting
 # (ALTER DATABASE / ROLE [IN DATABASE] ... SET, for the database or every one, for the role or
-# every role), as one text: read when the runner connects, and after COMMIT in every tick
-# (tick_frame).  A session takes them when it connects, clients' new sessions at once: when they
-# change, the runner connects again, and its new session takes what a client's takes
-# (default_transaction_read_only made every new client read-only while the runner's session
-# wrote on).
+# every role), and whether the database lets new sessions in (ALLOW_CONNECTIONS, CONNECTION
+# LIMIT, CONNECT's grants: its owner's to set), as one text of no ambiguity (each row's and
+# array's text form quotes what holds a space): after COMMIT in every tick (tick_frame).  A
+# session takes the settings when it connects, clients' new sessions at once: when this changes,
+# the runner connects again, and its new session takes what a client's takes or is refused as
+# a client's would be (a database owner's default_transaction_read_only = on made every new
+# client read-only, and CONNECTION LIMIT 0 refused them, while the runner's session wrote on).
+# The text to compare with is the last one the runner saw before its session began (_connect).
 _SETTINGS_NEW_SESSIONS_TAKE = """
-SELECT pg_catalog.string_agg(
-    s.setdatabase::pg_catalog.text OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) s.setrole::pg_catalog.text
-    OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) pg_catalog.array_to_string(s.setconfig, ' '),
-    ' ' ORDER BY s.setdatabase, s.setrole)
-FROM pg_catalog.pg_db_role_setting s
-WHERE s.setdatabase OPERATOR(pg_catalog.=) ANY (ARRAY[0::pg_catalog.oid,
-        (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())])
-  AND s.setrole OPERATOR(pg_catalog.=) ANY (ARRAY[0::pg_catalog.oid,
-        (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) session_user)])
+SELECT pg_catalog.concat_ws(' ',
+    (SELECT pg_catalog.array_agg(ROW(s.setdatabase, s.setrole, s.setconfig)::pg_catalog.text
+                                 ORDER BY s.setdatabase, s.setrole)::pg_catalog.text
+     FROM pg_catalog.pg_db_role_setting s
+     WHERE s.setdatabase OPERATOR(pg_catalog.=) ANY (ARRAY[0::pg_catalog.oid, d.oid])
+       AND s.setrole OPERATOR(pg_catalog.=) ANY (ARRAY[0::pg_catalog.oid,
+           (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) session_user)])),
+    ROW(d.datallowconn, d.datconnlimit, d.datacl)::pg_catalog.text)
+FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
 """
 
 # How long a tick may outlive its tick_timeout, once its statement was cancelled, before the
@@ -238,7 +241,15 @@ def tick_frame(
     oid = f"{int(table_oid)}::pg_catalog.oid"
     key = f"{int(state.LOCK_CLASS)}, {oid}::pg_catalog.int4"
     return client_spi.TickFrame(
-        settings=tick_start(tick_timeout_ms, server_version),
+        # The transaction holds the runner's key too: pg_advisory_unlock_all() in the table's code
+        # frees the session's lock, not the transaction's, so no other session takes it while the
+        # tick's transaction is open (a fifth red team had a second runner write in that tick).
+        # Another session holding it fails the tick at once, saying so (_tick: LOCK_LOST).
+        settings=tick_start(tick_timeout_ms, server_version)
+        + f", CASE WHEN pg_catalog.pg_try_advisory_xact_lock({key}) THEN NULL"
+        # Not a constant: the planner would fold, and fail, a constant's cast in any branch.
+        f" ELSE ('{LOCK_LOST}, in session ' OPERATOR(pg_catalog.||) pg_catalog.pg_backend_pid())::pg_catalog.int4"
+        " END",
         after_commit=(
             *((statement, ()) for statement in SESSION_RESET),
             # In this order (CASE): the transaction's hold on the key, then every session lock freed.
@@ -259,6 +270,10 @@ def tick_frame(
         ),
     )
 
+
+# What a tick's settings statement fails with when another session holds the runner's key: the
+# text of a value that is no integer (SQL has no RAISE), read back by _tick.
+LOCK_LOST = "alive-worker run: another session holds the runner lock"  # no quote: pasted into SQL
 
 # What DISCARD ALL does but free advisory locks (PostgreSQL's DiscardAll(), in its order; plans
 # and sequences' caches left alone: nothing of the table's code's reaches the runner through them).
@@ -515,6 +530,7 @@ class Runner:
         self.table_oid = ""
         # What the session took from pg_db_role_setting when it connected (_connect).
         self.settings_sessions_take: str | None = None
+        self.settings_seen = False
         # Heartbeats committed since the start (the numbering), counted when COMMIT answered
         # COMMIT: one a synchronous standby did not confirm is written, and fails its tick.
         self.heartbeats_committed = 0
@@ -691,9 +707,14 @@ class Runner:
         try:
             refuse_a_superuser(conn)
             refuse_the_role_s_own_settings(conn)
-            # What this session took, as near its start as can be read (tick_frame compares).
-            taken = conn.execute(_SETTINGS_NEW_SESSIONS_TAKE).fetchone()
-            self.settings_sessions_take = taken[0] if taken else None
+            if not self.settings_seen:
+                # The first session: what it took, as near its start as can be read.  Later ones
+                # are compared with what the runner last saw before they began (_tick): a change
+                # committed between a session's start and a read in it would pass for taken (a
+                # fifth red team's race), one before or after its start makes it connect again.
+                taken = conn.execute(_SETTINGS_NEW_SESSIONS_TAKE).fetchone()
+                self.settings_sessions_take = taken[0] if taken else None
+                self.settings_seen = True
         except RefusedRole:
             conn.close()
             raise
@@ -974,6 +995,8 @@ class Runner:
                 self.previous_committed = False
                 raise LostConnection(failure.message) from raised
             self.counters.ticks_failed += 1
+            if failure.sqlstate == "22P02" and LOCK_LOST in failure.message:
+                raise LostConnection(LOCK_LOST) from raised  # the next session is locked out
             if failure.sqlstate == "25006" and self._in_recovery():
                 # The server became a standby under us: wait for a primary.  A primary that
                 # refuses writes (default_transaction_read_only, the table's code raising 25006)
@@ -1021,9 +1044,11 @@ class Runner:
         else:
             taken_now = self._settings_sessions_take_now()
         if taken_now != self.settings_sessions_take:
+            self.settings_sessions_take = taken_now
             log.info(
-                "alive-worker run: the settings new sessions take from the database and the roles"
-                " changed (ALTER DATABASE / ROLE ... SET); connecting again to take them as clients do"
+                "alive-worker run: what new sessions take from the database and the roles changed"
+                " (ALTER DATABASE / ROLE ... SET, CONNECTION LIMIT, ALLOW_CONNECTIONS, CONNECT);"
+                " connecting again to take them as clients do"
             )
             raise LostConnection("the database's or the role's settings changed")
 
