@@ -109,6 +109,8 @@ class _Session:
     # witness's wait for synchronous standbys, whoever sent it, ends it with a WARNING.
     fetched: list[pq.abc.PGresult]
     warned_at = -1
+    # The connection's client encoding when it was made: what RESET ALL gives back after each tick.
+    encoding = "utf-8"
     # A round trip with the tick's COMMIT was sent and never answered (the connection closed
     # under it): whether the heartbeat committed is not known.
     commit_unanswered = False
@@ -138,6 +140,7 @@ def attach(conn: psycopg.Connection[Any]) -> None:
     session.closing_results = []
     session.fetched = []
     session.warned_at = -1
+    session.encoding = conn.info.encoding
     _parameter_types.clear()
 
 
@@ -515,8 +518,9 @@ def after_commit_answer(place: int, column: int = 0) -> str | None:
         or (value := answer.get_value(0, column)) is None
     ):
         return None
-    # The runner's own answers (booleans, the catalog's settings): decoded as the connection is.
-    return value.decode(_connection().info.encoding, errors="replace")
+    # The runner's own answers (booleans, the catalog's settings), read after RESET ALL: in the
+    # connection's own encoding (attach), whether or not the connection is still open.
+    return value.decode(session.encoding, errors="replace")
 
 
 def _committed(closing: list[pq.abc.PGresult], sent_as: int) -> None:
